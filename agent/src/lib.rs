@@ -1,0 +1,36 @@
+//! The shoal node agent: joins a swarm, keeps its certificate, and holds a session with the
+//! leader's dispatcher. Later issues add the task executor, network driver, gossip, DNS and
+//! load balancer here.
+
+pub mod certs;
+pub mod join;
+pub mod session;
+
+/// What this node is, as reported to the managers.
+pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as i64;
+    shoal_proto::NodeDescription {
+        hostname: hostname.to_string(),
+        platform: Some(shoal_proto::Platform {
+            architecture: std::env::consts::ARCH.to_string(),
+            os: std::env::consts::OS.to_string(),
+        }),
+        resources: Some(shoal_proto::Resources {
+            nano_cpus: cpus * 1_000_000_000,
+            memory_bytes,
+        }),
+        engine_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}

@@ -1,0 +1,127 @@
+//! The agent's session with the dispatcher: a heartbeat every period to a manager (any
+//! manager forwards to the leader). It learns the period, the managers' addresses and the
+//! role the node should have, and tells the daemon when that role changes or the node was
+//! removed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_proto::dispatcher_client::DispatcherClient;
+use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::{HeartbeatRequest, NodeDescription, NodeRole};
+use tokio::sync::mpsc;
+
+/// What the session reports to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The store wants this node in another role: renew the certificate.
+    RoleChanged(NodeRole),
+    /// The managers' addresses changed: worth persisting for the next start.
+    Managers(Vec<String>),
+    /// The node is no longer part of the swarm.
+    Removed(String),
+}
+
+pub struct SessionConfig {
+    pub node_id: String,
+    pub role: NodeRole,
+    pub tls: NodeTls,
+    pub managers: Vec<String>,
+    pub description: NodeDescription,
+    /// This node's address as other nodes see it.
+    pub addr: String,
+}
+
+/// Status of the session, for `info`.
+#[derive(Debug, Default, Clone)]
+pub struct SessionStatus {
+    pub connected: bool,
+    pub last_error: String,
+    pub period: Duration,
+    pub managers: Vec<String>,
+}
+
+pub async fn run(
+    cfg: SessionConfig,
+    status: Arc<Mutex<SessionStatus>>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    let mut managers = cfg.managers.clone();
+    let mut current = 0usize;
+    let mut period = Duration::from_millis(shoal_proto::DEFAULT_HEARTBEAT_MS);
+    let mut role_reported = None;
+    loop {
+        let addr = managers.get(current % managers.len().max(1)).cloned();
+        let outcome = match addr {
+            Some(addr) => beat(&cfg, &addr).await,
+            None => Err(tonic::Status::unavailable("no manager known")),
+        };
+        match outcome {
+            Ok(resp) => {
+                period = Duration::from_millis(resp.period_ms.max(100));
+                if !resp.manager_addrs.is_empty() && resp.manager_addrs != managers {
+                    managers = resp.manager_addrs.clone();
+                    current = 0;
+                    let _ = events.send(SessionEvent::Managers(managers.clone())).await;
+                }
+                let desired = resp.desired_role();
+                if desired != cfg.role && role_reported != Some(desired) {
+                    role_reported = Some(desired);
+                    let _ = events.send(SessionEvent::RoleChanged(desired)).await;
+                }
+                *status.lock().expect("poisoned") = SessionStatus {
+                    connected: true,
+                    last_error: String::new(),
+                    period,
+                    managers: managers.clone(),
+                };
+                tokio::time::sleep(period).await;
+            }
+            Err(s)
+                if s.code() == tonic::Code::NotFound
+                    || s.code() == tonic::Code::PermissionDenied =>
+            {
+                tracing::error!("the swarm no longer knows this node: {}", s.message());
+                let _ = events
+                    .send(SessionEvent::Removed(s.message().to_string()))
+                    .await;
+                return;
+            }
+            Err(s) => {
+                tracing::debug!("heartbeat failed: {}", s.message());
+                {
+                    let mut st = status.lock().expect("poisoned");
+                    st.connected = false;
+                    st.last_error = s.message().to_string();
+                }
+                current += 1;
+                tokio::time::sleep(period.min(Duration::from_secs(1)) / 2).await;
+            }
+        }
+    }
+}
+
+async fn beat(
+    cfg: &SessionConfig,
+    addr: &str,
+) -> Result<shoal_proto::HeartbeatResponse, tonic::Status> {
+    let channel = manager_channel(
+        addr,
+        &cfg.tls.ca_cert_pem,
+        Some((&cfg.tls.cert_pem, &cfg.tls.key_pem)),
+    )
+    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let req = HeartbeatRequest {
+        node_id: cfg.node_id.clone(),
+        description: Some(cfg.description.clone()),
+        addr: cfg.addr.clone(),
+    };
+    let mut client = DispatcherClient::new(channel);
+    let call = client.heartbeat(req);
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(r) => r.map(|r| r.into_inner()),
+        Err(_) => Err(tonic::Status::unavailable(format!(
+            "heartbeat to {addr} timed out"
+        ))),
+    }
+}

@@ -1,0 +1,76 @@
+//! Reaching a daemon: its local control socket (the default), or a manager's control port
+//! over mTLS with a node certificate.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use shoal_proto::control_client::ControlClient;
+use shoal_proto::tls::manager_channel;
+use tonic::transport::Channel;
+
+pub const DEFAULT_RUN_DIR: &str = "/run/shoal";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/shoal";
+pub const SOCKET_NAME: &str = "shoal.sock";
+
+pub struct Target {
+    host: String,
+    tls_dir: Option<PathBuf>,
+}
+
+impl Target {
+    pub fn new(host: Option<String>, tls_dir: Option<PathBuf>) -> Self {
+        let host = host
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("unix://{DEFAULT_RUN_DIR}/{SOCKET_NAME}"));
+        Target { host, tls_dir }
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<ControlClient<Channel>> {
+        let channel = if let Some(path) = self.host.strip_prefix("unix://") {
+            shoal_proto::tls::unix_channel(std::path::Path::new(path))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "Cannot connect to the shoal daemon at {}. Is the shoal daemon running? Start it with `shoal daemon`",
+                        self.host
+                    )
+                })?
+        } else {
+            let addr = self.host.strip_prefix("tcp://").unwrap_or(&self.host);
+            let addr = if addr.contains(':') {
+                addr.to_string()
+            } else {
+                format!("{addr}:{}", shoal_proto::CONTROL_PORT)
+            };
+            let dir = self
+                .tls_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR).join("swarm/certificates"));
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f)).with_context(|| {
+                    format!(
+                        "reading {} (a node certificate is needed to talk to {addr}; set --tls-dir)",
+                        dir.join(f).display()
+                    )
+                })
+            };
+            let (ca, cert, key) = (read("ca.crt")?, read("node.crt")?, read("node.key")?);
+            let channel = manager_channel(&addr, &ca, Some((&cert, &key)))?;
+            // Connect now so an unreachable manager is reported as such.
+            channel
+        };
+        Ok(ControlClient::new(channel))
+    }
+}
+
+/// A daemon's refusal, worded as docker words it.
+pub fn daemon_error(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unavailable
+            if status.message().contains("transport") || status.message().contains("connect") =>
+        {
+            anyhow!("Cannot reach the shoal daemon: {}", status.message())
+        }
+        _ => anyhow!("Error response from daemon: {}", status.message()),
+    }
+}

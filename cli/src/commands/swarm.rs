@@ -1,0 +1,165 @@
+//! `shoal swarm ...`
+
+use clap::Subcommand;
+use shoal_proto::{
+    JoinTokenRequest, NodeRole, SwarmInitRequest, SwarmJoinRequest, SwarmLeaveRequest,
+};
+
+use crate::client::{Target, daemon_error};
+
+#[derive(Subcommand)]
+pub enum SwarmCommand {
+    /// Initialize a swarm
+    Init {
+        /// Advertised address (format: <ip|interface>[:port])
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Listen address (format: <ip|interface>[:port])
+        #[arg(long)]
+        listen_addr: Option<String>,
+        /// Force create a new cluster from current state
+        #[arg(long)]
+        force_new_cluster: bool,
+        /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+        #[arg(long, value_parser = crate::duration::parse)]
+        dispatcher_heartbeat: Option<std::time::Duration>,
+    },
+    /// Join a swarm as a node and/or manager
+    Join {
+        /// Token for entry into the swarm
+        #[arg(long)]
+        token: String,
+        /// Advertised address (format: <ip|interface>[:port])
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Listen address (format: <ip|interface>[:port])
+        #[arg(long)]
+        listen_addr: Option<String>,
+        /// A manager's address, HOST:PORT
+        remote: String,
+    },
+    /// Manage join tokens
+    JoinToken {
+        /// Only display token
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate join token
+        #[arg(long)]
+        rotate: bool,
+        /// worker or manager
+        #[arg(value_parser = ["worker", "manager"])]
+        role: String,
+    },
+    /// Leave the swarm
+    Leave {
+        /// Force this node to leave the swarm, ignoring warnings
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
+    let mut client = target.connect().await?;
+    match cmd {
+        SwarmCommand::Init {
+            advertise_addr,
+            listen_addr,
+            force_new_cluster,
+            dispatcher_heartbeat,
+        } => {
+            let resp = client
+                .swarm_init(SwarmInitRequest {
+                    advertise_addr: advertise_addr.unwrap_or_default(),
+                    listen_addr: listen_addr.unwrap_or_default(),
+                    force_new_cluster,
+                    heartbeat_period_ms: dispatcher_heartbeat
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                })
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            let addr = client
+                .join_token(JoinTokenRequest {
+                    role: NodeRole::Worker as i32,
+                    rotate: false,
+                })
+                .await
+                .map(|r| r.into_inner().manager_addr)
+                .unwrap_or_default();
+            println!(
+                "Swarm initialized: current node ({}) is now a manager.\n",
+                resp.node_id
+            );
+            println!("To add a worker to this swarm, run the following command:\n");
+            println!(
+                "    shoal swarm join --token {} {addr}\n",
+                resp.worker_token
+            );
+            println!(
+                "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n"
+            );
+        }
+        SwarmCommand::Join {
+            token,
+            advertise_addr,
+            listen_addr,
+            remote,
+        } => {
+            let resp = client
+                .swarm_join(SwarmJoinRequest {
+                    token,
+                    remote_addr: remote,
+                    advertise_addr: advertise_addr.unwrap_or_default(),
+                    listen_addr: listen_addr.unwrap_or_default(),
+                })
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            println!(
+                "This node joined a swarm as a {}.",
+                crate::output::role_name(resp.role())
+            );
+        }
+        SwarmCommand::JoinToken {
+            quiet,
+            rotate,
+            role,
+        } => {
+            let role = if role == "manager" {
+                NodeRole::Manager
+            } else {
+                NodeRole::Worker
+            };
+            let resp = client
+                .join_token(JoinTokenRequest {
+                    role: role as i32,
+                    rotate,
+                })
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            let name = crate::output::role_name(role);
+            if quiet {
+                println!("{}", resp.token);
+                return Ok(());
+            }
+            if rotate {
+                println!("Successfully rotated {name} join token.\n");
+            }
+            println!("To add a {name} to this swarm, run the following command:\n");
+            println!(
+                "    shoal swarm join --token {} {}\n",
+                resp.token, resp.manager_addr
+            );
+        }
+        SwarmCommand::Leave { force } => {
+            client
+                .swarm_leave(SwarmLeaveRequest { force })
+                .await
+                .map_err(daemon_error)?;
+            println!("Node left the swarm.");
+        }
+    }
+    Ok(())
+}

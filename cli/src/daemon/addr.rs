@@ -1,0 +1,122 @@
+//! Choosing the address a node advertises to the others.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{anyhow, bail};
+
+/// The address VirtualBox gives every VM's NAT interface: never reachable from other VMs.
+const VIRTUALBOX_NAT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+
+/// Resolves `--advertise-addr` (IP, IP:PORT or an interface name) or, when absent, the
+/// address of the interface holding the default route. Returns (ip, port).
+pub fn resolve_advertise(given: Option<&str>, default_port: u16) -> anyhow::Result<(IpAddr, u16)> {
+    let (ip, port) = match given.filter(|s| !s.is_empty()) {
+        Some(s) => parse_or_interface(s, default_port)?,
+        None => (default_route_address()?, default_port),
+    };
+    if ip == IpAddr::V4(VIRTUALBOX_NAT) {
+        bail!(
+            "refusing to advertise {ip}: it is the VirtualBox NAT address that every VM has, so other nodes cannot reach this one there. Pass --advertise-addr with the address of the host-only network (for example 192.168.56.11)"
+        );
+    }
+    if ip.is_unspecified() || ip.is_loopback() {
+        bail!(
+            "cannot advertise {ip}: other nodes cannot reach it; pass --advertise-addr with this node's address on the network they share"
+        );
+    }
+    Ok((ip, port))
+}
+
+fn parse_or_interface(s: &str, default_port: u16) -> anyhow::Result<(IpAddr, u16)> {
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), sa.port()));
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, default_port));
+    }
+    let (name, port) = match s.rsplit_once(':') {
+        Some((n, p)) => (n, p.parse().map_err(|_| anyhow!("invalid port in {s:?}"))?),
+        None => (s, default_port),
+    };
+    let ip = interface_ipv4(name)?.ok_or_else(|| {
+        anyhow!("{s:?} is neither an IP address nor the name of an interface with an IPv4 address")
+    })?;
+    Ok((IpAddr::V4(ip), port))
+}
+
+/// First IPv4 address of interface `name`.
+pub fn interface_ipv4(name: &str) -> anyhow::Result<Option<Ipv4Addr>> {
+    let mut found = None;
+    // SAFETY: getifaddrs fills a linked list we walk read-only and free once.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_str() == Ok(name)
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                break;
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    Ok(found)
+}
+
+fn default_route_address() -> anyhow::Result<IpAddr> {
+    let routes = std::fs::read_to_string("/proc/net/route")?;
+    let iface = routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[1] == "00000000")
+        .map(|f| f[0].to_string())
+        .ok_or_else(|| {
+            anyhow!("could not choose an address to advertise: no interface holds a default route. Pass --advertise-addr")
+        })?;
+    let ip = interface_ipv4(&iface)?.ok_or_else(|| {
+        anyhow!(
+            "interface {iface} has the default route but no IPv4 address; pass --advertise-addr"
+        )
+    })?;
+    Ok(IpAddr::V4(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_the_virtualbox_nat_address() {
+        let err = resolve_advertise(Some("10.0.2.15"), 2377)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VirtualBox NAT"), "{err}");
+    }
+
+    #[test]
+    fn accepts_ip_and_ip_port() {
+        assert_eq!(
+            resolve_advertise(Some("192.168.56.11"), 2377).unwrap(),
+            ("192.168.56.11".parse().unwrap(), 2377)
+        );
+        assert_eq!(
+            resolve_advertise(Some("192.168.56.11:4000"), 2377).unwrap(),
+            ("192.168.56.11".parse().unwrap(), 4000)
+        );
+    }
+
+    #[test]
+    fn loopback_and_unknown_interfaces_are_refused() {
+        assert!(resolve_advertise(Some("127.0.0.1"), 2377).is_err());
+        assert!(resolve_advertise(Some("no-such-if0"), 2377).is_err());
+    }
+}

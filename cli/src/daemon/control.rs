@@ -1,0 +1,146 @@
+//! The Control service: what the CLI calls. Served on the local socket (all calls; the
+//! socket is root-only) and on a manager's control port (cluster calls only, for callers
+//! holding a manager certificate).
+
+use std::sync::Arc;
+
+use shoal_manager::api::{Access, authorize};
+use shoal_manager::nodes;
+use shoal_proto::control_server::Control;
+use shoal_proto::{
+    Empty, GetNodeRequest, InfoResponse, JoinTokenRequest, JoinTokenResponse, ListNodesResponse,
+    Node, NodeRole, RemoveNodeRequest, SwarmInitRequest, SwarmInitResponse, SwarmJoinRequest,
+    SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest,
+};
+use tonic::{Request, Response, Status};
+
+use super::Daemon;
+
+pub struct ControlService {
+    daemon: Arc<Daemon>,
+    remote: bool,
+}
+
+impl ControlService {
+    pub fn local(daemon: Arc<Daemon>) -> Self {
+        ControlService {
+            daemon,
+            remote: false,
+        }
+    }
+
+    pub fn remote(daemon: Arc<Daemon>) -> Self {
+        ControlService {
+            daemon,
+            remote: true,
+        }
+    }
+
+    fn local_only<T>(&self, _req: &Request<T>) -> Result<(), Status> {
+        if self.remote {
+            return Err(Status::permission_denied(
+                "swarm init, join and leave act on one node: run them on that node (through its control socket)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Docker's `self` names the node the CLI talks to.
+    async fn resolve_self(&self, key: String) -> String {
+        if key == "self" {
+            self.daemon.self_node_id().await
+        } else {
+            key
+        }
+    }
+
+    /// The local manager, after checking a remote caller holds a manager certificate.
+    async fn manager<T>(&self, req: &Request<T>) -> Result<Arc<shoal_manager::Manager>, Status> {
+        let m = self.daemon.manager().await?;
+        if self.remote {
+            authorize(&m, req, Access::Manager)?;
+        }
+        Ok(m)
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn swarm_init(
+        &self,
+        req: Request<SwarmInitRequest>,
+    ) -> Result<Response<SwarmInitResponse>, Status> {
+        self.local_only(&req)?;
+        Ok(Response::new(self.daemon.init(req.into_inner()).await?))
+    }
+
+    async fn swarm_join(
+        &self,
+        req: Request<SwarmJoinRequest>,
+    ) -> Result<Response<SwarmJoinResponse>, Status> {
+        self.local_only(&req)?;
+        Ok(Response::new(self.daemon.join(req.into_inner()).await?))
+    }
+
+    async fn swarm_leave(
+        &self,
+        req: Request<SwarmLeaveRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        self.local_only(&req)?;
+        self.daemon.leave(req.into_inner().force).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn join_token(
+        &self,
+        req: Request<JoinTokenRequest>,
+    ) -> Result<Response<JoinTokenResponse>, Status> {
+        let m = self.manager(&req).await?;
+        let req = req.into_inner();
+        let role = NodeRole::try_from(req.role)
+            .map_err(|_| Status::invalid_argument("role must be worker or manager"))?;
+        let token = nodes::join_token(&m, role, req.rotate).await?;
+        Ok(Response::new(JoinTokenResponse {
+            token,
+            manager_addr: m.config.advertise_addr.clone(),
+        }))
+    }
+
+    async fn list_nodes(&self, req: Request<Empty>) -> Result<Response<ListNodesResponse>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(ListNodesResponse {
+            nodes: nodes::list_nodes(&m),
+            self_node_id: self.daemon.self_node_id().await,
+        }))
+    }
+
+    async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
+        let m = self.manager(&req).await?;
+        let key = self.resolve_self(req.into_inner().id_or_name).await;
+        Ok(Response::new(nodes::get_node(&m, &key)?))
+    }
+
+    async fn update_node(&self, req: Request<UpdateNodeRequest>) -> Result<Response<Node>, Status> {
+        let m = self.manager(&req).await?;
+        let mut req = req.into_inner();
+        req.id_or_name = self.resolve_self(req.id_or_name).await;
+        Ok(Response::new(nodes::update_node(&m, req).await?))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&req).await?;
+        let req = req.into_inner();
+        nodes::remove_node(&m, &req.id_or_name, req.force).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn info(&self, req: Request<Empty>) -> Result<Response<InfoResponse>, Status> {
+        if self.remote {
+            self.manager(&req).await?;
+        }
+        Ok(Response::new(self.daemon.info().await))
+    }
+}

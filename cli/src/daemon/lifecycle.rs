@@ -1,0 +1,511 @@
+//! Joining, leaving and changing role: the transitions of a node's swarm membership.
+
+use std::sync::Arc;
+
+use shoal_agent::join::JoinError;
+use shoal_agent::session::SessionEvent;
+use shoal_manager::ca::{create_root_ca, sign_node_csr};
+use shoal_manager::{Bootstrap, Manager};
+use shoal_proto::tls::NodeTls;
+use shoal_proto::token::{JoinToken, ca_digest};
+use shoal_proto::{
+    Annotations, Cluster, ClusterSpec, DispatcherConfig, InfoResponse, JoinTokens, ManagerStatus,
+    Meta, Node, NodeRole, NodeSpec, NodeState, NodeStatus, Reachability, RootCa, SwarmInitRequest,
+    SwarmInitResponse, SwarmJoinRequest, SwarmJoinResponse,
+};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::Daemon;
+use super::addr::resolve_advertise;
+use super::runtime::Runtime;
+use super::state::{SwarmDir, SwarmState};
+
+const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.";
+const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.";
+const WORKER_NODE: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("{e:#}"))
+}
+
+fn port_of(listen: &str) -> u16 {
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(shoal_proto::CONTROL_PORT)
+}
+
+impl Daemon {
+    fn swarm_dir(&self) -> SwarmDir {
+        SwarmDir::new(&self.args.data_dir)
+    }
+
+    /// The local manager, or docker's explanation of why there is none.
+    pub async fn manager(&self) -> Result<Arc<Manager>, Status> {
+        let guard = self.runtime.lock().await;
+        match guard.as_ref() {
+            None => Err(Status::failed_precondition(NOT_IN_SWARM)),
+            Some(rt) => rt
+                .manager
+                .clone()
+                .ok_or_else(|| Status::failed_precondition(WORKER_NODE)),
+        }
+    }
+
+    pub async fn self_node_id(&self) -> String {
+        let guard = self.runtime.lock().await;
+        guard
+            .as_ref()
+            .map(|rt| rt.state.node_id.clone())
+            .unwrap_or_default()
+    }
+
+    fn choose_addresses(
+        &self,
+        advertise: &str,
+        listen: &str,
+    ) -> Result<(String, u16, String), Status> {
+        let listen = if listen.is_empty() {
+            self.args.listen_addr.clone()
+        } else {
+            listen.to_string()
+        };
+        let given = if advertise.is_empty() {
+            self.args.advertise_addr.as_deref()
+        } else {
+            Some(advertise)
+        };
+        let (ip, port) = resolve_advertise(given, port_of(&listen))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok((ip.to_string(), port, listen))
+    }
+
+    pub async fn init(
+        self: &Arc<Self>,
+        req: SwarmInitRequest,
+    ) -> Result<SwarmInitResponse, Status> {
+        let mut guard = self.runtime.lock().await;
+        if req.force_new_cluster {
+            return self.force_new_cluster(&mut guard).await;
+        }
+        if guard.is_some() {
+            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        let (ip, port, listen_addr) =
+            self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
+        let cluster_id = shoal_proto::ids::new_id();
+        let node_id = shoal_proto::ids::new_id();
+        let raft_id = rand_raft_id();
+        let ca = create_root_ca(&cluster_id).map_err(internal)?;
+        let worker_token = JoinToken::generate(&ca.cert_der).to_string();
+        let key = shoal_agent::certs::new_key_and_csr().map_err(internal)?;
+        let cert_pem = sign_node_csr(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &key.csr_pem,
+            &node_id,
+            NodeRole::Manager,
+            &cluster_id,
+        )
+        .map_err(internal)?;
+        let now = shoal_proto::now_nanos();
+        let meta = Some(Meta {
+            created_at_unix_nanos: now,
+            updated_at_unix_nanos: now,
+            ..Default::default()
+        });
+        let heartbeat = if req.heartbeat_period_ms == 0 {
+            shoal_proto::DEFAULT_HEARTBEAT_MS
+        } else {
+            req.heartbeat_period_ms
+        };
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta,
+            spec: Some(ClusterSpec {
+                annotations: Some(Annotations {
+                    name: "default".into(),
+                    ..Default::default()
+                }),
+                dispatcher: Some(DispatcherConfig {
+                    heartbeat_period_ms: heartbeat,
+                }),
+            }),
+            root_ca: Some(RootCa {
+                ca_cert_pem: ca.cert_pem.clone(),
+                ca_key_pem: ca.key_pem.clone(),
+                ca_cert_digest: ca_digest(&ca.cert_der),
+                join_tokens: Some(JoinTokens {
+                    worker: worker_token.clone(),
+                    manager: JoinToken::generate(&ca.cert_der).to_string(),
+                }),
+            }),
+            removed_nodes: vec![],
+        };
+        let state = SwarmState {
+            node_id: node_id.clone(),
+            cluster_id,
+            manager: true,
+            raft_id,
+            advertise_ip: ip.clone(),
+            control_port: port,
+            listen_addr,
+            manager_addrs: vec![format!("{ip}:{port}")],
+        };
+        let node = Node {
+            id: node_id.clone(),
+            meta,
+            spec: Some(NodeSpec {
+                desired_role: NodeRole::Manager as i32,
+                ..Default::default()
+            }),
+            description: Some(shoal_agent::describe_node(&self.hostname)),
+            status: Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                message: String::new(),
+                addr: ip,
+            }),
+            manager_status: Some(ManagerStatus {
+                raft_id,
+                addr: state.control_addr(),
+                leader: true,
+                reachability: Reachability::Reachable as i32,
+            }),
+            role: NodeRole::Manager as i32,
+        };
+        let tls = NodeTls {
+            ca_cert_pem: ca.cert_pem,
+            cert_pem,
+            key_pem: key.key_pem,
+        };
+        self.swarm_dir().save(&state, &tls).map_err(internal)?;
+        match Runtime::start(
+            self,
+            state,
+            tls,
+            Bootstrap::Init {
+                cluster: Box::new(cluster),
+                node: Box::new(node),
+            },
+            self.events.clone(),
+        )
+        .await
+        {
+            Ok(rt) => *guard = Some(rt),
+            Err(e) => {
+                let _ = self.swarm_dir().wipe();
+                return Err(internal(e));
+            }
+        }
+        tracing::info!(node = %node_id, "swarm initialised");
+        Ok(SwarmInitResponse {
+            node_id,
+            worker_token,
+        })
+    }
+
+    async fn force_new_cluster(
+        self: &Arc<Self>,
+        guard: &mut Option<Runtime>,
+    ) -> Result<SwarmInitResponse, Status> {
+        let (state, tls) = self.swarm_dir().load().map_err(internal)?.ok_or_else(|| {
+            Status::failed_precondition(
+                "--force-new-cluster needs the data of a manager of the old swarm in --data-dir, and there is none here",
+            )
+        })?;
+        if !state.manager {
+            return Err(Status::failed_precondition(
+                "this node was a worker: --force-new-cluster must run on a manager that holds the swarm's data",
+            ));
+        }
+        if let Some(rt) = guard.take() {
+            rt.stop().await;
+        }
+        let node_id = state.node_id.clone();
+        let rt = match Runtime::start(
+            self,
+            state.clone(),
+            tls.clone(),
+            Bootstrap::ForceNewCluster,
+            self.events.clone(),
+        )
+        .await
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                // Put the node back as it was rather than leave it outside its swarm.
+                if let Ok(rt) =
+                    Runtime::start(self, state, tls, Bootstrap::Existing, self.events.clone()).await
+                {
+                    *guard = Some(rt);
+                }
+                return Err(internal(e));
+            }
+        };
+        let token = rt
+            .manager
+            .as_ref()
+            .and_then(|m| m.cluster().ok())
+            .and_then(|c| c.root_ca?.join_tokens)
+            .map(|t| t.worker)
+            .unwrap_or_default();
+        *guard = Some(rt);
+        tracing::warn!(
+            "started a new one-manager cluster from this node's data (--force-new-cluster)"
+        );
+        Ok(SwarmInitResponse {
+            node_id,
+            worker_token: token,
+        })
+    }
+
+    pub async fn join(
+        self: &Arc<Self>,
+        req: SwarmJoinRequest,
+    ) -> Result<SwarmJoinResponse, Status> {
+        let mut guard = self.runtime.lock().await;
+        if guard.is_some() {
+            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        let (ip, port, listen_addr) =
+            self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
+        let remote = if req.remote_addr.contains(':') {
+            req.remote_addr.clone()
+        } else {
+            format!("{}:{}", req.remote_addr, shoal_proto::CONTROL_PORT)
+        };
+        let granted = shoal_agent::join::join(
+            &req.token,
+            &remote,
+            shoal_agent::describe_node(&self.hostname),
+            &format!("{ip}:{port}"),
+        )
+        .await
+        .map_err(|e| match e {
+            JoinError::Token(_) => Status::invalid_argument(e.to_string()),
+            JoinError::Unreachable { .. } => Status::unavailable(e.to_string()),
+            JoinError::CaMismatch(_) | JoinError::Refused(_) => {
+                Status::permission_denied(e.to_string())
+            }
+            JoinError::Key(_) => Status::internal(e.to_string()),
+        })?;
+        let cert = granted.certificate;
+        let role = cert.role();
+        let mut managers = cert.manager_addrs.clone();
+        if !managers.contains(&remote) {
+            managers.push(remote);
+        }
+        let state = SwarmState {
+            node_id: cert.node_id.clone(),
+            cluster_id: cert.cluster_id.clone(),
+            manager: role == NodeRole::Manager,
+            raft_id: cert.raft_id,
+            advertise_ip: ip,
+            control_port: port,
+            listen_addr,
+            manager_addrs: managers.clone(),
+        };
+        let tls = NodeTls {
+            ca_cert_pem: cert.ca_cert_pem,
+            cert_pem: cert.cert_pem,
+            key_pem: granted.key_pem,
+        };
+        self.swarm_dir().save(&state, &tls).map_err(internal)?;
+        let started = async {
+            let rt =
+                Runtime::start(self, state, tls, Bootstrap::Existing, self.events.clone()).await?;
+            if let Some(m) = &rt.manager
+                && let Err(e) = m.join_raft_via(&managers).await
+            {
+                rt.stop().await;
+                return Err(anyhow::Error::from(e));
+            }
+            Ok::<_, anyhow::Error>(rt)
+        };
+        match started.await {
+            Ok(rt) => *guard = Some(rt),
+            Err(e) => {
+                let _ = self.swarm_dir().wipe();
+                return Err(internal(e));
+            }
+        }
+        tracing::info!(node = %cert.node_id, ?role, "joined the swarm");
+        Ok(SwarmJoinResponse { role: role as i32 })
+    }
+
+    pub async fn leave(&self, force: bool) -> Result<(), Status> {
+        let mut guard = self.runtime.lock().await;
+        let Some(rt) = guard.take() else {
+            return Err(Status::failed_precondition(
+                "This node is not part of a swarm",
+            ));
+        };
+        if rt.state.manager && !force {
+            let managers = rt.manager.as_ref().map(|m| m.voters().len()).unwrap_or(1);
+            *guard = Some(rt);
+            return Err(Status::failed_precondition(format!(
+                "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {} managers out of {managers}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
+                managers.saturating_sub(1)
+            )));
+        }
+        if let Some(m) = rt
+            .manager
+            .as_ref()
+            .filter(|m| m.is_leader() && m.voters().len() > 1)
+            && let Err(e) = m.remove_voter(rt.state.raft_id).await
+        {
+            tracing::warn!("could not leave the managers' Raft group cleanly: {e}");
+        }
+        rt.stop().await;
+        self.swarm_dir().wipe().map_err(internal)?;
+        tracing::info!("left the swarm");
+        Ok(())
+    }
+
+    /// Moves the node to the role the store wants: a new certificate, then the components
+    /// of that role.
+    async fn change_role(self: &Arc<Self>, role: NodeRole) {
+        let mut guard = self.runtime.lock().await;
+        let Some(rt) = guard.take() else { return };
+        let granted = match shoal_agent::join::renew(
+            &rt.tls,
+            &rt.state.manager_addrs,
+            &rt.state.control_addr(),
+        )
+        .await
+        {
+            Ok(g) if g.certificate.role() == role => g,
+            Ok(_) => {
+                tracing::warn!(
+                    ?role,
+                    "certificate renewal returned another role; staying as we are"
+                );
+                *guard = Some(rt);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("renewing the certificate for role {role:?}: {e}");
+                *guard = Some(rt);
+                return;
+            }
+        };
+        let mut state = rt.state.clone();
+        state.manager = role == NodeRole::Manager;
+        state.raft_id = granted.certificate.raft_id;
+        if !granted.certificate.manager_addrs.is_empty() {
+            state.manager_addrs = granted.certificate.manager_addrs.clone();
+        }
+        let tls = NodeTls {
+            ca_cert_pem: granted.certificate.ca_cert_pem,
+            cert_pem: granted.certificate.cert_pem,
+            key_pem: granted.key_pem,
+        };
+        rt.stop().await;
+        if !state.manager {
+            let _ = std::fs::remove_dir_all(self.swarm_dir().raft_dir());
+        }
+        if let Err(e) = self.swarm_dir().save(&state, &tls) {
+            tracing::error!("saving the new certificate: {e:#}");
+        }
+        let managers = state.manager_addrs.clone();
+        match Runtime::start(self, state, tls, Bootstrap::Existing, self.events.clone()).await {
+            Ok(rt) => {
+                if let Some(m) = &rt.manager
+                    && let Err(e) = m.join_raft_via(&managers).await
+                {
+                    tracing::error!("joining the managers after promotion: {e}");
+                }
+                tracing::info!(?role, "node role changed");
+                *guard = Some(rt);
+            }
+            Err(e) => tracing::error!("restarting in role {role:?}: {e:#}"),
+        }
+    }
+
+    pub async fn info(&self) -> InfoResponse {
+        let guard = self.runtime.lock().await;
+        let mut info = InfoResponse {
+            local_node_state: "inactive".into(),
+            hostname: self.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        };
+        let Some(rt) = guard.as_ref() else {
+            return info;
+        };
+        let session = rt.session_status.lock().expect("poisoned").clone();
+        info.node_id = rt.state.node_id.clone();
+        info.node_addr = rt.state.advertise_ip.clone();
+        info.cluster_id = rt.state.cluster_id.clone();
+        info.remote_managers = if session.managers.is_empty() {
+            rt.state.manager_addrs.clone()
+        } else {
+            session.managers
+        };
+        info.heartbeat_period_ms = session.period.as_millis() as u64;
+        info.local_node_state = "active".into();
+        if let Some(e) = &rt.error {
+            info.local_node_state = "error".into();
+            info.error = e.clone();
+        } else if !session.connected && !session.last_error.is_empty() {
+            info.error = session.last_error;
+        }
+        if let Some(m) = &rt.manager {
+            info.control_available = true;
+            info.is_leader = m.is_leader();
+            let (managers, nodes) = m.store.view(|s| {
+                (
+                    s.nodes().filter(|n| n.manager_status.is_some()).count(),
+                    s.nodes().count(),
+                )
+            });
+            info.managers = managers as u32;
+            info.nodes = nodes as u32;
+            if let Ok(c) = m.cluster() {
+                info.ca_cert_digest = c.root_ca.map(|r| r.ca_cert_digest).unwrap_or_default();
+                info.heartbeat_period_ms =
+                    shoal_manager::dispatcher::heartbeat_period(m).as_millis() as u64;
+            }
+            if m.leader_id().is_none() {
+                info.error = shoal_manager::manager::NO_LEADER.into();
+            }
+        }
+        info
+    }
+}
+
+fn rand_raft_id() -> u64 {
+    // Raft IDs only need to be unique among the managers; 0 is reserved.
+    let bytes = shoal_proto::ids::new_id();
+    bytes
+        .bytes()
+        .fold(1469598103934665603u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(1099511628211)
+        })
+        .max(1)
+}
+
+/// Acts on what the dispatcher session reports.
+pub async fn handle_session_events(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<SessionEvent>) {
+    while let Some(event) = rx.recv().await {
+        match event {
+            SessionEvent::Managers(addrs) => {
+                let mut guard = daemon.runtime.lock().await;
+                if let Some(rt) = guard.as_mut() {
+                    rt.state.manager_addrs = addrs;
+                    if let Err(e) = daemon.swarm_dir().save_state(&rt.state) {
+                        tracing::warn!("saving manager addresses: {e:#}");
+                    }
+                }
+            }
+            SessionEvent::RoleChanged(role) => daemon.change_role(role).await,
+            SessionEvent::Removed(msg) => {
+                let mut guard = daemon.runtime.lock().await;
+                if let Some(rt) = guard.as_mut() {
+                    rt.error = Some(msg);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `shoal daemon`: the per-node process. It serves the CLI on <run-dir>/shoal.sock (root
+//! only), and while the node is in a swarm runs its components (see runtime.rs). Swarm
+//! membership survives restarts through <data-dir>/swarm.
+
+mod addr;
+mod control;
+mod lifecycle;
+mod runtime;
+mod state;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shoal_agent::session::SessionEvent;
+use shoal_manager::Bootstrap;
+use shoal_proto::control_server::ControlServer;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::client::{DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, SOCKET_NAME};
+use runtime::Runtime;
+use state::SwarmDir;
+
+#[derive(clap::Args, Clone)]
+pub struct DaemonArgs {
+    /// Where the node keeps its swarm state, certificates and Raft log
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Where the control socket lives
+    #[arg(long, default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// Address managers listen on for cluster control
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    pub listen_addr: String,
+    /// Address other nodes reach this one at (IP, IP:PORT or interface); default: the
+    /// address of the interface holding the default route
+    #[arg(long)]
+    pub advertise_addr: Option<String>,
+    /// Node hostname reported to the swarm; default: this machine's hostname
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Log format: text or json
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Log filter, e.g. info or shoal_manager=debug
+    #[arg(long, env = "SHOAL_LOG", default_value = "info,openraft=off")]
+    pub log_level: String,
+}
+
+pub struct Daemon {
+    pub args: DaemonArgs,
+    pub hostname: String,
+    runtime: Mutex<Option<Runtime>>,
+    events: mpsc::Sender<SessionEvent>,
+}
+
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    init_logging(&args);
+    if let Some(a) = &args.advertise_addr {
+        addr::resolve_advertise(Some(a), shoal_proto::CONTROL_PORT)?;
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.run_dir)
+        .with_context(|| format!("creating --run-dir {}", args.run_dir.display()))?;
+    std::fs::set_permissions(&args.run_dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = args.run_dir.join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+
+    let hostname = args.hostname.clone().unwrap_or_else(system_hostname);
+    let (events_tx, events_rx) = mpsc::channel(16);
+    let daemon = Arc::new(Daemon {
+        args: args.clone(),
+        hostname,
+        runtime: Mutex::new(None),
+        events: events_tx,
+    });
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket.display(),
+        data_dir = %args.data_dir.display(),
+        hostname = %daemon.hostname,
+        "shoal daemon starting"
+    );
+    if let Some((state, tls)) = SwarmDir::new(&args.data_dir).load()? {
+        tracing::info!(node = %state.node_id, manager = state.manager, "rejoining the swarm from saved state");
+        let rt = Runtime::start(
+            &daemon,
+            state,
+            tls,
+            Bootstrap::Existing,
+            daemon.events.clone(),
+        )
+        .await?;
+        *daemon.runtime.lock().await = Some(rt);
+    }
+    tokio::spawn(lifecycle::handle_session_events(daemon.clone(), events_rx));
+
+    let server = tonic::transport::Server::builder()
+        .add_service(ControlServer::new(control::ControlService::local(
+            daemon.clone(),
+        )))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown_signal(),
+        );
+    server.await.context("control socket server")?;
+    tracing::info!("shutting down");
+    if let Some(rt) = daemon.runtime.lock().await.take() {
+        rt.stop().await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_logging(args: &DaemonArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

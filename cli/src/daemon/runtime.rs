@@ -1,0 +1,151 @@
+//! A node's swarm components while it is part of a swarm: for managers the Raft manager and
+//! the mTLS listener on the control port; for every node the dispatcher session.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_agent::session::{SessionConfig, SessionEvent, SessionStatus};
+use shoal_manager::api::ManagerApi;
+use shoal_manager::{Bootstrap, Manager, ManagerConfig};
+use shoal_proto::ca_server::CaServer;
+use shoal_proto::control_server::ControlServer;
+use shoal_proto::dispatcher_server::DispatcherServer;
+use shoal_proto::raft_transport_server::RaftTransportServer;
+use shoal_proto::tls::NodeTls;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use super::Daemon;
+use super::control::ControlService;
+use super::state::{SwarmDir, SwarmState};
+
+pub struct Runtime {
+    pub state: SwarmState,
+    pub tls: NodeTls,
+    pub manager: Option<Arc<Manager>>,
+    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    session: JoinHandle<()>,
+    pub session_status: Arc<Mutex<SessionStatus>>,
+    /// Set when the swarm no longer accepts this node.
+    pub error: Option<String>,
+}
+
+impl Runtime {
+    pub async fn start(
+        daemon: &Arc<Daemon>,
+        state: SwarmState,
+        tls: NodeTls,
+        bootstrap: Bootstrap,
+        events: mpsc::Sender<SessionEvent>,
+    ) -> anyhow::Result<Runtime> {
+        let (manager, server) = if state.manager {
+            let manager = Manager::start(
+                ManagerConfig {
+                    state_dir: SwarmDir::new(&daemon.args.data_dir).raft_dir(),
+                    raft_id: state.raft_id,
+                    node_id: state.node_id.clone(),
+                    advertise_addr: state.control_addr(),
+                    tls: tls.clone(),
+                },
+                bootstrap,
+            )
+            .await
+            .context("starting the manager")?;
+            let server = match serve(daemon, &manager, &state, &tls).await {
+                Ok(s) => s,
+                Err(e) => {
+                    manager.shutdown().await;
+                    return Err(e);
+                }
+            };
+            (Some(manager), Some(server))
+        } else {
+            (None, None)
+        };
+        let session_status = Arc::new(Mutex::new(SessionStatus::default()));
+        let mut managers = state.manager_addrs.clone();
+        if state.manager && !managers.contains(&state.control_addr()) {
+            managers.insert(0, state.control_addr());
+        }
+        let session = tokio::spawn(shoal_agent::session::run(
+            SessionConfig {
+                node_id: state.node_id.clone(),
+                role: state.role(),
+                tls: tls.clone(),
+                managers,
+                description: shoal_agent::describe_node(&daemon.hostname),
+                addr: state.advertise_ip.clone(),
+            },
+            session_status.clone(),
+            events,
+        ));
+        Ok(Runtime {
+            state,
+            tls,
+            manager,
+            server,
+            session,
+            session_status,
+            error: None,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        self.session.abort();
+        if let Some((tx, handle)) = self.server.take() {
+            let _ = tx.send(());
+            let abort = handle.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), handle)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        if let Some(m) = self.manager.take() {
+            m.shutdown().await;
+        }
+    }
+}
+
+/// The control-port listener of a manager: Raft, CA, dispatcher, and the control API for
+/// remote CLIs, all behind TLS; client certificates are checked per call.
+async fn serve(
+    daemon: &Arc<Daemon>,
+    manager: &Arc<Manager>,
+    state: &SwarmState,
+    tls: &NodeTls,
+) -> anyhow::Result<(oneshot::Sender<()>, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(&state.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for cluster control", state.listen_addr))?;
+    // The chain ends with the CA so a joining node can check it against its token.
+    let chain = format!("{}{}", tls.cert_pem, tls.ca_cert_pem);
+    let tls_config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, &tls.key_pem))
+        .client_ca_root(Certificate::from_pem(&tls.ca_cert_pem))
+        .client_auth_optional(true);
+    let api = ManagerApi(manager.clone());
+    let router = Server::builder()
+        .tls_config(tls_config)?
+        .add_service(RaftTransportServer::new(api.clone()))
+        .add_service(CaServer::new(api.clone()))
+        .add_service(DispatcherServer::new(api))
+        .add_service(ControlServer::new(ControlService::remote(daemon.clone())));
+    let (tx, rx) = oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let handle = tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await
+        {
+            tracing::error!("control listener stopped: {e}");
+        }
+    });
+    tracing::info!(addr = %state.listen_addr, "listening for cluster control");
+    Ok((tx, handle))
+}

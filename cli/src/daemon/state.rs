@@ -1,0 +1,141 @@
+//! What a node keeps on disk about its swarm membership, under <data-dir>/swarm: the
+//! identity and role, the managers it knows, its certificates (the key readable by root
+//! only), and for managers the Raft database.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use shoal_proto::NodeRole;
+use shoal_proto::tls::NodeTls;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SwarmState {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub manager: bool,
+    pub raft_id: u64,
+    /// The node's address as other nodes reach it (no port).
+    pub advertise_ip: String,
+    pub control_port: u16,
+    /// Where the control listener binds (managers).
+    pub listen_addr: String,
+    pub manager_addrs: Vec<String>,
+}
+
+impl SwarmState {
+    pub fn role(&self) -> NodeRole {
+        if self.manager {
+            NodeRole::Manager
+        } else {
+            NodeRole::Worker
+        }
+    }
+
+    pub fn control_addr(&self) -> String {
+        format!("{}:{}", self.advertise_ip, self.control_port)
+    }
+}
+
+pub struct SwarmDir(pub PathBuf);
+
+impl SwarmDir {
+    pub fn new(data_dir: &Path) -> Self {
+        SwarmDir(data_dir.join("swarm"))
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+
+    pub fn certs_dir(&self) -> PathBuf {
+        self.0.join("certificates")
+    }
+
+    pub fn raft_dir(&self) -> PathBuf {
+        self.0.join("raft")
+    }
+
+    pub fn load(&self) -> anyhow::Result<Option<(SwarmState, NodeTls)>> {
+        let file = self.state_file();
+        if !file.exists() {
+            return Ok(None);
+        }
+        let state: SwarmState =
+            serde_json::from_slice(&std::fs::read(&file)?).with_context(|| {
+                format!(
+                    "{} is corrupt; `shoal swarm leave --force` resets it",
+                    file.display()
+                )
+            })?;
+        let read = |f: &str| {
+            std::fs::read_to_string(self.certs_dir().join(f)).with_context(|| {
+                format!(
+                    "reading certificate file {f} in {}",
+                    self.certs_dir().display()
+                )
+            })
+        };
+        let tls = NodeTls {
+            ca_cert_pem: read("ca.crt")?,
+            cert_pem: read("node.crt")?,
+            key_pem: read("node.key")?,
+        };
+        Ok(Some((state, tls)))
+    }
+
+    /// Writes state and certificates; each file is replaced atomically.
+    pub fn save(&self, state: &SwarmState, tls: &NodeTls) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.certs_dir())?;
+        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))?;
+        write_atomic(
+            &self.certs_dir().join("ca.crt"),
+            tls.ca_cert_pem.as_bytes(),
+            0o644,
+        )?;
+        write_atomic(
+            &self.certs_dir().join("node.crt"),
+            tls.cert_pem.as_bytes(),
+            0o644,
+        )?;
+        write_atomic(
+            &self.certs_dir().join("node.key"),
+            tls.key_pem.as_bytes(),
+            0o600,
+        )?;
+        self.save_state(state)
+    }
+
+    pub fn save_state(&self, state: &SwarmState) -> anyhow::Result<()> {
+        write_atomic(
+            &self.state_file(),
+            &serde_json::to_vec_pretty(state)?,
+            0o600,
+        )
+    }
+
+    /// Forgets the swarm entirely (leave).
+    pub fn wipe(&self) -> anyhow::Result<()> {
+        match std::fs::remove_dir_all(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}

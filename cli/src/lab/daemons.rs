@@ -1,0 +1,146 @@
+//! Starting, stopping and entering the lab's per-node daemons.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+use super::LabNode;
+
+/// Starts the node's daemon inside its namespace, detached, logging to its log file.
+pub fn start(node: &LabNode) -> anyhow::Result<()> {
+    if let Some(pid) = running_pid(node) {
+        bail!("the daemon of {} is already running (pid {pid})", node.name);
+    }
+    let exe = std::env::current_exe().context("locating the shoal binary")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.log())
+        .with_context(|| format!("opening {}", node.log().display()))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &node.netns])
+        .arg(exe)
+        .arg("daemon")
+        .arg("--data-dir")
+        .arg(node.data_dir())
+        .arg("--run-dir")
+        .arg(node.run_dir())
+        .args(["--advertise-addr", &node.ip, "--hostname", &node.name])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the node daemon")?;
+    // `ip netns exec` execs the daemon, so this PID is the daemon's.
+    std::fs::write(node.pid_file(), child.id().to_string())?;
+    Ok(())
+}
+
+/// Waits until the daemon answers on its control socket.
+pub async fn wait_ready(node: &LabNode) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = node.target().connect().await
+            && c.info(shoal_proto::Empty {}).await.is_ok()
+        {
+            return Ok(());
+        }
+        if running_pid(node).is_none() {
+            bail!(
+                "the daemon of {} exited; see {}",
+                node.name,
+                node.log().display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon of {} did not answer within 20 s; see {}",
+                node.name,
+                node.log().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn running_pid(node: &LabNode) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(node.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); treat it as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Stops the node's daemon and waits for it to exit.
+pub fn stop(node: &LabNode, kill: bool) -> anyhow::Result<()> {
+    let pid =
+        running_pid(node).ok_or_else(|| anyhow!("the daemon of {} is not running", node.name))?;
+    if kill {
+        // SAFETY: plain syscall on a PID we started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_gone(pid, Duration::from_secs(5));
+    } else {
+        kill_and_wait(pid, Duration::from_secs(10));
+    }
+    let _ = std::fs::remove_file(node.pid_file());
+    Ok(())
+}
+
+/// SIGTERM, then SIGKILL if the process outlives `grace`.
+pub fn kill_and_wait(pid: i32, grace: Duration) {
+    // SAFETY: plain syscalls.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    if !wait_gone(pid, grace) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_gone(pid, Duration::from_secs(5));
+    }
+}
+
+fn wait_gone(pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !alive(pid)
+}
+
+/// Replaces this process with `command` run inside the node's namespace.
+pub fn exec_in(node: &LabNode, command: &[String]) -> anyhow::Result<()> {
+    let err = Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .args(command)
+        .env("SHOAL_HOST", format!("unix://{}", node.socket().display()))
+        .exec();
+    Err(anyhow!("running {:?} in {}: {err}", command, node.name))
+}
+
+pub fn log_tail(node: &LabNode, lines: usize) -> Option<String> {
+    let text = std::fs::read_to_string(node.log()).ok()?;
+    let all: Vec<&str> = text.lines().collect();
+    Some(all[all.len().saturating_sub(lines)..].join("\n"))
+}

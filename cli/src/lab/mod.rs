@@ -1,0 +1,457 @@
+//! `shoal lab`: a whole cluster on one machine. A fabric namespace holds a bridge; each node
+//! is a namespace wired to it (manager1.., worker1.. at .11, .12, ... of the subnet) running
+//! its own `shoal daemon`; a host veth at .1 lets the host reach every node. Everything
+//! carries the lab's name and `lab down` removes all of it.
+
+mod daemons;
+mod net;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use shoal_proto::{
+    Empty, JoinTokenRequest, NodeRole, NodeState, SwarmInitRequest, SwarmJoinRequest,
+};
+
+use crate::client::{SOCKET_NAME, Target};
+use net::Subnet;
+
+const LAB_ROOT: &str = "/var/lib/shoal/labs";
+const DEFAULT_NAME: &str = "default";
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Build a lab cluster and start a swarm on it
+    Up {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        /// Number of nodes
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// How many of the nodes are managers
+        #[arg(long, default_value_t = 1)]
+        managers: u32,
+        /// Lab network; the host gets .1, nodes .11, .12, ...
+        #[arg(long, default_value = "192.168.56.0/24")]
+        subnet: String,
+        /// Dispatcher heartbeat period of the swarm
+        #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+        dispatcher_heartbeat: Duration,
+    },
+    /// Remove a lab: daemons, namespaces, links and files
+    Down {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+    },
+    /// Show labs, or one lab's nodes
+    Status {
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run a command inside a node, with SHOAL_HOST set to its daemon
+    Exec {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a node's daemon (SIGTERM, or SIGKILL with --kill)
+    Stop {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        #[arg(long)]
+        kill: bool,
+        node: String,
+    },
+    /// Start a node's daemon again
+    Start {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        node: String,
+    },
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct LabNode {
+    pub name: String,
+    pub ip: String,
+    pub netns: String,
+    pub dir: PathBuf,
+    pub manager: bool,
+}
+
+impl LabNode {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir().join(SOCKET_NAME)
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("daemon.pid")
+    }
+    pub fn target(&self) -> Target {
+        Target::new(Some(format!("unix://{}", self.socket().display())), None)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Lab {
+    pub name: String,
+    pub subnet: String,
+    pub host_if: String,
+    pub host_ip: String,
+    pub fabric_ns: String,
+    pub nodes: Vec<LabNode>,
+}
+
+fn lab_dir(name: &str) -> PathBuf {
+    Path::new(LAB_ROOT).join(name)
+}
+
+fn validate_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 11
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        bail!(
+            "invalid lab name {name:?}: use 1 to 11 lowercase letters, digits or dashes (it becomes part of interface names)"
+        );
+    }
+    Ok(())
+}
+
+impl Lab {
+    fn load(name: &str) -> anyhow::Result<Lab> {
+        validate_name(name)?;
+        let file = lab_dir(name).join("lab.json");
+        let bytes = std::fs::read(&file)
+            .map_err(|_| anyhow!("no lab named {name:?}; see `shoal lab status`"))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", file.display()))
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        std::fs::write(
+            lab_dir(&self.name).join("lab.json"),
+            serde_json::to_vec_pretty(self)?,
+        )?;
+        Ok(())
+    }
+
+    pub fn node(&self, name: &str) -> anyhow::Result<&LabNode> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            anyhow!(
+                "lab {} has no node {name:?}; its nodes are {}",
+                self.name,
+                names.join(", ")
+            )
+        })
+    }
+
+    fn plan(name: &str, nodes: u32, managers: u32, subnet: Subnet) -> anyhow::Result<Lab> {
+        if nodes == 0 || nodes > 200 {
+            bail!("--nodes must be between 1 and 200");
+        }
+        if managers == 0 || managers > nodes {
+            bail!("--managers must be between 1 and --nodes ({nodes})");
+        }
+        if managers.is_multiple_of(2) {
+            eprintln!(
+                "warning: {managers} managers tolerate no more failures than {}; use an odd number",
+                managers - 1
+            );
+        }
+        let dir = lab_dir(name);
+        let nodes = (0..nodes)
+            .map(|i| {
+                let manager = i < managers;
+                let node_name = if manager {
+                    format!("manager{}", i + 1)
+                } else {
+                    format!("worker{}", i + 1 - managers)
+                };
+                Ok(LabNode {
+                    ip: subnet.host(11 + i)?.to_string(),
+                    netns: format!("shoal-{name}-{node_name}"),
+                    dir: dir.join(&node_name),
+                    name: node_name,
+                    manager,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Lab {
+            name: name.to_string(),
+            subnet: subnet.to_string(),
+            host_if: format!("shl-{name}"),
+            host_ip: subnet.host(1)?.to_string(),
+            fabric_ns: format!("shoal-{name}-fabric"),
+            nodes,
+        })
+    }
+}
+
+pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
+    match cmd {
+        LabCommand::Up {
+            name,
+            nodes,
+            managers,
+            subnet,
+            dispatcher_heartbeat,
+        } => up(&name, nodes, managers, &subnet, dispatcher_heartbeat).await,
+        LabCommand::Down { name } => down(&name),
+        LabCommand::Status { name } => status(name.as_deref()).await,
+        LabCommand::Exec {
+            name,
+            node,
+            command,
+        } => {
+            let lab = Lab::load(&name)?;
+            daemons::exec_in(lab.node(&node)?, &command)
+        }
+        LabCommand::Stop { name, kill, node } => {
+            let lab = Lab::load(&name)?;
+            daemons::stop(lab.node(&node)?, kill)
+        }
+        LabCommand::Start { name, node } => {
+            let lab = Lab::load(&name)?;
+            let node = lab.node(&node)?;
+            daemons::start(node)?;
+            daemons::wait_ready(node).await
+        }
+    }
+}
+
+async fn up(
+    name: &str,
+    nodes: u32,
+    managers: u32,
+    subnet: &str,
+    heartbeat: Duration,
+) -> anyhow::Result<()> {
+    validate_name(name)?;
+    let subnet: Subnet = subnet.parse()?;
+    let lab = Lab::plan(name, nodes, managers, subnet)?;
+    if lab_dir(name).join("lab.json").exists() || net::netns_exists(&lab.fabric_ns) {
+        bail!(
+            "lab {name:?} already exists; remove it with `shoal lab down --name {name}` or pick another --name"
+        );
+    }
+    let used = net::host_interfaces_in(subnet)?;
+    if !used.is_empty() {
+        bail!(
+            "subnet {subnet} is already in use on this machine (interface {}); pick another with --subnet",
+            used.join(", ")
+        );
+    }
+    std::fs::create_dir_all(lab_dir(name))?;
+    lab.save()?;
+    match build(&lab, heartbeat).await {
+        Ok(()) => {
+            println!(
+                "Lab {name} is up: {} nodes on {subnet}, the host is {} on {}.\n",
+                lab.nodes.len(),
+                lab.host_ip,
+                lab.host_if
+            );
+            let first = &lab.nodes[0];
+            let nodes = first
+                .target()
+                .connect()
+                .await?
+                .list_nodes(Empty {})
+                .await?
+                .into_inner();
+            print!(
+                "{}",
+                crate::commands::node::ls_table(&nodes.nodes, &nodes.self_node_id)
+            );
+            println!(
+                "\nTry: shoal lab exec --name {name} {} -- shoal node ls",
+                first.name
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("lab {name} failed to come up; removing what was made");
+            for n in &lab.nodes {
+                if let Some(tail) = daemons::log_tail(n, 5) {
+                    eprintln!("--- last lines of {}:\n{tail}", n.log().display());
+                }
+            }
+            let _ = down(name);
+            Err(e)
+        }
+    }
+}
+
+async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
+    let subnet: Subnet = lab.subnet.parse()?;
+    net::create_fabric(
+        &lab.fabric_ns,
+        &lab.host_if,
+        lab.host_ip.parse()?,
+        subnet.prefix,
+    )?;
+    for (i, node) in lab.nodes.iter().enumerate() {
+        net::create_node(
+            &lab.fabric_ns,
+            &node.netns,
+            &format!("p{}", i + 1),
+            node.ip.parse()?,
+            subnet.prefix,
+        )?;
+        std::fs::create_dir_all(&node.dir)?;
+        daemons::start(node)?;
+    }
+    for node in &lab.nodes {
+        daemons::wait_ready(node).await?;
+    }
+    let first = &lab.nodes[0];
+    let mut leader = first.target().connect().await?;
+    leader
+        .swarm_init(SwarmInitRequest {
+            advertise_addr: first.ip.clone(),
+            heartbeat_period_ms: heartbeat.as_millis() as u64,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow!("swarm init on {}: {}", first.name, s.message()))?;
+    let token = |role: NodeRole| {
+        let mut c = leader.clone();
+        async move {
+            c.join_token(JoinTokenRequest {
+                role: role as i32,
+                rotate: false,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| anyhow!("join-token: {}", s.message()))
+        }
+    };
+    let worker = token(NodeRole::Worker).await?;
+    let manager = token(NodeRole::Manager).await?;
+    for node in &lab.nodes[1..] {
+        let t = if node.manager { &manager } else { &worker };
+        node.target()
+            .connect()
+            .await?
+            .swarm_join(SwarmJoinRequest {
+                token: t.token.clone(),
+                remote_addr: t.manager_addr.clone(),
+                advertise_addr: node.ip.clone(),
+                listen_addr: String::new(),
+            })
+            .await
+            .map_err(|s| anyhow!("swarm join on {}: {}", node.name, s.message()))?;
+    }
+    // Ready means every node has been heard from by the leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = leader.list_nodes(Empty {}).await?.into_inner().nodes;
+        let ready = nodes
+            .iter()
+            .filter(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready))
+            .count();
+        if ready == lab.nodes.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {ready} of {} nodes became Ready within 30 s",
+                lab.nodes.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn down(name: &str) -> anyhow::Result<()> {
+    validate_name(name)?;
+    let lab = Lab::load(name).ok();
+    let mut removed = 0;
+    if let Some(lab) = &lab {
+        for node in &lab.nodes {
+            let _ = daemons::stop(node, false);
+        }
+    }
+    // Sweep by name too, so a lab whose description was lost is still removed.
+    for ns in net::netns_with_prefix(&format!("shoal-{name}-")) {
+        for pid in net::netns_pids(&ns) {
+            daemons::kill_and_wait(pid, Duration::from_secs(5));
+        }
+        net::ip(&["netns", "del", &ns])?;
+        removed += 1;
+    }
+    let host_if = format!("shl-{name}");
+    if std::path::Path::new("/sys/class/net")
+        .join(&host_if)
+        .exists()
+    {
+        net::ip(&["link", "del", &host_if])?;
+    }
+    let dir = lab_dir(name);
+    let existed = dir.exists();
+    if existed {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    if removed == 0 && !existed {
+        bail!("no lab named {name:?}; see `shoal lab status`");
+    }
+    println!("Lab {name} removed.");
+    Ok(())
+}
+
+async fn status(name: Option<&str>) -> anyhow::Result<()> {
+    let Some(name) = name else {
+        let mut names: Vec<String> = std::fs::read_dir(LAB_ROOT)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let rows: Vec<Vec<String>> = names
+            .iter()
+            .filter_map(|n| Lab::load(n).ok())
+            .map(|l| vec![l.name.clone(), l.subnet.clone(), l.nodes.len().to_string()])
+            .collect();
+        print!(
+            "{}",
+            crate::output::table(&["NAME", "SUBNET", "NODES"], &rows)
+        );
+        return Ok(());
+    };
+    let lab = Lab::load(name)?;
+    let rows: Vec<Vec<String>> = lab
+        .nodes
+        .iter()
+        .map(|n| {
+            let daemon = match daemons::running_pid(n) {
+                Some(pid) => format!("running (pid {pid})"),
+                None => "stopped".into(),
+            };
+            vec![n.name.clone(), n.ip.clone(), n.netns.clone(), daemon]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::output::table(&["NODE", "ADDRESS", "NAMESPACE", "DAEMON"], &rows)
+    );
+    Ok(())
+}

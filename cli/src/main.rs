@@ -1,0 +1,79 @@
+//! `shoal`: the one binary. Client commands named and flagged like docker's, the per-node
+//! daemon, and the lab (a whole cluster in network namespaces on one machine).
+
+mod client;
+mod commands;
+mod daemon;
+mod duration;
+mod lab;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "A Docker-Swarm-compatible cluster with an eBPF data plane"
+)]
+struct Cli {
+    /// Daemon to talk to: unix:///path/to/shoal.sock or tcp://MANAGER:2377
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true)]
+    host: Option<String>,
+    /// Directory holding ca.crt, node.crt and node.key for tcp:// hosts
+    #[arg(long = "tls-dir", env = "SHOAL_TLS_DIR", global = true)]
+    tls_dir: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node daemon
+    Daemon(daemon::DaemonArgs),
+    /// Manage the swarm
+    #[command(subcommand)]
+    Swarm(commands::swarm::SwarmCommand),
+    /// Manage swarm nodes
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
+    /// Display system-wide information
+    Info,
+    /// Show the shoal version information
+    Version,
+    /// A cluster of network namespaces on this machine
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let target = client::Target::new(cli.host, cli.tls_dir);
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Daemon(args) => daemon::run(args).await,
+            Command::Swarm(cmd) => commands::swarm::run(&target, cmd).await,
+            Command::Node(cmd) => commands::node::run(&target, cmd).await,
+            Command::Info => commands::info::info(&target).await,
+            Command::Version => commands::info::version(&target).await,
+            Command::Lab(cmd) => lab::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            // Daemon refusals already read "Error response from daemon: ...", as docker's do.
+            if msg.starts_with("Error") {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("Error: {msg}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Output helpers shared by commands: docker-style tables and names for enum values.
+
+use shoal_proto::{NodeAvailability, NodeRole, NodeState, Reachability};
+
+/// Left-aligned columns separated by at least three spaces, like docker's tabwriter.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn state_name(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Unknown => "Unknown",
+        NodeState::Down => "Down",
+        NodeState::Ready => "Ready",
+        NodeState::Disconnected => "Disconnected",
+    }
+}
+
+pub fn availability_name(a: NodeAvailability) -> &'static str {
+    match a {
+        NodeAvailability::Active => "Active",
+        NodeAvailability::Pause => "Pause",
+        NodeAvailability::Drain => "Drain",
+    }
+}
+
+pub fn role_name(r: NodeRole) -> &'static str {
+    match r {
+        NodeRole::Worker => "worker",
+        NodeRole::Manager => "manager",
+    }
+}
+
+pub fn reachability_name(r: Reachability) -> &'static str {
+    match r {
+        Reachability::Unknown => "Unknown",
+        Reachability::Unreachable => "Unreachable",
+        Reachability::Reachable => "Reachable",
+    }
+}
+
+/// Unix nanoseconds as RFC 3339 UTC, the form docker's JSON uses.
+pub fn rfc3339(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let frac = nanos.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        tod / 3600,
+        (tod % 3600) / 60,
+        tod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_700_000_000_500_000_000),
+            "2023-11-14T22:13:20.500000000Z"
+        );
+    }
+
+    #[test]
+    fn table_pads_columns() {
+        let t = table(&["ID", "NAME"], &[vec!["a".into(), "bb".into()]]);
+        assert_eq!(t, "ID   NAME\na    bb\n");
+    }
+}

@@ -1,0 +1,359 @@
+//! The manager's gRPC services on 2377: Raft transport (managers only), the CA (join and
+//! renewal) and the dispatcher (agents). Every call but IssueNodeCertificate needs a
+//! certificate of this swarm; manager-only calls refuse worker certificates.
+
+use std::sync::Arc;
+
+use shoal_proto::dispatcher_client::DispatcherClient;
+use shoal_proto::stored_object::Object;
+use shoal_proto::tls::{PeerIdentity, manager_channel, request_identity};
+use shoal_proto::token::JoinToken;
+use shoal_proto::{
+    Empty, HeartbeatRequest, HeartbeatResponse, IssueNodeCertificateRequest, JoinRaftRequest,
+    ManagerStatus, Meta, Node, NodeCertificate, NodeRole, NodeSpec, NodeState, NodeStatus,
+    Proposal, ProposalResult, RaftPayload, Reachability, RenewNodeCertificateRequest,
+    StoreActionKind,
+};
+use tonic::{Request, Response, Status};
+
+use crate::ca::sign_node_csr;
+use crate::manager::{Manager, ManagerError};
+use crate::raft::network::encode_result;
+use crate::store::{action, proposal};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    AnyNode,
+    Manager,
+}
+
+/// Checks the caller's certificate: signed by our CA (TLS did that), of this cluster, not
+/// removed, and of a manager where `access` demands it.
+pub fn authorize<T>(m: &Manager, req: &Request<T>, access: Access) -> Result<PeerIdentity, Status> {
+    let id = request_identity(req).ok_or_else(|| {
+        Status::unauthenticated(
+            "this call needs a node certificate of this swarm, and none was presented",
+        )
+    })?;
+    if let Some(c) = m.store.view(|s| s.cluster().cloned()) {
+        if c.removed_nodes.contains(&id.node_id) {
+            return Err(Status::permission_denied(format!(
+                "node {} was removed from the swarm; its certificate is no longer honoured",
+                id.node_id
+            )));
+        }
+        if id.cluster_id != c.id {
+            return Err(Status::permission_denied(
+                "the certificate belongs to another swarm",
+            ));
+        }
+    }
+    if access == Access::Manager && id.role != NodeRole::Manager {
+        return Err(Status::permission_denied(format!(
+            "permission denied: this operation is for managers only, and the certificate presented belongs to worker node {}",
+            id.node_id
+        )));
+    }
+    Ok(id)
+}
+
+#[derive(Clone)]
+pub struct ManagerApi(pub Arc<Manager>);
+
+fn decode<T: serde::de::DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
+    serde_json::from_slice(&p.json)
+        .map_err(|e| Status::invalid_argument(format!("bad Raft message: {e}")))
+}
+
+#[tonic::async_trait]
+impl shoal_proto::raft_transport_server::RaftTransport for ManagerApi {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        authorize(&self.0, &req, Access::Manager)?;
+        let rpc = decode(req.get_ref())?;
+        Ok(Response::new(encode_result(
+            &self.0.raft.append_entries(rpc).await,
+        )))
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        authorize(&self.0, &req, Access::Manager)?;
+        let rpc = decode(req.get_ref())?;
+        Ok(Response::new(encode_result(&self.0.raft.vote(rpc).await)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        authorize(&self.0, &req, Access::Manager)?;
+        let rpc = decode(req.get_ref())?;
+        Ok(Response::new(encode_result(
+            &self.0.raft.install_snapshot(rpc).await,
+        )))
+    }
+
+    async fn propose(&self, req: Request<Proposal>) -> Result<Response<ProposalResult>, Status> {
+        authorize(&self.0, &req, Access::Manager)?;
+        Ok(Response::new(self.0.propose_local(req.into_inner()).await?))
+    }
+
+    async fn join_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<Empty>, Status> {
+        let caller = authorize(&self.0, &req, Access::Manager)?;
+        let req = req.into_inner();
+        let owns_id = self.0.store.view(|s| {
+            s.node(&caller.node_id)
+                .and_then(|n| n.manager_status.as_ref())
+                .is_some_and(|ms| ms.raft_id == req.raft_id)
+        });
+        if !owns_id {
+            return Err(Status::permission_denied(format!(
+                "Raft ID {} is not the one assigned to node {}",
+                req.raft_id, caller.node_id
+            )));
+        }
+        self.0.add_voter(req.raft_id, req.addr).await?;
+        // It just answered Raft while catching up: show it reachable straight away.
+        let node_id = caller.node_id;
+        self.0
+            .update_with_retry(|s| {
+                let Some(mut n) = s.node(&node_id).cloned() else {
+                    return Ok(vec![]);
+                };
+                if let Some(ms) = n.manager_status.as_mut() {
+                    ms.reachability = Reachability::Reachable as i32;
+                }
+                Ok(vec![action(StoreActionKind::Update, Object::Node(n))])
+            })
+            .await?;
+        Ok(Response::new(Empty {}))
+    }
+}
+
+#[tonic::async_trait]
+impl shoal_proto::ca_server::Ca for ManagerApi {
+    async fn issue_node_certificate(
+        &self,
+        req: Request<IssueNodeCertificateRequest>,
+    ) -> Result<Response<NodeCertificate>, Status> {
+        Ok(Response::new(issue(&self.0, req.into_inner()).await?))
+    }
+
+    async fn renew_node_certificate(
+        &self,
+        req: Request<RenewNodeCertificateRequest>,
+    ) -> Result<Response<NodeCertificate>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        Ok(Response::new(
+            renew(&self.0, &caller.node_id, req.into_inner()).await?,
+        ))
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A node joins: the token decides the role; the node object is written only once the
+/// token and CSR are known good.
+async fn issue(
+    m: &Manager,
+    req: IssueNodeCertificateRequest,
+) -> Result<NodeCertificate, ManagerError> {
+    let token: JoinToken = req
+        .token
+        .parse()
+        .map_err(|e: shoal_proto::token::TokenError| {
+            ManagerError::InvalidArgument(e.to_string())
+        })?;
+    let cluster = m.cluster()?;
+    let root = cluster.root_ca.clone().unwrap_or_default();
+    if token.ca_digest != root.ca_cert_digest {
+        return Err(ManagerError::InvalidArgument(
+            "the join token was made for another swarm: its CA digest does not match this swarm's CA".into(),
+        ));
+    }
+    let tokens = root.join_tokens.clone().unwrap_or_default();
+    let secret_of = |t: &str| t.parse::<JoinToken>().map(|t| t.secret).unwrap_or_default();
+    let role = if constant_time_eq(&token.secret, &secret_of(&tokens.worker)) {
+        NodeRole::Worker
+    } else if constant_time_eq(&token.secret, &secret_of(&tokens.manager)) {
+        NodeRole::Manager
+    } else {
+        return Err(ManagerError::FailedPrecondition(
+            "the join token is invalid or has been rotated; get the current one with `shoal swarm join-token worker` (or manager) on a manager".into(),
+        ));
+    };
+    let node_id = shoal_proto::ids::new_id();
+    let cert_pem = sign_node_csr(
+        &root.ca_cert_pem,
+        &root.ca_key_pem,
+        &req.csr_pem,
+        &node_id,
+        role,
+        &cluster.id,
+    )
+    .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
+    let raft_id = (role == NodeRole::Manager).then(new_raft_id);
+    let now = shoal_proto::now_nanos();
+    let node = Node {
+        id: node_id.clone(),
+        meta: Some(Meta {
+            created_at_unix_nanos: now,
+            updated_at_unix_nanos: now,
+            ..Default::default()
+        }),
+        spec: Some(NodeSpec {
+            desired_role: role as i32,
+            ..Default::default()
+        }),
+        description: req.description,
+        status: Some(NodeStatus {
+            state: NodeState::Unknown as i32,
+            message: "joining".into(),
+            addr: host_of(&req.advertise_addr),
+        }),
+        manager_status: raft_id.map(|raft_id| ManagerStatus {
+            raft_id,
+            addr: req.advertise_addr.clone(),
+            leader: false,
+            reachability: Reachability::Unknown as i32,
+        }),
+        role: role as i32,
+    };
+    m.propose(proposal(vec![action(
+        StoreActionKind::Create,
+        Object::Node(node),
+    )]))
+    .await?;
+    Ok(NodeCertificate {
+        node_id,
+        cert_pem,
+        ca_cert_pem: root.ca_cert_pem,
+        role: role as i32,
+        raft_id: raft_id.unwrap_or_default(),
+        cluster_id: cluster.id,
+        manager_addrs: m.manager_addrs(),
+    })
+}
+
+/// A node asks for a certificate again, typically after a promotion or demotion: the role
+/// it gets is the one the store wants it to have.
+async fn renew(
+    m: &Manager,
+    node_id: &str,
+    req: RenewNodeCertificateRequest,
+) -> Result<NodeCertificate, ManagerError> {
+    let cluster = m.cluster()?;
+    let root = cluster.root_ca.clone().unwrap_or_default();
+    let node = m.store.view(|s| s.node(node_id).cloned()).ok_or_else(|| {
+        ManagerError::NotFound(format!("node {node_id} is not part of this swarm"))
+    })?;
+    let role = node
+        .spec
+        .as_ref()
+        .map(|s| s.desired_role())
+        .unwrap_or_default();
+    let cert_pem = sign_node_csr(
+        &root.ca_cert_pem,
+        &root.ca_key_pem,
+        &req.csr_pem,
+        node_id,
+        role,
+        &cluster.id,
+    )
+    .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
+    let result = m
+        .update_with_retry(|s| {
+            let Some(mut n) = s.node(node_id).cloned() else {
+                return Ok(vec![]);
+            };
+            n.role = role as i32;
+            match role {
+                NodeRole::Manager if n.manager_status.is_none() => {
+                    n.manager_status = Some(ManagerStatus {
+                        raft_id: new_raft_id(),
+                        addr: req.advertise_addr.clone(),
+                        leader: false,
+                        reachability: Reachability::Unknown as i32,
+                    });
+                }
+                // A demoted manager keeps its status until the leader has taken it out
+                // of Raft (leader.rs).
+                _ => {}
+            }
+            Ok(vec![action(StoreActionKind::Update, Object::Node(n))])
+        })
+        .await?;
+    let raft_id = match result.objects.into_iter().next().and_then(|o| o.object) {
+        Some(Object::Node(n)) => n.manager_status.map(|s| s.raft_id).unwrap_or_default(),
+        _ => node.manager_status.map(|s| s.raft_id).unwrap_or_default(),
+    };
+    Ok(NodeCertificate {
+        node_id: node_id.to_string(),
+        cert_pem,
+        ca_cert_pem: root.ca_cert_pem,
+        role: role as i32,
+        raft_id,
+        cluster_id: cluster.id,
+        manager_addrs: m.manager_addrs(),
+    })
+}
+
+fn new_raft_id() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+fn host_of(addr: &str) -> String {
+    addr.rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_else(|| addr.to_string())
+}
+
+#[tonic::async_trait]
+impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        let mut hb = req.into_inner();
+        // Only a manager may speak for another node (when forwarding to the leader).
+        if caller.role != NodeRole::Manager || hb.node_id.is_empty() {
+            hb.node_id = caller.node_id;
+        }
+        if self.0.is_leader() {
+            return Ok(Response::new(
+                crate::dispatcher::heartbeat(&self.0, hb).await?,
+            ));
+        }
+        let leader = self
+            .0
+            .leader_id()
+            .and_then(|id| {
+                self.0
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            })
+            .ok_or(ManagerError::NoLeader)?;
+        let tls = &self.0.config.tls;
+        let channel = manager_channel(
+            &leader,
+            &tls.ca_cert_pem,
+            Some((&tls.cert_pem, &tls.key_pem)),
+        )
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        DispatcherClient::new(channel).heartbeat(hb).await
+    }
+}

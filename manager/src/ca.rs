@@ -1,0 +1,144 @@
+//! The cluster's root CA: made at `swarm init`, kept in the Raft store, used by every manager
+//! to sign node certificates. A certificate's subject says who the node is: CN = node ID,
+//! OU = role (swarm-manager | swarm-worker), O = cluster ID, as in Swarm.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use shoal_proto::NodeRole;
+use shoal_proto::tls::{MANAGER_SERVER_NAME, WORKER_SERVER_NAME, role_org_unit};
+use time::{Duration, OffsetDateTime};
+
+const CA_VALIDITY: Duration = Duration::days(20 * 365);
+const NODE_VALIDITY: Duration = Duration::days(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("certificate signing request is invalid: {0}")]
+    BadCsr(String),
+    #[error("the cluster CA could not sign: {0}")]
+    Signing(String),
+}
+
+fn signing(e: rcgen::Error) -> CaError {
+    CaError::Signing(e.to_string())
+}
+
+/// PEM certificate and key of a newly made root CA.
+pub struct NewCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+}
+
+pub fn create_root_ca(cluster_id: &str) -> Result<NewCa, CaError> {
+    let key = KeyPair::generate().map_err(signing)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(signing)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "swarm-ca");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, cluster_id);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + CA_VALIDITY;
+    let cert = params.self_signed(&key).map_err(signing)?;
+    Ok(NewCa {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().to_vec(),
+    })
+}
+
+/// Signs a node's CSR. Only the CSR's public key is used: the subject, names and usages are
+/// set here, from the store, so a node cannot ask for more than it was granted.
+pub fn sign_node_csr(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    csr_pem: &str,
+    node_id: &str,
+    role: NodeRole,
+    cluster_id: &str,
+) -> Result<String, CaError> {
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| CaError::BadCsr(e.to_string()))?;
+    let key = KeyPair::from_pem(ca_key_pem).map_err(signing)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, key).map_err(signing)?;
+    let server_name = match role {
+        NodeRole::Manager => MANAGER_SERVER_NAME,
+        NodeRole::Worker => WORKER_SERVER_NAME,
+    };
+    let mut params = CertificateParams::new(vec![server_name.to_string(), node_id.to_string()])
+        .map_err(signing)?;
+    params.distinguished_name.push(DnType::CommonName, node_id);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, role_org_unit(role));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, cluster_id);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + NODE_VALIDITY;
+    let cert = params
+        .signed_by(&csr.public_key, &issuer)
+        .map_err(signing)?;
+    Ok(cert.pem())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::tls::{peer_identity, pem_to_der};
+
+    #[test]
+    fn signed_certificate_carries_identity_from_the_store_not_the_csr() {
+        let ca = create_root_ca("cluster1").unwrap();
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::new(vec!["evil".to_string()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let pem = sign_node_csr(
+            &ca.cert_pem,
+            &ca.key_pem,
+            &csr,
+            "node1",
+            NodeRole::Worker,
+            "cluster1",
+        )
+        .unwrap();
+        let id = peer_identity(&pem_to_der(&pem).unwrap()).unwrap();
+        assert_eq!(id.node_id, "node1");
+        assert_eq!(id.role, NodeRole::Worker);
+        assert_eq!(id.cluster_id, "cluster1");
+    }
+
+    #[test]
+    fn garbage_csr_is_refused() {
+        let ca = create_root_ca("c").unwrap();
+        let err = sign_node_csr(
+            &ca.cert_pem,
+            &ca.key_pem,
+            "junk",
+            "n",
+            NodeRole::Worker,
+            "c",
+        );
+        assert!(matches!(err, Err(CaError::BadCsr(_))));
+    }
+}

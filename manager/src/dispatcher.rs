@@ -1,0 +1,142 @@
+//! The dispatcher: agents' heartbeats. The leader records when each node was last heard
+//! from; a node silent for MISSED_HEARTBEATS_DOWN periods is marked Down, and marked Ready
+//! again by its next heartbeat.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use shoal_proto::stored_object::Object;
+use shoal_proto::{
+    HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN, NodeState, NodeStatus,
+    StoreActionKind,
+};
+
+use crate::manager::{Manager, ManagerError, Result};
+use crate::store::action;
+
+#[derive(Default)]
+pub struct Dispatcher {
+    last_seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Dispatcher {
+    fn seen(&self, node_id: &str) {
+        self.last_seen
+            .lock()
+            .expect("poisoned")
+            .insert(node_id.to_string(), Instant::now());
+    }
+
+    fn last_seen(&self, node_id: &str) -> Option<Instant> {
+        self.last_seen
+            .lock()
+            .expect("poisoned")
+            .get(node_id)
+            .copied()
+    }
+
+    /// Forgets everything: a manager that just became leader starts every node afresh.
+    pub fn reset(&self) {
+        self.last_seen.lock().expect("poisoned").clear();
+    }
+}
+
+/// The cluster's heartbeat period.
+pub fn heartbeat_period(m: &Manager) -> Duration {
+    let ms = m
+        .store
+        .view(|s| {
+            s.cluster().and_then(|c| {
+                c.spec
+                    .as_ref()?
+                    .dispatcher
+                    .as_ref()
+                    .map(|d| d.heartbeat_period_ms)
+            })
+        })
+        .filter(|ms| *ms > 0)
+        .unwrap_or(shoal_proto::DEFAULT_HEARTBEAT_MS);
+    Duration::from_millis(ms)
+}
+
+/// Handles a heartbeat on the leader.
+pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatResponse> {
+    if !m.is_leader() {
+        return Err(ManagerError::NoLeader);
+    }
+    let node = m.store.view(|s| s.node(&req.node_id).cloned()).ok_or_else(|| {
+        ManagerError::NotFound(format!(
+            "node {} is not part of this swarm (it was removed); run `shoal swarm leave` on it, then join again",
+            req.node_id
+        ))
+    })?;
+    m.dispatcher.seen(&node.id);
+    let ready = node.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready);
+    let addr_changed = node.status.as_ref().map(|s| s.addr.as_str()) != Some(req.addr.as_str());
+    let desc_changed = req.description.is_some() && node.description != req.description;
+    if !ready || addr_changed || desc_changed {
+        let id = node.id.clone();
+        m.update_with_retry(|s| {
+            let Some(mut n) = s.node(&id).cloned() else {
+                return Ok(vec![]);
+            };
+            n.status = Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                message: String::new(),
+                addr: req.addr.clone(),
+            });
+            if req.description.is_some() {
+                n.description = req.description.clone();
+            }
+            n.meta.get_or_insert_default().updated_at_unix_nanos = shoal_proto::now_nanos();
+            Ok(vec![action(StoreActionKind::Update, Object::Node(n))])
+        })
+        .await?;
+        tracing::info!(node = %id, "node is ready");
+    }
+    Ok(HeartbeatResponse {
+        period_ms: heartbeat_period(m).as_millis() as u64,
+        manager_addrs: m.manager_addrs(),
+        desired_role: node
+            .spec
+            .as_ref()
+            .map(|s| s.desired_role)
+            .unwrap_or_default(),
+    })
+}
+
+/// On the leader: marks Down every Ready node not heard from for too long. `leading_since`
+/// gives nodes a full grace period after a leader change.
+pub async fn expire_silent_nodes(m: &Manager, leading_since: Instant) -> Result<()> {
+    let limit = heartbeat_period(m) * MISSED_HEARTBEATS_DOWN;
+    let now = Instant::now();
+    let silent: Vec<String> = m.store.view(|s| {
+        s.nodes()
+            .filter(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready))
+            .filter(|n| {
+                let last = m
+                    .dispatcher
+                    .last_seen(&n.id)
+                    .unwrap_or(leading_since)
+                    .max(leading_since);
+                now.duration_since(last) > limit
+            })
+            .map(|n| n.id.clone())
+            .collect()
+    });
+    for id in silent {
+        m.update_with_retry(|s| {
+            let Some(mut n) = s.node(&id).cloned() else {
+                return Ok(vec![]);
+            };
+            let status = n.status.get_or_insert_default();
+            status.state = NodeState::Down as i32;
+            status.message = "heartbeat failure".into();
+            Ok(vec![action(StoreActionKind::Update, Object::Node(n))])
+        })
+        .await?;
+        tracing::warn!(node = %id, "node missed {MISSED_HEARTBEATS_DOWN} heartbeats: marked down");
+    }
+    Ok(())
+}

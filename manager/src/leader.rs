@@ -1,0 +1,110 @@
+//! What only the leader does, started and stopped as leadership comes and goes: expiring
+//! silent nodes, and keeping the managers' leader flag and reachability in the store.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use shoal_proto::stored_object::Object;
+use shoal_proto::{NodeRole, Reachability, StoreActionKind};
+
+use crate::dispatcher::expire_silent_nodes;
+use crate::manager::Manager;
+use crate::store::action;
+
+const TICK: Duration = Duration::from_millis(500);
+/// A manager that has not answered Raft for this long is shown Unreachable.
+const REACHABLE_WITHIN: Duration = Duration::from_secs(3);
+
+pub async fn run(manager: Weak<Manager>) {
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(m) = manager.upgrade() else { return };
+        if !m.is_leader() {
+            leading_since = None;
+            continue;
+        }
+        let since = *leading_since.get_or_insert_with(|| {
+            m.dispatcher.reset();
+            Instant::now()
+        });
+        if let Err(e) = expire_silent_nodes(&m, since).await {
+            tracing::debug!("expiring silent nodes: {e}");
+        }
+        if let Err(e) = remove_demoted_managers(&m).await {
+            tracing::warn!("removing a demoted manager from Raft: {e}");
+        }
+        if since.elapsed() > REACHABLE_WITHIN
+            && let Err(e) = update_manager_status(&m).await
+        {
+            tracing::debug!("updating manager status: {e}");
+        }
+    }
+}
+
+/// Records which manager leads and which answer, where that changed.
+async fn update_manager_status(m: &Arc<Manager>) -> crate::manager::Result<()> {
+    let leader = m.leader_id();
+    let voters = m.voters();
+    let contacted = m.recently_contacted(REACHABLE_WITHIN);
+    let me = m.config.raft_id;
+    m.update_with_retry(|s| {
+        let mut actions = Vec::new();
+        for n in s.nodes() {
+            let Some(ms) = n.manager_status.as_ref() else {
+                continue;
+            };
+            let reachable = ms.raft_id == me
+                || (voters.contains(&ms.raft_id) && contacted.contains(&ms.raft_id));
+            let reachability = if reachable {
+                Reachability::Reachable
+            } else {
+                Reachability::Unreachable
+            };
+            let is_leader = Some(ms.raft_id) == leader;
+            if ms.reachability() != reachability || ms.leader != is_leader {
+                let mut n = n.clone();
+                let ms = n.manager_status.as_mut().expect("checked");
+                ms.reachability = reachability as i32;
+                ms.leader = is_leader;
+                actions.push(action(StoreActionKind::Update, Object::Node(n)));
+            }
+        }
+        Ok(actions)
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Managers whose desired role is now worker leave the Raft membership, then lose their
+/// manager status.
+async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()> {
+    let demoted: Vec<(String, u64)> = m.store.view(|s| {
+        s.nodes()
+            .filter(|n| n.spec.as_ref().map(|s| s.desired_role()) == Some(NodeRole::Worker))
+            .filter_map(|n| {
+                n.manager_status
+                    .as_ref()
+                    .map(|ms| (n.id.clone(), ms.raft_id))
+            })
+            .collect()
+    });
+    for (id, raft_id) in demoted {
+        if raft_id == m.config.raft_id {
+            // The leader cannot remove itself safely here; another manager will once
+            // leadership moves. Step aside by letting the node renew as a worker.
+            continue;
+        }
+        m.remove_voter(raft_id).await?;
+        m.update_with_retry(|s| {
+            let Some(mut n) = s.node(&id).cloned() else {
+                return Ok(vec![]);
+            };
+            n.manager_status = None;
+            Ok(vec![action(StoreActionKind::Update, Object::Node(n))])
+        })
+        .await?;
+        tracing::info!(node = %id, "demoted manager removed from Raft");
+    }
+    Ok(())
+}

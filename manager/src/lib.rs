@@ -1,0 +1,13 @@
+//! The shoal manager: desired state in Raft, the cluster CA and join tokens, the dispatcher
+//! that keeps agents' sessions, and the control API behind the CLI.
+
+pub mod ca;
+pub mod dispatcher;
+pub mod leader;
+pub mod manager;
+pub mod raft;
+pub mod store;
+
+pub use manager::{Bootstrap, Manager, ManagerConfig, ManagerError};
+pub mod api;
+pub mod nodes;

@@ -1,0 +1,467 @@
+//! A running manager: its Raft instance, the object store it replicates, and the duties only
+//! the leader performs (dispatcher expiry, manager reachability). Writes go through
+//! [`Manager::propose`], which forwards to the leader when this manager is a follower.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use shoal_proto::raft_transport_client::RaftTransportClient;
+use shoal_proto::stored_object::Object;
+use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::{Cluster, JoinRaftRequest, Node, Proposal, ProposalResult, StoreActionKind};
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
+
+use crate::dispatcher::Dispatcher;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{LastContact, Network};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{NodeId, Raft};
+use crate::store::{Store, action, proposal};
+
+/// Docker's words for quorum loss, which operators already know.
+pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("{NO_LEADER}")]
+    NoLeader,
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<ManagerError> for tonic::Status {
+    fn from(e: ManagerError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ManagerError::NoLeader => tonic::Status::unavailable(msg),
+            ManagerError::Rejected(_) => tonic::Status::aborted(msg),
+            ManagerError::NotFound(_) => tonic::Status::not_found(msg),
+            ManagerError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            ManagerError::Raft(_) | ManagerError::Storage(_) => tonic::Status::internal(msg),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ManagerError>;
+
+/// A leader whose majority has not acknowledged it for this long has lost its quorum.
+const QUORUM_ACK_LIMIT_MS: u64 = 3_000;
+
+fn has_quorum(m: &openraft::RaftMetrics<NodeId, BasicNode>) -> bool {
+    m.millis_since_quorum_ack
+        .is_some_and(|ms| ms < QUORUM_ACK_LIMIT_MS)
+}
+
+pub struct ManagerConfig {
+    /// Directory for the Raft database.
+    pub state_dir: PathBuf,
+    pub raft_id: NodeId,
+    pub node_id: String,
+    /// host:port other managers and agents reach this manager at.
+    pub advertise_addr: String,
+    pub tls: NodeTls,
+}
+
+/// How this manager's Raft state comes to be.
+pub enum Bootstrap {
+    /// `swarm init`: a new one-member cluster holding these first objects.
+    Init {
+        cluster: Box<Cluster>,
+        node: Box<Node>,
+    },
+    /// `swarm init --force-new-cluster`: keep the objects, drop every other member.
+    ForceNewCluster,
+    /// Restart, or a joining manager that the leader adds to the membership.
+    Existing,
+}
+
+pub struct Manager {
+    pub raft: Raft,
+    pub store: Store,
+    pub config: ManagerConfig,
+    pub dispatcher: Dispatcher,
+    last_contact: LastContact,
+    membership_lock: AsyncMutex<()>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Manager {
+    pub async fn start(config: ManagerConfig, bootstrap: Bootstrap) -> Result<Arc<Manager>> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            ManagerError::Storage(format!("cannot create {}: {e}", config.state_dir.display()))
+        })?;
+        let db = crate::raft::open_db(&config.state_dir.join("raft.redb"))
+            .map_err(|e| ManagerError::Storage(format!("cannot open the Raft database: {e}")))?;
+        if matches!(bootstrap, Bootstrap::ForceNewCluster) {
+            crate::raft::reset_membership(&db).map_err(|e| ManagerError::Storage(e.to_string()))?;
+        }
+        let store = Store::default();
+        let state_machine = StateMachine::open(db.clone(), store.clone())
+            .map_err(|e| ManagerError::Storage(e.to_string()))?;
+        let last_contact = LastContact::default();
+        let network = Network {
+            tls: config.tls.clone(),
+            last_contact: last_contact.clone(),
+        };
+        let raft_config = openraft::Config {
+            cluster_name: "shoal".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 200,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.raft_id,
+            Arc::new(raft_config),
+            network,
+            LogStore::new(db),
+            state_machine,
+        )
+        .await
+        .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        let manager = Arc::new(Manager {
+            raft,
+            store,
+            config,
+            dispatcher: Dispatcher::default(),
+            last_contact,
+            membership_lock: AsyncMutex::new(()),
+            background: Mutex::new(Vec::new()),
+        });
+        match bootstrap {
+            Bootstrap::Init { cluster, node } => {
+                manager.initialize_alone().await?;
+                manager
+                    .propose(proposal(vec![
+                        action(StoreActionKind::Create, Object::Cluster(*cluster)),
+                        action(StoreActionKind::Create, Object::Node(*node)),
+                    ]))
+                    .await?;
+            }
+            Bootstrap::ForceNewCluster => {
+                manager.initialize_alone().await?;
+                manager.drop_other_managers().await?;
+            }
+            Bootstrap::Existing => {}
+        }
+        let leader_duties = tokio::spawn(crate::leader::run(Arc::downgrade(&manager)));
+        manager
+            .background
+            .lock()
+            .expect("poisoned")
+            .push(leader_duties);
+        Ok(manager)
+    }
+
+    async fn initialize_alone(&self) -> Result<()> {
+        let mut members = BTreeMap::new();
+        members.insert(
+            self.config.raft_id,
+            BasicNode {
+                addr: self.config.advertise_addr.clone(),
+            },
+        );
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| ManagerError::Raft(format!("initialising Raft: {e}")))?;
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .current_leader(self.config.raft_id, "become leader")
+            .await
+            .map_err(|e| ManagerError::Raft(format!("waiting to lead: {e}")))?;
+        Ok(())
+    }
+
+    /// After --force-new-cluster: every other manager leaves the member list and its
+    /// certificate stops being honoured; the objects stay.
+    async fn drop_other_managers(&self) -> Result<()> {
+        let me = self.config.node_id.clone();
+        self.update_with_retry(|state| {
+            let mut actions = Vec::new();
+            let mut cluster = state.cluster().cloned().ok_or_else(|| {
+                ManagerError::FailedPrecondition("the data dir holds no swarm to recover".into())
+            })?;
+            for n in state.nodes().filter(|n| n.id != me && n.manager_status.is_some()) {
+                let mut n = n.clone();
+                if let Some(ms) = n.manager_status.as_mut() {
+                    ms.leader = false;
+                    ms.reachability = shoal_proto::Reachability::Unreachable as i32;
+                }
+                if let Some(status) = n.status.as_mut() {
+                    status.state = shoal_proto::NodeState::Down as i32;
+                    status.message = "left behind by --force-new-cluster: demote and remove it, then join it again".into();
+                }
+                cluster.removed_nodes.push(n.id.clone());
+                actions.push(action(StoreActionKind::Update, Object::Node(n)));
+            }
+            if let Some(mut n) = state.node(&me).cloned() {
+                if let Some(ms) = n.manager_status.as_mut() {
+                    ms.raft_id = self.config.raft_id;
+                    ms.addr = self.config.advertise_addr.clone();
+                }
+                actions.push(action(StoreActionKind::Update, Object::Node(n)));
+            }
+            actions.push(action(StoreActionKind::Update, Object::Cluster(cluster)));
+            Ok(actions)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn shutdown(&self) {
+        for h in self.background.lock().expect("poisoned").drain(..) {
+            h.abort();
+        }
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// True while this manager leads with a quorum behind it: a leader cut off from the
+    /// majority keeps its title in Raft but cannot commit, so it does not count.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.config.raft_id)
+            && has_quorum(&m)
+    }
+
+    /// The leader as this manager sees it; None while there is no working leader.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader && !has_quorum(&m) {
+            return None;
+        }
+        m.current_leader
+    }
+
+    /// Current Raft voters.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// Raft peers that answered the leader recently (only meaningful on the leader).
+    pub fn recently_contacted(&self, within: Duration) -> BTreeSet<NodeId> {
+        let now = Instant::now();
+        self.last_contact
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) < within)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Applies a proposal through Raft, forwarding to the leader if need be.
+    pub async fn propose(&self, p: Proposal) -> Result<ProposalResult> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let outcome = if self.is_leader() {
+                self.propose_local(p.clone()).await
+            } else {
+                match self.leader_addr() {
+                    Some(addr) => self.forward(&addr, p.clone()).await,
+                    None => Err(ManagerError::NoLeader),
+                }
+            };
+            match outcome {
+                Err(ManagerError::NoLeader) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(result) if !result.error.is_empty() => {
+                    return Err(ManagerError::Rejected(result.error));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Applies locally; only on the leader (forwarded proposals land here). Bounded in
+    /// time: a leader that loses its quorum mid-write reports that instead of hanging.
+    pub async fn propose_local(&self, p: Proposal) -> Result<ProposalResult> {
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(p)).await {
+            Err(_) => Err(ManagerError::NoLeader),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ManagerError::NoLeader)
+            }
+            Ok(Err(e)) => Err(ManagerError::Raft(e.to_string())),
+        }
+    }
+
+    async fn forward(&self, leader_addr: &str, p: Proposal) -> Result<ProposalResult> {
+        let tls = &self.config.tls;
+        let channel = manager_channel(
+            leader_addr,
+            &tls.ca_cert_pem,
+            Some((&tls.cert_pem, &tls.key_pem)),
+        )
+        .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        match RaftTransportClient::new(channel).propose(p).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) if s.code() == tonic::Code::Unavailable => Err(ManagerError::NoLeader),
+            Err(s) => Err(ManagerError::Raft(s.message().to_string())),
+        }
+    }
+
+    /// Reads the state, builds actions from it and proposes them; retries when another
+    /// write got in between (version conflict).
+    pub async fn update_with_retry<F>(&self, mut build: F) -> Result<ProposalResult>
+    where
+        F: FnMut(&crate::store::State) -> Result<Vec<shoal_proto::StoreAction>>,
+    {
+        let mut attempts = 0;
+        loop {
+            let actions = self.store.view(&mut build)?;
+            if actions.is_empty() {
+                return Ok(ProposalResult::default());
+            }
+            match self.propose(proposal(actions)).await {
+                Err(ManagerError::Rejected(msg))
+                    if msg.contains("out of sequence") && attempts < 5 =>
+                {
+                    attempts += 1;
+                    // Let this manager's store catch up with the write that got in first.
+                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Asks the leader to add this manager to the Raft membership as a voter.
+    pub async fn join_raft_via(&self, manager_addrs: &[String]) -> Result<()> {
+        let tls = &self.config.tls;
+        let req = JoinRaftRequest {
+            raft_id: self.config.raft_id,
+            addr: self.config.advertise_addr.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_err = String::from("no manager address known");
+        while Instant::now() < deadline {
+            for addr in manager_addrs {
+                let channel =
+                    manager_channel(addr, &tls.ca_cert_pem, Some((&tls.cert_pem, &tls.key_pem)))
+                        .map_err(|e| ManagerError::Raft(e.to_string()))?;
+                match RaftTransportClient::new(channel)
+                    .join_raft(req.clone())
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(s) => last_err = format!("{addr}: {}", s.message()),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(ManagerError::Raft(format!(
+            "could not join the managers' Raft group: {last_err}"
+        )))
+    }
+
+    /// On the leader: adds `raft_id` as a learner, waits for it to catch up, then makes it
+    /// a voter.
+    pub async fn add_voter(&self, raft_id: NodeId, addr: String) -> Result<()> {
+        if !self.is_leader() {
+            return Err(ManagerError::NoLeader);
+        }
+        let _guard = self.membership_lock.lock().await;
+        let mut voters = self.voters();
+        if voters.contains(&raft_id) {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(raft_id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| ManagerError::Raft(format!("adding learner: {e}")))?;
+        voters.insert(raft_id);
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| ManagerError::Raft(format!("promoting to voter: {e}")))?;
+        Ok(())
+    }
+
+    /// On the leader: removes `raft_id` from the voters, refusing when the managers left
+    /// could not form a quorum.
+    pub async fn remove_voter(&self, raft_id: NodeId) -> Result<()> {
+        let _guard = self.membership_lock.lock().await;
+        let mut voters = self.voters();
+        if !voters.remove(&raft_id) {
+            return Ok(());
+        }
+        if voters.is_empty() {
+            return Err(ManagerError::FailedPrecondition(
+                "cannot remove the last manager of the swarm; use `swarm leave --force` on it to tear the swarm down".into(),
+            ));
+        }
+        let reachable = self.recently_contacted(Duration::from_secs(5));
+        let alive = voters
+            .iter()
+            .filter(|v| **v == self.config.raft_id || reachable.contains(v))
+            .count();
+        if alive <= voters.len() / 2 {
+            return Err(ManagerError::FailedPrecondition(format!(
+                "removing this manager would leave {alive} reachable of {} managers, which is not a quorum; bring the other managers back first",
+                voters.len()
+            )));
+        }
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| ManagerError::Raft(format!("removing from Raft: {e}")))?;
+        Ok(())
+    }
+
+    /// The cluster object; present once init has been applied.
+    pub fn cluster(&self) -> Result<Cluster> {
+        self.store
+            .view(|s| s.cluster().cloned())
+            .ok_or(ManagerError::FailedPrecondition(
+                "the swarm is not initialised yet".into(),
+            ))
+    }
+
+    /// Control addresses of the managers, for agents to find them.
+    pub fn manager_addrs(&self) -> Vec<String> {
+        self.store.view(|s| {
+            s.nodes()
+                .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
+                .collect()
+        })
+    }
+}

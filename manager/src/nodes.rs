@@ -1,0 +1,196 @@
+//! Node operations behind `node ls/inspect/update/promote/demote/rm` and `swarm join-token`,
+//! with docker's rules and messages.
+
+use shoal_proto::stored_object::Object;
+use shoal_proto::token::JoinToken;
+use shoal_proto::{
+    Node, NodeAvailability, NodeRole, NodeState, StoreActionKind, UpdateNodeRequest,
+};
+
+use crate::manager::{Manager, ManagerError, Result};
+use crate::store::{State, action};
+
+/// Finds a node by full ID, hostname, or unique ID prefix, as the docker CLI does.
+pub fn find_node(state: &State, key: &str) -> Result<Node> {
+    if let Some(n) = state.node(key) {
+        return Ok(n.clone());
+    }
+    let by_name: Vec<&Node> = state
+        .nodes()
+        .filter(|n| n.description.as_ref().map(|d| d.hostname.as_str()) == Some(key))
+        .collect();
+    let by_prefix: Vec<&Node> = state.nodes().filter(|n| n.id.starts_with(key)).collect();
+    match (by_name.as_slice(), by_prefix.as_slice()) {
+        ([one], _) => Ok((*one).clone()),
+        ([], [one]) if !key.is_empty() => Ok((*one).clone()),
+        ([], []) | ([], [_]) => Err(ManagerError::NotFound(format!("No such node: {key}"))),
+        _ => Err(ManagerError::InvalidArgument(format!(
+            "node {key} is ambiguous ({} matches); use a longer ID",
+            by_name.len().max(by_prefix.len())
+        ))),
+    }
+}
+
+pub fn list_nodes(m: &Manager) -> Vec<Node> {
+    let leader = m.leader_id();
+    let mut nodes: Vec<Node> = m.store.view(|s| s.nodes().cloned().collect());
+    // The leader flag is read from this manager's own Raft view, which is fresher than
+    // what the leader last wrote.
+    for n in &mut nodes {
+        if let Some(ms) = n.manager_status.as_mut() {
+            ms.leader = Some(ms.raft_id) == leader;
+        }
+    }
+    nodes.sort_by(|a, b| hostname(a).cmp(hostname(b)).then(a.id.cmp(&b.id)));
+    nodes
+}
+
+pub fn hostname(n: &Node) -> &str {
+    n.description
+        .as_ref()
+        .map(|d| d.hostname.as_str())
+        .unwrap_or("")
+}
+
+pub fn get_node(m: &Manager, key: &str) -> Result<Node> {
+    let id = m.store.view(|s| find_node(s, key))?.id;
+    list_nodes(m)
+        .into_iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| ManagerError::NotFound(format!("No such node: {key}")))
+}
+
+pub async fn update_node(m: &Manager, req: UpdateNodeRequest) -> Result<Node> {
+    let node = m.store.view(|s| find_node(s, &req.id_or_name))?;
+    if let Some(role) = req.role {
+        let role = NodeRole::try_from(role)
+            .map_err(|_| ManagerError::InvalidArgument(format!("unknown role {role}")))?;
+        if role == NodeRole::Worker && node.manager_status.is_some() {
+            refuse_demoting_last_manager(m, &node)?;
+        }
+    }
+    let id = node.id.clone();
+    let result = m
+        .update_with_retry(|s| {
+            let mut n = find_node(s, &id)?;
+            let spec = n.spec.get_or_insert_default();
+            if let Some(a) = req.availability {
+                NodeAvailability::try_from(a).map_err(|_| {
+                    ManagerError::InvalidArgument(format!("unknown availability {a}"))
+                })?;
+                spec.availability = a;
+            }
+            let labels = &mut spec.annotations.get_or_insert_default().labels;
+            for k in &req.label_rm {
+                if labels.remove(k).is_none() {
+                    return Err(ManagerError::InvalidArgument(format!(
+                        "key {k} doesn't exist in node's labels"
+                    )));
+                }
+            }
+            labels.extend(req.label_add.clone());
+            if let Some(role) = req.role {
+                spec.desired_role = role;
+            }
+            n.meta.get_or_insert_default().updated_at_unix_nanos = shoal_proto::now_nanos();
+            Ok(vec![action(StoreActionKind::Update, Object::Node(n))])
+        })
+        .await?;
+    match result.objects.into_iter().next().and_then(|o| o.object) {
+        Some(Object::Node(n)) => Ok(n),
+        _ => get_node(m, &id),
+    }
+}
+
+/// The leader removes a demoted manager from Raft (see leader.rs); this refuses up front
+/// what could never succeed.
+fn refuse_demoting_last_manager(m: &Manager, node: &Node) -> Result<()> {
+    let managers = m.store.view(|s| {
+        s.nodes()
+            .filter(|n| n.manager_status.is_some())
+            .filter(|n| n.spec.as_ref().map(|s| s.desired_role()) == Some(NodeRole::Manager))
+            .count()
+    });
+    if managers <= 1 {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "attempting to demote the last manager of the swarm ({}); promote another node first",
+            hostname(node)
+        )));
+    }
+    Ok(())
+}
+
+pub async fn remove_node(m: &Manager, key: &str, force: bool) -> Result<()> {
+    let node = m.store.view(|s| find_node(s, key))?;
+    if node.manager_status.is_some()
+        || node.spec.as_ref().map(|s| s.desired_role()) == Some(NodeRole::Manager)
+    {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+            node.id
+        )));
+    }
+    let down = node.status.as_ref().map(|s| s.state()) != Some(NodeState::Ready);
+    if !down && !force {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "node {} is not down and can't be removed; stop it first, or use --force",
+            node.id
+        )));
+    }
+    let id = node.id.clone();
+    m.update_with_retry(|s| {
+        let n = find_node(s, &id)?;
+        let mut cluster = s
+            .cluster()
+            .cloned()
+            .ok_or(ManagerError::FailedPrecondition(
+                "the swarm is not initialised".into(),
+            ))?;
+        cluster.removed_nodes.push(n.id.clone());
+        Ok(vec![
+            action(StoreActionKind::Remove, Object::Node(n)),
+            action(StoreActionKind::Update, Object::Cluster(cluster)),
+        ])
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The current join token for `role`, after rotating it if asked.
+pub async fn join_token(m: &Manager, role: NodeRole, rotate: bool) -> Result<String> {
+    if rotate {
+        m.update_with_retry(|s| {
+            let mut cluster = s
+                .cluster()
+                .cloned()
+                .ok_or(ManagerError::FailedPrecondition(
+                    "the swarm is not initialised".into(),
+                ))?;
+            let root = cluster.root_ca.get_or_insert_default();
+            let fresh = JoinToken {
+                ca_digest: root.ca_cert_digest.clone(),
+                secret: shoal_proto::ids::random_base36(shoal_proto::token::SECRET_LEN),
+            }
+            .to_string();
+            let tokens = root.join_tokens.get_or_insert_default();
+            match role {
+                NodeRole::Worker => tokens.worker = fresh,
+                NodeRole::Manager => tokens.manager = fresh,
+            }
+            Ok(vec![action(
+                StoreActionKind::Update,
+                Object::Cluster(cluster),
+            )])
+        })
+        .await?;
+    }
+    let tokens = m
+        .cluster()?
+        .root_ca
+        .and_then(|r| r.join_tokens)
+        .unwrap_or_default();
+    Ok(match role {
+        NodeRole::Worker => tokens.worker,
+        NodeRole::Manager => tokens.manager,
+    })
+}

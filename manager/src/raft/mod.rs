@@ -1,0 +1,81 @@
+//! Raft (openraft) for the manager: the log and the state machine persisted in one redb file
+//! under the data dir, and a gRPC transport over the managers' mTLS connections.
+
+// openraft's storage traits fix StorageError as the error type, large as it is.
+#![allow(clippy::result_large_err)]
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::io::Cursor;
+
+use shoal_proto::{Proposal, ProposalResult};
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Proposal,
+        R = ProposalResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type NodeId = u64;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// The redb tables shared by the log store and the state machine.
+pub(crate) mod tables {
+    use redb::TableDefinition;
+    pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+    pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+    pub const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+    pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+}
+
+/// Wraps any storage-layer failure as openraft wants it.
+pub(crate) fn io_err(e: impl std::fmt::Display) -> StorageError {
+    openraft::StorageIOError::write(&std::io::Error::other(e.to_string())).into()
+}
+
+/// Opens (or creates) the manager's Raft database. A manager restarted in the same process
+/// (role change, --force-new-cluster) shares the handle its predecessor's winding-down
+/// tasks may still hold, since redb allows one opener per file.
+pub fn open_db(
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<redb::Database>, redb::DatabaseError> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock, Weak};
+    static OPEN: OnceLock<Mutex<HashMap<std::path::PathBuf, Weak<redb::Database>>>> =
+        OnceLock::new();
+    let mut open = OPEN.get_or_init(Default::default).lock().expect("poisoned");
+    if let Some(db) = open.get(path).and_then(Weak::upgrade) {
+        return Ok(db);
+    }
+    let db = Arc::new(redb::Database::create(path)?);
+    open.insert(path.to_path_buf(), Arc::downgrade(&db));
+    Ok(db)
+}
+
+/// Forgets the Raft log, vote and membership but keeps the objects: the first step of
+/// `swarm init --force-new-cluster`, after which the node initialises a one-member cluster.
+pub fn reset_membership(db: &redb::Database) -> Result<(), StorageError> {
+    let txn = db.begin_write().map_err(io_err)?;
+    txn.delete_table(tables::LOG).map_err(io_err)?;
+    txn.delete_table(tables::RAFT_META).map_err(io_err)?;
+    {
+        let mut meta = txn.open_table(tables::SM_META).map_err(io_err)?;
+        for key in [
+            state_machine::LAST_APPLIED,
+            state_machine::MEMBERSHIP,
+            state_machine::SNAPSHOT,
+        ] {
+            meta.remove(key).map_err(io_err)?;
+        }
+    }
+    txn.commit().map_err(io_err)?;
+    Ok(())
+}

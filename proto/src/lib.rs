@@ -1,0 +1,28 @@
+//! shoal's wire protocol (gRPC over mTLS on 2377), its Swarm-shaped object model, and the
+//! plain types every crate shares: IDs, join tokens, TLS plumbing.
+
+#[allow(clippy::all)]
+pub mod pb {
+    tonic::include_proto!("shoal.v1");
+}
+
+pub mod ids;
+pub mod tls;
+pub mod token;
+
+pub use pb::*;
+
+/// The port managers listen on for cluster control, as in Swarm.
+pub const CONTROL_PORT: u16 = 2377;
+/// Default dispatcher heartbeat period.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
+/// A node is marked Down after this many missed heartbeat periods.
+pub const MISSED_HEARTBEATS_DOWN: u32 = 3;
+
+/// Wall-clock time in unix nanoseconds, for object metadata.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything shoal needs on a fresh Debian/Ubuntu machine. Idempotent: each step
+# checks before it acts, so running it again is cheap.
+set -euo pipefail
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: shoal manages namespaces, links and eBPF programs; run as root (sudo $0)" >&2
+    exit 1
+fi
+
+PACKAGES=(iproute2 nftables docker.io busybox-static dnsutils protobuf-compiler bpftool
+          tcpdump curl ca-certificates procps llvm-22-dev)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# dockerd: started when not running (no systemd on every machine, so start it directly).
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    mkdir -p /var/log/shoal
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+        systemctl start docker || true
+    fi
+    if ! docker info >/dev/null 2>&1; then
+        nohup dockerd >/var/log/shoal/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/shoal/dockerd.log" >&2; exit 1; }
+fi
+
+# Rust toolchains: stable for the workspace, nightly + rust-src + bpf-linker for ebpf/.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust with rustup first" >&2
+    exit 1
+fi
+if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain (for ebpf/)"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    log "adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly
+fi
+if ! command -v bpf-linker >/dev/null 2>&1; then
+    log "installing bpf-linker (about 2 minutes)"
+    PATH="/usr/lib/llvm-22/bin:$PATH" cargo install --locked bpf-linker@0.13.0 \
+        --no-default-features --features llvm-22 >/dev/null 2>&1
+fi
+log "ready"
