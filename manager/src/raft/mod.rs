@@ -55,7 +55,17 @@ pub fn open_db(
     if let Some(db) = open.get(path).and_then(Weak::upgrade) {
         return Ok(db);
     }
-    let db = Arc::new(redb::Database::create(path)?);
+    // The last holder may be dropping its handle right now; its file lock goes with it.
+    let mut attempts = 0;
+    let db = loop {
+        match redb::Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => break Arc::new(other?),
+        }
+    };
     open.insert(path.to_path_buf(), Arc::downgrade(&db));
     Ok(db)
 }

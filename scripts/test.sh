@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# All tests: set up this machine, build everything (the ebpf/ programs too), run the suite.
+# The integration tests build lab clusters, so this runs as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --workspace --all-targets
+(cd ebpf && cargo +nightly build --release)
+cargo test --workspace

@@ -1,0 +1,218 @@
+//! Lab clusters for tests: each test owns a uniquely named lab on its own subnet, and the
+//! lab is removed when the guard drops, also when the test fails.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The `shoal` binary under test: $SHOAL_BIN, or the one cargo built next to this test.
+pub fn shoal_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SHOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("shoal");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build` first",
+        bin.display()
+    );
+    bin
+}
+
+pub fn shoal(args: &[&str]) -> Output {
+    Command::new(shoal_bin())
+        .args(args)
+        .output()
+        .expect("running shoal")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub struct Lab {
+    pub name: String,
+    pub subnet_prefix: String,
+}
+
+impl Lab {
+    /// Brings up lab `name` on 10.239.`net`.0/24.
+    pub fn up(name: &str, net: u8, nodes: u32, managers: u32, heartbeat: &str) -> Lab {
+        // A crashed earlier run may have left this lab behind.
+        let _ = shoal(&["lab", "down", "--name", name]);
+        let subnet = format!("10.239.{net}.0/24");
+        let lab = Lab {
+            name: name.to_string(),
+            subnet_prefix: format!("10.239.{net}."),
+        };
+        let out = shoal(&[
+            "lab",
+            "up",
+            "--name",
+            name,
+            "--nodes",
+            &nodes.to_string(),
+            "--managers",
+            &managers.to_string(),
+            "--subnet",
+            &subnet,
+            "--dispatcher-heartbeat",
+            heartbeat,
+        ]);
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        lab
+    }
+
+    pub fn ip(&self, index: u32) -> String {
+        format!("{}{}", self.subnet_prefix, 10 + index)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from("/var/lib/shoal/labs").join(&self.name)
+    }
+
+    pub fn certs(&self, node: &str) -> PathBuf {
+        self.dir().join(node).join("data/swarm/certificates")
+    }
+
+    /// Runs `shoal ARGS` inside `node`, talking to its daemon.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        let bin = shoal_bin();
+        let mut full = vec![
+            "lab",
+            "exec",
+            "--name",
+            &self.name,
+            node,
+            "--",
+            bin.to_str().unwrap(),
+        ];
+        full.extend_from_slice(args);
+        shoal(&full)
+    }
+
+    /// Like exec, but the command must succeed; returns its stdout.
+    pub fn ok(&self, node: &str, args: &[&str]) -> String {
+        let out = self.exec(node, args);
+        assert!(
+            out.status.success(),
+            "{node}: shoal {} failed:\n{}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn stop(&self, node: &str, kill: bool) {
+        let mut args = vec!["lab", "stop", "--name", &self.name];
+        if kill {
+            args.push("--kill");
+        }
+        args.push(node);
+        let out = shoal(&args);
+        assert!(out.status.success(), "lab stop {node}: {}", text(&out));
+    }
+
+    pub fn start(&self, node: &str) {
+        let out = shoal(&["lab", "start", "--name", &self.name, node]);
+        assert!(out.status.success(), "lab start {node}: {}", text(&out));
+    }
+
+    /// `node ls` as seen from `node`, parsed.
+    pub fn nodes(&self, node: &str) -> Vec<NodeRow> {
+        parse_node_ls(&self.ok(node, &["node", "ls"]))
+    }
+
+    pub fn try_nodes(&self, node: &str) -> Option<Vec<NodeRow>> {
+        let out = self.exec(node, &["node", "ls"]);
+        out.status
+            .success()
+            .then(|| parse_node_ls(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = shoal(&["lab", "down", "--name", &self.name]);
+        if !out.status.success() {
+            eprintln!("lab down {} failed: {}", self.name, text(&out));
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRow {
+    pub id: String,
+    pub is_self: bool,
+    pub hostname: String,
+    pub status: String,
+    pub availability: String,
+    pub manager_status: String,
+}
+
+/// Parses `node ls` by the header's column positions, as a person reads it.
+pub fn parse_node_ls(out: &str) -> Vec<NodeRow> {
+    let mut lines = out.lines();
+    let header = lines.next().expect("node ls header");
+    let col = |name: &str| {
+        header
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} column in {header:?}"))
+    };
+    let starts = [
+        0,
+        col("HOSTNAME"),
+        col("STATUS"),
+        col("AVAILABILITY"),
+        col("MANAGER STATUS"),
+        col("ENGINE VERSION"),
+    ];
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cell = |i: usize| {
+                let end = starts.get(i + 1).copied().unwrap_or(l.len()).min(l.len());
+                l.get(starts[i].min(l.len())..end)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            let id = cell(0);
+            NodeRow {
+                is_self: id.ends_with(" *"),
+                id: id.trim_end_matches(" *").to_string(),
+                hostname: cell(1),
+                status: cell(2),
+                availability: cell(3),
+                manager_status: cell(4),
+            }
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `limit`.
+pub fn wait_for<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return (v, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
