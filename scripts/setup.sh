@@ -11,16 +11,23 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PACKAGES=(iproute2 nftables docker.io busybox-static dnsutils protobuf-compiler bpftool
-          tcpdump curl ca-certificates procps llvm-22-dev)
+          tcpdump curl ca-certificates procps)
+# bpf-linker links against LLVM 22, the LLVM of the nightly toolchain.
+LLVM_PACKAGE=llvm-22-dev
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+dpkg-query -W -f='${Status}' "$LLVM_PACKAGE" 2>/dev/null | grep -q 'install ok installed' || missing+=("$LLVM_PACKAGE")
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! apt-cache show "$LLVM_PACKAGE" >/dev/null 2>&1; then
+        log "warning: $LLVM_PACKAGE is not in this distribution's archive; ebpf/ cannot be built here"
+        missing=("${missing[@]/$LLVM_PACKAGE}")
+    fi
+    apt-get install -y -qq --no-install-recommends ${missing[*]} >/dev/null
 fi
 
 # dockerd: started when not running (no systemd on every machine, so start it directly).
@@ -51,7 +58,7 @@ if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'
     log "adding rust-src to nightly"
     rustup component add rust-src --toolchain nightly
 fi
-if ! command -v bpf-linker >/dev/null 2>&1; then
+if ! command -v bpf-linker >/dev/null 2>&1 && [ -d /usr/lib/llvm-22 ]; then
     log "installing bpf-linker (about 2 minutes)"
     PATH="/usr/lib/llvm-22/bin:$PATH" cargo install --locked bpf-linker@0.13.0 \
         --no-default-features --features llvm-22 >/dev/null 2>&1

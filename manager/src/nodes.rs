@@ -140,12 +140,7 @@ pub async fn remove_node(m: &Manager, key: &str, force: bool) -> Result<()> {
     let id = node.id.clone();
     m.update_with_retry(|s| {
         let n = find_node(s, &id)?;
-        let mut cluster = s
-            .cluster()
-            .cloned()
-            .ok_or(ManagerError::FailedPrecondition(
-                "the swarm is not initialised".into(),
-            ))?;
+        let mut cluster = cluster_in(s)?;
         cluster.removed_nodes.push(n.id.clone());
         Ok(vec![
             action(StoreActionKind::Remove, Object::Node(n)),
@@ -156,16 +151,18 @@ pub async fn remove_node(m: &Manager, key: &str, force: bool) -> Result<()> {
     .map(|_| ())
 }
 
+/// The cluster object, to be modified in a proposal.
+fn cluster_in(s: &State) -> Result<shoal_proto::Cluster> {
+    s.cluster().cloned().ok_or(ManagerError::FailedPrecondition(
+        "the swarm is not initialised".into(),
+    ))
+}
+
 /// The current join token for `role`, after rotating it if asked.
 pub async fn join_token(m: &Manager, role: NodeRole, rotate: bool) -> Result<String> {
     if rotate {
         m.update_with_retry(|s| {
-            let mut cluster = s
-                .cluster()
-                .cloned()
-                .ok_or(ManagerError::FailedPrecondition(
-                    "the swarm is not initialised".into(),
-                ))?;
+            let mut cluster = cluster_in(s)?;
             let root = cluster.root_ca.get_or_insert_default();
             let fresh = JoinToken {
                 ca_digest: root.ca_cert_digest.clone(),

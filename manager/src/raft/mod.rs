@@ -89,3 +89,66 @@ pub fn reset_membership(db: &redb::Database) -> Result<(), StorageError> {
     txn.commit().map_err(io_err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachine;
+    use super::{StorageError, TypeConfig};
+    use crate::store::Store;
+
+    struct RedbBuilder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir>
+        for RedbBuilder
+    {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = super::open_db(&dir.path().join("raft.redb")).expect("open");
+            let sm = StateMachine::open(db.clone(), Store::default())?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    #[tokio::test]
+    async fn applied_objects_survive_reopening_the_database() {
+        use openraft::storage::RaftStateMachine;
+        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+        use shoal_proto::stored_object::Object;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let node = Object::Node(shoal_proto::Node {
+            id: "n1".into(),
+            ..Default::default()
+        });
+        {
+            let db = super::open_db(&path).unwrap();
+            let mut sm = StateMachine::open(db, Store::default()).unwrap();
+            let entry = Entry::<TypeConfig> {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 7),
+                payload: EntryPayload::Normal(crate::store::proposal(vec![crate::store::action(
+                    shoal_proto::StoreActionKind::Create,
+                    node,
+                )])),
+            };
+            let results = sm.apply([entry]).await.unwrap();
+            assert!(results[0].error.is_empty());
+        }
+        let store = Store::default();
+        let db = super::open_db(&path).unwrap();
+        let mut sm = StateMachine::open(db, store.clone()).unwrap();
+        assert_eq!(
+            store.view(|s| s.node("n1").map(|n| n.id.clone())),
+            Some("n1".into())
+        );
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(7));
+    }
+
+    /// openraft's own conformance suite for log stores and state machines.
+    #[test]
+    fn redb_storage_passes_the_openraft_suite() {
+        openraft::testing::Suite::test_all(RedbBuilder).unwrap();
+    }
+}
