@@ -383,3 +383,59 @@ fn lab_down_leaves_nothing_behind() {
     let status = text(&shoal(&["lab", "status"]));
     assert!(!status.contains(name), "{status}");
 }
+
+#[test]
+fn managers_leaving_with_force_leave_raft_and_node_rm_follows_docker_rules() {
+    let lab = Lab::up("fnd-leave", 9, 4, 3, "1s");
+    let out = lab.exec("manager3", &["swarm", "leave"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Use `--force`"), "{}", text(&out));
+
+    lab.ok("manager3", &["swarm", "leave", "--force"]);
+    lab.ok("manager2", &["swarm", "leave", "--force"]);
+    // manager1 is now the only Raft member: it commits on its own.
+    lab.ok(
+        "manager1",
+        &["node", "update", "--label-add", "alone=yes", "manager1"],
+    );
+    assert!(lab.ok("manager3", &["info"]).contains("Swarm: inactive"));
+
+    let out = lab.exec("manager1", &["node", "rm", "worker1"]);
+    assert!(text(&out).contains("is not down"), "{}", text(&out));
+    wait_for(Duration::from_secs(10), "manager3 Down", || {
+        let rows = lab.nodes("manager1");
+        (rows.iter().find(|n| n.hostname == "manager3")?.status == "Down").then_some(())
+    });
+    let out = lab.exec("manager1", &["node", "rm", "manager3"]);
+    assert!(text(&out).contains("must be demoted"), "{}", text(&out));
+    lab.ok("manager1", &["node", "demote", "manager3"]);
+    wait_for(Duration::from_secs(10), "manager3 demoted", || {
+        let rows = lab.nodes("manager1");
+        rows.iter()
+            .find(|n| n.hostname == "manager3")?
+            .manager_status
+            .is_empty()
+            .then_some(())
+    });
+    lab.ok("manager1", &["node", "rm", "manager3"]);
+    lab.ok("manager1", &["node", "rm", "--force", "worker1"]);
+    let hosts: Vec<String> = lab
+        .nodes("manager1")
+        .into_iter()
+        .map(|n| n.hostname)
+        .collect();
+    assert!(
+        !hosts.contains(&"manager3".into()) && !hosts.contains(&"worker1".into()),
+        "{hosts:?}"
+    );
+    // The removed worker learns it is out: its certificate is no longer honoured.
+    wait_for(
+        Duration::from_secs(10),
+        "worker1 to report its removal",
+        || {
+            lab.ok("worker1", &["info"])
+                .contains("removed")
+                .then_some(())
+        },
+    );
+}

@@ -65,6 +65,30 @@ fn decode<T: serde::de::DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> 
         .map_err(|e| Status::invalid_argument(format!("bad Raft message: {e}")))
 }
 
+impl ManagerApi {
+    /// A manager asking about its own Raft membership: the Raft ID must be the one the
+    /// store assigned to the caller's node.
+    fn raft_member_request(
+        &self,
+        req: Request<JoinRaftRequest>,
+    ) -> Result<(PeerIdentity, JoinRaftRequest), Status> {
+        let caller = authorize(&self.0, &req, Access::Manager)?;
+        let req = req.into_inner();
+        let owns_id = self.0.store.view(|s| {
+            s.node(&caller.node_id)
+                .and_then(|n| n.manager_status.as_ref())
+                .is_some_and(|ms| ms.raft_id == req.raft_id)
+        });
+        if !owns_id {
+            return Err(Status::permission_denied(format!(
+                "Raft ID {} is not the one assigned to node {}",
+                req.raft_id, caller.node_id
+            )));
+        }
+        Ok((caller, req))
+    }
+}
+
 #[tonic::async_trait]
 impl shoal_proto::raft_transport_server::RaftTransport for ManagerApi {
     async fn append_entries(
@@ -100,20 +124,17 @@ impl shoal_proto::raft_transport_server::RaftTransport for ManagerApi {
         Ok(Response::new(self.0.propose_local(req.into_inner()).await?))
     }
 
-    async fn join_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<Empty>, Status> {
-        let caller = authorize(&self.0, &req, Access::Manager)?;
-        let req = req.into_inner();
-        let owns_id = self.0.store.view(|s| {
-            s.node(&caller.node_id)
-                .and_then(|n| n.manager_status.as_ref())
-                .is_some_and(|ms| ms.raft_id == req.raft_id)
-        });
-        if !owns_id {
-            return Err(Status::permission_denied(format!(
-                "Raft ID {} is not the one assigned to node {}",
-                req.raft_id, caller.node_id
-            )));
+    async fn leave_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<Empty>, Status> {
+        let (_, req) = self.raft_member_request(req)?;
+        if !self.0.is_leader() {
+            return Err(ManagerError::NoLeader.into());
         }
+        self.0.remove_voter(req.raft_id).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn join_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<Empty>, Status> {
+        let (caller, req) = self.raft_member_request(req)?;
         self.0.add_voter(req.raft_id, req.addr).await?;
         // It just answered Raft while catching up: show it reachable straight away.
         let node_id = caller.node_id;

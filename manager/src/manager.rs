@@ -393,6 +393,28 @@ impl Manager {
         )))
     }
 
+    /// Asks the leader to take this manager out of the Raft membership (leaving the swarm).
+    pub async fn leave_raft(&self) -> Result<()> {
+        if self.voters().len() <= 1 {
+            return Ok(());
+        }
+        if self.is_leader() {
+            return self.remove_voter(self.config.raft_id).await;
+        }
+        let addr = self.leader_addr().ok_or(ManagerError::NoLeader)?;
+        let tls = &self.config.tls;
+        let channel = manager_channel(&addr, &tls.ca_cert_pem, Some((&tls.cert_pem, &tls.key_pem)))
+            .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        RaftTransportClient::new(channel)
+            .leave_raft(JoinRaftRequest {
+                raft_id: self.config.raft_id,
+                addr: self.config.advertise_addr.clone(),
+            })
+            .await
+            .map_err(|s| ManagerError::FailedPrecondition(s.message().to_string()))?;
+        Ok(())
+    }
+
     /// On the leader: adds `raft_id` as a learner, waits for it to catch up, then makes it
     /// a voter.
     pub async fn add_voter(&self, raft_id: NodeId, addr: String) -> Result<()> {

@@ -349,11 +349,8 @@ impl Daemon {
                 managers.saturating_sub(1)
             )));
         }
-        if let Some(m) = rt
-            .manager
-            .as_ref()
-            .filter(|m| m.is_leader() && m.voters().len() > 1)
-            && let Err(e) = m.remove_voter(rt.state.raft_id).await
+        if let Some(m) = &rt.manager
+            && let Err(e) = m.leave_raft().await
         {
             tracing::warn!("could not leave the managers' Raft group cleanly: {e}");
         }
