@@ -337,8 +337,59 @@ fn host_of(addr: &str) -> String {
         .unwrap_or_else(|| addr.to_string())
 }
 
+type AssignmentStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<shoal_proto::AssignmentSet, Status>> + Send>,
+>;
+
 #[tonic::async_trait]
 impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
+    type AssignmentsStream = AssignmentStream;
+
+    /// Served from this manager's own store, which follows the leader's.
+    async fn assignments(
+        &self,
+        req: Request<shoal_proto::AssignmentsRequest>,
+    ) -> Result<Response<AssignmentStream>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        let manager = self.0.clone();
+        let mut changes = manager.store.watch();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let node = caller.node_id;
+            let mut last = None;
+            loop {
+                let set = crate::dispatcher::assignments(&manager, &node);
+                if last.as_ref() != Some(&set) {
+                    if tx.send(Ok(set.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(set);
+                }
+                tokio::select! {
+                    change = changes.recv() => {
+                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = change {
+                            return;
+                        }
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn update_task_status(
+        &self,
+        req: Request<shoal_proto::UpdateTaskStatusRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        crate::dispatcher::update_task_status(&self.0, &caller.node_id, req.into_inner().updates)
+            .await?;
+        Ok(Response::new(Empty {}))
+    }
+
     async fn heartbeat(
         &self,
         req: Request<HeartbeatRequest>,

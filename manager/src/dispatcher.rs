@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
-    HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN, NodeState, NodeStatus,
-    StoreActionKind,
+    AssignmentSet, HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN, NodeState,
+    NodeStatus, StoreActionKind, Task, TaskState, TaskStatusUpdate,
 };
 
 use crate::manager::{Manager, ManagerError, Result};
@@ -139,4 +139,57 @@ pub async fn expire_silent_nodes(m: &Manager, leading_since: Instant) -> Result<
         tracing::warn!(node = %id, "node missed {MISSED_HEARTBEATS_DOWN} heartbeats: marked down");
     }
     Ok(())
+}
+
+/// The tasks a node must know about: placed on it, and not yet both stopped and unwanted.
+pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
+    let mut tasks: Vec<Task> = m.store.view(|s| {
+        s.tasks()
+            .filter(|t| t.node_id == node_id)
+            .filter(|t| {
+                let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
+                st >= TaskState::Assigned
+                    && !(t.desired_state() >= TaskState::Shutdown
+                        && crate::orchestrator::is_terminal(st))
+            })
+            .cloned()
+            .collect()
+    });
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    AssignmentSet { tasks }
+}
+
+/// Records what an agent reports about its tasks. A node may only report on its own
+/// tasks, and a task's state never moves backwards.
+pub async fn update_task_status(
+    m: &Manager,
+    node_id: &str,
+    updates: Vec<TaskStatusUpdate>,
+) -> Result<()> {
+    m.update_with_retry(|s| {
+        let mut actions = Vec::new();
+        for u in &updates {
+            let Some(mut t) = s.task(&u.task_id).cloned() else {
+                continue;
+            };
+            if t.node_id != node_id {
+                return Err(ManagerError::FailedPrecondition(format!(
+                    "task {} is not assigned to node {node_id}",
+                    u.task_id
+                )));
+            }
+            let Some(new) = u.status.clone() else {
+                continue;
+            };
+            let old = t.status.clone().unwrap_or_default();
+            if new.state() < old.state() || new == old {
+                continue;
+            }
+            t.status = Some(new);
+            actions.push(action(StoreActionKind::Update, Object::Task(t)));
+        }
+        Ok(actions)
+    })
+    .await
+    .map(|_| ())
 }

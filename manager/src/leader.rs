@@ -17,8 +17,18 @@ const REACHABLE_WITHIN: Duration = Duration::from_secs(3);
 
 pub async fn run(manager: Weak<Manager>) {
     let mut leading_since: Option<Instant> = None;
+    let Some(mut changes) = manager.upgrade().map(|m| m.store.watch()) else {
+        return;
+    };
     loop {
-        tokio::time::sleep(TICK).await;
+        // Wake on the tick, or as soon as the store changes (a new service, a task that
+        // stopped), so convergence does not wait for the tick.
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = changes.recv() => {
+                while changes.try_recv().is_ok() {}
+            }
+        }
         let Some(m) = manager.upgrade() else { return };
         if !m.is_leader() {
             leading_since = None;
@@ -30,6 +40,9 @@ pub async fn run(manager: Weak<Manager>) {
         });
         if let Err(e) = expire_silent_nodes(&m, since).await {
             tracing::debug!("expiring silent nodes: {e}");
+        }
+        if let Err(e) = reconcile_tasks(&m).await {
+            tracing::debug!("reconciling tasks: {e}");
         }
         if let Err(e) = remove_demoted_managers(&m).await {
             tracing::warn!("removing a demoted manager from Raft: {e}");
@@ -105,6 +118,21 @@ async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()>
         })
         .await?;
         tracing::info!(node = %id, "demoted manager removed from Raft");
+    }
+    Ok(())
+}
+
+/// Orchestrators, then the scheduler, each as one proposal. A proposal refused because
+/// the store moved on is simply planned again on the next wake-up.
+async fn reconcile_tasks(m: &Arc<Manager>) -> crate::manager::Result<()> {
+    let now = shoal_proto::now_nanos();
+    let orchestrated = m.store.view(|s| crate::orchestrator::plan(s, now));
+    if !orchestrated.is_empty() {
+        m.propose(crate::store::proposal(orchestrated)).await?;
+    }
+    let scheduled = m.store.view(|s| crate::scheduler::plan(s, now));
+    if !scheduled.is_empty() {
+        m.propose(crate::store::proposal(scheduled)).await?;
     }
     Ok(())
 }

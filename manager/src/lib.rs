@@ -11,3 +11,6 @@ pub mod store;
 pub use manager::{Bootstrap, Manager, ManagerConfig, ManagerError};
 pub mod api;
 pub mod nodes;
+pub mod orchestrator;
+pub mod scheduler;
+pub mod services;

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
-    Cluster, Meta, Node, Proposal, ProposalResult, StoreAction, StoreActionKind, StoredObject,
-    Version,
+    Cluster, Meta, Node, Proposal, ProposalResult, Service, StoreAction, StoreActionKind,
+    StoredObject, Task, Version,
 };
 use tokio::sync::broadcast;
 
@@ -19,6 +19,8 @@ use tokio::sync::broadcast;
 pub enum Kind {
     Cluster,
     Node,
+    Service,
+    Task,
 }
 
 /// Uniform access to the fields every object has.
@@ -49,7 +51,7 @@ macro_rules! object_access {
         }
     };
 }
-object_access!(Cluster, Node);
+object_access!(Cluster, Node, Service, Task);
 
 /// A change applied to the store.
 #[derive(Debug, Clone)]
@@ -83,6 +85,34 @@ impl State {
     pub fn node(&self, id: &str) -> Option<&Node> {
         match self.get(Kind::Node, id) {
             Some(Object::Node(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.list(Kind::Service).filter_map(|o| match o {
+            Object::Service(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        match self.get(Kind::Service, id) {
+            Some(Object::Service(x)) => Some(x),
+            _ => None,
+        }
+    }
+
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.list(Kind::Task).filter_map(|o| match o {
+            Object::Task(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        match self.get(Kind::Task, id) {
+            Some(Object::Task(x)) => Some(x),
             _ => None,
         }
     }
@@ -165,6 +195,23 @@ impl State {
             None => self.get(kind, &id),
         };
         let action_kind = action.kind();
+        if let (StoreActionKind::Create, Object::Service(svc)) = (action_kind, &obj) {
+            let name = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.annotations.as_ref())
+                .map(|a| a.name.as_str());
+            let taken = self.services().any(|other| {
+                other.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| a.name.as_str()) == name
+            }) || staged.values().flatten().any(|o| matches!(o, Object::Service(other)
+                if other.id != svc.id && other.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| a.name.as_str()) == name));
+            if taken {
+                return Err(format!(
+                    "name conflicts with an existing object: service {} already exists",
+                    name.unwrap_or_default()
+                ));
+            }
+        }
         match (action_kind, current) {
             (StoreActionKind::Create, Some(_)) => {
                 return Err(format!("{kind:?} {id} already exists"));

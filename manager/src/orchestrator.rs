@@ -1,0 +1,512 @@
+//! The orchestrators: compare each service's desired tasks with the tasks in the store and
+//! plan the changes. Replicated services own slots 1..N; global services one task per
+//! eligible node. Tasks whose node went Down or was drained are replaced, dead tasks are
+//! restarted as their restart policy says, and each slot keeps a short history.
+//!
+//! `plan` is pure: the leader calls it with a snapshot and proposes what it returns.
+
+use std::collections::BTreeMap;
+
+use shoal_proto::service_spec::Mode;
+use shoal_proto::stored_object::Object;
+use shoal_proto::{
+    Meta, Node, NodeAvailability, NodeState, RestartCondition, Service, StoreAction,
+    StoreActionKind, Task, TaskState, TaskStatus,
+};
+
+use crate::services::constraints;
+use crate::services::service_name;
+use crate::store::{State, action};
+
+/// Terminal tasks kept per slot (or per node, for global services), as in Swarm.
+pub const TASK_HISTORY: usize = 5;
+
+pub fn is_terminal(s: TaskState) -> bool {
+    s >= TaskState::Complete
+}
+
+fn state_of(t: &Task) -> TaskState {
+    t.status.as_ref().map(|s| s.state()).unwrap_or_default()
+}
+
+fn status_time(t: &Task) -> i64 {
+    t.status
+        .as_ref()
+        .map(|s| s.timestamp_unix_nanos)
+        .unwrap_or_default()
+}
+
+fn created(t: &Task) -> i64 {
+    t.meta
+        .as_ref()
+        .map(|m| m.created_at_unix_nanos)
+        .unwrap_or_default()
+}
+
+/// A node that can take new tasks.
+pub fn node_available(n: &Node) -> bool {
+    n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready)
+        && n.spec
+            .as_ref()
+            .map(|s| s.availability())
+            .unwrap_or_default()
+            == NodeAvailability::Active
+}
+
+fn node_gone_or_down(state: &State, node_id: &str) -> bool {
+    match state.node(node_id) {
+        None => true,
+        Some(n) => n.status.as_ref().map(|s| s.state()) == Some(NodeState::Down),
+    }
+}
+
+fn node_drained(state: &State, node_id: &str) -> bool {
+    state
+        .node(node_id)
+        .and_then(|n| n.spec.as_ref())
+        .is_some_and(|s| s.availability() == NodeAvailability::Drain)
+}
+
+pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
+    Task {
+        id: shoal_proto::ids::new_id(),
+        meta: Some(Meta {
+            created_at_unix_nanos: now,
+            updated_at_unix_nanos: now,
+            ..Default::default()
+        }),
+        service_id: service.id.clone(),
+        slot,
+        node_id: node_id.to_string(),
+        spec: service.spec.as_ref().and_then(|s| s.task.clone()),
+        spec_version: service.spec_version,
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::New as i32,
+            message: "created".into(),
+            timestamp_unix_nanos: now,
+            ..Default::default()
+        }),
+        service_name: service_name(service).to_string(),
+    }
+}
+
+fn shut_down(mut t: Task, why: &str) -> StoreAction {
+    t.desired_state = TaskState::Shutdown as i32;
+    if !why.is_empty() && !is_terminal(state_of(&t)) {
+        let status = t.status.get_or_insert_default();
+        status.message = why.to_string();
+    }
+    action(StoreActionKind::Update, Object::Task(t))
+}
+
+/// Whether a task that ended on its own should be replaced now, per the restart policy.
+/// Returns None to wait (the delay has not passed), Some(false) never, Some(true) now.
+fn restart_due(service: &Service, dead: &Task, history: &[&Task], now: i64) -> Option<bool> {
+    let policy = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task.as_ref())
+        .and_then(|t| t.restart)
+        .unwrap_or_default();
+    let failed = matches!(state_of(dead), TaskState::Failed | TaskState::Rejected);
+    let wanted = match policy.condition() {
+        RestartCondition::Any => true,
+        RestartCondition::OnFailure => failed,
+        RestartCondition::None => false,
+    };
+    if !wanted {
+        return Some(false);
+    }
+    if policy.max_attempts > 0 {
+        let since = if policy.window_nanos > 0 {
+            now - policy.window_nanos
+        } else {
+            i64::MIN
+        };
+        let attempts = history
+            .iter()
+            .filter(|t| is_terminal(state_of(t)) && created(t) >= since)
+            .count() as u64;
+        // The first run is not a restart.
+        if attempts > policy.max_attempts {
+            return Some(false);
+        }
+    }
+    if now - status_time(dead) < policy.delay_nanos {
+        return None;
+    }
+    Some(true)
+}
+
+/// Plans the changes for every service; `now` is unix nanoseconds.
+pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
+    let mut actions = Vec::new();
+    let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks() {
+        by_service.entry(t.service_id.as_str()).or_default().push(t);
+    }
+    for service in state.services() {
+        let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
+        match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+            Some(Mode::Replicated(r)) => {
+                plan_replicated(state, service, r.replicas, &tasks, now, &mut actions)
+            }
+            Some(Mode::Global(_)) => plan_global(state, service, &tasks, now, &mut actions),
+            None => {}
+        }
+    }
+    // Tasks of removed services: deleted once they have stopped or cannot report.
+    for (_, tasks) in by_service {
+        for t in tasks {
+            if is_terminal(state_of(t))
+                || t.node_id.is_empty()
+                || node_gone_or_down(state, &t.node_id)
+            {
+                actions.push(action(StoreActionKind::Remove, Object::Task(t.clone())));
+            } else if t.desired_state() < TaskState::Shutdown {
+                actions.push(shut_down(t.clone(), "service removed"));
+            }
+        }
+    }
+    actions
+}
+
+/// Handles a slot's (or a global node's) tasks: replaces what must be replaced and
+/// returns whether the slot still has a task that occupies it.
+fn tend_slot(
+    state: &State,
+    service: &Service,
+    history: &[&Task],
+    now: i64,
+    actions: &mut Vec<StoreAction>,
+) -> bool {
+    let mut occupied = false;
+    for t in history
+        .iter()
+        .filter(|t| t.desired_state() == TaskState::Running)
+    {
+        let st = state_of(t);
+        if !t.node_id.is_empty() && node_gone_or_down(state, &t.node_id) && !is_terminal(st) {
+            actions.push(shut_down((*t).clone(), "node is down: task rescheduled"));
+        } else if !t.node_id.is_empty() && node_drained(state, &t.node_id) {
+            actions.push(shut_down((*t).clone(), "node is drained: task rescheduled"));
+        } else if is_terminal(st) {
+            match restart_due(service, t, history, now) {
+                Some(true) => actions.push(shut_down((*t).clone(), "")),
+                // Waiting out the delay, or never restarting: the dead task keeps the slot.
+                None | Some(false) => occupied = true,
+            }
+        } else {
+            occupied = true;
+        }
+    }
+    // A task still stopping holds the slot so the new one does not start beside it.
+    occupied
+        || history.iter().any(|t| {
+            t.desired_state() == TaskState::Shutdown
+                && !is_terminal(state_of(t))
+                && !node_gone_or_down(state, &t.node_id)
+        })
+}
+
+fn trim_history(history: &[&Task], actions: &mut Vec<StoreAction>) {
+    let mut done: Vec<&&Task> = history
+        .iter()
+        .filter(|t| t.desired_state() >= TaskState::Shutdown && is_terminal(state_of(t)))
+        .collect();
+    if done.len() > TASK_HISTORY {
+        done.sort_by_key(|t| std::cmp::Reverse(created(t)));
+        for t in &done[TASK_HISTORY..] {
+            actions.push(action(StoreActionKind::Remove, Object::Task((**t).clone())));
+        }
+    }
+}
+
+fn plan_replicated(
+    state: &State,
+    service: &Service,
+    replicas: u64,
+    tasks: &[&Task],
+    now: i64,
+    actions: &mut Vec<StoreAction>,
+) {
+    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        slots.entry(t.slot).or_default().push(t);
+    }
+    for slot in 1..=replicas {
+        let history = slots.remove(&slot).unwrap_or_default();
+        if !tend_slot(state, service, &history, now, actions) {
+            actions.push(action(
+                StoreActionKind::Create,
+                Object::Task(new_task(service, slot, "", now)),
+            ));
+        }
+        trim_history(&history, actions);
+    }
+    // Slots beyond the replica count: scale down.
+    for (_, history) in slots {
+        for t in history
+            .iter()
+            .filter(|t| t.desired_state() == TaskState::Running)
+        {
+            actions.push(shut_down((*t).clone(), "service scaled down"));
+        }
+        trim_history(&history, actions);
+    }
+}
+
+fn plan_global(
+    state: &State,
+    service: &Service,
+    tasks: &[&Task],
+    now: i64,
+    actions: &mut Vec<StoreAction>,
+) {
+    let placement = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task.as_ref())
+        .and_then(|t| t.placement.clone())
+        .unwrap_or_default();
+    let rules = constraints::parse_all(&placement.constraints).unwrap_or_default();
+    let mut per_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        per_node.entry(t.node_id.as_str()).or_default().push(t);
+    }
+    for node in state.nodes() {
+        let history = per_node.remove(node.id.as_str()).unwrap_or_default();
+        let eligible = rules.iter().all(|c| c.matches(node));
+        let available = node_available(node);
+        if !eligible {
+            for t in history
+                .iter()
+                .filter(|t| t.desired_state() == TaskState::Running)
+            {
+                actions.push(shut_down(
+                    (*t).clone(),
+                    "node no longer satisfies the constraints",
+                ));
+            }
+        } else if node.status.as_ref().map(|s| s.state()) == Some(NodeState::Down) {
+            // A global task waits for its node to come back.
+        } else if !tend_slot(state, service, &history, now, actions) && available {
+            actions.push(action(
+                StoreActionKind::Create,
+                Object::Task(new_task(service, 0, &node.id, now)),
+            ));
+        }
+        trim_history(&history, actions);
+    }
+    // Tasks on nodes that were removed from the swarm.
+    for (_, history) in per_node {
+        for t in history {
+            actions.push(action(StoreActionKind::Remove, Object::Task(t.clone())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::{
+        Annotations, ContainerSpec, GlobalService, NodeDescription, NodeSpec, NodeStatus,
+        ReplicatedService, RestartPolicy, ServiceSpec, TaskSpec,
+    };
+
+    fn node(id: &str, state: NodeState, availability: NodeAvailability) -> Node {
+        Node {
+            id: id.into(),
+            spec: Some(NodeSpec {
+                availability: availability as i32,
+                ..Default::default()
+            }),
+            description: Some(NodeDescription {
+                hostname: id.into(),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn service(mode: Mode, restart: RestartCondition) -> Service {
+        Service {
+            id: "svc".into(),
+            spec: Some(ServiceSpec {
+                annotations: Some(Annotations {
+                    name: "web".into(),
+                    ..Default::default()
+                }),
+                task: Some(TaskSpec {
+                    container: Some(ContainerSpec {
+                        image: "img".into(),
+                        ..Default::default()
+                    }),
+                    restart: Some(RestartPolicy {
+                        condition: restart as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                mode: Some(mode),
+                ..Default::default()
+            }),
+            spec_version: 1,
+            ..Default::default()
+        }
+    }
+
+    fn apply(state: &mut State, actions: Vec<StoreAction>, index: &mut u64) {
+        *index += 1;
+        let (r, _) = state.apply(*index, &crate::store::proposal(actions));
+        assert!(r.error.is_empty(), "{}", r.error);
+    }
+
+    fn step(s: &mut State, index: &mut u64) {
+        let actions = plan(s, 0);
+        if !actions.is_empty() {
+            apply(s, actions, index);
+        }
+    }
+
+    fn state_with(nodes: Vec<Node>, svc: Service) -> (State, u64) {
+        let mut s = State::default();
+        let mut idx = 0;
+        let mut actions: Vec<StoreAction> = nodes
+            .into_iter()
+            .map(|n| action(StoreActionKind::Create, Object::Node(n)))
+            .collect();
+        actions.push(action(StoreActionKind::Create, Object::Service(svc)));
+        apply(&mut s, actions, &mut idx);
+        (s, idx)
+    }
+
+    fn live(s: &State) -> Vec<Task> {
+        s.tasks()
+            .filter(|t| t.desired_state() == TaskState::Running)
+            .cloned()
+            .collect()
+    }
+
+    fn set_task_state(s: &mut State, idx: &mut u64, id: &str, st: TaskState, node: &str) {
+        let mut t = s.task(id).unwrap().clone();
+        t.status.get_or_insert_default().state = st as i32;
+        if !node.is_empty() {
+            t.node_id = node.into();
+        }
+        apply(
+            s,
+            vec![action(StoreActionKind::Update, Object::Task(t))],
+            idx,
+        );
+    }
+
+    #[test]
+    fn replicated_service_fills_and_trims_slots() {
+        let svc = service(
+            Mode::Replicated(ReplicatedService { replicas: 3 }),
+            RestartCondition::Any,
+        );
+        let (mut s, mut idx) = state_with(
+            vec![node("n1", NodeState::Ready, NodeAvailability::Active)],
+            svc.clone(),
+        );
+        step(&mut s, &mut idx);
+        let mut slots: Vec<u64> = live(&s).iter().map(|t| t.slot).collect();
+        slots.sort();
+        assert_eq!(slots, [1, 2, 3]);
+        assert!(
+            plan(&s, 0).is_empty(),
+            "a converged service needs no changes"
+        );
+
+        let mut smaller = svc.clone();
+        smaller.spec.as_mut().unwrap().mode =
+            Some(Mode::Replicated(ReplicatedService { replicas: 1 }));
+        smaller.meta = s.service("svc").unwrap().meta;
+        apply(
+            &mut s,
+            vec![action(StoreActionKind::Update, Object::Service(smaller))],
+            &mut idx,
+        );
+        step(&mut s, &mut idx);
+        assert_eq!(live(&s).iter().map(|t| t.slot).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn failed_task_is_replaced_per_policy() {
+        for (condition, replaced) in [
+            (RestartCondition::Any, true),
+            (RestartCondition::None, false),
+        ] {
+            let svc = service(
+                Mode::Replicated(ReplicatedService { replicas: 1 }),
+                condition,
+            );
+            let (mut s, mut idx) = state_with(
+                vec![node("n1", NodeState::Ready, NodeAvailability::Active)],
+                svc,
+            );
+            step(&mut s, &mut idx);
+            let first = live(&s)[0].id.clone();
+            set_task_state(&mut s, &mut idx, &first, TaskState::Failed, "n1");
+            step(&mut s, &mut idx);
+            step(&mut s, &mut idx);
+            let running: Vec<Task> = live(&s);
+            assert_eq!(
+                running.iter().any(|t| t.id != first),
+                replaced,
+                "{condition:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tasks_on_a_down_node_are_replaced() {
+        let svc = service(
+            Mode::Replicated(ReplicatedService { replicas: 1 }),
+            RestartCondition::None,
+        );
+        let (mut s, mut idx) = state_with(
+            vec![node("n1", NodeState::Ready, NodeAvailability::Active)],
+            svc,
+        );
+        step(&mut s, &mut idx);
+        let first = live(&s)[0].id.clone();
+        set_task_state(&mut s, &mut idx, &first, TaskState::Running, "n1");
+        let mut n = s.node("n1").unwrap().clone();
+        n.status.as_mut().unwrap().state = NodeState::Down as i32;
+        apply(
+            &mut s,
+            vec![action(StoreActionKind::Update, Object::Node(n))],
+            &mut idx,
+        );
+        step(&mut s, &mut idx);
+        step(&mut s, &mut idx);
+        let running = live(&s);
+        assert_eq!(running.len(), 1);
+        assert_ne!(running[0].id, first);
+    }
+
+    #[test]
+    fn global_service_covers_available_nodes_only() {
+        let svc = service(Mode::Global(GlobalService {}), RestartCondition::Any);
+        let (mut s, mut idx) = state_with(
+            vec![
+                node("n1", NodeState::Ready, NodeAvailability::Active),
+                node("n2", NodeState::Ready, NodeAvailability::Drain),
+                node("n3", NodeState::Ready, NodeAvailability::Active),
+            ],
+            svc,
+        );
+        step(&mut s, &mut idx);
+        let mut nodes: Vec<String> = live(&s).into_iter().map(|t| t.node_id).collect();
+        nodes.sort();
+        assert_eq!(nodes, ["n1", "n3"]);
+    }
+}

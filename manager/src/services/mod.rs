@@ -1,0 +1,274 @@
+//! Services as users change them: create, update, rollback, remove, list. The orchestrator
+//! and scheduler (leader duties) turn them into tasks.
+
+pub mod constraints;
+pub mod validate;
+
+use std::collections::HashMap;
+
+use shoal_proto::service_spec::Mode;
+use shoal_proto::stored_object::Object;
+use shoal_proto::{
+    Annotations, ListServicesResponse, ListTasksResponse, Meta, RestartPolicy, Service,
+    ServiceSpec, StoreActionKind, Task, TaskState, UpdateConfig, UpdateServiceRequest, UpdateState,
+    UpdateStatus,
+};
+
+use crate::manager::{Manager, ManagerError, Result};
+use crate::nodes::find_node;
+use crate::store::{State, action};
+
+const SECOND: i64 = 1_000_000_000;
+
+/// Finds a service by ID, name, or unique ID prefix.
+pub fn find_service(state: &State, key: &str) -> Result<Service> {
+    if let Some(s) = state.service(key) {
+        return Ok(s.clone());
+    }
+    let by_name: Vec<&Service> = state
+        .services()
+        .filter(|s| service_name(s) == key)
+        .collect();
+    let by_prefix: Vec<&Service> = state.services().filter(|s| s.id.starts_with(key)).collect();
+    match (by_name.as_slice(), by_prefix.as_slice()) {
+        ([one], _) => Ok((*one).clone()),
+        ([], [one]) if !key.is_empty() => Ok((*one).clone()),
+        ([], []) | ([], [_]) => Err(ManagerError::NotFound(format!("service {key} not found"))),
+        _ => Err(ManagerError::InvalidArgument(format!(
+            "service {key} is ambiguous; use a longer ID"
+        ))),
+    }
+}
+
+pub fn service_name(s: &Service) -> &str {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.annotations.as_ref())
+        .map(|a| a.name.as_str())
+        .unwrap_or("")
+}
+
+/// Docker's defaults for whatever the spec leaves out.
+fn apply_defaults(spec: &mut ServiceSpec) {
+    let task = spec.task.get_or_insert_default();
+    task.restart.get_or_insert(RestartPolicy {
+        delay_nanos: 5 * SECOND,
+        ..Default::default()
+    });
+    let update_default = UpdateConfig {
+        parallelism: 1,
+        monitor_nanos: 5 * SECOND,
+        ..Default::default()
+    };
+    spec.update.get_or_insert(update_default);
+    spec.rollback.get_or_insert(update_default);
+    spec.annotations.get_or_insert_with(Annotations::default);
+}
+
+pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<Service> {
+    validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
+    apply_defaults(&mut spec);
+    let now = shoal_proto::now_nanos();
+    let service = Service {
+        id: shoal_proto::ids::new_id(),
+        meta: Some(Meta {
+            created_at_unix_nanos: now,
+            updated_at_unix_nanos: now,
+            ..Default::default()
+        }),
+        spec: Some(spec),
+        spec_version: 1,
+        ..Default::default()
+    };
+    let result = m
+        .propose(crate::store::proposal(vec![action(
+            StoreActionKind::Create,
+            Object::Service(service),
+        )]))
+        .await?;
+    stored_service(result)
+}
+
+fn stored_service(result: shoal_proto::ProposalResult) -> Result<Service> {
+    result
+        .objects
+        .into_iter()
+        .find_map(|o| match o.object {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| ManagerError::Raft("the store did not return the service".into()))
+}
+
+pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
+    let current = m.store.view(|s| find_service(s, &req.id_or_name))?;
+    let version = current
+        .meta
+        .and_then(|m| m.version)
+        .map(|v| v.index)
+        .unwrap_or_default();
+    if req.version != 0 && req.version != version {
+        return Err(ManagerError::Rejected(format!(
+            "update out of sequence: service {} is at version {version}, the update was made against version {}; inspect it again and retry",
+            service_name(&current),
+            req.version
+        )));
+    }
+    let mut spec = if req.rollback {
+        current.previous_spec.clone().ok_or_else(|| {
+            ManagerError::FailedPrecondition(format!(
+                "service {} does not have a previous spec",
+                service_name(&current)
+            ))
+        })?
+    } else {
+        req.spec
+            .clone()
+            .ok_or_else(|| ManagerError::InvalidArgument("the update carries no spec".into()))?
+    };
+    validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
+    apply_defaults(&mut spec);
+    let old_spec = current.spec.clone().unwrap_or_default();
+    if annotations_name(&spec) != annotations_name(&old_spec) {
+        return Err(ManagerError::InvalidArgument(
+            "renaming services is not supported".into(),
+        ));
+    }
+    let id = current.id.clone();
+    let result = m
+        .update_with_retry(|s| {
+            let mut svc = find_service(s, &id)?;
+            let old = svc.spec.clone().unwrap_or_default();
+            let tasks_change = old.task != spec.task;
+            svc.previous_spec = Some(old);
+            svc.spec = Some(spec.clone());
+            let now = shoal_proto::now_nanos();
+            svc.meta.get_or_insert_default().updated_at_unix_nanos = now;
+            if tasks_change {
+                svc.spec_version += 1;
+                svc.update_status = Some(UpdateStatus {
+                    state: if req.rollback {
+                        UpdateState::RollbackStarted
+                    } else {
+                        UpdateState::Updating
+                    } as i32,
+                    started_at_unix_nanos: now,
+                    completed_at_unix_nanos: 0,
+                    message: if req.rollback {
+                        "manually requested rollback"
+                    } else {
+                        "update in progress"
+                    }
+                    .into(),
+                });
+            }
+            Ok(vec![action(StoreActionKind::Update, Object::Service(svc))])
+        })
+        .await?;
+    stored_service(result)
+}
+
+fn annotations_name(spec: &ServiceSpec) -> &str {
+    spec.annotations
+        .as_ref()
+        .map(|a| a.name.as_str())
+        .unwrap_or("")
+}
+
+/// Removes the service; its tasks are told to shut down and are deleted once they have.
+pub async fn remove(m: &Manager, key: &str) -> Result<()> {
+    let id = m.store.view(|s| find_service(s, key))?.id;
+    m.update_with_retry(|s| {
+        let svc = find_service(s, &id)?;
+        let mut actions = vec![action(StoreActionKind::Remove, Object::Service(svc))];
+        for t in s
+            .tasks()
+            .filter(|t| t.service_id == id && t.desired_state() <= TaskState::Running)
+        {
+            let mut t = t.clone();
+            t.desired_state = TaskState::Shutdown as i32;
+            actions.push(action(StoreActionKind::Update, Object::Task(t)));
+        }
+        Ok(actions)
+    })
+    .await
+    .map(|_| ())
+}
+
+pub fn list(m: &Manager) -> ListServicesResponse {
+    m.store.view(|s| {
+        let mut services: Vec<Service> = s.services().cloned().collect();
+        services.sort_by(|a, b| service_name(a).cmp(service_name(b)));
+        let mut running = HashMap::new();
+        let mut desired = HashMap::new();
+        for t in s.tasks() {
+            if t.desired_state() == TaskState::Running {
+                *desired.entry(t.service_id.clone()).or_insert(0u64) += 1;
+                if t.status.as_ref().map(|st| st.state()) == Some(TaskState::Running) {
+                    *running.entry(t.service_id.clone()).or_insert(0u64) += 1;
+                }
+            }
+        }
+        for svc in &services {
+            if let Some(Mode::Replicated(r)) = svc.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+                desired.insert(svc.id.clone(), r.replicas);
+            }
+        }
+        ListServicesResponse {
+            services,
+            running,
+            desired,
+        }
+    })
+}
+
+pub fn get(m: &Manager, key: &str) -> Result<Service> {
+    m.store.view(|s| find_service(s, key))
+}
+
+pub fn tasks(m: &Manager, service: &str, node: &str) -> Result<ListTasksResponse> {
+    m.store.view(|s| {
+        let service_id = if service.is_empty() {
+            None
+        } else {
+            Some(find_service(s, service)?.id)
+        };
+        let node_id = if node.is_empty() {
+            None
+        } else {
+            Some(find_node(s, node)?.id)
+        };
+        let mut tasks: Vec<Task> = s
+            .tasks()
+            .filter(|t| service_id.as_ref().is_none_or(|id| &t.service_id == id))
+            .filter(|t| node_id.as_ref().is_none_or(|id| &t.node_id == id))
+            .cloned()
+            .collect();
+        tasks.sort_by(|a, b| {
+            (
+                a.service_name.as_str(),
+                a.slot,
+                a.node_id.as_str(),
+                std::cmp::Reverse(created(a)),
+            )
+                .cmp(&(
+                    b.service_name.as_str(),
+                    b.slot,
+                    b.node_id.as_str(),
+                    std::cmp::Reverse(created(b)),
+                ))
+        });
+        let node_names = s
+            .nodes()
+            .map(|n| (n.id.clone(), crate::nodes::hostname(n).to_string()))
+            .collect();
+        Ok(ListTasksResponse { tasks, node_names })
+    })
+}
+
+fn created(t: &Task) -> i64 {
+    t.meta
+        .as_ref()
+        .map(|m| m.created_at_unix_nanos)
+        .unwrap_or_default()
+}
