@@ -34,3 +34,5 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
+pub mod executor;
+pub mod runtime;

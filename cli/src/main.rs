@@ -37,6 +37,9 @@ enum Command {
     /// Manage swarm nodes
     #[command(subcommand)]
     Node(commands::node::NodeCommand),
+    /// Manage swarm services
+    #[command(subcommand)]
+    Service(Box<commands::service::ServiceCommand>),
     /// Display system-wide information
     Info,
     /// Show the shoal version information
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Daemon(args) => daemon::run(args).await,
             Command::Swarm(cmd) => commands::swarm::run(&target, cmd).await,
             Command::Node(cmd) => commands::node::run(&target, cmd).await,
+            Command::Service(cmd) => commands::service::run(&target, *cmd).await,
             Command::Info => commands::info::info(&target).await,
             Command::Version => commands::info::version(&target).await,
             Command::Lab(cmd) => lab::run(cmd).await,

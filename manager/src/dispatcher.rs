@@ -166,9 +166,17 @@ pub async fn update_task_status(
     node_id: &str,
     updates: Vec<TaskStatusUpdate>,
 ) -> Result<()> {
+    // Only the latest report per task matters; one update per task keeps the batch valid.
+    let mut latest: Vec<TaskStatusUpdate> = Vec::new();
+    for u in updates {
+        match latest.iter_mut().find(|l| l.task_id == u.task_id) {
+            Some(l) => *l = u,
+            None => latest.push(u),
+        }
+    }
     m.update_with_retry(|s| {
         let mut actions = Vec::new();
-        for u in &updates {
+        for u in &latest {
             let Some(mut t) = s.task(&u.task_id).cloned() else {
                 continue;
             };

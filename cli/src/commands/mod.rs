@@ -2,4 +2,7 @@
 
 pub mod info;
 pub mod node;
+pub mod service;
+pub mod service_json;
+pub mod service_spec;
 pub mod swarm;

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use shoal_manager::api::{Access, authorize};
-use shoal_manager::nodes;
+use shoal_manager::{nodes, services};
 use shoal_proto::control_server::Control;
 use shoal_proto::{
     Empty, GetNodeRequest, InfoResponse, JoinTokenRequest, JoinTokenResponse, ListNodesResponse,
-    Node, NodeRole, RemoveNodeRequest, SwarmInitRequest, SwarmInitResponse, SwarmJoinRequest,
-    SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest,
+    ListServicesResponse, ListTasksRequest, ListTasksResponse, Node, NodeRole, RemoveNodeRequest,
+    Service, ServiceRef, ServiceSpec, SwarmInitRequest, SwarmInitResponse, SwarmJoinRequest,
+    SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -135,6 +136,51 @@ impl Control for ControlService {
         let req = req.into_inner();
         nodes::remove_node(&m, &req.id_or_name, req.force).await?;
         Ok(Response::new(Empty {}))
+    }
+
+    async fn create_service(&self, req: Request<ServiceSpec>) -> Result<Response<Service>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(services::create(&m, req.into_inner()).await?))
+    }
+
+    async fn update_service(
+        &self,
+        req: Request<UpdateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(services::update(&m, req.into_inner()).await?))
+    }
+
+    async fn remove_service(&self, req: Request<ServiceRef>) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&req).await?;
+        services::remove(&m, &req.into_inner().id_or_name).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_services(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(services::list(&m)))
+    }
+
+    async fn get_service(&self, req: Request<ServiceRef>) -> Result<Response<Service>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(services::get(
+            &m,
+            &req.into_inner().id_or_name,
+        )?))
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let m = self.manager(&req).await?;
+        let req = req.into_inner();
+        let node = self.resolve_self(req.node).await;
+        Ok(Response::new(services::tasks(&m, &req.service, &node)?))
     }
 
     async fn info(&self, req: Request<Empty>) -> Result<Response<InfoResponse>, Status> {

@@ -40,6 +40,10 @@ pub struct DaemonArgs {
     /// Node hostname reported to the swarm; default: this machine's hostname
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Where tasks run: docker (containers on the local dockerd) or process (a command in
+    /// its own network namespace)
+    #[arg(long, default_value = "docker", value_parser = ["docker", "process"])]
+    pub runtime: String,
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

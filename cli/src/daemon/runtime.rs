@@ -5,6 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use shoal_agent::executor::ExecutorConfig;
+use shoal_agent::runtime::docker::DockerRuntime;
+use shoal_agent::runtime::process::ProcessRuntime;
+use shoal_agent::runtime::{Runtime as TaskRuntime, Unavailable};
 use shoal_agent::session::{SessionConfig, SessionEvent, SessionStatus};
 use shoal_manager::api::ManagerApi;
 use shoal_manager::{Bootstrap, Manager, ManagerConfig};
@@ -27,6 +31,7 @@ pub struct Runtime {
     pub manager: Option<Arc<Manager>>,
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     session: JoinHandle<()>,
+    executor: JoinHandle<()>,
     pub session_status: Arc<Mutex<SessionStatus>>,
     /// Set when the swarm no longer accepts this node.
     pub error: Option<String>,
@@ -69,6 +74,14 @@ impl Runtime {
         if state.manager && !managers.contains(&state.control_addr()) {
             managers.insert(0, state.control_addr());
         }
+        let task_runtime = task_runtime(daemon, &state.node_id).await;
+        let executor = tokio::spawn(shoal_agent::executor::run(ExecutorConfig {
+            node_id: state.node_id.clone(),
+            tls: tls.clone(),
+            managers: managers.clone(),
+            session: session_status.clone(),
+            runtime: task_runtime,
+        }));
         let session = tokio::spawn(shoal_agent::session::run(
             SessionConfig {
                 node_id: state.node_id.clone(),
@@ -87,6 +100,7 @@ impl Runtime {
             manager,
             server,
             session,
+            executor,
             session_status,
             error: None,
         })
@@ -94,6 +108,8 @@ impl Runtime {
 
     pub async fn stop(mut self) {
         self.session.abort();
+        // Tasks keep running: a restarted agent adopts them.
+        self.executor.abort();
         if let Some((tx, handle)) = self.server.take() {
             let _ = tx.send(());
             let abort = handle.abort_handle();
@@ -107,6 +123,21 @@ impl Runtime {
         if let Some(m) = self.manager.take() {
             m.shutdown().await;
         }
+    }
+}
+
+/// The runtime tasks run on, as `--runtime` chose. When dockerd cannot be reached every
+/// task is rejected with the reason, rather than the node failing to start.
+async fn task_runtime(daemon: &Arc<Daemon>, node_id: &str) -> Arc<dyn TaskRuntime> {
+    match daemon.args.runtime.as_str() {
+        "process" => Arc::new(ProcessRuntime::new(&daemon.args.run_dir, &daemon.hostname)),
+        _ => match DockerRuntime::connect(node_id).await {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                tracing::error!("the docker runtime is unavailable: {e}");
+                Arc::new(Unavailable(e.to_string()))
+            }
+        },
     }
 }
 

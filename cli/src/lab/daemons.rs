@@ -19,27 +19,41 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
         .append(true)
         .open(node.log())
         .with_context(|| format!("opening {}", node.log().display()))?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &node.netns])
-        .arg(exe)
-        .arg("daemon")
+    // Enter only the node's network namespace: unlike `ip netns exec`, this keeps the
+    // host's mount namespace, so the namespaces the daemon makes for tasks are visible to
+    // the host (and to `lab down`).
+    let netns = std::fs::File::open(std::path::Path::new("/run/netns").join(&node.netns))
+        .with_context(|| format!("opening the namespace of {}", node.name))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
         .arg("--data-dir")
         .arg(node.data_dir())
         .arg("--run-dir")
         .arg(node.run_dir())
-        .args(["--advertise-addr", &node.ip, "--hostname", &node.name])
+        .args([
+            "--advertise-addr",
+            &node.ip,
+            "--hostname",
+            &node.name,
+            "--runtime",
+            &node.runtime,
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our session.
+    use std::os::fd::AsRawFd;
+    let fd = netns.as_raw_fd();
+    // SAFETY: setsid and setns are async-signal-safe; the fd stays open until exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let child = cmd.spawn().context("starting the node daemon")?;
-    // `ip netns exec` execs the daemon, so this PID is the daemon's.
     std::fs::write(node.pid_file(), child.id().to_string())?;
     Ok(())
 }
@@ -143,4 +157,26 @@ pub fn log_tail(node: &LabNode, lines: usize) -> Option<String> {
     let text = std::fs::read_to_string(node.log()).ok()?;
     let all: Vec<&str> = text.lines().collect();
     Some(all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// Removes every task workload a node's daemon left (they outlive the daemon by design,
+/// so a restarted agent can adopt them).
+pub async fn remove_workloads(node: &LabNode) {
+    use shoal_agent::runtime::Runtime;
+    let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.name);
+    for w in process.existing().await.unwrap_or_default() {
+        let _ = process.remove(&w.runtime_id).await;
+    }
+    let state = std::fs::read(node.data_dir().join("swarm/state.json")).ok();
+    let node_id = state
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["node_id"].as_str().map(str::to_string));
+    if let Some(id) = node_id
+        && std::path::Path::new("/var/run/docker.sock").exists()
+        && let Ok(docker) = shoal_agent::runtime::docker::DockerRuntime::connect(&id).await
+    {
+        for w in docker.existing().await.unwrap_or_default() {
+            let _ = docker.remove(&w.runtime_id).await;
+        }
+    }
 }

@@ -40,6 +40,9 @@ pub enum LabCommand {
         /// Dispatcher heartbeat period of the swarm
         #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
         dispatcher_heartbeat: Duration,
+        /// Where the nodes run tasks: docker (the host's dockerd) or process
+        #[arg(long, default_value = "docker", value_parser = ["docker", "process"])]
+        runtime: String,
     },
     /// Remove a lab: daemons, namespaces, links and files
     Down {
@@ -82,6 +85,12 @@ pub struct LabNode {
     pub netns: String,
     pub dir: PathBuf,
     pub manager: bool,
+    #[serde(default = "default_runtime")]
+    pub runtime: String,
+}
+
+fn default_runtime() -> String {
+    "docker".into()
 }
 
 impl LabNode {
@@ -162,7 +171,13 @@ impl Lab {
         })
     }
 
-    fn plan(name: &str, nodes: u32, managers: u32, subnet: Subnet) -> anyhow::Result<Lab> {
+    fn plan(
+        name: &str,
+        nodes: u32,
+        managers: u32,
+        subnet: Subnet,
+        runtime: &str,
+    ) -> anyhow::Result<Lab> {
         if nodes == 0 || nodes > 200 {
             bail!("--nodes must be between 1 and 200");
         }
@@ -190,6 +205,7 @@ impl Lab {
                     dir: dir.join(&node_name),
                     name: node_name,
                     manager,
+                    runtime: runtime.to_string(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -212,8 +228,19 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
             managers,
             subnet,
             dispatcher_heartbeat,
-        } => up(&name, nodes, managers, &subnet, dispatcher_heartbeat).await,
-        LabCommand::Down { name } => down(&name),
+            runtime,
+        } => {
+            up(
+                &name,
+                nodes,
+                managers,
+                &subnet,
+                dispatcher_heartbeat,
+                &runtime,
+            )
+            .await
+        }
+        LabCommand::Down { name } => down(&name).await,
         LabCommand::Status { name } => status(name.as_deref()).await,
         LabCommand::Exec {
             name,
@@ -242,10 +269,11 @@ async fn up(
     managers: u32,
     subnet: &str,
     heartbeat: Duration,
+    runtime: &str,
 ) -> anyhow::Result<()> {
     validate_name(name)?;
     let subnet: Subnet = subnet.parse()?;
-    let lab = Lab::plan(name, nodes, managers, subnet)?;
+    let lab = Lab::plan(name, nodes, managers, subnet, runtime)?;
     if lab_dir(name).join("lab.json").exists() || net::netns_exists(&lab.fabric_ns) {
         bail!(
             "lab {name:?} already exists; remove it with `shoal lab down --name {name}` or pick another --name"
@@ -293,7 +321,7 @@ async fn up(
                     eprintln!("--- last lines of {}:\n{tail}", n.log().display());
                 }
             }
-            let _ = down(name);
+            let _ = down(name).await;
             Err(e)
         }
     }
@@ -380,13 +408,14 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
     }
 }
 
-fn down(name: &str) -> anyhow::Result<()> {
+async fn down(name: &str) -> anyhow::Result<()> {
     validate_name(name)?;
     let lab = Lab::load(name).ok();
     let mut removed = 0;
     if let Some(lab) = &lab {
         for node in &lab.nodes {
             let _ = daemons::stop(node, false);
+            daemons::remove_workloads(node).await;
         }
     }
     // Sweep by name too, so a lab whose description was lost is still removed.

@@ -99,7 +99,7 @@ fn validate_task(task: &TaskSpec) -> Result<(), String> {
             return Err(format!("invalid environment variable {e:?}: use KEY=VALUE"));
         }
     }
-    let res = task.resources.clone().unwrap_or_default();
+    let res = task.resources.unwrap_or_default();
     for (what, v) in [("limits", res.limits), ("reservations", res.reservations)] {
         let v = v.unwrap_or_default();
         if v.nano_cpus < 0 || v.memory_bytes < 0 {

@@ -1,0 +1,344 @@
+//! The task executor: follows the node's assignments from the dispatcher and drives each
+//! task through NEW .. RUNNING to COMPLETE, FAILED, SHUTDOWN or REJECTED on its runtime,
+//! reporting every step. Workloads found running after an agent restart are adopted, not
+//! started twice; workloads whose task is gone are removed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_proto::dispatcher_client::DispatcherClient;
+use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::{
+    AssignmentsRequest, Task, TaskState, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::{Existing, Runtime, RuntimeError, container_spec};
+use crate::session::SessionStatus;
+
+/// The managers the session knows now, or the configured ones.
+#[derive(Clone)]
+struct Managers {
+    initial: Vec<String>,
+    session: Arc<Mutex<SessionStatus>>,
+}
+
+impl Managers {
+    fn current(&self) -> Vec<String> {
+        let known = self.session.lock().expect("poisoned").managers.clone();
+        if known.is_empty() {
+            self.initial.clone()
+        } else {
+            known
+        }
+    }
+}
+
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub struct ExecutorConfig {
+    pub node_id: String,
+    pub tls: NodeTls,
+    /// Managers to reach until the session learns the current list.
+    pub managers: Vec<String>,
+    pub session: Arc<Mutex<SessionStatus>>,
+    pub runtime: Arc<dyn Runtime>,
+}
+
+struct Local {
+    stop: Option<oneshot::Sender<()>>,
+    runtime_id: Arc<Mutex<Option<String>>>,
+}
+
+pub async fn run(cfg: ExecutorConfig) {
+    let managers = Managers {
+        initial: cfg.managers.clone(),
+        session: cfg.session.clone(),
+    };
+    let reporter = Reporter::spawn(cfg.node_id.clone(), cfg.tls.clone(), managers.clone());
+    let mut local: HashMap<String, Local> = HashMap::new();
+    let mut existing: HashMap<String, Existing> = match cfg.runtime.existing().await {
+        Ok(list) => list.into_iter().map(|e| (e.task_id.clone(), e)).collect(),
+        Err(e) => {
+            tracing::warn!("listing existing workloads: {e}");
+            HashMap::new()
+        }
+    };
+    let mut attempt = 0usize;
+    loop {
+        let list = managers.current();
+        let Some(addr) = list.get(attempt % list.len().max(1)).cloned() else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        attempt += 1;
+        let Ok(channel) = manager_channel(
+            &addr,
+            &cfg.tls.ca_cert_pem,
+            Some((&cfg.tls.cert_pem, &cfg.tls.key_pem)),
+        ) else {
+            continue;
+        };
+        let mut stream = match DispatcherClient::new(channel)
+            .assignments(AssignmentsRequest {
+                node_id: cfg.node_id.clone(),
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) => {
+                tracing::debug!("assignments from {addr}: {}", s.message());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(set)) => {
+                    reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await
+                }
+                Ok(None) => break,
+                Err(s) => {
+                    tracing::debug!("assignment stream from {addr} ended: {}", s.message());
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn terminal(t: &Task) -> bool {
+    t.status.as_ref().map(|s| s.state()).unwrap_or_default() >= TaskState::Complete
+}
+
+async fn reconcile(
+    cfg: &ExecutorConfig,
+    reporter: &Reporter,
+    local: &mut HashMap<String, Local>,
+    existing: &mut HashMap<String, Existing>,
+    tasks: Vec<Task>,
+) {
+    let assigned: HashMap<&str, &Task> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    for t in &tasks {
+        let wanted = t.desired_state() == TaskState::Running;
+        match (wanted, local.get_mut(&t.id)) {
+            (true, None) if !terminal(t) => {
+                let runtime_id = Arc::new(Mutex::new(None));
+                let (stop_tx, stop_rx) = oneshot::channel();
+                tokio::spawn(control(
+                    (*t).clone(),
+                    cfg.runtime.clone(),
+                    reporter.clone(),
+                    stop_rx,
+                    existing.remove(&t.id),
+                    runtime_id.clone(),
+                ));
+                local.insert(
+                    t.id.clone(),
+                    Local {
+                        stop: Some(stop_tx),
+                        runtime_id,
+                    },
+                );
+            }
+            (false, Some(l)) => {
+                if let Some(stop) = l.stop.take() {
+                    let _ = stop.send(());
+                }
+            }
+            (false, None) if !terminal(t) => {
+                // Never started here (or adopted and already gone): nothing runs, say so.
+                if let Some(e) = existing.remove(&t.id) {
+                    let _ = cfg.runtime.remove(&e.runtime_id).await;
+                }
+                reporter.report(&t.id, status(TaskState::Shutdown, "shutdown", ""));
+            }
+            _ => {}
+        }
+    }
+    // Tasks the managers no longer list: remove what is left of them.
+    let gone: Vec<String> = local
+        .keys()
+        .filter(|id| !assigned.contains_key(id.as_str()))
+        .cloned()
+        .collect();
+    for id in gone {
+        let mut l = local.remove(&id).expect("listed");
+        if let Some(stop) = l.stop.take() {
+            let _ = stop.send(());
+        }
+        let runtime = cfg.runtime.clone();
+        let rid = l.runtime_id.clone();
+        tokio::spawn(async move {
+            // Give a stopping controller its grace period before removing underneath it.
+            for _ in 0..100 {
+                if rid.lock().expect("poisoned").is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let id = rid.lock().expect("poisoned").clone();
+            if let Some(id) = id
+                && let Err(e) = runtime.remove(&id).await
+            {
+                tracing::warn!("removing {id}: {e}");
+            }
+        });
+    }
+    for (task_id, e) in existing.drain() {
+        if !assigned.contains_key(task_id.as_str()) {
+            tracing::info!(task = %task_id, "removing a workload whose task is gone");
+            let _ = cfg.runtime.remove(&e.runtime_id).await;
+        }
+    }
+}
+
+fn status(state: TaskState, message: &str, err: &str) -> TaskStatus {
+    TaskStatus {
+        state: state as i32,
+        message: message.to_string(),
+        err: err.to_string(),
+        timestamp_unix_nanos: shoal_proto::now_nanos(),
+        ..Default::default()
+    }
+}
+
+/// Drives one task on the runtime.
+async fn control(
+    task: Task,
+    runtime: Arc<dyn Runtime>,
+    reporter: Reporter,
+    mut stop: oneshot::Receiver<()>,
+    adopted: Option<Existing>,
+    runtime_id: Arc<Mutex<Option<String>>>,
+) {
+    let id = task.id.clone();
+    let c = container_spec(&task);
+    let grace = if c.stop_grace_period_nanos > 0 {
+        Duration::from_nanos(c.stop_grace_period_nanos as u64)
+    } else {
+        DEFAULT_STOP_GRACE
+    };
+    let rid = match adopted {
+        Some(e) if e.running => {
+            tracing::info!(task = %id, "adopted a running workload");
+            e.runtime_id
+        }
+        other => {
+            if let Some(stale) = other {
+                let _ = runtime.remove(&stale.runtime_id).await;
+            }
+            reporter.report(&id, status(TaskState::Accepted, "accepted", ""));
+            reporter.report(&id, status(TaskState::Preparing, "preparing", ""));
+            if let Err(e) = runtime.prepare(&task).await {
+                reporter.report(&id, status(TaskState::Rejected, "rejected", &e.to_string()));
+                return;
+            }
+            if stop.try_recv().is_ok() {
+                reporter.report(&id, status(TaskState::Shutdown, "shutdown", ""));
+                return;
+            }
+            reporter.report(&id, status(TaskState::Starting, "starting", ""));
+            match runtime.start(&task).await {
+                Ok(rid) => rid,
+                Err(e) => {
+                    let state = if matches!(e, RuntimeError::Rejected(_)) {
+                        TaskState::Rejected
+                    } else {
+                        TaskState::Failed
+                    };
+                    reporter.report(&id, status(state, "starting failed", &e.to_string()));
+                    return;
+                }
+            }
+        }
+    };
+    *runtime_id.lock().expect("poisoned") = Some(rid.clone());
+    let mut running = status(TaskState::Running, "started", "");
+    running.container_id = rid.clone();
+    reporter.report(&id, running);
+    tokio::select! {
+        exit = runtime.wait(&rid) => {
+            let mut st = match &exit {
+                Ok(0) => status(TaskState::Complete, "finished", ""),
+                Ok(code) => status(TaskState::Failed, "started", &format!("task: non-zero exit ({code})")),
+                Err(e) => status(TaskState::Failed, "started", &e.to_string()),
+            };
+            st.exit_code = exit.as_ref().copied().unwrap_or(-1) as i32;
+            st.container_id = rid;
+            reporter.report(&id, st);
+        }
+        _ = &mut stop => {
+            if let Err(e) = runtime.stop(&rid, &c.stop_signal, grace).await {
+                tracing::warn!(task = %id, "stopping: {e}");
+            }
+            let mut st = status(TaskState::Shutdown, "shutdown", "");
+            st.container_id = rid;
+            reporter.report(&id, st);
+        }
+    }
+}
+
+/// Sends status changes to a manager, batched, retrying until one accepts them.
+#[derive(Clone)]
+struct Reporter {
+    tx: mpsc::UnboundedSender<TaskStatusUpdate>,
+}
+
+impl Reporter {
+    fn spawn(node_id: String, tls: NodeTls, managers: Managers) -> Reporter {
+        let (tx, mut rx) = mpsc::unbounded_channel::<TaskStatusUpdate>();
+        tokio::spawn(async move {
+            let mut pending: Vec<TaskStatusUpdate> = Vec::new();
+            let mut attempt = 0usize;
+            loop {
+                if pending.is_empty() {
+                    match rx.recv().await {
+                        Some(u) => pending.push(u),
+                        None => return,
+                    }
+                }
+                while let Ok(u) = rx.try_recv() {
+                    pending.push(u);
+                }
+                let list = managers.current();
+                let Some(addr) = list.get(attempt % list.len().max(1)).cloned() else {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                };
+                let sent = match manager_channel(
+                    &addr,
+                    &tls.ca_cert_pem,
+                    Some((&tls.cert_pem, &tls.key_pem)),
+                ) {
+                    Ok(ch) => DispatcherClient::new(ch)
+                        .update_task_status(UpdateTaskStatusRequest {
+                            node_id: node_id.clone(),
+                            updates: pending.clone(),
+                        })
+                        .await
+                        .map_err(|s| s.message().to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match sent {
+                    Ok(_) => pending.clear(),
+                    Err(e) => {
+                        tracing::debug!("reporting task status to {addr}: {e}");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+        });
+        Reporter { tx }
+    }
+
+    fn report(&self, task_id: &str, status: TaskStatus) {
+        let _ = self.tx.send(TaskStatusUpdate {
+            task_id: task_id.to_string(),
+            status: Some(status),
+        });
+    }
+}

@@ -1,0 +1,95 @@
+//! Task runtimes behind one trait: `docker` (containers through bollard, started with
+//! network mode none) and `process` (a command in a fresh network namespace, for hosts
+//! without Docker and for fast tests).
+
+pub mod demo;
+pub mod docker;
+pub mod process;
+
+use std::time::Duration;
+
+use shoal_proto::Task;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The task can never run here as specified (missing image, bad command).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A workload the runtime finds already running (after an agent restart).
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub task_id: String,
+    pub runtime_id: String,
+    pub running: bool,
+}
+
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Checks the task can run here (image present, command known).
+    async fn prepare(&self, task: &Task) -> Result<(), RuntimeError>;
+    /// Creates and starts the workload; returns the runtime's ID for it.
+    async fn start(&self, task: &Task) -> Result<String, RuntimeError>;
+    /// Waits for the workload to exit; returns its exit code.
+    async fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
+    /// Stops it: the stop signal, then SIGKILL after `grace`.
+    async fn stop(&self, id: &str, signal: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// Removes what is left of it.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Workloads of this node already present.
+    async fn existing(&self) -> Result<Vec<Existing>, RuntimeError>;
+    /// The workload's output so far (stdout and stderr).
+    async fn logs(&self, id: &str) -> Result<String, RuntimeError>;
+}
+
+/// The name docker gives a swarm task's container: <service>.<slot|node>.<task id>.
+pub fn task_name(task: &Task) -> String {
+    let middle = if task.slot > 0 {
+        task.slot.to_string()
+    } else {
+        task.node_id.clone()
+    };
+    format!("{}.{}.{}", task.service_name, middle, task.id)
+}
+
+pub fn container_spec(task: &Task) -> shoal_proto::ContainerSpec {
+    task.spec
+        .as_ref()
+        .and_then(|s| s.container.clone())
+        .unwrap_or_default()
+}
+
+/// A runtime that cannot run anything, and says why.
+pub struct Unavailable(pub String);
+
+#[async_trait::async_trait]
+impl Runtime for Unavailable {
+    fn name(&self) -> &'static str {
+        "unavailable"
+    }
+    async fn prepare(&self, _: &Task) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Rejected(self.0.clone()))
+    }
+    async fn start(&self, _: &Task) -> Result<String, RuntimeError> {
+        Err(RuntimeError::Rejected(self.0.clone()))
+    }
+    async fn wait(&self, _: &str) -> Result<i64, RuntimeError> {
+        Err(RuntimeError::Failed(self.0.clone()))
+    }
+    async fn stop(&self, _: &str, _: &str, _: Duration) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn remove(&self, _: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn existing(&self) -> Result<Vec<Existing>, RuntimeError> {
+        Ok(vec![])
+    }
+    async fn logs(&self, _: &str) -> Result<String, RuntimeError> {
+        Ok(String::new())
+    }
+}

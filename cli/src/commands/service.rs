@@ -1,0 +1,647 @@
+//! `shoal service ...`
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use clap::Subcommand;
+use shoal_proto::control_client::ControlClient;
+use shoal_proto::service_spec::Mode;
+use shoal_proto::{
+    Annotations, ContainerSpec, Empty, ListTasksRequest, Service, ServiceRef, ServiceSpec, Task,
+    TaskSpec, TaskState, UpdateServiceRequest,
+};
+use tonic::transport::Channel;
+
+use super::service_spec::{self, CreateLists, SpecFlags, key_value, parse_port, parse_preference};
+use crate::client::{Target, daemon_error};
+use crate::output::table;
+
+#[derive(Subcommand)]
+pub enum ServiceCommand {
+    /// Create a new service
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        /// Number of tasks
+        #[arg(long)]
+        replicas: Option<u64>,
+        /// Service mode (replicated or global)
+        #[arg(long, default_value = "replicated")]
+        mode: String,
+        /// Exit immediately instead of waiting for the service to converge
+        #[arg(short, long)]
+        detach: bool,
+        #[command(flatten)]
+        lists: CreateLists,
+        #[command(flatten)]
+        flags: SpecFlags,
+        image: String,
+        /// Command and arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List services
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the tasks of one or more services
+    Ps {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Filter output (desired-state=running|shutdown|accepted, node=NODE)
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Display detailed information on one or more services
+    Inspect {
+        #[arg(long)]
+        pretty: bool,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Scale one or multiple replicated services (SERVICE=REPLICAS)
+    Scale {
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(required = true)]
+        scales: Vec<String>,
+    },
+    /// Update a service
+    Update {
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        replicas: Option<u64>,
+        /// Force update even if no changes require it
+        #[arg(long)]
+        force: bool,
+        /// Revert to the previous specification
+        #[arg(long)]
+        rollback: bool,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long = "env-add")]
+        env_add: Vec<String>,
+        #[arg(long = "env-rm")]
+        env_rm: Vec<String>,
+        #[arg(long = "label-add")]
+        label_add: Vec<String>,
+        #[arg(long = "label-rm")]
+        label_rm: Vec<String>,
+        #[arg(long = "constraint-add")]
+        constraint_add: Vec<String>,
+        #[arg(long = "constraint-rm")]
+        constraint_rm: Vec<String>,
+        #[arg(long = "placement-pref-add")]
+        placement_pref_add: Vec<String>,
+        #[arg(long = "publish-add")]
+        publish_add: Vec<String>,
+        /// Remove a published port by its target port
+        #[arg(long = "publish-rm")]
+        publish_rm: Vec<String>,
+        /// Replace the command
+        #[arg(long = "args")]
+        args: Option<String>,
+        #[command(flatten)]
+        flags: SpecFlags,
+        service: String,
+    },
+    /// Revert changes to a service's configuration
+    Rollback {
+        #[arg(short, long)]
+        detach: bool,
+        service: String,
+    },
+    /// Remove one or more services
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+}
+
+type Client = ControlClient<Channel>;
+
+pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
+    let mut client = target.connect().await?;
+    match cmd {
+        ServiceCommand::Create {
+            name,
+            replicas,
+            mode,
+            detach,
+            lists,
+            flags,
+            image,
+            command,
+        } => {
+            let mut spec = ServiceSpec {
+                annotations: Some(Annotations {
+                    name: name.unwrap_or_default(),
+                    ..Default::default()
+                }),
+                task: Some(TaskSpec {
+                    container: Some(ContainerSpec {
+                        image,
+                        args: command,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                mode: Some(service_spec::mode(&mode, replicas)?),
+                ..Default::default()
+            };
+            lists.apply(&mut spec)?;
+            flags.apply(&mut spec)?;
+            let svc = client
+                .create_service(spec)
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            println!("{}", svc.id);
+            if !detach {
+                converge(&mut client, &svc.id).await?;
+            }
+        }
+        ServiceCommand::Ls { quiet } => {
+            let resp = client
+                .list_services(Empty {})
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            if quiet {
+                resp.services.iter().for_each(|s| println!("{}", s.id));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = resp
+                .services
+                .iter()
+                .map(|s| {
+                    let spec = s.spec.clone().unwrap_or_default();
+                    let running = resp.running.get(&s.id).copied().unwrap_or(0);
+                    let desired = resp.desired.get(&s.id).copied().unwrap_or(0);
+                    let mode = match spec.mode {
+                        Some(Mode::Global(_)) => "global",
+                        _ => "replicated",
+                    };
+                    vec![
+                        shoal_proto::ids::short(&s.id).to_string(),
+                        name_of(s).to_string(),
+                        mode.to_string(),
+                        format!("{running}/{desired}"),
+                        image_of(&spec),
+                        ports_of(&spec),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
+            );
+        }
+        ServiceCommand::Ps {
+            quiet,
+            no_trunc,
+            filter,
+            services,
+        } => {
+            let mut filters: HashMap<String, String> = HashMap::new();
+            for f in &filter {
+                let (k, v) = key_value(f, "filter")?;
+                filters.insert(k, v);
+            }
+            let mut all = Vec::new();
+            let mut names = HashMap::new();
+            for s in &services {
+                let resp = client
+                    .list_tasks(ListTasksRequest {
+                        service: s.clone(),
+                        node: filters.get("node").cloned().unwrap_or_default(),
+                    })
+                    .await
+                    .map_err(daemon_error)?
+                    .into_inner();
+                names.extend(resp.node_names);
+                all.extend(resp.tasks);
+            }
+            if let Some(want) = filters.get("desired-state") {
+                all.retain(|t| match want.as_str() {
+                    "running" => t.desired_state() == TaskState::Running,
+                    "shutdown" => t.desired_state() >= TaskState::Shutdown,
+                    "accepted" => t.desired_state() == TaskState::Accepted,
+                    _ => true,
+                });
+            }
+            if quiet {
+                all.iter().for_each(|t| println!("{}", t.id));
+            } else {
+                print!("{}", ps_table(&all, &names, no_trunc));
+            }
+        }
+        ServiceCommand::Inspect { pretty, services } => {
+            let mut found = Vec::new();
+            for s in &services {
+                found.push(get(&mut client, s).await?);
+            }
+            if pretty {
+                for s in &found {
+                    print!("{}", super::service_json::pretty(s));
+                }
+            } else {
+                let docs: Vec<_> = found.iter().map(super::service_json::engine_json).collect();
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            }
+        }
+        ServiceCommand::Scale { detach, scales } => {
+            let mut scaled = Vec::new();
+            for s in &scales {
+                let (name, n) = s.split_once('=').ok_or_else(|| {
+                    anyhow!("invalid scale specifier {s:?}: use SERVICE=REPLICAS")
+                })?;
+                let n: u64 = n.parse().map_err(|_| {
+                    anyhow!(
+                        "invalid replicas value {n:?} for {name}: use a whole number of 0 or more"
+                    )
+                })?;
+                let svc = get(&mut client, name).await?;
+                let mut spec = svc.spec.clone().unwrap_or_default();
+                match spec.mode {
+                    Some(Mode::Replicated(ref mut r)) => r.replicas = n,
+                    _ => bail!("scale can only be used with replicated mode ({name} is global)"),
+                }
+                update(&mut client, &svc, spec, false).await?;
+                println!("{name} scaled to {n}");
+                scaled.push(svc.id);
+            }
+            if !detach {
+                for id in scaled {
+                    converge(&mut client, &id).await?;
+                }
+            }
+        }
+        ServiceCommand::Update {
+            image,
+            replicas,
+            force,
+            rollback,
+            detach,
+            env_add,
+            env_rm,
+            label_add,
+            label_rm,
+            constraint_add,
+            constraint_rm,
+            placement_pref_add,
+            publish_add,
+            publish_rm,
+            args,
+            flags,
+            service,
+        } => {
+            let svc = get(&mut client, &service).await?;
+            if rollback {
+                return do_rollback(&mut client, &svc, detach).await;
+            }
+            let mut spec = svc.spec.clone().unwrap_or_default();
+            flags.apply(&mut spec)?;
+            let task = spec.task.get_or_insert_default();
+            let c = task.container.get_or_insert_default();
+            if let Some(i) = image {
+                c.image = i;
+            }
+            if let Some(a) = args {
+                c.args = a.split_whitespace().map(str::to_string).collect();
+            }
+            c.env.retain(|e| {
+                !env_rm
+                    .iter()
+                    .any(|k| e.split('=').next() == Some(k.as_str()))
+            });
+            for e in env_add {
+                let key = e.split('=').next().unwrap_or("").to_string();
+                c.env.retain(|x| x.split('=').next() != Some(key.as_str()));
+                c.env.push(e);
+            }
+            let placement = task.placement.get_or_insert_default();
+            placement.constraints.retain(|x| !constraint_rm.contains(x));
+            placement.constraints.extend(constraint_add);
+            for p in &placement_pref_add {
+                placement.preferences.push(parse_preference(p)?);
+            }
+            if force {
+                task.force_update += 1;
+            }
+            let labels = &mut spec.annotations.get_or_insert_default().labels;
+            for k in &label_rm {
+                labels.remove(k);
+            }
+            for kv in &label_add {
+                let (k, v) = key_value(kv, "label")?;
+                labels.insert(k, v);
+            }
+            let endpoint = spec.endpoint.get_or_insert_default();
+            for t in &publish_rm {
+                let target: u32 = t
+                    .split('/')
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| anyhow!("invalid --publish-rm {t:?}: give the target port"))?;
+                endpoint.ports.retain(|p| p.target_port != target);
+            }
+            for p in &publish_add {
+                endpoint.ports.push(parse_port(p)?);
+            }
+            if let Some(n) = replicas {
+                match spec.mode {
+                    Some(Mode::Replicated(ref mut r)) => r.replicas = n,
+                    _ => bail!("replicas can only be used with replicated mode"),
+                }
+            }
+            update(&mut client, &svc, spec, false).await?;
+            println!("{service}");
+            if !detach {
+                converge(&mut client, &svc.id).await?;
+            }
+        }
+        ServiceCommand::Rollback { detach, service } => {
+            let svc = get(&mut client, &service).await?;
+            do_rollback(&mut client, &svc, detach).await?;
+        }
+        ServiceCommand::Rm { services } => {
+            for s in services {
+                client
+                    .remove_service(ServiceRef {
+                        id_or_name: s.clone(),
+                    })
+                    .await
+                    .map_err(daemon_error)?;
+                println!("{s}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn do_rollback(client: &mut Client, svc: &Service, detach: bool) -> anyhow::Result<()> {
+    update(client, svc, ServiceSpec::default(), true).await?;
+    println!("{}", name_of(svc));
+    println!("rollback: manually requested rollback");
+    if !detach {
+        converge(client, &svc.id).await?;
+    }
+    Ok(())
+}
+
+async fn get(client: &mut Client, key: &str) -> anyhow::Result<Service> {
+    Ok(client
+        .get_service(ServiceRef {
+            id_or_name: key.to_string(),
+        })
+        .await
+        .map_err(daemon_error)?
+        .into_inner())
+}
+
+async fn update(
+    client: &mut Client,
+    svc: &Service,
+    spec: ServiceSpec,
+    rollback: bool,
+) -> anyhow::Result<Service> {
+    Ok(client
+        .update_service(UpdateServiceRequest {
+            id_or_name: svc.id.clone(),
+            version: svc
+                .meta
+                .and_then(|m| m.version)
+                .map(|v| v.index)
+                .unwrap_or_default(),
+            spec: (!rollback).then_some(spec),
+            rollback,
+        })
+        .await
+        .map_err(daemon_error)?
+        .into_inner())
+}
+
+fn name_of(s: &Service) -> &str {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.annotations.as_ref())
+        .map(|a| a.name.as_str())
+        .unwrap_or("")
+}
+
+pub fn image_of(spec: &ServiceSpec) -> String {
+    spec.task
+        .as_ref()
+        .and_then(|t| t.container.as_ref())
+        .map(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+pub fn ports_of(spec: &ServiceSpec) -> String {
+    spec.endpoint
+        .as_ref()
+        .map(|e| {
+            e.ports
+                .iter()
+                .map(|p| {
+                    let published = if p.published_port == 0 {
+                        String::new()
+                    } else {
+                        p.published_port.to_string()
+                    };
+                    format!("*:{published}->{}/{}", p.target_port, p.protocol)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+pub fn state_name(s: TaskState) -> &'static str {
+    match s {
+        TaskState::New => "New",
+        TaskState::Pending => "Pending",
+        TaskState::Assigned => "Assigned",
+        TaskState::Accepted => "Accepted",
+        TaskState::Preparing => "Preparing",
+        TaskState::Ready => "Ready",
+        TaskState::Starting => "Starting",
+        TaskState::Running => "Running",
+        TaskState::Complete => "Complete",
+        TaskState::Shutdown => "Shutdown",
+        TaskState::Failed => "Failed",
+        TaskState::Rejected => "Rejected",
+        TaskState::Remove => "Remove",
+        TaskState::Orphaned => "Orphaned",
+    }
+}
+
+/// "3 seconds ago", as docker's go-units phrases it.
+pub fn ago(nanos: i64) -> String {
+    let secs = ((shoal_proto::now_nanos() - nanos) / 1_000_000_000).max(0);
+    let human = match secs {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".to_string(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".to_string(),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    };
+    format!("{human} ago")
+}
+
+fn task_display_name(t: &Task) -> String {
+    if t.slot > 0 {
+        format!("{}.{}", t.service_name, t.slot)
+    } else {
+        format!("{}.{}", t.service_name, t.node_id)
+    }
+}
+
+pub fn ps_table(tasks: &[Task], node_names: &HashMap<String, String>, no_trunc: bool) -> String {
+    let mut rows = Vec::new();
+    let mut previous_name = String::new();
+    for t in tasks {
+        let name = task_display_name(t);
+        let shown = if name == previous_name {
+            format!(" \\_ {name}")
+        } else {
+            name.clone()
+        };
+        previous_name = name;
+        let status = t.status.clone().unwrap_or_default();
+        let mut err = status.err.clone();
+        if !no_trunc && err.chars().count() > 30 {
+            err = format!("{}…", err.chars().take(29).collect::<String>());
+        }
+        let id = if no_trunc {
+            t.id.clone()
+        } else {
+            shoal_proto::ids::short(&t.id).to_string()
+        };
+        rows.push(vec![
+            id,
+            shown,
+            t.spec
+                .as_ref()
+                .and_then(|s| s.container.as_ref())
+                .map(|c| c.image.clone())
+                .unwrap_or_default(),
+            node_names.get(&t.node_id).cloned().unwrap_or_default(),
+            state_name(t.desired_state()).to_string(),
+            format!(
+                "{} {}",
+                state_name(status.state()),
+                ago(status.timestamp_unix_nanos)
+            ),
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!("\"{err}\"")
+            },
+        ]);
+    }
+    table(
+        &[
+            "ID",
+            "NAME",
+            "IMAGE",
+            "NODE",
+            "DESIRED STATE",
+            "CURRENT STATE",
+            "ERROR",
+        ],
+        &rows,
+    )
+}
+
+/// Waits until every wanted task of the service runs the current spec, and prints
+/// docker's progress summary.
+async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stable_since: Option<Instant> = None;
+    let mut reported = String::new();
+    loop {
+        let svc = get(client, service_id).await?;
+        let tasks = client
+            .list_tasks(ListTasksRequest {
+                service: service_id.to_string(),
+                node: String::new(),
+            })
+            .await
+            .map_err(daemon_error)?
+            .into_inner()
+            .tasks;
+        let wanted: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.desired_state() == TaskState::Running)
+            .collect();
+        let desired = match svc.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+            Some(Mode::Replicated(r)) => r.replicas as usize,
+            _ => wanted.len(),
+        };
+        let running = wanted
+            .iter()
+            .filter(|t| {
+                t.status.as_ref().map(|s| s.state()) == Some(TaskState::Running)
+                    && t.spec_version == svc.spec_version
+            })
+            .count();
+        let settled = running == desired && wanted.len() == desired;
+        if settled {
+            let since = *stable_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(1) {
+                println!("overall progress: {running} out of {desired} tasks");
+                let mut lines: Vec<String> = wanted
+                    .iter()
+                    .map(|t| {
+                        let slot = if t.slot > 0 {
+                            t.slot.to_string()
+                        } else {
+                            shoal_proto::ids::short(&t.node_id).to_string()
+                        };
+                        format!("{slot}/{desired}: running")
+                    })
+                    .collect();
+                lines.sort();
+                lines.iter().for_each(|l| println!("{l}"));
+                println!("verify: Service converged");
+                return Ok(());
+            }
+        } else {
+            stable_since = None;
+            let pending: Vec<&str> = wanted
+                .iter()
+                .filter_map(|t| t.status.as_ref())
+                .filter(|s| !s.err.is_empty())
+                .map(|s| s.err.as_str())
+                .collect();
+            if let Some(reason) = pending.first()
+                && *reason != reported
+            {
+                eprintln!("overall progress: {running} out of {desired} tasks: {reason}");
+                reported = reason.to_string();
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the service did not converge within 2 minutes ({running} of {desired} tasks running); see `shoal service ps {}`",
+                name_of(&svc)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

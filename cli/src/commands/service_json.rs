@@ -1,0 +1,264 @@
+//! Services as the Docker Engine API shows them, and `service inspect --pretty`.
+
+use serde_json::{Value, json};
+use shoal_proto::service_spec::Mode;
+use shoal_proto::{Service, ServiceSpec, UpdateConfig};
+
+use crate::output::rfc3339;
+
+const FAILURE_ACTIONS: [&str; 3] = ["pause", "continue", "rollback"];
+const RESTART_CONDITIONS: [&str; 3] = ["any", "on-failure", "none"];
+
+fn update_json(c: &Option<UpdateConfig>) -> Value {
+    let c = c.unwrap_or_default();
+    json!({
+        "Parallelism": c.parallelism,
+        "Delay": c.delay_nanos,
+        "FailureAction": FAILURE_ACTIONS[c.failure_action.clamp(0, 2) as usize],
+        "Monitor": c.monitor_nanos,
+        "MaxFailureRatio": c.max_failure_ratio,
+        "Order": if c.order == 1 { "start-first" } else { "stop-first" },
+    })
+}
+
+pub fn spec_json(spec: &ServiceSpec) -> Value {
+    let task = spec.task.clone().unwrap_or_default();
+    let c = task.container.clone().unwrap_or_default();
+    let res = task.resources.unwrap_or_default();
+    let restart = task.restart.unwrap_or_default();
+    let placement = task.placement.clone().unwrap_or_default();
+    let endpoint = spec.endpoint.clone().unwrap_or_default();
+    let mode = match spec.mode {
+        Some(Mode::Global(_)) => json!({"Global": {}}),
+        Some(Mode::Replicated(r)) => json!({"Replicated": {"Replicas": r.replicas}}),
+        None => json!({}),
+    };
+    json!({
+        "Name": spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        "Labels": spec.annotations.as_ref().map(|a| a.labels.clone()).unwrap_or_default(),
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": c.image,
+                "Command": c.command,
+                "Args": c.args,
+                "Env": c.env,
+                "Hostname": c.hostname,
+                "User": c.user,
+                "Dir": c.dir,
+                "Labels": c.labels,
+                "StopSignal": c.stop_signal,
+                "StopGracePeriod": c.stop_grace_period_nanos,
+            },
+            "Resources": {
+                "Limits": {"NanoCPUs": res.limits.unwrap_or_default().nano_cpus, "MemoryBytes": res.limits.unwrap_or_default().memory_bytes},
+                "Reservations": {"NanoCPUs": res.reservations.unwrap_or_default().nano_cpus, "MemoryBytes": res.reservations.unwrap_or_default().memory_bytes},
+            },
+            "RestartPolicy": {
+                "Condition": RESTART_CONDITIONS[restart.condition.clamp(0, 2) as usize],
+                "Delay": restart.delay_nanos,
+                "MaxAttempts": restart.max_attempts,
+                "Window": restart.window_nanos,
+            },
+            "Placement": {
+                "Constraints": placement.constraints,
+                "Preferences": placement.preferences.iter().map(|p| json!({"Spread": {"SpreadDescriptor": p.spread_descriptor}})).collect::<Vec<_>>(),
+                "MaxReplicas": placement.max_replicas,
+            },
+            "Networks": task.networks.iter().map(|n| json!({"Target": n.target, "Aliases": n.aliases})).collect::<Vec<_>>(),
+            "ForceUpdate": task.force_update,
+        },
+        "Mode": mode,
+        "UpdateConfig": update_json(&spec.update),
+        "RollbackConfig": update_json(&spec.rollback),
+        "EndpointSpec": {
+            "Mode": if endpoint.mode == 1 { "dnsrr" } else { "vip" },
+            "Ports": endpoint.ports.iter().map(|p| json!({
+                "Protocol": p.protocol,
+                "TargetPort": p.target_port,
+                "PublishedPort": p.published_port,
+                "PublishMode": if p.publish_mode == 1 { "host" } else { "ingress" },
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+pub fn engine_json(s: &Service) -> Value {
+    let meta = s.meta.unwrap_or_default();
+    let mut doc = json!({
+        "ID": s.id,
+        "Version": {"Index": meta.version.map(|v| v.index).unwrap_or_default()},
+        "CreatedAt": rfc3339(meta.created_at_unix_nanos),
+        "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
+        "Spec": spec_json(&s.spec.clone().unwrap_or_default()),
+    });
+    if let Some(prev) = &s.previous_spec {
+        doc["PreviousSpec"] = spec_json(prev);
+    }
+    if let Some(u) = &s.update_status {
+        let state = [
+            "",
+            "updating",
+            "paused",
+            "completed",
+            "rollback_started",
+            "rollback_paused",
+            "rollback_completed",
+        ];
+        doc["UpdateStatus"] = json!({
+            "State": state[u.state.clamp(0, 6) as usize],
+            "StartedAt": rfc3339(u.started_at_unix_nanos),
+            "CompletedAt": rfc3339(u.completed_at_unix_nanos),
+            "Message": u.message,
+        });
+    }
+    doc
+}
+
+fn secs(nanos: i64) -> String {
+    format!("{}s", nanos as f64 / 1e9)
+}
+
+pub fn pretty(s: &Service) -> String {
+    let spec = s.spec.clone().unwrap_or_default();
+    let task = spec.task.clone().unwrap_or_default();
+    let c = task.container.clone().unwrap_or_default();
+    let mut out = String::new();
+    let mut line = |l: String| {
+        out.push_str(&l);
+        out.push('\n');
+    };
+    line(format!("\nID:\t\t{}", s.id));
+    line(format!(
+        "Name:\t\t{}",
+        spec.annotations
+            .as_ref()
+            .map(|a| a.name.as_str())
+            .unwrap_or("")
+    ));
+    let labels = spec
+        .annotations
+        .as_ref()
+        .map(|a| a.labels.clone())
+        .unwrap_or_default();
+    if !labels.is_empty() {
+        line("Labels:".into());
+        for (k, v) in &labels {
+            line(format!(" {k}={v}"));
+        }
+    }
+    match spec.mode {
+        Some(Mode::Global(_)) => line("Service Mode:\tGlobal".into()),
+        Some(Mode::Replicated(r)) => {
+            line("Service Mode:\tReplicated".into());
+            line(format!(" Replicas:\t{}", r.replicas));
+        }
+        None => {}
+    }
+    if let Some(u) = &s.update_status {
+        let state = [
+            "unknown",
+            "updating",
+            "paused",
+            "completed",
+            "rollback_started",
+            "rollback_paused",
+            "rollback_completed",
+        ];
+        line("UpdateStatus:".into());
+        line(format!(
+            " State:\t\t{}",
+            state[u.state.clamp(0, 6) as usize]
+        ));
+        line(format!(" Message:\t{}", u.message));
+    }
+    let placement = task.placement.clone().unwrap_or_default();
+    line("Placement:".into());
+    if !placement.constraints.is_empty() {
+        line(format!(
+            " Constraints:\t[{}]",
+            placement.constraints.join(" ")
+        ));
+    }
+    if placement.max_replicas > 0 {
+        line(format!(
+            " Max Replicas Per Node:\t{}",
+            placement.max_replicas
+        ));
+    }
+    for (name, cfg) in [
+        ("UpdateConfig", spec.update),
+        ("RollbackConfig", spec.rollback),
+    ] {
+        let cfg = cfg.unwrap_or_default();
+        line(format!("{name}:"));
+        line(format!(" Parallelism:\t{}", cfg.parallelism));
+        if cfg.delay_nanos > 0 {
+            line(format!(" Delay:\t\t{}", secs(cfg.delay_nanos)));
+        }
+        line(format!(
+            " On failure:\t{}",
+            FAILURE_ACTIONS[cfg.failure_action.clamp(0, 2) as usize]
+        ));
+        line(format!(" Monitoring Period: {}", secs(cfg.monitor_nanos)));
+        line(format!(" Max failure ratio: {}", cfg.max_failure_ratio));
+        line(format!(
+            " Update order:      {}",
+            if cfg.order == 1 {
+                "start-first"
+            } else {
+                "stop-first"
+            }
+        ));
+    }
+    line("ContainerSpec:".into());
+    line(format!(" Image:\t\t{}", c.image));
+    if !c.args.is_empty() {
+        line(format!(" Args:\t\t{}", c.args.join(" ")));
+    }
+    if !c.env.is_empty() {
+        line(format!(" Env:\t\t{}", c.env.join(" ")));
+    }
+    let res = task.resources.unwrap_or_default();
+    let (limits, reservations) = (
+        res.limits.unwrap_or_default(),
+        res.reservations.unwrap_or_default(),
+    );
+    if limits.nano_cpus + limits.memory_bytes + reservations.nano_cpus + reservations.memory_bytes
+        > 0
+    {
+        line("Resources:".into());
+        for (name, v) in [("Reservations", reservations), ("Limits", limits)] {
+            if v.nano_cpus + v.memory_bytes > 0 {
+                line(format!(" {name}:"));
+                if v.nano_cpus > 0 {
+                    line(format!("  CPU:\t\t{}", v.nano_cpus as f64 / 1e9));
+                }
+                if v.memory_bytes > 0 {
+                    line(format!("  Memory:\t{}MiB", v.memory_bytes >> 20));
+                }
+            }
+        }
+    }
+    let endpoint = spec.endpoint.unwrap_or_default();
+    line(format!(
+        "Endpoint Mode:\t{}",
+        if endpoint.mode == 1 { "dnsrr" } else { "vip" }
+    ));
+    if !endpoint.ports.is_empty() {
+        line("Ports:".into());
+        for p in &endpoint.ports {
+            line(format!(" PublishedPort = {}", p.published_port));
+            line(format!("  Protocol = {}", p.protocol));
+            line(format!("  TargetPort = {}", p.target_port));
+            line(format!(
+                "  PublishMode = {}",
+                if p.publish_mode == 1 {
+                    "host"
+                } else {
+                    "ingress"
+                }
+            ));
+        }
+    }
+    out
+}
