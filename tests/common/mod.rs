@@ -44,8 +44,19 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Brings up lab `name` on 10.239.`net`.0/24.
+    /// Brings up lab `name` on 10.239.`net`.0/24; tasks use the process runtime.
     pub fn up(name: &str, net: u8, nodes: u32, managers: u32, heartbeat: &str) -> Lab {
+        Lab::up_with(name, net, nodes, managers, heartbeat, "process")
+    }
+
+    pub fn up_with(
+        name: &str,
+        net: u8,
+        nodes: u32,
+        managers: u32,
+        heartbeat: &str,
+        runtime: &str,
+    ) -> Lab {
         // A crashed earlier run may have left this lab behind.
         let _ = shoal(&["lab", "down", "--name", name]);
         let subnet = format!("10.239.{net}.0/24");
@@ -66,6 +77,8 @@ impl Lab {
             &subnet,
             "--dispatcher-heartbeat",
             heartbeat,
+            "--runtime",
+            runtime,
         ]);
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
         lab
@@ -214,5 +227,80 @@ pub fn wait_for<T>(
             "timed out after {limit:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Parses a docker-style table by its header's column starts (headers are separated by
+/// two or more spaces; a header may itself contain one space, like DESIRED STATE).
+pub fn parse_table(out: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = out.lines();
+    let Some(header) = lines.next() else {
+        return vec![];
+    };
+    let mut starts = vec![0usize];
+    let bytes = header.as_bytes();
+    for i in 2..bytes.len() {
+        if bytes[i] != b' ' && bytes[i - 1] == b' ' && bytes[i - 2] == b' ' {
+            starts.push(i);
+        }
+    }
+    let names: Vec<String> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &st)| {
+            header[st..starts.get(i + 1).copied().unwrap_or(header.len())]
+                .trim()
+                .to_string()
+        })
+        .collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let a = starts[i].min(l.len());
+                    let b = starts.get(i + 1).copied().unwrap_or(l.len()).min(l.len());
+                    (n.clone(), l.get(a..b).unwrap_or("").trim().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl Lab {
+    /// `service ps` rows of `service` as seen from manager1.
+    pub fn tasks(&self, service: &str) -> Vec<std::collections::HashMap<String, String>> {
+        parse_table(&self.ok("manager1", &["service", "ps", "--no-trunc", service]))
+    }
+
+    /// Tasks of `service` that are wanted and running: (task ID, node).
+    pub fn running(&self, service: &str) -> Vec<(String, String)> {
+        self.tasks(service)
+            .into_iter()
+            .filter(|t| {
+                t["DESIRED STATE"] == "Running" && t["CURRENT STATE"].starts_with("Running")
+            })
+            .map(|t| (t["ID"].clone(), t["NODE"].clone()))
+            .collect()
+    }
+
+    /// Waits until exactly `n` tasks of `service` run; returns them.
+    pub fn wait_running(&self, service: &str, n: usize) -> Vec<(String, String)> {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{n} running tasks of {service}"),
+            || {
+                let r = self.running(service);
+                let wanted = self
+                    .tasks(service)
+                    .into_iter()
+                    .filter(|t| t["DESIRED STATE"] == "Running")
+                    .count();
+                (r.len() == n && wanted == n).then_some(r)
+            },
+        )
+        .0
     }
 }

@@ -24,7 +24,7 @@ pub enum ServiceCommand {
         #[arg(long)]
         name: Option<String>,
         /// Number of tasks
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_replicas)]
         replicas: Option<u64>,
         /// Service mode (replicated or global)
         #[arg(long, default_value = "replicated")]
@@ -77,7 +77,7 @@ pub enum ServiceCommand {
     Update {
         #[arg(long)]
         image: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_replicas)]
         replicas: Option<u64>,
         /// Force update even if no changes require it
         #[arg(long)]
@@ -128,6 +128,14 @@ pub enum ServiceCommand {
 }
 
 type Client = ControlClient<Channel>;
+
+fn parse_replicas(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!(
+            "invalid replicas value {s:?}: the number of replicas must be a whole number, 0 or more"
+        )
+    })
+}
 
 pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
     let mut client = target.connect().await?;

@@ -1,0 +1,367 @@
+//! Acceptance tests of services and tasks on lab clusters (process runtime: tasks are
+//! real processes in their own network namespaces).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Lab, text, wait_for};
+
+fn per_node(tasks: &[(String, String)]) -> Vec<usize> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (_, node) in tasks {
+        *counts.entry(node).or_default() += 1;
+    }
+    let mut v: Vec<usize> = counts.into_values().collect();
+    v.sort();
+    v
+}
+
+/// The task's own answer over HTTP, from inside its network namespace.
+fn http_from_task(lab: &Lab, node: &str, task_id: &str) -> String {
+    let netns = format!("shoal-{node}-{}", &task_id[..12]);
+    // (busybox wget's own -T timeout crashes; bound it from outside.)
+    let out = std::process::Command::new("timeout")
+        .args([
+            "5",
+            "ip",
+            "netns",
+            "exec",
+            &netns,
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1/",
+        ])
+        .output()
+        .unwrap();
+    let _ = lab;
+    text(&out)
+}
+
+#[test]
+fn replicas_spread_over_nodes_and_follow_scale() {
+    let lab = Lab::up("svc-scale", 21, 3, 1, "1s");
+    let out = lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "5",
+            "shoal/demo-web",
+        ],
+    );
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let tasks = lab.wait_running("web", 5);
+    assert_eq!(per_node(&tasks), [1, 2, 2], "{tasks:?}");
+
+    // Each task is the demo web app, answering with its own hostname.
+    let (id, node) = &tasks[0];
+    let answer = wait_for(Duration::from_secs(5), "the demo app to answer", || {
+        let a = http_from_task(&lab, node, id);
+        a.contains("Hello from").then_some(a)
+    })
+    .0;
+    assert!(answer.contains(&id[..12]), "{answer}");
+
+    let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
+    assert_eq!(ls[0]["REPLICAS"], "5/5");
+    assert_eq!(ls[0]["MODE"], "replicated");
+
+    let out = lab.ok("manager1", &["service", "scale", "web=10"]);
+    assert!(
+        out.contains("web scaled to 10") && out.contains("verify: Service converged"),
+        "{out}"
+    );
+    assert_eq!(
+        per_node(&lab.wait_running("web", 10)).iter().sum::<usize>(),
+        10
+    );
+    lab.ok("manager1", &["service", "scale", "web=2"]);
+    lab.wait_running("web", 2);
+    let shut: Vec<_> = lab
+        .tasks("web")
+        .into_iter()
+        .filter(|t| t["DESIRED STATE"] == "Shutdown")
+        .collect();
+    assert_eq!(shut.len(), 8, "scaled-down tasks stay in the history");
+
+    lab.ok("manager1", &["service", "rm", "web"]);
+    wait_for(
+        Duration::from_secs(15),
+        "the removed service's tasks to stop",
+        || {
+            let netns: Vec<String> = std::fs::read_dir("/run/netns")
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| tasks.iter().any(|(id, _)| n.ends_with(&id[..12])))
+                .collect();
+            netns.is_empty().then_some(())
+        },
+    );
+}
+
+#[test]
+fn global_service_covers_every_available_node_including_late_joiners() {
+    let lab = Lab::up("svc-global", 22, 4, 1, "1s");
+    lab.ok("worker3", &["swarm", "leave"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "g",
+            "--mode",
+            "global",
+            "shoal/demo-web",
+        ],
+    );
+    let tasks = wait_for(Duration::from_secs(20), "a task on each of 3 nodes", || {
+        let r = lab.running("g");
+        (r.len() == 3).then_some(r)
+    })
+    .0;
+    let mut nodes: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["manager1", "worker1", "worker2"]);
+
+    lab.ok(
+        "manager1",
+        &["node", "update", "--availability", "drain", "worker1"],
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the drained node's task to go",
+        || {
+            let r = lab.running("g");
+            (r.len() == 2 && r.iter().all(|(_, n)| n != "worker1")).then_some(())
+        },
+    );
+
+    let token = lab.ok("manager1", &["swarm", "join-token", "-q", "worker"]);
+    lab.ok(
+        "worker3",
+        &[
+            "swarm",
+            "join",
+            "--token",
+            token.trim(),
+            &format!("{}:2377", lab.ip(1)),
+        ],
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "a task on the node that joined",
+        || {
+            let r = lab.running("g");
+            (r.len() == 3 && r.iter().any(|(_, n)| n == "worker3")).then_some(())
+        },
+    );
+}
+
+#[test]
+fn dead_tasks_are_replaced_and_a_down_nodes_tasks_move() {
+    let lab = Lab::up("svc-heal", 23, 3, 1, "1s");
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--restart-delay",
+            "0s",
+            "shoal/demo-web",
+        ],
+    );
+    let tasks = lab.wait_running("web", 3);
+    let (victim, node) = tasks.iter().find(|(_, n)| n != "manager1").unwrap().clone();
+    let pid = std::fs::read_to_string(
+        lab.dir()
+            .join(&node)
+            .join("run/tasks")
+            .join(&victim)
+            .join("pid"),
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "a replacement for the killed task",
+        || {
+            let rows = lab.tasks("web");
+            let failed = rows.iter().any(|t| {
+                t["ID"] == victim
+                    && t["CURRENT STATE"].starts_with("Failed")
+                    && t["ERROR"].contains("non-zero exit")
+            });
+            let running = lab.running("web");
+            (failed && running.len() == 3 && !running.iter().any(|(id, _)| *id == victim))
+                .then_some(())
+        },
+    );
+
+    lab.stop("worker2", false);
+    wait_for(
+        Duration::from_secs(20),
+        "worker2's tasks to run elsewhere",
+        || {
+            let r = lab.running("web");
+            (r.len() == 3 && r.iter().all(|(_, n)| n != "worker2")).then_some(())
+        },
+    );
+    // When worker2 comes back, the tasks that moved away are stopped there.
+    lab.start("worker2");
+    wait_for(
+        Duration::from_secs(20),
+        "worker2's old tasks to shut down",
+        || {
+            let rows = lab.tasks("web");
+            rows.iter()
+                .filter(|t| t["NODE"] == "worker2")
+                .all(|t| !t["CURRENT STATE"].starts_with("Running"))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn constraints_and_reservations_are_honoured_and_explained() {
+    let lab = Lab::up("svc-place", 24, 3, 1, "1s");
+    lab.ok(
+        "manager1",
+        &["node", "update", "--label-add", "disk=ssd", "worker1"],
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "ssd",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.labels.disk==ssd",
+            "shoal/demo-web",
+        ],
+    );
+    let tasks = lab.wait_running("ssd", 2);
+    assert!(tasks.iter().all(|(_, n)| n == "worker1"), "{tasks:?}");
+
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "huge",
+            "--reserve-memory",
+            "100G",
+            "shoal/demo-web",
+        ],
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "nowhere",
+            "--constraint",
+            "node.hostname==elsewhere",
+            "shoal/demo-web",
+        ],
+    );
+    for (service, reason) in [
+        ("huge", "no suitable node (insufficient memory on 3 nodes)"),
+        (
+            "nowhere",
+            "no suitable node (scheduling constraints not satisfied on 3 nodes)",
+        ),
+    ] {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("{service} pending with a reason"),
+            || {
+                let rows = lab.tasks(service);
+                (rows.len() == 1
+                    && rows[0]["CURRENT STATE"].starts_with("Pending")
+                    && rows[0]["ERROR"] == format!("\"{reason}\""))
+                .then_some(())
+            },
+        );
+    }
+}
+
+#[test]
+fn invalid_specs_are_refused_and_nothing_is_written() {
+    let lab = Lab::up("svc-bad", 25, 1, 1, "1s");
+    lab.ok(
+        "manager1",
+        &["service", "create", "-d", "--name", "web", "shoal/demo-web"],
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--name", "a", "--replicas", "-1", "shoal/demo-web"],
+            "0 or more",
+        ),
+        (&["--name", "b", ""], "image is empty"),
+        (
+            &[
+                "--name",
+                "c",
+                "--constraint",
+                "node.role=manager",
+                "shoal/demo-web",
+            ],
+            "malformed constraint",
+        ),
+        (
+            &["--name", "d", "-p", "0:80", "shoal/demo-web"],
+            "out of range",
+        ),
+        (
+            &["--name", "e", "-p", "8080:70000", "shoal/demo-web"],
+            "out of range",
+        ),
+        (&["--name", "web", "shoal/demo-web"], "already exists"),
+        (
+            &["--name", "f", "--no-such-flag", "shoal/demo-web"],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &["--name", "bad/name", "shoal/demo-web"],
+            "invalid service name",
+        ),
+    ];
+    for (args, why) in cases {
+        let mut full = vec!["service", "create", "-d"];
+        full.extend_from_slice(args);
+        let out = lab.exec("manager1", &full);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            text(&out).contains(why),
+            "{args:?}: expected {why:?} in {}",
+            text(&out)
+        );
+    }
+    let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
+    assert_eq!(ls.len(), 1, "a refused spec was written: {ls:?}");
+}
