@@ -44,6 +44,16 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/shoal/dockerd.log" >&2; exit 1; }
 fi
 
+# The demo image, built from busybox-static (no registry is reachable).
+if ! docker image inspect shoal/demo-web:latest >/dev/null 2>&1; then
+    log "building the shoal/demo-web image"
+    context="$(mktemp -d)"
+    cp "$(dirname "$0")/../images/demo-web/Dockerfile" "$(dirname "$0")/../images/demo-web/entrypoint.sh" "$context/"
+    cp /bin/busybox "$context/busybox"
+    DOCKER_BUILDKIT=0 docker build -q -t shoal/demo-web:latest "$context" >/dev/null
+    rm -rf "$context"
+fi
+
 # Rust toolchains: stable for the workspace, nightly + rust-src + bpf-linker for ebpf/.
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then

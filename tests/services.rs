@@ -365,3 +365,44 @@ fn invalid_specs_are_refused_and_nothing_is_written() {
     let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
     assert_eq!(ls.len(), 1, "a refused spec was written: {ls:?}");
 }
+
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
+    assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn docker_runtime_runs_labelled_containers_and_replaces_removed_ones() {
+    let lab = Lab::up_with("svc-docker", 26, 3, 1, "1s", "docker");
+    lab.ok("manager1", &["service", "create", "--name", "dweb", "--replicas", "3", "--limit-memory", "50M", "shoal/demo-web"]);
+    let tasks = lab.wait_running("dweb", 3);
+    let ids = docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=dweb"]);
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 3);
+    let c = ids[0];
+    let facts = docker(&["inspect", "-f", "{{.Name}} {{.HostConfig.NetworkMode}} {{.HostConfig.Memory}} {{.Config.Hostname}}", c]);
+    let facts: Vec<&str> = facts.split_whitespace().collect();
+    assert!(facts[0].starts_with("/dweb.") && tasks.iter().any(|(id, _)| facts[0].ends_with(id.as_str())), "{facts:?}");
+    assert_eq!(facts[1], "none");
+    assert_eq!(facts[2], (50 * 1024 * 1024).to_string());
+    let hello = docker(&["exec", c, "wget", "-qO-", "http://127.0.0.1/"]);
+    assert_eq!(hello.trim(), format!("Hello from {}", facts[3]));
+
+    docker(&["rm", "-f", c]);
+    wait_for(Duration::from_secs(20), "a replacement for the removed container", || {
+        let now = docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=dweb"]);
+        (now.lines().count() == 3 && !now.lines().any(|l| l == c)).then_some(())
+    });
+
+    lab.ok("manager1", &["service", "create", "-d", "--name", "missing", "no/such-image"]);
+    wait_for(Duration::from_secs(10), "the task to be rejected", || {
+        let rows = lab.tasks("missing");
+        rows.iter()
+            .any(|t| t["CURRENT STATE"].starts_with("Rejected") && t["ERROR"].contains("No such image: no/such-image"))
+            .then_some(())
+    });
+    drop(lab);
+    let left = docker(&["ps", "-aq", "--filter", "label=com.docker.swarm.service.name=dweb"]);
+    assert!(left.trim().is_empty(), "lab down left containers: {left}");
+}

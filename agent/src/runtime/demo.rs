@@ -8,13 +8,5 @@ pub fn is_demo_image(image: &str) -> bool {
     name == "shoal/demo-web" || name == "shoal/demo-web:latest"
 }
 
-/// The entrypoint script, shared with images/demo-web (keep them identical).
-pub const ENTRYPOINT: &str = r#"#!/bin/sh
-# shoal/demo-web: answers every request with this task's hostname.
-WWW="${WWW:-/www}"
-mkdir -p "$WWW"
-HOST="$(hostname)"
-printf 'Hello from %s\n' "$HOST" > "$WWW/index.html"
-if command -v httpd >/dev/null 2>&1; then set -- httpd; else set -- busybox httpd; fi
-exec "$@" -f -p "${PORT:-80}" -h "$WWW"
-"#;
+/// The entrypoint script of the image, images/demo-web/entrypoint.sh.
+pub const ENTRYPOINT: &str = include_str!("../../../images/demo-web/entrypoint.sh");
