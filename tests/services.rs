@@ -367,7 +367,10 @@ fn invalid_specs_are_refused_and_nothing_is_written() {
 }
 
 fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker").args(args).output().expect("docker CLI");
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     assert!(out.status.success(), "docker {args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -375,34 +378,263 @@ fn docker(args: &[&str]) -> String {
 #[test]
 fn docker_runtime_runs_labelled_containers_and_replaces_removed_ones() {
     let lab = Lab::up_with("svc-docker", 26, 3, 1, "1s", "docker");
-    lab.ok("manager1", &["service", "create", "--name", "dweb", "--replicas", "3", "--limit-memory", "50M", "shoal/demo-web"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "dweb",
+            "--replicas",
+            "3",
+            "--limit-memory",
+            "50M",
+            "shoal/demo-web",
+        ],
+    );
     let tasks = lab.wait_running("dweb", 3);
-    let ids = docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=dweb"]);
+    let ids = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=com.docker.swarm.service.name=dweb",
+    ]);
     let ids: Vec<&str> = ids.lines().collect();
     assert_eq!(ids.len(), 3);
     let c = ids[0];
-    let facts = docker(&["inspect", "-f", "{{.Name}} {{.HostConfig.NetworkMode}} {{.HostConfig.Memory}} {{.Config.Hostname}}", c]);
+    let facts = docker(&[
+        "inspect",
+        "-f",
+        "{{.Name}} {{.HostConfig.NetworkMode}} {{.HostConfig.Memory}} {{.Config.Hostname}}",
+        c,
+    ]);
     let facts: Vec<&str> = facts.split_whitespace().collect();
-    assert!(facts[0].starts_with("/dweb.") && tasks.iter().any(|(id, _)| facts[0].ends_with(id.as_str())), "{facts:?}");
+    assert!(
+        facts[0].starts_with("/dweb.")
+            && tasks.iter().any(|(id, _)| facts[0].ends_with(id.as_str())),
+        "{facts:?}"
+    );
     assert_eq!(facts[1], "none");
     assert_eq!(facts[2], (50 * 1024 * 1024).to_string());
     let hello = docker(&["exec", c, "wget", "-qO-", "http://127.0.0.1/"]);
     assert_eq!(hello.trim(), format!("Hello from {}", facts[3]));
 
     docker(&["rm", "-f", c]);
-    wait_for(Duration::from_secs(20), "a replacement for the removed container", || {
-        let now = docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=dweb"]);
-        (now.lines().count() == 3 && !now.lines().any(|l| l == c)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "a replacement for the removed container",
+        || {
+            let now = docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=dweb",
+            ]);
+            (now.lines().count() == 3 && !now.lines().any(|l| l == c)).then_some(())
+        },
+    );
 
-    lab.ok("manager1", &["service", "create", "-d", "--name", "missing", "no/such-image"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "missing",
+            "no/such-image",
+        ],
+    );
     wait_for(Duration::from_secs(10), "the task to be rejected", || {
         let rows = lab.tasks("missing");
         rows.iter()
-            .any(|t| t["CURRENT STATE"].starts_with("Rejected") && t["ERROR"].contains("No such image: no/such-image"))
+            .any(|t| {
+                t["CURRENT STATE"].starts_with("Rejected")
+                    && t["ERROR"].contains("No such image: no/such-image")
+            })
             .then_some(())
     });
     drop(lab);
-    let left = docker(&["ps", "-aq", "--filter", "label=com.docker.swarm.service.name=dweb"]);
+    let left = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.docker.swarm.service.name=dweb",
+    ]);
     assert!(left.trim().is_empty(), "lab down left containers: {left}");
+}
+
+fn inspect(lab: &Lab, service: &str) -> serde_json::Value {
+    let out = lab.ok("manager1", &["service", "inspect", service]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+#[test]
+fn rolling_update_goes_in_batches_and_rollback_restores_the_old_spec() {
+    let lab = Lab::up("svc-update", 27, 3, 1, "1s");
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "4",
+            "--restart-delay",
+            "0s",
+            "shoal/demo-web",
+        ],
+    );
+    lab.wait_running("web", 4);
+
+    // Watch the service while the update runs: with parallelism 2, at least 2 of the 4
+    // tasks run at every moment.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        let name = lab.name.clone();
+        std::thread::spawn(move || {
+            let mut fewest = usize::MAX;
+            let mut images_seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = common::shoal(&[
+                    "lab",
+                    "exec",
+                    "--name",
+                    &name,
+                    "manager1",
+                    "--",
+                    common::shoal_bin().to_str().unwrap(),
+                    "service",
+                    "ps",
+                    "web",
+                ]);
+                let rows = common::parse_table(&String::from_utf8_lossy(&out.stdout));
+                let running: Vec<_> = rows
+                    .iter()
+                    .filter(|t| {
+                        t["DESIRED STATE"] == "Running" && t["CURRENT STATE"].starts_with("Running")
+                    })
+                    .collect();
+                fewest = fewest.min(running.len());
+                images_seen.insert(
+                    running
+                        .iter()
+                        .map(|t| t["IMAGE"].clone())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            (fewest, images_seen)
+        })
+    };
+    let started = std::time::Instant::now();
+    let out = lab.ok(
+        "manager1",
+        &[
+            "service",
+            "update",
+            "--update-parallelism",
+            "2",
+            "--update-delay",
+            "1s",
+            "--update-monitor",
+            "1s",
+            "--image",
+            "shoal/demo-web:latest",
+            "web",
+        ],
+    );
+    let took = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, mixes) = watcher.join().unwrap();
+    assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(
+        fewest >= 2,
+        "only {fewest} tasks ran at one point of the update"
+    );
+    // Two batches, each monitored for 1 s, with a 1 s delay between them.
+    assert!(
+        took >= Duration::from_secs(3),
+        "the update took only {took:?}"
+    );
+    assert!(
+        mixes
+            .iter()
+            .any(|m| m.contains("shoal/demo-web:latest") && m.contains("shoal/demo-web,")),
+        "never saw a half-updated service: {mixes:?}"
+    );
+    let running = lab
+        .tasks("web")
+        .into_iter()
+        .filter(|t| t["DESIRED STATE"] == "Running")
+        .collect::<Vec<_>>();
+    assert!(
+        running
+            .iter()
+            .all(|t| t["IMAGE"] == "shoal/demo-web:latest"),
+        "{running:?}"
+    );
+    assert_eq!(inspect(&lab, "web")["UpdateStatus"]["State"], "completed");
+
+    // `service rollback` goes back to the spec before the last update.
+    let out = lab.ok("manager1", &["service", "rollback", "web"]);
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let running = lab
+        .tasks("web")
+        .into_iter()
+        .filter(|t| t["DESIRED STATE"] == "Running")
+        .collect::<Vec<_>>();
+    assert!(
+        running.len() == 4 && running.iter().all(|t| t["IMAGE"] == "shoal/demo-web"),
+        "{running:?}"
+    );
+
+    // A new spec whose tasks fail is rolled back, touching no more than one batch.
+    let out = lab.exec(
+        "manager1",
+        &[
+            "service",
+            "update",
+            "--update-parallelism",
+            "2",
+            "--update-monitor",
+            "2s",
+            "--update-failure-action",
+            "rollback",
+            "--args",
+            "sh -c false",
+            "web",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("update rolled back due to failure"),
+        "{}",
+        text(&out)
+    );
+    let svc = inspect(&lab, "web");
+    assert_eq!(svc["UpdateStatus"]["State"], "rollback_completed");
+    assert_eq!(
+        svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"],
+        serde_json::json!([])
+    );
+    lab.wait_running("web", 4);
+    let failed_slots: std::collections::BTreeSet<String> = lab
+        .tasks("web")
+        .into_iter()
+        .filter(|t| t["CURRENT STATE"].starts_with("Failed"))
+        .map(|t| {
+            t["NAME"]
+                .trim_start_matches(" \\_ ")
+                .trim_start_matches("\\_ ")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !failed_slots.is_empty() && failed_slots.len() <= 2,
+        "{failed_slots:?}"
+    );
 }

@@ -14,3 +14,4 @@ pub mod nodes;
 pub mod orchestrator;
 pub mod scheduler;
 pub mod services;
+pub mod updater;

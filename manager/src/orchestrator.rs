@@ -235,6 +235,7 @@ fn plan_replicated(
     for t in tasks {
         slots.entry(t.slot).or_default().push(t);
     }
+    let mut kept = Vec::new();
     for slot in 1..=replicas {
         let history = slots.remove(&slot).unwrap_or_default();
         if !tend_slot(state, service, &history, now, actions) {
@@ -244,7 +245,9 @@ fn plan_replicated(
             ));
         }
         trim_history(&history, actions);
+        kept.push(history);
     }
+    crate::updater::plan(service, &kept, now, actions);
     // Slots beyond the replica count: scale down.
     for (_, history) in slots {
         for t in history
@@ -275,6 +278,7 @@ fn plan_global(
     for t in tasks {
         per_node.entry(t.node_id.as_str()).or_default().push(t);
     }
+    let mut kept = Vec::new();
     for node in state.nodes() {
         let history = per_node.remove(node.id.as_str()).unwrap_or_default();
         let eligible = rules.iter().all(|c| c.matches(node));
@@ -298,7 +302,11 @@ fn plan_global(
             ));
         }
         trim_history(&history, actions);
+        if eligible && !history.is_empty() {
+            kept.push(history);
+        }
     }
+    crate::updater::plan(service, &kept, now, actions);
     // Tasks on nodes that were removed from the swarm.
     for (_, history) in per_node {
         for t in history {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
+use shoal_proto::UpdateState;
 use shoal_proto::control_client::ControlClient;
 use shoal_proto::service_spec::Mode;
 use shoal_proto::{
@@ -582,6 +583,7 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut stable_since: Option<Instant> = None;
     let mut reported = String::new();
+    let mut rolled_back: Option<String> = None;
     loop {
         let svc = get(client, service_id).await?;
         let tasks = client
@@ -601,14 +603,30 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
             Some(Mode::Replicated(r)) => r.replicas as usize,
             _ => wanted.len(),
         };
+        let want_spec = svc.spec.as_ref().and_then(|s| s.task.clone());
         let running = wanted
             .iter()
             .filter(|t| {
                 t.status.as_ref().map(|s| s.state()) == Some(TaskState::Running)
-                    && t.spec_version == svc.spec_version
+                    && t.spec == want_spec
             })
             .count();
-        let settled = running == desired && wanted.len() == desired;
+        let update = svc.update_status.clone().unwrap_or_default();
+        match update.state() {
+            UpdateState::Paused | UpdateState::RollbackPaused => bail!("{}", update.message),
+            UpdateState::RollbackStarted
+                if update.message.contains("due to") && rolled_back.is_none() =>
+            {
+                println!("rollback: {}", update.message);
+                rolled_back = Some(update.message.clone());
+            }
+            _ => {}
+        }
+        let updating = matches!(
+            update.state(),
+            UpdateState::Updating | UpdateState::RollbackStarted
+        );
+        let settled = running == desired && wanted.len() == desired && !updating;
         if settled {
             let since = *stable_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_secs(1) {
@@ -627,6 +645,9 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
                 lines.sort();
                 lines.iter().for_each(|l| println!("{l}"));
                 println!("verify: Service converged");
+                if let Some(why) = rolled_back {
+                    bail!("{why}");
+                }
                 return Ok(());
             }
         } else {

@@ -244,20 +244,21 @@ pub fn tasks(m: &Manager, service: &str, node: &str) -> Result<ListTasksResponse
             .filter(|t| node_id.as_ref().is_none_or(|id| &t.node_id == id))
             .cloned()
             .collect();
-        tasks.sort_by(|a, b| {
+        // By slot (global services: by node), newest first, as `docker service ps` lists.
+        let key = |t: &Task| {
+            let node = if t.slot == 0 {
+                t.node_id.clone()
+            } else {
+                String::new()
+            };
             (
-                a.service_name.as_str(),
-                a.slot,
-                a.node_id.as_str(),
-                std::cmp::Reverse(created(a)),
+                t.service_name.clone(),
+                t.slot,
+                node,
+                std::cmp::Reverse(created(t)),
             )
-                .cmp(&(
-                    b.service_name.as_str(),
-                    b.slot,
-                    b.node_id.as_str(),
-                    std::cmp::Reverse(created(b)),
-                ))
-        });
+        };
+        tasks.sort_by_key(key);
         let node_names = s
             .nodes()
             .map(|n| (n.id.clone(), crate::nodes::hostname(n).to_string()))
