@@ -638,3 +638,73 @@ fn rolling_update_goes_in_batches_and_rollback_restores_the_old_spec() {
         "{failed_slots:?}"
     );
 }
+
+#[test]
+fn service_logs_show_every_tasks_output() {
+    let lab = Lab::up("svc-logs", 28, 3, 1, "1s");
+    let script =
+        "i=0; while true; do echo \"line $i from $(hostname)\"; i=$((i+1)); sleep 0.2; done";
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "talk",
+            "--replicas",
+            "3",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let tasks = lab.wait_running("talk", 3);
+    let logs = wait_for(Duration::from_secs(10), "output from every task", || {
+        let out = lab.ok("manager1", &["service", "logs", "talk"]);
+        tasks
+            .iter()
+            .all(|(id, _)| out.contains(&format!("from {}", &id[..12])))
+            .then_some(out)
+    })
+    .0;
+    for (id, node) in &tasks {
+        let prefix = format!(".{}@{node}    | line ", &id[..12]);
+        assert!(
+            logs.lines()
+                .any(|l| l.starts_with("talk.") && l.contains(&prefix)),
+            "no line with {prefix:?} in:\n{logs}"
+        );
+    }
+    let tail = lab.ok("manager1", &["service", "logs", "--tail", "1", "talk"]);
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+
+    // Following shows output written after the command started.
+    let out = std::process::Command::new("timeout")
+        .args([
+            "2",
+            common::shoal_bin().to_str().unwrap(),
+            "lab",
+            "exec",
+            "--name",
+            &lab.name,
+            "manager1",
+            "--",
+        ])
+        .arg(common::shoal_bin())
+        .args(["service", "logs", "-f", "--tail", "0", "talk"])
+        .output()
+        .unwrap();
+    let followed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        followed.lines().count() >= 3,
+        "following printed only:\n{followed}"
+    );
+
+    let out = lab.exec("manager1", &["service", "logs", "nosuch"]);
+    assert!(
+        text(&out).contains("service nosuch not found"),
+        "{}",
+        text(&out)
+    );
+}

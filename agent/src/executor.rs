@@ -19,13 +19,18 @@ use crate::session::SessionStatus;
 
 /// The managers the session knows now, or the configured ones.
 #[derive(Clone)]
-struct Managers {
-    initial: Vec<String>,
-    session: Arc<Mutex<SessionStatus>>,
+pub struct Managers {
+    pub initial: Vec<String>,
+    pub session: Arc<Mutex<SessionStatus>>,
 }
 
+/// A task's workload ID on the runtime, set once its controller started it.
+pub type RuntimeId = Arc<Mutex<Option<String>>>;
+/// The tasks this node runs, for `service logs`.
+pub type Workloads = Arc<Mutex<HashMap<String, RuntimeId>>>;
+
 impl Managers {
-    fn current(&self) -> Vec<String> {
+    pub fn current(&self) -> Vec<String> {
         let known = self.session.lock().expect("poisoned").managers.clone();
         if known.is_empty() {
             self.initial.clone()
@@ -48,7 +53,7 @@ pub struct ExecutorConfig {
 
 struct Local {
     stop: Option<oneshot::Sender<()>>,
-    runtime_id: Arc<Mutex<Option<String>>>,
+    runtime_id: RuntimeId,
 }
 
 pub async fn run(cfg: ExecutorConfig) {
@@ -57,6 +62,13 @@ pub async fn run(cfg: ExecutorConfig) {
         session: cfg.session.clone(),
     };
     let reporter = Reporter::spawn(cfg.node_id.clone(), cfg.tls.clone(), managers.clone());
+    let workloads = Workloads::default();
+    tokio::spawn(crate::logs::serve(
+        cfg.tls.clone(),
+        managers.clone(),
+        cfg.runtime.clone(),
+        workloads.clone(),
+    ));
     let mut local: HashMap<String, Local> = HashMap::new();
     let mut existing: HashMap<String, Existing> = match cfg.runtime.existing().await {
         Ok(list) => list.into_iter().map(|e| (e.task_id.clone(), e)).collect(),
@@ -96,7 +108,11 @@ pub async fn run(cfg: ExecutorConfig) {
         loop {
             match stream.message().await {
                 Ok(Some(set)) => {
-                    reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await
+                    reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await;
+                    *workloads.lock().expect("poisoned") = local
+                        .iter()
+                        .map(|(id, l)| (id.clone(), l.runtime_id.clone()))
+                        .collect();
                 }
                 Ok(None) => break,
                 Err(s) => {

@@ -35,4 +35,5 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
     }
 }
 pub mod executor;
+pub mod logs;
 pub mod runtime;

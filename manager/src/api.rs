@@ -380,6 +380,32 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
         )))
     }
 
+    type LogSubscriptionsStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<shoal_proto::LogSubscription, Status>> + Send>,
+    >;
+
+    async fn log_subscriptions(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<Self::LogSubscriptionsStream>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        let rx = self.0.logs.listen(&caller.node_id);
+        let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn publish_logs(
+        &self,
+        req: Request<tonic::Streaming<shoal_proto::LogChunk>>,
+    ) -> Result<Response<Empty>, Status> {
+        authorize(&self.0, &req, Access::AnyNode)?;
+        let mut chunks = req.into_inner();
+        while let Some(chunk) = chunks.message().await? {
+            self.0.logs.publish(chunk).await;
+        }
+        Ok(Response::new(Empty {}))
+    }
+
     async fn update_task_status(
         &self,
         req: Request<shoal_proto::UpdateTaskStatusRequest>,

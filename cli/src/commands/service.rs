@@ -114,6 +114,19 @@ pub enum ServiceCommand {
         flags: SpecFlags,
         service: String,
     },
+    /// Fetch the logs of a service's tasks
+    Logs {
+        /// Follow log output
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end of the logs ("all" for all)
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Do not include task IDs in output
+        #[arg(long = "no-task-ids")]
+        no_task_ids: bool,
+        service: String,
+    },
     /// Revert changes to a service's configuration
     Rollback {
         #[arg(short, long)]
@@ -378,6 +391,58 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             println!("{service}");
             if !detach {
                 converge(&mut client, &svc.id).await?;
+            }
+        }
+        ServiceCommand::Logs {
+            follow,
+            tail,
+            no_task_ids,
+            service,
+        } => {
+            let tail: i64 = if tail == "all" {
+                -1
+            } else {
+                tail.parse().map_err(|_| {
+                    anyhow!("invalid --tail {tail:?}: a number of lines, or \"all\"")
+                })?
+            };
+            let mut stream = client
+                .service_logs(shoal_proto::ServiceLogsRequest {
+                    service,
+                    follow,
+                    tail,
+                })
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(line)) => {
+                        let name = if no_task_ids {
+                            line.task_name
+                                .rsplit_once('.')
+                                .map(|(n, _)| n.to_string())
+                                .unwrap_or(line.task_name)
+                        } else {
+                            line.task_name
+                        };
+                        // A reader that went away (`| head`) ends the command quietly.
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        if writeln!(
+                            out,
+                            "{name}@{}    | {}",
+                            line.node,
+                            String::from_utf8_lossy(&line.data)
+                        )
+                        .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(s) => eprintln!("error from daemon: {}", s.message()),
+                }
             }
         }
         ServiceCommand::Rollback { detach, service } => {

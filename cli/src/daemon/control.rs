@@ -13,6 +13,7 @@ use shoal_proto::{
     Service, ServiceRef, ServiceSpec, SwarmInitRequest, SwarmInitResponse, SwarmJoinRequest,
     SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
+use shoal_proto::{LogLine, ServiceLogsRequest};
 use tonic::{Request, Response, Status};
 
 use super::Daemon;
@@ -181,6 +182,23 @@ impl Control for ControlService {
         let req = req.into_inner();
         let node = self.resolve_self(req.node).await;
         Ok(Response::new(services::tasks(&m, &req.service, &node)?))
+    }
+
+    type ServiceLogsStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LogLine, Status>> + Send>>;
+
+    async fn service_logs(
+        &self,
+        req: Request<ServiceLogsRequest>,
+    ) -> Result<Response<Self::ServiceLogsStream>, Status> {
+        let m = self.manager(&req).await?;
+        let r = req.into_inner();
+        let listed = services::tasks(&m, &r.service, "")?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(super::logs::relay(m, listed, r.follow, r.tail, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn info(&self, req: Request<Empty>) -> Result<Response<InfoResponse>, Status> {

@@ -5,6 +5,7 @@
 mod addr;
 mod control;
 mod lifecycle;
+mod logs;
 mod runtime;
 mod state;
 
