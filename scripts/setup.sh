@@ -44,13 +44,16 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/shoal/dockerd.log" >&2; exit 1; }
 fi
 
-# The demo image, built from busybox-static (no registry is reachable).
-if ! docker image inspect shoal/demo-web:latest >/dev/null 2>&1; then
+# The demo image, built from busybox-static (no registry is reachable); rebuilt when its
+# files change.
+demo_dir="$(cd "$(dirname "$0")/../images/demo-web" && pwd)"
+demo_hash="$(cat "$demo_dir/Dockerfile" "$demo_dir/entrypoint.sh" /bin/busybox | sha256sum | cut -c1-16)"
+built_hash="$(docker image inspect -f '{{index .Config.Labels "shoal.demo.hash"}}' shoal/demo-web:latest 2>/dev/null || true)"
+if [ "$built_hash" != "$demo_hash" ]; then
     log "building the shoal/demo-web image"
     context="$(mktemp -d)"
-    cp "$(dirname "$0")/../images/demo-web/Dockerfile" "$(dirname "$0")/../images/demo-web/entrypoint.sh" "$context/"
-    cp /bin/busybox "$context/busybox"
-    DOCKER_BUILDKIT=0 docker build -q -t shoal/demo-web:latest "$context" >/dev/null
+    cp "$demo_dir/Dockerfile" "$demo_dir/entrypoint.sh" /bin/busybox "$context/"
+    DOCKER_BUILDKIT=0 docker build -q --label "shoal.demo.hash=$demo_hash" -t shoal/demo-web:latest "$context" >/dev/null 2>&1
     rm -rf "$context"
 fi
 

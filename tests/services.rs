@@ -454,6 +454,39 @@ fn docker_runtime_runs_labelled_containers_and_replaces_removed_ones() {
             })
             .then_some(())
     });
+    // A container whose healthcheck fails is stopped, counted as failed, and replaced.
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "sick",
+            "--restart-delay",
+            "0s",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "shoal/demo-web",
+        ],
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the unhealthy task to be replaced",
+        || {
+            let rows = lab.tasks("sick");
+            rows.iter()
+                .any(|t| {
+                    t["CURRENT STATE"].starts_with("Failed")
+                        && t["ERROR"].contains("unhealthy container")
+                })
+                .then_some(())
+        },
+    );
     drop(lab);
     let left = docker(&[
         "ps",

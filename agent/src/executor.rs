@@ -276,6 +276,14 @@ async fn control(
     running.container_id = rid.clone();
     reporter.report(&id, running);
     tokio::select! {
+        unhealthy = watch_health(&runtime, &rid, &id, &reporter) => {
+            // As in Swarm: an unhealthy task is stopped and counts as failed.
+            let _ = runtime.stop(&rid, &c.stop_signal, grace).await;
+            let mut st = status(TaskState::Failed, "started", &unhealthy);
+            st.container_id = rid;
+            st.health = "unhealthy".into();
+            reporter.report(&id, st);
+        }
         exit = runtime.wait(&rid) => {
             let mut st = match &exit {
                 Ok(0) => status(TaskState::Complete, "finished", ""),
@@ -293,6 +301,30 @@ async fn control(
             let mut st = status(TaskState::Shutdown, "shutdown", "");
             st.container_id = rid;
             reporter.report(&id, st);
+        }
+    }
+}
+
+/// Reports healthcheck changes while the task runs; returns once it turns unhealthy.
+async fn watch_health(
+    runtime: &Arc<dyn Runtime>,
+    rid: &str,
+    task_id: &str,
+    reporter: &Reporter,
+) -> String {
+    let mut last: Option<String> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let health = runtime.health(rid).await;
+        if health.as_deref() == Some("unhealthy") {
+            return "task: unhealthy container".into();
+        }
+        if health.is_some() && health != last {
+            let mut st = status(TaskState::Running, "started", "");
+            st.container_id = rid.to_string();
+            st.health = health.clone().unwrap_or_default();
+            reporter.report(task_id, st);
+            last = health;
         }
     }
 }

@@ -7,4 +7,8 @@ mkdir -p "$WWW"
 HOST="$(hostname)"
 printf 'Hello from %s\n' "$HOST" > "$WWW/index.html"
 if command -v httpd >/dev/null 2>&1; then set -- httpd; else set -- busybox httpd; fi
-exec "$@" -f -p "${PORT:-80}" -h "$WWW"
+# httpd as PID 1 would ignore SIGTERM: keep the shell in front to stop promptly.
+"$@" -f -p "${PORT:-80}" -h "$WWW" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null' TERM INT
+wait "$pid"

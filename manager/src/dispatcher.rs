@@ -190,7 +190,11 @@ pub async fn update_task_status(
                 continue;
             };
             let old = t.status.clone().unwrap_or_default();
-            if new.state() < old.state() || new == old {
+            // States only move forward; a RUNNING task may still change its health.
+            if new.state() < old.state()
+                || new == old
+                || (new.state() == old.state() && new.health == old.health)
+            {
                 continue;
             }
             t.status = Some(new);

@@ -344,6 +344,73 @@ mod tests {
     }
 
     #[test]
+    fn max_replicas_per_node_leaves_the_rest_pending() {
+        let spec = TaskSpec {
+            placement: Some(Placement {
+                max_replicas: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let tasks = (1..=3)
+            .map(|i| task(&format!("t{i}"), i, spec.clone()))
+            .collect();
+        let s = run(vec![node("a", 1 << 30), node("b", 1 << 30)], tasks);
+        let placed: Vec<&str> = s
+            .tasks()
+            .filter(|t| !t.node_id.is_empty())
+            .map(|t| t.node_id.as_str())
+            .collect();
+        assert_eq!(placed.len(), 2);
+        assert_ne!(placed[0], placed[1]);
+        let pending = s.tasks().find(|t| t.node_id.is_empty()).unwrap();
+        assert!(
+            pending
+                .status
+                .as_ref()
+                .unwrap()
+                .err
+                .contains("max replicas per node"),
+            "{pending:?}"
+        );
+    }
+
+    #[test]
+    fn spread_preference_balances_label_groups_first() {
+        let labelled = |id: &str, zone: &str| {
+            let mut n = node(id, 1 << 30);
+            n.spec.as_mut().unwrap().annotations = Some(shoal_proto::Annotations {
+                labels: [("zone".to_string(), zone.to_string())].into(),
+                ..Default::default()
+            });
+            n
+        };
+        let spec = TaskSpec {
+            placement: Some(Placement {
+                preferences: vec![shoal_proto::SpreadOver {
+                    spread_descriptor: "node.labels.zone".into(),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Zone a has two nodes, zone b one: four tasks go two per zone, not 1-1-2 by node.
+        let tasks = (1..=4)
+            .map(|i| task(&format!("t{i}"), i, spec.clone()))
+            .collect();
+        let s = run(
+            vec![
+                labelled("a1", "a"),
+                labelled("a2", "a"),
+                labelled("b1", "b"),
+            ],
+            tasks,
+        );
+        let in_b = s.tasks().filter(|t| t.node_id == "b1").count();
+        assert_eq!(in_b, 2);
+    }
+
+    #[test]
     fn constraints_pick_the_matching_node() {
         let spec = TaskSpec {
             placement: Some(Placement {

@@ -215,6 +215,28 @@ impl Runtime for DockerRuntime {
             .collect())
     }
 
+    async fn health(&self, id: &str) -> Option<String> {
+        let c = match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("inspecting container {id}: {e}");
+                return None;
+            }
+        };
+        let status = c.state?.health?.status?;
+        match status.to_string().as_str() {
+            "" | "none" => None,
+            s => Some(s.to_string()),
+        }
+    }
+
     async fn logs(&self, id: &str) -> Result<String, RuntimeError> {
         let mut stream = self.docker.logs(
             id,

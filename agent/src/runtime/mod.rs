@@ -44,6 +44,10 @@ pub trait Runtime: Send + Sync {
     async fn existing(&self) -> Result<Vec<Existing>, RuntimeError>;
     /// The workload's output so far (stdout and stderr).
     async fn logs(&self, id: &str) -> Result<String, RuntimeError>;
+    /// Its healthcheck state (starting, healthy, unhealthy), where it has a healthcheck.
+    async fn health(&self, _id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The name docker gives a swarm task's container: <service>.<slot|node>.<task id>.
