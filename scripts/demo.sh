@@ -12,9 +12,17 @@ SHOAL=shoal
 NAME="${1:-default}"
 $SHOAL lab down --name "$NAME" >/dev/null 2>&1 || true
 $SHOAL lab up --name "$NAME" --nodes 3 --managers 1
+in_lab() { echo "+ shoal lab exec --name $NAME manager1 -- $*"; $SHOAL lab exec --name "$NAME" manager1 -- "$@"; }
 echo
-echo "+ shoal lab exec --name $NAME worker1 -- shoal info   (a worker's view)"
-$SHOAL lab exec --name "$NAME" worker1 -- shoal info
+in_lab shoal service create --name web --replicas 5 shoal/demo-web
+in_lab shoal service ls
+in_lab shoal service ps web
+echo
+echo "Each task answers with its own hostname (the routing mesh that publishes it on every"
+echo "node's address comes with the overlay and load-balancer work):"
+for c in $(docker ps -q --filter label=com.docker.swarm.service.name=web); do
+    echo "  $(docker inspect -f '{{.Name}}' "$c" | cut -c2-): $(docker exec "$c" wget -qO- http://127.0.0.1/)"
+done
 echo
 echo "The lab stays up. Explore it with: $SHOAL lab exec --name $NAME manager1 -- shoal node ls"
 echo "Remove it with:                     $SHOAL lab down --name $NAME"
