@@ -40,6 +40,9 @@ enum Command {
     /// Manage swarm services
     #[command(subcommand)]
     Service(Box<commands::service::ServiceCommand>),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
     /// Display system-wide information
     Info,
     /// Show the shoal version information
@@ -62,6 +65,7 @@ fn main() -> std::process::ExitCode {
             Command::Swarm(cmd) => commands::swarm::run(&target, cmd).await,
             Command::Node(cmd) => commands::node::run(&target, cmd).await,
             Command::Service(cmd) => commands::service::run(&target, *cmd).await,
+            Command::Network(cmd) => commands::network::run(&target, cmd).await,
             Command::Info => commands::info::info(&target).await,
             Command::Version => commands::info::version(&target).await,
             Command::Lab(cmd) => lab::run(cmd).await,

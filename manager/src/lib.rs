@@ -11,6 +11,7 @@ pub mod store;
 pub use manager::{Bootstrap, Manager, ManagerConfig, ManagerError};
 pub mod api;
 pub mod logs;
+pub mod networks;
 pub mod nodes;
 pub mod orchestrator;
 pub mod scheduler;

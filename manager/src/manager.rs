@@ -85,6 +85,7 @@ pub enum Bootstrap {
     Init {
         cluster: Box<Cluster>,
         node: Box<Node>,
+        ingress: Box<shoal_proto::Network>,
     },
     /// `swarm init --force-new-cluster`: keep the objects, drop every other member.
     ForceNewCluster,
@@ -152,12 +153,17 @@ impl Manager {
             background: Mutex::new(Vec::new()),
         });
         match bootstrap {
-            Bootstrap::Init { cluster, node } => {
+            Bootstrap::Init {
+                cluster,
+                node,
+                ingress,
+            } => {
                 manager.initialize_alone().await?;
                 manager
                     .propose(proposal(vec![
                         action(StoreActionKind::Create, Object::Cluster(*cluster)),
                         action(StoreActionKind::Create, Object::Node(*node)),
+                        action(StoreActionKind::Create, Object::Network(*ingress)),
                     ]))
                     .await?;
             }

@@ -12,23 +12,13 @@ use crate::store::{State, action};
 
 /// Finds a node by full ID, hostname, or unique ID prefix, as the docker CLI does.
 pub fn find_node(state: &State, key: &str) -> Result<Node> {
-    if let Some(n) = state.node(key) {
-        return Ok(n.clone());
-    }
-    let by_name: Vec<&Node> = state
-        .nodes()
-        .filter(|n| n.description.as_ref().map(|d| d.hostname.as_str()) == Some(key))
-        .collect();
-    let by_prefix: Vec<&Node> = state.nodes().filter(|n| n.id.starts_with(key)).collect();
-    match (by_name.as_slice(), by_prefix.as_slice()) {
-        ([one], _) => Ok((*one).clone()),
-        ([], [one]) if !key.is_empty() => Ok((*one).clone()),
-        ([], []) | ([], [_]) => Err(ManagerError::NotFound(format!("No such node: {key}"))),
-        _ => Err(ManagerError::InvalidArgument(format!(
-            "node {key} is ambiguous ({} matches); use a longer ID",
-            by_name.len().max(by_prefix.len())
-        ))),
-    }
+    crate::store::find_by(
+        state.nodes(),
+        key,
+        |n| &n.id,
+        hostname,
+        format!("No such node: {key}"),
+    )
 }
 
 pub fn list_nodes(m: &Manager) -> Vec<Node> {

@@ -21,6 +21,7 @@ pub enum Kind {
     Node,
     Service,
     Task,
+    Network,
 }
 
 /// Uniform access to the fields every object has.
@@ -51,7 +52,7 @@ macro_rules! object_access {
         }
     };
 }
-object_access!(Cluster, Node, Service, Task);
+object_access!(Cluster, Node, Service, Task, Network);
 
 /// A change applied to the store.
 #[derive(Debug, Clone)]
@@ -117,6 +118,13 @@ impl State {
         }
     }
 
+    pub fn networks(&self) -> impl Iterator<Item = &shoal_proto::Network> {
+        self.list(Kind::Network).filter_map(|o| match o {
+            Object::Network(x) => Some(x),
+            _ => None,
+        })
+    }
+
     /// The one cluster object, once the swarm is initialised.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.list(Kind::Cluster).find_map(|o| match o {
@@ -173,6 +181,48 @@ impl State {
         )
     }
 
+    /// A new network's subnet or VNI already allocated to another (a race between two
+    /// managers' allocations): refused, so nothing is ever handed out twice.
+    fn network_clash(
+        &self,
+        net: &shoal_proto::Network,
+        staged: &BTreeMap<(Kind, String), Option<Object>>,
+    ) -> Option<String> {
+        use crate::networks::ipam::Cidr;
+        let subnets: Vec<Cidr> = net
+            .ipam
+            .iter()
+            .filter_map(|c| Cidr::parse(&c.subnet).ok())
+            .collect();
+        let staged_networks = staged.values().flatten().filter_map(|o| match o {
+            Object::Network(n) => Some(n),
+            _ => None,
+        });
+        for other in self
+            .networks()
+            .chain(staged_networks)
+            .filter(|o| o.id != net.id)
+        {
+            let name = crate::networks::network_name(other);
+            if other.vni == net.vni {
+                return Some(format!(
+                    "VNI {} is already allocated to network {name}",
+                    net.vni
+                ));
+            }
+            for c in other
+                .ipam
+                .iter()
+                .filter_map(|c| Cidr::parse(&c.subnet).ok())
+            {
+                if subnets.iter().any(|s| s.overlaps(&c)) {
+                    return Some(format!("subnet {c} is already allocated to network {name}"));
+                }
+            }
+        }
+        None
+    }
+
     #[allow(clippy::type_complexity)]
     fn stage(
         &self,
@@ -211,6 +261,11 @@ impl State {
                     name.unwrap_or_default()
                 ));
             }
+        }
+        if let (StoreActionKind::Create, Object::Network(net)) = (action_kind, &obj)
+            && let Some(clash) = self.network_clash(net, staged)
+        {
+            return Err(clash);
         }
         match (action_kind, current) {
             (StoreActionKind::Create, Some(_)) => {
@@ -298,6 +353,37 @@ impl Store {
 
     pub(crate) fn snapshot(&self) -> State {
         self.view(Clone::clone)
+    }
+}
+
+/// Finds one object the way the docker CLI does: by full ID, then by name, then by a
+/// unique ID prefix. `not_found` is the message when nothing matches.
+pub fn find_by<'a, T: Clone + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    key: &str,
+    id: impl Fn(&T) -> &str,
+    name: impl Fn(&T) -> &str,
+    not_found: String,
+) -> Result<T, crate::manager::ManagerError> {
+    use crate::manager::ManagerError;
+    let items: Vec<&T> = items.collect();
+    if let Some(exact) = items.iter().find(|x| id(x) == key) {
+        return Ok((*exact).clone());
+    }
+    let by_name: Vec<&T> = items.iter().copied().filter(|x| name(x) == key).collect();
+    let by_prefix: Vec<&T> = items
+        .iter()
+        .copied()
+        .filter(|x| !key.is_empty() && id(x).starts_with(key))
+        .collect();
+    match (by_name.as_slice(), by_prefix.as_slice()) {
+        ([one], _) => Ok((*one).clone()),
+        ([], [one]) => Ok((*one).clone()),
+        ([], []) => Err(ManagerError::NotFound(not_found)),
+        _ => Err(ManagerError::InvalidArgument(format!(
+            "{key} is ambiguous ({} matches); use a longer ID",
+            by_name.len().max(by_prefix.len())
+        ))),
     }
 }
 

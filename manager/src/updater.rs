@@ -244,28 +244,39 @@ mod tests {
         n
     }
 
-    fn run_all(s: &mut State, idx: &mut u64) {
-        // Tasks start the moment they are placed (what agents would report).
+    /// Plays the agents: wanted tasks start (or fail, for images `fails` names), unwanted
+    /// ones stop; repeats until nothing changes.
+    fn run_all_with(s: &mut State, idx: &mut u64, fails: impl Fn(&str) -> bool) {
         for _ in 0..50 {
             let mut changed = step(s, idx) > 0;
             let mut ups = Vec::new();
             for t in s.tasks() {
                 let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
-                let mut t = t.clone();
-                if t.desired_state() == TaskState::Running && st < TaskState::Running {
-                    t.node_id = "n1".into();
-                    t.status.get_or_insert_default().state = TaskState::Running as i32;
-                    ups.push(action(
-                        StoreActionKind::Update,
-                        stored_object::Object::Task(t),
-                    ));
+                let image = t
+                    .spec
+                    .clone()
+                    .unwrap_or_default()
+                    .container
+                    .unwrap_or_default()
+                    .image;
+                let next = if t.desired_state() == TaskState::Running && st < TaskState::Running {
+                    if fails(&image) {
+                        TaskState::Failed
+                    } else {
+                        TaskState::Running
+                    }
                 } else if t.desired_state() == TaskState::Shutdown && st < TaskState::Complete {
-                    t.status.get_or_insert_default().state = TaskState::Shutdown as i32;
-                    ups.push(action(
-                        StoreActionKind::Update,
-                        stored_object::Object::Task(t),
-                    ));
-                }
+                    TaskState::Shutdown
+                } else {
+                    continue;
+                };
+                let mut t = t.clone();
+                t.node_id = "n1".into();
+                t.status.get_or_insert_default().state = next as i32;
+                ups.push(action(
+                    StoreActionKind::Update,
+                    stored_object::Object::Task(t),
+                ));
             }
             if !ups.is_empty() {
                 changed = true;
@@ -276,6 +287,10 @@ mod tests {
                 return;
             }
         }
+    }
+
+    fn run_all(s: &mut State, idx: &mut u64) {
+        run_all_with(s, idx, |_| false);
     }
 
     fn service_with(s: &mut State, idx: &mut u64, failure: UpdateFailureAction) -> ServiceSpec {
@@ -349,36 +364,7 @@ mod tests {
             )]),
         );
         // Tasks of the broken image fail as soon as they start.
-        for _ in 0..50 {
-            step(&mut s, &mut idx);
-            let mut ups = Vec::new();
-            for t in s.tasks() {
-                let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
-                let image = t.spec.clone().unwrap().container.unwrap().image;
-                let mut t = t.clone();
-                let next = if t.desired_state() == TaskState::Running && st < TaskState::Running {
-                    if image == "broken" {
-                        TaskState::Failed
-                    } else {
-                        TaskState::Running
-                    }
-                } else if t.desired_state() == TaskState::Shutdown && st < TaskState::Complete {
-                    TaskState::Shutdown
-                } else {
-                    continue;
-                };
-                t.node_id = "n1".into();
-                t.status.get_or_insert_default().state = next as i32;
-                ups.push(action(
-                    StoreActionKind::Update,
-                    stored_object::Object::Task(t),
-                ));
-            }
-            if !ups.is_empty() {
-                idx += 1;
-                s.apply(idx, &proposal(ups));
-            }
-        }
+        run_all_with(&mut s, &mut idx, |image| image == "broken");
         let svc = s.service("svc").unwrap();
         let status = svc.update_status.as_ref().unwrap();
         assert_eq!(status.state(), UpdateState::RollbackCompleted, "{status:?}");
@@ -403,49 +389,7 @@ mod tests {
     fn update_replaces_every_task_in_batches_then_completes() {
         let mut s = State::default();
         let mut idx = 0;
-        let node = Node {
-            id: "n1".into(),
-            spec: Some(NodeSpec::default()),
-            status: Some(NodeStatus {
-                state: NodeState::Ready as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let spec = ServiceSpec {
-            annotations: Some(Annotations {
-                name: "web".into(),
-                ..Default::default()
-            }),
-            task: Some(TaskSpec {
-                container: Some(ContainerSpec {
-                    image: "v1".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            mode: Some(Mode::Replicated(ReplicatedService { replicas: 4 })),
-            update: Some(UpdateConfig {
-                parallelism: 2,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let svc = Service {
-            id: "svc".into(),
-            spec: Some(spec.clone()),
-            spec_version: 1,
-            ..Default::default()
-        };
-        idx += 1;
-        s.apply(
-            idx,
-            &proposal(vec![
-                action(StoreActionKind::Create, stored_object::Object::Node(node)),
-                action(StoreActionKind::Create, stored_object::Object::Service(svc)),
-            ]),
-        );
-        run_all(&mut s, &mut idx);
+        let spec = service_with(&mut s, &mut idx, UpdateFailureAction::Pause);
         assert_eq!(
             s.tasks()
                 .filter(|t| t.desired_state() == TaskState::Running)

@@ -1,6 +1,7 @@
 //! Client commands, named, flagged and printed like the docker CLI's.
 
 pub mod info;
+pub mod network;
 pub mod node;
 pub mod service;
 pub mod service_json;

@@ -23,6 +23,12 @@ pub enum SwarmCommand {
         /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
         #[arg(long, value_parser = crate::duration::parse)]
         dispatcher_heartbeat: Option<std::time::Duration>,
+        /// Default address pool in CIDR format (repeatable)
+        #[arg(long = "default-addr-pool")]
+        default_addr_pool: Vec<String>,
+        /// Default address pool subnet mask length
+        #[arg(long = "default-addr-pool-mask-length")]
+        default_addr_pool_mask_length: Option<u32>,
     },
     /// Join a swarm as a node and/or manager
     Join {
@@ -66,6 +72,8 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             listen_addr,
             force_new_cluster,
             dispatcher_heartbeat,
+            default_addr_pool,
+            default_addr_pool_mask_length,
         } => {
             let resp = client
                 .swarm_init(SwarmInitRequest {
@@ -75,6 +83,8 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                     heartbeat_period_ms: dispatcher_heartbeat
                         .map(|d| d.as_millis() as u64)
                         .unwrap_or(0),
+                    default_addr_pool,
+                    default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
                 })
                 .await
                 .map_err(daemon_error)?

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use shoal_manager::api::{Access, authorize};
-use shoal_manager::{nodes, services};
+use shoal_manager::{networks, nodes, services};
 use shoal_proto::control_server::Control;
 use shoal_proto::{
     Empty, GetNodeRequest, InfoResponse, JoinTokenRequest, JoinTokenResponse, ListNodesResponse,
@@ -13,7 +13,9 @@ use shoal_proto::{
     Service, ServiceRef, ServiceSpec, SwarmInitRequest, SwarmInitResponse, SwarmJoinRequest,
     SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
-use shoal_proto::{LogLine, ServiceLogsRequest};
+use shoal_proto::{
+    ListNetworksResponse, LogLine, Network, NetworkRef, NetworkSpec, ServiceLogsRequest,
+};
 use tonic::{Request, Response, Status};
 
 use super::Daemon;
@@ -199,6 +201,35 @@ impl Control for ControlService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn create_network(&self, req: Request<NetworkSpec>) -> Result<Response<Network>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(networks::create(&m, req.into_inner()).await?))
+    }
+
+    async fn list_networks(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<ListNetworksResponse>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(ListNetworksResponse {
+            networks: networks::list(&m),
+        }))
+    }
+
+    async fn get_network(&self, req: Request<NetworkRef>) -> Result<Response<Network>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(networks::get(
+            &m,
+            &req.into_inner().id_or_name,
+        )?))
+    }
+
+    async fn remove_network(&self, req: Request<NetworkRef>) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&req).await?;
+        networks::remove(&m, &req.into_inner().id_or_name).await?;
+        Ok(Response::new(Empty {}))
     }
 
     async fn info(&self, req: Request<Empty>) -> Result<Response<InfoResponse>, Status> {

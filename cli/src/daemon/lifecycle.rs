@@ -94,6 +94,7 @@ impl Daemon {
         }
         let (ip, port, listen_addr) =
             self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
+        check_address_pools(&req)?;
         let cluster_id = shoal_proto::ids::new_id();
         let node_id = shoal_proto::ids::new_id();
         let raft_id = rand_raft_id();
@@ -131,6 +132,8 @@ impl Daemon {
                 dispatcher: Some(DispatcherConfig {
                     heartbeat_period_ms: heartbeat,
                 }),
+                default_addr_pool: req.default_addr_pool.clone(),
+                subnet_size: req.default_addr_pool_mask_length,
             }),
             root_ca: Some(RootCa {
                 ca_cert_pem: ca.cert_pem.clone(),
@@ -143,6 +146,7 @@ impl Daemon {
             }),
             removed_nodes: vec![],
         };
+        let ingress = shoal_manager::networks::ingress(&cluster, now).map_err(Status::from)?;
         let state = SwarmState {
             node_id: node_id.clone(),
             cluster_id,
@@ -187,6 +191,7 @@ impl Daemon {
             Bootstrap::Init {
                 cluster: Box::new(cluster),
                 node: Box::new(node),
+                ingress: Box::new(ingress),
             },
             self.events.clone(),
         )
@@ -470,6 +475,28 @@ impl Daemon {
         }
         info
     }
+}
+
+/// `--default-addr-pool` and `--default-addr-pool-mask-length`, checked before anything
+/// is made.
+fn check_address_pools(req: &SwarmInitRequest) -> Result<(), Status> {
+    use shoal_manager::networks::ipam::Cidr;
+    let mut widest = 32u8;
+    for p in &req.default_addr_pool {
+        let cidr = Cidr::parse(p)
+            .map_err(|e| Status::invalid_argument(format!("--default-addr-pool: {e}")))?;
+        widest = widest.min(cidr.prefix);
+    }
+    let size = req.default_addr_pool_mask_length;
+    if size != 0
+        && (!(8..=29).contains(&size)
+            || (!req.default_addr_pool.is_empty() && (size as u8) < widest))
+    {
+        return Err(Status::invalid_argument(format!(
+            "--default-addr-pool-mask-length {size} must be between 8 and 29 and no shorter than the pools' own prefix"
+        )));
+    }
+    Ok(())
 }
 
 fn rand_raft_id() -> u64 {

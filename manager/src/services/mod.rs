@@ -22,22 +22,13 @@ const SECOND: i64 = 1_000_000_000;
 
 /// Finds a service by ID, name, or unique ID prefix.
 pub fn find_service(state: &State, key: &str) -> Result<Service> {
-    if let Some(s) = state.service(key) {
-        return Ok(s.clone());
-    }
-    let by_name: Vec<&Service> = state
-        .services()
-        .filter(|s| service_name(s) == key)
-        .collect();
-    let by_prefix: Vec<&Service> = state.services().filter(|s| s.id.starts_with(key)).collect();
-    match (by_name.as_slice(), by_prefix.as_slice()) {
-        ([one], _) => Ok((*one).clone()),
-        ([], [one]) if !key.is_empty() => Ok((*one).clone()),
-        ([], []) | ([], [_]) => Err(ManagerError::NotFound(format!("service {key} not found"))),
-        _ => Err(ManagerError::InvalidArgument(format!(
-            "service {key} is ambiguous; use a longer ID"
-        ))),
-    }
+    crate::store::find_by(
+        state.services(),
+        key,
+        |s| &s.id,
+        service_name,
+        format!("service {key} not found"),
+    )
 }
 
 pub fn service_name(s: &Service) -> &str {
@@ -68,6 +59,8 @@ fn apply_defaults(spec: &mut ServiceSpec) {
 pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<Service> {
     validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
     apply_defaults(&mut spec);
+    m.store
+        .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
     let now = shoal_proto::now_nanos();
     let service = Service {
         id: shoal_proto::ids::new_id(),
@@ -128,6 +121,8 @@ pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
     };
     validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
     apply_defaults(&mut spec);
+    m.store
+        .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
     let old_spec = current.spec.clone().unwrap_or_default();
     if annotations_name(&spec) != annotations_name(&old_spec) {
         return Err(ManagerError::InvalidArgument(

@@ -1,0 +1,202 @@
+//! `shoal network ...`
+
+use anyhow::bail;
+use clap::Subcommand;
+use serde_json::json;
+use shoal_proto::{Annotations, Empty, IpamConfig, Network, NetworkRef, NetworkSpec};
+
+use crate::client::{Target, daemon_error};
+use crate::output::{rfc3339, table};
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create {
+        /// Driver to manage the network
+        #[arg(short, long, default_value = "overlay")]
+        driver: String,
+        /// Subnet in CIDR format
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway for the subnet
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Enable manual container attachment
+        #[arg(long)]
+        attachable: bool,
+        /// Driver options (mtu=N)
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
+        /// Network labels (key=value)
+        #[arg(long)]
+        label: Vec<String>,
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        /// Verbose output for diagnostics
+        #[arg(short, long)]
+        verbose: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("invalid {what} {kv:?}: use key=value"),
+        })
+        .collect()
+}
+
+pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let mut client = target.connect().await?;
+    match cmd {
+        NetworkCommand::Create {
+            driver,
+            subnet,
+            gateway,
+            attachable,
+            opt,
+            label,
+            name,
+        } => {
+            if gateway.is_some() && subnet.is_none() {
+                bail!("--gateway needs --subnet");
+            }
+            let spec = NetworkSpec {
+                annotations: Some(Annotations {
+                    name,
+                    labels: pairs(&label, "label")?.into_iter().collect(),
+                }),
+                driver,
+                options: pairs(&opt, "option")?.into_iter().collect(),
+                ipam: subnet
+                    .map(|s| {
+                        vec![IpamConfig {
+                            subnet: s,
+                            gateway: gateway.unwrap_or_default(),
+                        }]
+                    })
+                    .unwrap_or_default(),
+                attachable,
+                ingress: false,
+            };
+            let n = client
+                .create_network(spec)
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            println!("{}", n.id);
+        }
+        NetworkCommand::Ls { quiet } => {
+            let list = client
+                .list_networks(Empty {})
+                .await
+                .map_err(daemon_error)?
+                .into_inner()
+                .networks;
+            if quiet {
+                list.iter()
+                    .for_each(|n| println!("{}", shoal_proto::ids::short(&n.id)));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|n| {
+                    vec![
+                        shoal_proto::ids::short(&n.id).to_string(),
+                        name(n).to_string(),
+                        "overlay".into(),
+                        "swarm".into(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
+            );
+        }
+        NetworkCommand::Inspect { verbose, networks } => {
+            let mut docs = Vec::new();
+            for key in networks {
+                let n = client
+                    .get_network(NetworkRef { id_or_name: key })
+                    .await
+                    .map_err(daemon_error)?
+                    .into_inner();
+                docs.push(engine_json(&n, verbose));
+            }
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+        }
+        NetworkCommand::Rm { networks } => {
+            for key in networks {
+                client
+                    .remove_network(NetworkRef {
+                        id_or_name: key.clone(),
+                    })
+                    .await
+                    .map_err(daemon_error)?;
+                println!("{key}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn name(n: &Network) -> &str {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.annotations.as_ref())
+        .map(|a| a.name.as_str())
+        .unwrap_or("")
+}
+
+/// A network as the Docker Engine API shows it.
+pub fn engine_json(n: &Network, _verbose: bool) -> serde_json::Value {
+    let spec = n.spec.clone().unwrap_or_default();
+    let mut options: serde_json::Map<String, serde_json::Value> = spec
+        .options
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    options.insert(
+        "com.docker.network.driver.overlay.vxlanid_list".into(),
+        json!(n.vni.to_string()),
+    );
+    json!({
+        "Name": name(n),
+        "Id": n.id,
+        "Created": rfc3339(n.meta.map(|m| m.created_at_unix_nanos).unwrap_or_default()),
+        "Scope": "swarm",
+        "Driver": "overlay",
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": null,
+            "Config": n.ipam.iter().map(|c| json!({"Subnet": c.subnet, "Gateway": c.gateway})).collect::<Vec<_>>(),
+        },
+        "Internal": false,
+        "Attachable": spec.attachable,
+        "Ingress": spec.ingress,
+        "ConfigOnly": false,
+        "Containers": {},
+        "Options": options,
+        "Labels": spec.annotations.map(|a| a.labels).unwrap_or_default(),
+    })
+}
