@@ -206,3 +206,50 @@ fn network_options_rules_and_removal() {
         text(&out)
     );
 }
+
+#[test]
+fn address_exhaustion_leaves_tasks_pending_with_a_clear_error() {
+    let lab = Lab::up("net-full", 33, 2, 1, "1s");
+    lab.ok(
+        "manager1",
+        &["network", "create", "--subnet", "10.70.0.0/29", "tiny"],
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "7",
+            "--network",
+            "tiny",
+            "shoal/demo-web",
+        ],
+    );
+    // A /29 has 6 host addresses and the gateway takes one: 5 tasks fit.
+    wait_for(
+        Duration::from_secs(20),
+        "5 running and 2 pending tasks",
+        || {
+            let rows = lab.tasks("web");
+            let running = rows
+                .iter()
+                .filter(|t| t["CURRENT STATE"].starts_with("Running"))
+                .count();
+            let pending: Vec<_> = rows
+                .iter()
+                .filter(|t| t["CURRENT STATE"].starts_with("Pending"))
+                .filter(|t| {
+                    t["ERROR"].contains("no IP address left in network tiny (10.70.0.0/29)")
+                })
+                .collect();
+            (running == 5 && pending.len() == 2).then_some(())
+        },
+    );
+    // Scaled to what fits, the service converges.
+    lab.ok("manager1", &["service", "scale", "-d", "web=5"]);
+    lab.wait_running("web", 5);
+}

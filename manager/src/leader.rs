@@ -130,6 +130,10 @@ async fn reconcile_tasks(m: &Arc<Manager>) -> crate::manager::Result<()> {
     if !orchestrated.is_empty() {
         m.propose(crate::store::proposal(orchestrated)).await?;
     }
+    let allocated = m.store.view(|s| crate::allocator::plan(s, now));
+    if !allocated.is_empty() {
+        m.propose(crate::store::proposal(allocated)).await?;
+    }
     let scheduled = m.store.view(|s| crate::scheduler::plan(s, now));
     if !scheduled.is_empty() {
         m.propose(crate::store::proposal(scheduled)).await?;

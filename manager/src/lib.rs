@@ -9,6 +9,7 @@ pub mod raft;
 pub mod store;
 
 pub use manager::{Bootstrap, Manager, ManagerConfig, ManagerError};
+pub mod allocator;
 pub mod api;
 pub mod logs;
 pub mod networks;

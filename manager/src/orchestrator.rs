@@ -88,6 +88,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
             ..Default::default()
         }),
         service_name: service_name(service).to_string(),
+        networks: vec![],
     }
 }
 

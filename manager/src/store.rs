@@ -262,6 +262,12 @@ impl State {
                 ));
             }
         }
+        if let (StoreActionKind::Create | StoreActionKind::Update, Object::Task(task)) =
+            (action_kind, &obj)
+            && let Some(clash) = crate::allocator::clash(self, task)
+        {
+            return Err(clash);
+        }
         if let (StoreActionKind::Create, Object::Network(net)) = (action_kind, &obj)
             && let Some(clash) = self.network_clash(net, staged)
         {
