@@ -253,3 +253,49 @@ fn address_exhaustion_leaves_tasks_pending_with_a_clear_error() {
     lab.ok("manager1", &["service", "scale", "-d", "web=5"]);
     lab.wait_running("web", 5);
 }
+
+#[test]
+fn verbose_inspect_lists_peers_and_each_services_task_addresses() {
+    let lab = Lab::up("net-verb", 34, 3, 1, "1s");
+    lab.ok(
+        "manager1",
+        &["network", "create", "--subnet", "10.71.0.0/24", "webnet"],
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--network",
+            "webnet",
+            "shoal/demo-web",
+        ],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&lab.ok("manager1", &["network", "inspect", "--verbose", "webnet"]))
+            .unwrap();
+    let tasks = doc[0]["Services"]["web"]["Tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3, "{doc}");
+    let mut ips: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["EndpointIP"].as_str().unwrap())
+        .collect();
+    ips.sort();
+    assert_eq!(ips, ["10.71.0.2", "10.71.0.3", "10.71.0.4"]);
+    assert!(
+        tasks.iter().all(|t| t["Info"]["Host IP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.239.34.")),
+        "{doc}"
+    );
+    assert_eq!(doc[0]["Peers"].as_array().unwrap().len(), 3, "{doc}");
+    // Without --verbose, docker's plain shape.
+    let plain: serde_json::Value =
+        serde_json::from_str(&lab.ok("manager1", &["network", "inspect", "webnet"])).unwrap();
+    assert!(plain[0].get("Services").is_none());
+}

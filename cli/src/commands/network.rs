@@ -140,7 +140,11 @@ pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
                     .await
                     .map_err(daemon_error)?
                     .into_inner();
-                docs.push(engine_json(&n, verbose));
+                let mut doc = engine_json(&n);
+                if verbose {
+                    add_verbose(&mut client, &n, &mut doc).await?;
+                }
+                docs.push(doc);
             }
             println!("{}", serde_json::to_string_pretty(&docs)?);
         }
@@ -167,8 +171,84 @@ fn name(n: &Network) -> &str {
         .unwrap_or("")
 }
 
+/// `--verbose`: the network's peers (nodes with tasks on it) and, per service, its tasks
+/// with their endpoint addresses and nodes, as the managers know them.
+async fn add_verbose(
+    client: &mut shoal_proto::control_client::ControlClient<tonic::transport::Channel>,
+    n: &Network,
+    doc: &mut serde_json::Value,
+) -> anyhow::Result<()> {
+    let tasks = client
+        .list_tasks(shoal_proto::ListTasksRequest::default())
+        .await
+        .map_err(daemon_error)?
+        .into_inner();
+    let nodes = client
+        .list_nodes(Empty {})
+        .await
+        .map_err(daemon_error)?
+        .into_inner()
+        .nodes;
+    let node_ip = |id: &str| {
+        nodes
+            .iter()
+            .find(|x| x.id == id)
+            .and_then(|x| x.status.as_ref())
+            .map(|s| s.addr.clone())
+            .unwrap_or_default()
+    };
+    let mut services: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    let mut peers = std::collections::BTreeMap::new();
+    let running = tasks
+        .tasks
+        .iter()
+        .filter(|t| t.desired_state() == shoal_proto::TaskState::Running && !t.node_id.is_empty());
+    for t in running {
+        for a in t.networks.iter().filter(|a| a.network_id == n.id) {
+            let host = tasks
+                .node_names
+                .get(&t.node_id)
+                .cloned()
+                .unwrap_or_default();
+            peers.insert(host.clone(), node_ip(&t.node_id));
+            let entry = services
+                .entry(t.service_name.clone())
+                .or_insert_with(|| json!({"VIP": "", "Ports": [], "Tasks": []}));
+            let task_name = format!(
+                "{}.{}.{}",
+                t.service_name,
+                if t.slot > 0 {
+                    t.slot.to_string()
+                } else {
+                    t.node_id.clone()
+                },
+                t.id
+            );
+            let ip = a
+                .addresses
+                .first()
+                .and_then(|x| x.split('/').next())
+                .unwrap_or("")
+                .to_string();
+            entry["Tasks"].as_array_mut().expect("array").push(json!({
+                "Name": task_name,
+                "EndpointIP": ip,
+                "Info": {"Host IP": node_ip(&t.node_id), "Node": host},
+            }));
+        }
+    }
+    doc["Peers"] = json!(
+        peers
+            .iter()
+            .map(|(name, ip)| json!({"Name": name, "IP": ip}))
+            .collect::<Vec<_>>()
+    );
+    doc["Services"] = serde_json::Value::Object(services);
+    Ok(())
+}
+
 /// A network as the Docker Engine API shows it.
-pub fn engine_json(n: &Network, _verbose: bool) -> serde_json::Value {
+pub fn engine_json(n: &Network) -> serde_json::Value {
     let spec = n.spec.clone().unwrap_or_default();
     let mut options: serde_json::Map<String, serde_json::Value> = spec
         .options
