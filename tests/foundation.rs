@@ -439,3 +439,45 @@ fn managers_leaving_with_force_leave_raft_and_node_rm_follows_docker_rules() {
         },
     );
 }
+
+#[test]
+fn a_manager_that_fell_behind_catches_up_from_a_snapshot() {
+    // Snapshots every 10 entries, so the log the lagging manager needs is purged.
+    let lab = common::Lab::up_env(
+        "fnd-snap",
+        10,
+        3,
+        3,
+        "1s",
+        "process",
+        &[("SHOAL_RAFT_SNAPSHOT_EVERY", "10")],
+    );
+    lab.stop("manager3", true);
+    for i in 0..40 {
+        lab.ok(
+            "manager1",
+            &[
+                "node",
+                "update",
+                "--label-add",
+                &format!("round={i}"),
+                "manager2",
+            ],
+        );
+    }
+    let out = common::shoal_env(
+        &[("SHOAL_RAFT_SNAPSHOT_EVERY", "10")],
+        &["lab", "start", "--name", &lab.name, "manager3"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(
+        Duration::from_secs(20),
+        "manager3 to have the last write",
+        || {
+            let out = lab.exec("manager3", &["node", "inspect", "manager2"]);
+            (out.status.success() && text(&out).contains("\"round\": \"39\"")).then_some(())
+        },
+    );
+    let log = std::fs::read_to_string(lab.dir().join("manager3/daemon.log")).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}

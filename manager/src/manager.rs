@@ -122,13 +122,19 @@ impl Manager {
             tls: config.tls.clone(),
             last_contact: last_contact.clone(),
         };
+        // Tests lower this (SHOAL_RAFT_SNAPSHOT_EVERY) to exercise snapshot installation.
+        let snapshot_every = std::env::var("SHOAL_RAFT_SNAPSHOT_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000u64);
         let raft_config = openraft::Config {
             cluster_name: "shoal".into(),
             heartbeat_interval: 250,
             election_timeout_min: 1000,
             election_timeout_max: 2000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 200,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+            max_in_snapshot_log_to_keep: snapshot_every / 5,
+            purge_batch_size: 1,
             ..Default::default()
         }
         .validate()

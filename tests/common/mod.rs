@@ -24,8 +24,13 @@ pub fn shoal_bin() -> PathBuf {
 }
 
 pub fn shoal(args: &[&str]) -> Output {
+    shoal_env(&[], args)
+}
+
+pub fn shoal_env(env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(shoal_bin())
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("running shoal")
 }
@@ -57,6 +62,19 @@ impl Lab {
         heartbeat: &str,
         runtime: &str,
     ) -> Lab {
+        Lab::up_env(name, net, nodes, managers, heartbeat, runtime, &[])
+    }
+
+    /// Like up_with; the daemons inherit `env`.
+    pub fn up_env(
+        name: &str,
+        net: u8,
+        nodes: u32,
+        managers: u32,
+        heartbeat: &str,
+        runtime: &str,
+        env: &[(&str, &str)],
+    ) -> Lab {
         // A crashed earlier run may have left this lab behind.
         let _ = shoal(&["lab", "down", "--name", name]);
         let subnet = format!("10.239.{net}.0/24");
@@ -64,22 +82,25 @@ impl Lab {
             name: name.to_string(),
             subnet_prefix: format!("10.239.{net}."),
         };
-        let out = shoal(&[
-            "lab",
-            "up",
-            "--name",
-            name,
-            "--nodes",
-            &nodes.to_string(),
-            "--managers",
-            &managers.to_string(),
-            "--subnet",
-            &subnet,
-            "--dispatcher-heartbeat",
-            heartbeat,
-            "--runtime",
-            runtime,
-        ]);
+        let out = shoal_env(
+            env,
+            &[
+                "lab",
+                "up",
+                "--name",
+                name,
+                "--nodes",
+                &nodes.to_string(),
+                "--managers",
+                &managers.to_string(),
+                "--subnet",
+                &subnet,
+                "--dispatcher-heartbeat",
+                heartbeat,
+                "--runtime",
+                runtime,
+            ],
+        );
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
         lab
     }
