@@ -71,6 +71,23 @@ fn leader_failover_keeps_writes_and_restarts_keep_state() {
             .find(|n| n.manager_status == "Leader")
             .map(|n| n.hostname)
     };
+    // Every node is a manager here, so `node ls` works from each: 3 Ready, one Leader.
+    wait_for(
+        Duration::from_secs(10),
+        "every manager to see 3 Ready nodes and one Leader",
+        || {
+            managers
+                .iter()
+                .all(|m| {
+                    lab.try_nodes(m).is_some_and(|rows| {
+                        rows.len() == 3
+                            && rows.iter().all(|n| n.status == "Ready")
+                            && rows.iter().filter(|n| n.manager_status == "Leader").count() == 1
+                    })
+                })
+                .then_some(())
+        },
+    );
     let (old_leader, _) = wait_for(Duration::from_secs(10), "a leader", || {
         leader_seen_by("manager1")
     });
