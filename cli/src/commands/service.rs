@@ -649,6 +649,7 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
     let mut stable_since: Option<Instant> = None;
     let mut reported = String::new();
     let mut rolled_back: Option<String> = None;
+    let mut last_running: Option<usize> = None;
     loop {
         let svc = get(client, service_id).await?;
         let tasks = client
@@ -696,7 +697,9 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
             let since = *stable_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_secs(1) {
                 println!("overall progress: {running} out of {desired} tasks");
-                let mut lines: Vec<String> = wanted
+                let mut ordered = wanted.clone();
+                ordered.sort_by_key(|t| (t.slot, t.node_id.clone()));
+                let lines: Vec<String> = ordered
                     .iter()
                     .map(|t| {
                         let slot = if t.slot > 0 {
@@ -707,7 +710,6 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
                         format!("{slot}/{desired}: running")
                     })
                     .collect();
-                lines.sort();
                 lines.iter().for_each(|l| println!("{l}"));
                 println!("verify: Service converged");
                 if let Some(why) = rolled_back {
@@ -717,6 +719,10 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
             }
         } else {
             stable_since = None;
+            if last_running != Some(running) && running < desired {
+                println!("overall progress: {running} out of {desired} tasks");
+                last_running = Some(running);
+            }
             let pending: Vec<&str> = wanted
                 .iter()
                 .filter_map(|t| t.status.as_ref())
