@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::tls::NodeTls;
 use shoal_proto::{
     AssignmentsRequest, Task, TaskState, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
@@ -85,11 +85,7 @@ pub async fn run(cfg: ExecutorConfig) {
             continue;
         };
         attempt += 1;
-        let Ok(channel) = manager_channel(
-            &addr,
-            &cfg.tls.ca_cert_pem,
-            Some((&cfg.tls.cert_pem, &cfg.tls.key_pem)),
-        ) else {
+        let Ok(channel) = cfg.tls.channel(&addr) else {
             continue;
         };
         let mut stream = match DispatcherClient::new(channel)
@@ -356,11 +352,7 @@ impl Reporter {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 };
-                let sent = match manager_channel(
-                    &addr,
-                    &tls.ca_cert_pem,
-                    Some((&tls.cert_pem, &tls.key_pem)),
-                ) {
+                let sent = match tls.channel(&addr) {
                     Ok(ch) => DispatcherClient::new(ch)
                         .update_task_status(UpdateTaskStatusRequest {
                             node_id: node_id.clone(),

@@ -90,9 +90,7 @@ pub async fn renew(
     let key = new_key_and_csr().map_err(|e| JoinError::Key(e.to_string()))?;
     let mut last = JoinError::Refused("no manager known".into());
     for addr in managers {
-        let Ok(channel) =
-            manager_channel(addr, &tls.ca_cert_pem, Some((&tls.cert_pem, &tls.key_pem)))
-        else {
+        let Ok(channel) = tls.channel(addr) else {
             continue;
         };
         match CaClient::new(channel)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::tls::NodeTls;
 use shoal_proto::{Empty, LogChunk, LogSubscription};
 use tokio::sync::{mpsc, watch};
 
@@ -40,8 +40,7 @@ pub async fn serve(
 
 async fn listen(addr: String, tls: NodeTls, runtime: Arc<dyn Runtime>, workloads: Workloads) {
     loop {
-        if let Ok(channel) =
-            manager_channel(&addr, &tls.ca_cert_pem, Some((&tls.cert_pem, &tls.key_pem)))
+        if let Ok(channel) = tls.channel(&addr)
             && let Ok(stream) = DispatcherClient::new(channel.clone())
                 .log_subscriptions(Empty {})
                 .await

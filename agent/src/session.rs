@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::tls::NodeTls;
 use shoal_proto::{HeartbeatRequest, NodeDescription, NodeRole};
 use tokio::sync::mpsc;
 
@@ -105,12 +105,10 @@ async fn beat(
     cfg: &SessionConfig,
     addr: &str,
 ) -> Result<shoal_proto::HeartbeatResponse, tonic::Status> {
-    let channel = manager_channel(
-        addr,
-        &cfg.tls.ca_cert_pem,
-        Some((&cfg.tls.cert_pem, &cfg.tls.key_pem)),
-    )
-    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let channel = cfg
+        .tls
+        .channel(addr)
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let req = HeartbeatRequest {
         node_id: cfg.node_id.clone(),
         description: Some(cfg.description.clone()),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use shoal_proto::control_client::ControlClient;
-use shoal_proto::tls::manager_channel;
+use shoal_proto::tls::NodeTls;
 use tonic::transport::Channel;
 
 pub const DEFAULT_RUN_DIR: &str = "/run/shoal";
@@ -54,10 +54,12 @@ impl Target {
                     )
                 })
             };
-            let (ca, cert, key) = (read("ca.crt")?, read("node.crt")?, read("node.key")?);
-            let channel = manager_channel(&addr, &ca, Some((&cert, &key)))?;
-            // Connect now so an unreachable manager is reported as such.
-            channel
+            let tls = NodeTls {
+                ca_cert_pem: read("ca.crt")?,
+                cert_pem: read("node.crt")?,
+                key_pem: read("node.key")?,
+            };
+            tls.channel(&addr)?
         };
         Ok(ControlClient::new(channel))
     }

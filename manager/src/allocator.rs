@@ -108,14 +108,13 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                         set.remove(&ip.parse().expect("formatted above"));
                     }
                 }
-                let status = t.status.get_or_insert_default();
-                if status.state() == TaskState::Pending && status.err == err {
-                    continue;
-                }
-                status.state = TaskState::Pending as i32;
-                status.message = "pending network allocation".into();
-                status.err = err;
-                status.timestamp_unix_nanos = now;
+                actions.extend(crate::orchestrator::pending(
+                    t,
+                    "pending network allocation",
+                    err,
+                    now,
+                ));
+                continue;
             }
         }
         actions.push(action(StoreActionKind::Update, Object::Task(t)));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use shoal_proto::dispatcher_client::DispatcherClient;
 use shoal_proto::stored_object::Object;
-use shoal_proto::tls::{PeerIdentity, manager_channel, request_identity};
+use shoal_proto::tls::{PeerIdentity, request_identity};
 use shoal_proto::token::JoinToken;
 use shoal_proto::{
     Empty, HeartbeatRequest, HeartbeatResponse, IssueNodeCertificateRequest, JoinRaftRequest,
@@ -221,7 +221,7 @@ async fn issue(
         &cluster.id,
     )
     .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
-    let raft_id = (role == NodeRole::Manager).then(new_raft_id);
+    let raft_id = (role == NodeRole::Manager).then(crate::raft::new_raft_id);
     let now = shoal_proto::now_nanos();
     let node = Node {
         id: node_id.clone(),
@@ -299,7 +299,7 @@ async fn renew(
             match role {
                 NodeRole::Manager if n.manager_status.is_none() => {
                     n.manager_status = Some(ManagerStatus {
-                        raft_id: new_raft_id(),
+                        raft_id: crate::raft::new_raft_id(),
                         addr: req.advertise_addr.clone(),
                         leader: false,
                         reachability: Reachability::Unknown as i32,
@@ -325,10 +325,6 @@ async fn renew(
         cluster_id: cluster.id,
         manager_addrs: m.manager_addrs(),
     })
-}
-
-fn new_raft_id() -> u64 {
-    rand::random::<u64>().max(1)
 }
 
 fn host_of(addr: &str) -> String {
@@ -431,27 +427,11 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
                 crate::dispatcher::heartbeat(&self.0, hb).await?,
             ));
         }
-        let leader = self
-            .0
-            .leader_id()
-            .and_then(|id| {
-                self.0
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| n.addr.clone())
-            })
-            .ok_or(ManagerError::NoLeader)?;
+        let leader = self.0.leader_addr().ok_or(ManagerError::NoLeader)?;
         let tls = &self.0.config.tls;
-        let channel = manager_channel(
-            &leader,
-            &tls.ca_cert_pem,
-            Some((&tls.cert_pem, &tls.key_pem)),
-        )
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+        let channel = tls
+            .channel(&leader)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         DispatcherClient::new(channel).heartbeat(hb).await
     }
 }

@@ -11,7 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 use shoal_proto::raft_transport_client::RaftTransportClient;
 use shoal_proto::stored_object::Object;
-use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::tls::NodeTls;
 use shoal_proto::{Cluster, JoinRaftRequest, Node, Proposal, ProposalResult, StoreActionKind};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -292,9 +292,10 @@ impl Manager {
             .collect()
     }
 
-    fn leader_addr(&self) -> Option<String> {
+    /// The control address of the leader as this manager sees it.
+    pub fn leader_addr(&self) -> Option<String> {
+        let leader = self.leader_id()?;
         let m = self.raft.metrics().borrow().clone();
-        let leader = m.current_leader?;
         m.membership_config
             .membership()
             .get_node(&leader)
@@ -340,12 +341,9 @@ impl Manager {
 
     async fn forward(&self, leader_addr: &str, p: Proposal) -> Result<ProposalResult> {
         let tls = &self.config.tls;
-        let channel = manager_channel(
-            leader_addr,
-            &tls.ca_cert_pem,
-            Some((&tls.cert_pem, &tls.key_pem)),
-        )
-        .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        let channel = tls
+            .channel(leader_addr)
+            .map_err(|e| ManagerError::Raft(e.to_string()))?;
         match RaftTransportClient::new(channel).propose(p).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) if s.code() == tonic::Code::Unavailable => Err(ManagerError::NoLeader),
@@ -389,9 +387,9 @@ impl Manager {
         let mut last_err = String::from("no manager address known");
         while Instant::now() < deadline {
             for addr in manager_addrs {
-                let channel =
-                    manager_channel(addr, &tls.ca_cert_pem, Some((&tls.cert_pem, &tls.key_pem)))
-                        .map_err(|e| ManagerError::Raft(e.to_string()))?;
+                let channel = tls
+                    .channel(addr)
+                    .map_err(|e| ManagerError::Raft(e.to_string()))?;
                 match RaftTransportClient::new(channel)
                     .join_raft(req.clone())
                     .await
@@ -417,7 +415,8 @@ impl Manager {
         }
         let addr = self.leader_addr().ok_or(ManagerError::NoLeader)?;
         let tls = &self.config.tls;
-        let channel = manager_channel(&addr, &tls.ca_cert_pem, Some((&tls.cert_pem, &tls.key_pem)))
+        let channel = tls
+            .channel(&addr)
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
         RaftTransportClient::new(channel)
             .leave_raft(JoinRaftRequest {

@@ -92,6 +92,20 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
     }
 }
 
+/// Marks `task` pending with `err`, the reason a user reads in `service ps`; None when it
+/// already says so (nothing to write).
+pub fn pending(mut task: Task, message: &str, err: String, now: i64) -> Option<StoreAction> {
+    let status = task.status.get_or_insert_default();
+    if status.state() == TaskState::Pending && status.err == err {
+        return None;
+    }
+    status.state = TaskState::Pending as i32;
+    status.message = message.to_string();
+    status.err = err;
+    status.timestamp_unix_nanos = now;
+    Some(action(StoreActionKind::Update, Object::Task(task)))
+}
+
 fn shut_down(mut t: Task, why: &str) -> StoreAction {
     t.desired_state = TaskState::Shutdown as i32;
     if !why.is_empty() && !is_terminal(state_of(&t)) {

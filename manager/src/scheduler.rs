@@ -227,14 +227,13 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                     .or_default() += 1;
             }
             None => {
-                let reason = refused.reason();
-                if status.state() == TaskState::Pending && status.err == reason {
-                    continue;
-                }
-                status.state = TaskState::Pending as i32;
-                status.message = "pending task scheduling".into();
-                status.err = reason;
-                status.timestamp_unix_nanos = now;
+                actions.extend(crate::orchestrator::pending(
+                    task.clone(),
+                    "pending task scheduling",
+                    refused.reason(),
+                    now,
+                ));
+                continue;
             }
         }
         actions.push(action(StoreActionKind::Update, Object::Task(t)));

@@ -28,6 +28,17 @@ pub struct NodeTls {
     pub key_pem: String,
 }
 
+impl NodeTls {
+    /// An mTLS channel to the manager at `addr`, presenting this node's certificate.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        manager_channel(
+            addr,
+            &self.ca_cert_pem,
+            Some((&self.cert_pem, &self.key_pem)),
+        )
+    }
+}
+
 /// Who a certificate says its holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {
@@ -70,55 +81,18 @@ pub fn request_identity<T>(req: &tonic::Request<T>) -> Option<PeerIdentity> {
     certs.first().and_then(|c| peer_identity(c.as_ref()))
 }
 
-/// Parses the first certificate of a PEM bundle into DER.
+/// The first certificate of a PEM bundle, as DER.
 pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    base64_decode(&body)
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
-        let v = T.iter().position(|&t| t == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    pem::parse_many(pem)
+        .ok()?
+        .into_iter()
+        .find(|p| p.tag() == "CERTIFICATE")
+        .map(|p| p.contents().to_vec())
 }
 
 /// DER to PEM, for certificates learned from a handshake.
 pub fn der_to_pem(der: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let n = chunk.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("ascii"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
+    pem::encode(&pem::Pem::new("CERTIFICATE", der))
 }
 
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {

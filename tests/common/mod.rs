@@ -145,6 +145,17 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `shoal ARGS` in `node`, which must fail with a message containing `why`.
+    pub fn refused(&self, node: &str, args: &[&str], why: &str) {
+        let out = self.exec(node, args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            text(&out).contains(why),
+            "{args:?}: expected {why:?} in {}",
+            text(&out)
+        );
+    }
+
     pub fn stop(&self, node: &str, kill: bool) {
         let mut args = vec!["lab", "stop", "--name", &self.name];
         if kill {

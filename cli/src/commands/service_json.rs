@@ -2,11 +2,24 @@
 
 use serde_json::{Value, json};
 use shoal_proto::service_spec::Mode;
-use shoal_proto::{Service, ServiceSpec, UpdateConfig};
+use shoal_proto::{Service, ServiceSpec, UpdateConfig, UpdateState};
 
 use crate::output::rfc3339;
 
 const FAILURE_ACTIONS: [&str; 3] = ["pause", "continue", "rollback"];
+/// An update's state as the Engine API spells it.
+fn update_state_name(state: UpdateState) -> &'static str {
+    match state {
+        UpdateState::Unknown => "",
+        UpdateState::Updating => "updating",
+        UpdateState::Paused => "paused",
+        UpdateState::Completed => "completed",
+        UpdateState::RollbackStarted => "rollback_started",
+        UpdateState::RollbackPaused => "rollback_paused",
+        UpdateState::RollbackCompleted => "rollback_completed",
+    }
+}
+
 const RESTART_CONDITIONS: [&str; 3] = ["any", "on-failure", "none"];
 
 fn update_json(c: &Option<UpdateConfig>) -> Value {
@@ -95,17 +108,8 @@ pub fn engine_json(s: &Service) -> Value {
         doc["PreviousSpec"] = spec_json(prev);
     }
     if let Some(u) = &s.update_status {
-        let state = [
-            "",
-            "updating",
-            "paused",
-            "completed",
-            "rollback_started",
-            "rollback_paused",
-            "rollback_completed",
-        ];
         doc["UpdateStatus"] = json!({
-            "State": state[u.state.clamp(0, 6) as usize],
+            "State": update_state_name(u.state()),
             "StartedAt": rfc3339(u.started_at_unix_nanos),
             "CompletedAt": rfc3339(u.completed_at_unix_nanos),
             "Message": u.message,
@@ -155,20 +159,8 @@ pub fn pretty(s: &Service) -> String {
         None => {}
     }
     if let Some(u) = &s.update_status {
-        let state = [
-            "unknown",
-            "updating",
-            "paused",
-            "completed",
-            "rollback_started",
-            "rollback_paused",
-            "rollback_completed",
-        ];
         line("UpdateStatus:".into());
-        line(format!(
-            " State:\t\t{}",
-            state[u.state.clamp(0, 6) as usize]
-        ));
+        line(format!(" State:\t\t{}", update_state_name(u.state())));
         line(format!(" Message:\t{}", u.message));
     }
     let placement = task.placement.clone().unwrap_or_default();

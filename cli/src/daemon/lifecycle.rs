@@ -97,7 +97,7 @@ impl Daemon {
         check_address_pools(&req)?;
         let cluster_id = shoal_proto::ids::new_id();
         let node_id = shoal_proto::ids::new_id();
-        let raft_id = rand_raft_id();
+        let raft_id = shoal_manager::raft::new_raft_id();
         let ca = create_root_ca(&cluster_id).map_err(internal)?;
         let worker_token = JoinToken::generate(&ca.cert_der).to_string();
         let key = shoal_agent::certs::new_key_and_csr().map_err(internal)?;
@@ -497,17 +497,6 @@ fn check_address_pools(req: &SwarmInitRequest) -> Result<(), Status> {
         )));
     }
     Ok(())
-}
-
-fn rand_raft_id() -> u64 {
-    // Raft IDs only need to be unique among the managers; 0 is reserved.
-    let bytes = shoal_proto::ids::new_id();
-    bytes
-        .bytes()
-        .fold(1469598103934665603u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(1099511628211)
-        })
-        .max(1)
 }
 
 /// Acts on what the dispatcher session reports.

@@ -7,7 +7,7 @@ mod control;
 mod lifecycle;
 mod logs;
 mod runtime;
-mod state;
+pub mod state;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -167,10 +167,8 @@ pub async fn remove_workloads(node: &LabNode) {
     for w in process.existing().await.unwrap_or_default() {
         let _ = process.remove(&w.runtime_id).await;
     }
-    let state = std::fs::read(node.data_dir().join("swarm/state.json")).ok();
-    let node_id = state
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["node_id"].as_str().map(str::to_string));
+    let saved = crate::daemon::state::SwarmDir::new(&node.data_dir()).load();
+    let node_id = saved.ok().flatten().map(|(state, _)| state.node_id);
     if let Some(id) = node_id
         && std::path::Path::new("/var/run/docker.sock").exists()
         && let Ok(docker) = shoal_agent::runtime::docker::DockerRuntime::connect(&id).await

@@ -27,6 +27,11 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type NodeId = u64;
 pub type StorageError = openraft::StorageError<NodeId>;
 
+/// A fresh Raft member ID: unique among the managers with overwhelming odds; 0 is reserved.
+pub fn new_raft_id() -> NodeId {
+    rand::random::<u64>().max(1)
+}
+
 /// The redb tables shared by the log store and the state machine.
 pub(crate) mod tables {
     use redb::TableDefinition;

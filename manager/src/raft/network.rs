@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shoal_proto::RaftPayload;
 use shoal_proto::raft_transport_client::RaftTransportClient;
-use shoal_proto::tls::{NodeTls, manager_channel};
+use shoal_proto::tls::NodeTls;
 use tonic::transport::Channel;
 
 use super::{NodeId, TypeConfig};
@@ -66,12 +66,10 @@ impl Connection {
         let client = match &mut self.client {
             Some(c) => c,
             None => {
-                let channel = manager_channel(
-                    &self.node.addr,
-                    &self.tls.ca_cert_pem,
-                    Some((&self.tls.cert_pem, &self.tls.key_pem)),
-                )
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                let channel = self
+                    .tls
+                    .channel(&self.node.addr)
+                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
                 self.client.insert(RaftTransportClient::new(channel))
             }
         };
