@@ -14,6 +14,7 @@ use shoal_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::overlay::Overlay;
 use crate::runtime::{Existing, Runtime, RuntimeError, container_spec};
 use crate::session::SessionStatus;
 
@@ -49,6 +50,8 @@ pub struct ExecutorConfig {
     pub managers: Vec<String>,
     pub session: Arc<Mutex<SessionStatus>>,
     pub runtime: Arc<dyn Runtime>,
+    /// The network driver; None when it could not start (tasks on networks then fail).
+    pub overlay: Option<Arc<Overlay>>,
 }
 
 struct Local {
@@ -104,6 +107,9 @@ pub async fn run(cfg: ExecutorConfig) {
         loop {
             match stream.message().await {
                 Ok(Some(set)) => {
+                    if let Some(o) = &cfg.overlay {
+                        o.set_assignments(&set.tasks, &set.networks).await;
+                    }
                     reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await;
                     *workloads.lock().expect("poisoned") = local
                         .iter()
@@ -146,6 +152,7 @@ async fn reconcile(
                     stop_rx,
                     existing.remove(&t.id),
                     runtime_id.clone(),
+                    cfg.overlay.clone(),
                 ));
                 local.insert(
                     t.id.clone(),
@@ -225,6 +232,7 @@ async fn control(
     mut stop: oneshot::Receiver<()>,
     adopted: Option<Existing>,
     runtime_id: Arc<Mutex<Option<String>>>,
+    overlay: Option<Arc<Overlay>>,
 ) {
     let id = task.id.clone();
     let c = container_spec(&task);
@@ -268,6 +276,16 @@ async fn control(
         }
     };
     *runtime_id.lock().expect("poisoned") = Some(rid.clone());
+    if let Err(e) = attach_networks(&task, &runtime, &rid, overlay.as_deref()).await {
+        let _ = runtime.stop(&rid, &c.stop_signal, grace).await;
+        let mut st = status(TaskState::Failed, "starting failed", &e);
+        st.container_id = rid;
+        reporter.report(&id, st);
+        if let Some(o) = &overlay {
+            o.detach(&id).await;
+        }
+        return;
+    }
     let mut running = status(TaskState::Running, "started", "");
     running.container_id = rid.clone();
     reporter.report(&id, running);
@@ -299,6 +317,25 @@ async fn control(
             reporter.report(&id, st);
         }
     }
+    if let Some(o) = &overlay {
+        o.detach(&id).await;
+    }
+}
+
+/// Plumbs a started task into its networks.
+async fn attach_networks(
+    task: &Task,
+    runtime: &Arc<dyn Runtime>,
+    rid: &str,
+    overlay: Option<&Overlay>,
+) -> Result<(), String> {
+    if task.networks.is_empty() {
+        return Ok(());
+    }
+    let overlay =
+        overlay.ok_or("the node's network driver is not running (see the daemon's log)")?;
+    let netns = runtime.sandbox(rid).await.map_err(|e| e.to_string())?;
+    overlay.attach(task, &netns).await
 }
 
 /// Reports healthcheck changes while the task runs; returns once it turns unhealthy.

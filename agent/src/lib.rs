@@ -35,5 +35,8 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
     }
 }
 pub mod executor;
+pub mod gossip;
 pub mod logs;
+pub mod netlink;
+pub mod overlay;
 pub mod runtime;

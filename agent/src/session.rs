@@ -9,7 +9,9 @@ use std::time::Duration;
 use shoal_proto::dispatcher_client::DispatcherClient;
 use shoal_proto::tls::NodeTls;
 use shoal_proto::{HeartbeatRequest, NodeDescription, NodeRole};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::gossip::ClusterView;
 
 /// What the session reports to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub struct SessionConfig {
     pub description: NodeDescription,
     /// This node's address as other nodes see it.
     pub addr: String,
+    /// Where the gossip keyring and peers the managers hand out go.
+    pub gossip_view: watch::Sender<ClusterView>,
 }
 
 /// Status of the session, for `info`.
@@ -69,6 +73,15 @@ pub async fn run(
                     role_reported = Some(desired);
                     let _ = events.send(SessionEvent::RoleChanged(desired)).await;
                 }
+                let view = ClusterView {
+                    keys: resp.network_keys.clone(),
+                    peers: resp.gossip_peers.clone(),
+                };
+                cfg.gossip_view.send_if_modified(|v| {
+                    let changed = *v != view;
+                    *v = view;
+                    changed
+                });
                 *status.lock().expect("poisoned") = SessionStatus {
                     connected: true,
                     last_error: String::new(),

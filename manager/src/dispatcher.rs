@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
-    AssignmentSet, HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN, NodeState,
-    NodeStatus, StoreActionKind, Task, TaskState, TaskStatusUpdate,
+    AssignmentSet, GossipPeer, HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN,
+    NodeState, NodeStatus, StoreActionKind, Task, TaskState, TaskStatusUpdate,
 };
 
 use crate::manager::{Manager, ManagerError, Result};
@@ -103,6 +103,27 @@ pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatRe
             .as_ref()
             .map(|s| s.desired_role)
             .unwrap_or_default(),
+        network_keys: m
+            .store
+            .view(|s| s.cluster().map(|c| c.network_keys.clone()))
+            .unwrap_or_default(),
+        gossip_peers: gossip_peers(m, &node.id),
+    })
+}
+
+/// The other nodes an agent can join gossip through: those with a known address.
+fn gossip_peers(m: &Manager, node_id: &str) -> Vec<GossipPeer> {
+    m.store.view(|s| {
+        s.nodes()
+            .filter(|n| n.id != node_id)
+            .filter_map(|n| {
+                let st = n.status.as_ref()?;
+                (st.state() == NodeState::Ready && !st.addr.is_empty()).then(|| GossipPeer {
+                    node_id: n.id.clone(),
+                    addr: st.addr.clone(),
+                })
+            })
+            .collect()
     })
 }
 
@@ -156,7 +177,17 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
             .collect()
     });
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
-    AssignmentSet { tasks }
+    let wanted: std::collections::BTreeSet<&str> = tasks
+        .iter()
+        .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
+        .collect();
+    let networks = m.store.view(|s| {
+        s.networks()
+            .filter(|n| wanted.contains(n.id.as_str()))
+            .cloned()
+            .collect()
+    });
+    AssignmentSet { tasks, networks }
 }
 
 /// Records what an agent reports about its tasks. A node may only report on its own

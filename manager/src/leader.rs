@@ -44,6 +44,9 @@ pub async fn run(manager: Weak<Manager>) {
         if let Err(e) = reconcile_tasks(&m).await {
             tracing::debug!("reconciling tasks: {e}");
         }
+        if let Err(e) = crate::networks::keys::rotate_if_due(&m).await {
+            tracing::debug!("rotating the gossip key: {e}");
+        }
         if let Err(e) = remove_demoted_managers(&m).await {
             tracing::warn!("removing a demoted manager from Raft: {e}");
         }

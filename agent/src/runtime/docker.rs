@@ -8,8 +8,8 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
 use shoal_proto::Task;
@@ -145,6 +145,21 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(|e| failed("starting the container", e))?;
         Ok(created.id)
+    }
+
+    async fn sandbox(&self, id: &str) -> Result<std::path::PathBuf, RuntimeError> {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| failed("inspecting the container", e))?;
+        match info.state.and_then(|s| s.pid).filter(|pid| *pid > 0) {
+            Some(pid) => Ok(format!("/proc/{pid}/ns/net").into()),
+            None => Err(failed(
+                "finding the container's namespace",
+                "it is not running",
+            )),
+        }
     }
 
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {

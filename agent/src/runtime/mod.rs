@@ -44,6 +44,8 @@ pub trait Runtime: Send + Sync {
     async fn existing(&self) -> Result<Vec<Existing>, RuntimeError>;
     /// The workload's output so far (stdout and stderr).
     async fn logs(&self, id: &str) -> Result<String, RuntimeError>;
+    /// The path of the workload's network namespace, for the network driver.
+    async fn sandbox(&self, id: &str) -> Result<std::path::PathBuf, RuntimeError>;
     /// Its healthcheck state (starting, healthy, unhealthy), where it has a healthcheck.
     async fn health(&self, _id: &str) -> Option<String> {
         None
@@ -95,5 +97,8 @@ impl Runtime for Unavailable {
     }
     async fn logs(&self, _: &str) -> Result<String, RuntimeError> {
         Ok(String::new())
+    }
+    async fn sandbox(&self, _: &str) -> Result<std::path::PathBuf, RuntimeError> {
+        Err(RuntimeError::Failed(self.0.clone()))
     }
 }

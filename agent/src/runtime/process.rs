@@ -1,5 +1,5 @@
 //! The process runtime: each task's command runs under the agent in its own network
-//! namespace (shoal-<node>-<task>) and UTS namespace (its hostname is the task's short
+//! namespace (<netns-prefix>-<task>) and UTS namespace (its hostname is the task's short
 //! ID, as a container's would be), with stdout and stderr kept in a log file. State is
 //! kept under <run-dir>/tasks so a restarted agent adopts what is still running.
 
@@ -16,7 +16,7 @@ use super::{Existing, Runtime, RuntimeError, container_spec, demo};
 
 pub struct ProcessRuntime {
     dir: PathBuf,
-    node: String,
+    netns_prefix: String,
     children: Mutex<HashMap<String, Child>>,
 }
 
@@ -51,11 +51,12 @@ fn alive(pid: i32) -> bool {
 }
 
 impl ProcessRuntime {
-    /// `run_dir` is the daemon's; `node` is a short name for this node (its hostname).
-    pub fn new(run_dir: &Path, node: &str) -> Self {
+    /// `run_dir` is the daemon's; `netns_prefix` starts the name of every namespace the
+    /// node makes (see the daemon's --netns-prefix).
+    pub fn new(run_dir: &Path, netns_prefix: &str) -> Self {
         ProcessRuntime {
             dir: run_dir.join("tasks"),
-            node: node.to_string(),
+            netns_prefix: netns_prefix.to_string(),
             children: Mutex::new(HashMap::new()),
         }
     }
@@ -65,7 +66,7 @@ impl ProcessRuntime {
     }
 
     fn netns(&self, id: &str) -> String {
-        format!("shoal-{}-{}", self.node, &id[..id.len().min(12)])
+        format!("{}-{}", self.netns_prefix, &id[..id.len().min(12)])
     }
 
     fn pid(&self, id: &str) -> Option<i32> {
@@ -185,6 +186,10 @@ impl Runtime for ProcessRuntime {
             .expect("poisoned")
             .insert(id.clone(), child);
         Ok(id)
+    }
+
+    async fn sandbox(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+        Ok(Path::new("/run/netns").join(self.netns(id)))
     }
 
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {

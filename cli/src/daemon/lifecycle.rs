@@ -145,6 +145,7 @@ impl Daemon {
                 }),
             }),
             removed_nodes: vec![],
+            network_keys: vec![shoal_manager::networks::keys::generate(1, now)],
         };
         let ingress = shoal_manager::networks::ingress(&cluster, now).map_err(Status::from)?;
         let state = SwarmState {
@@ -359,6 +360,7 @@ impl Daemon {
         {
             tracing::warn!("could not leave the managers' Raft group cleanly: {e}");
         }
+        rt.leave_gossip().await;
         rt.stop().await;
         self.swarm_dir().wipe().map_err(internal)?;
         tracing::info!("left the swarm");

@@ -45,6 +45,10 @@ pub struct DaemonArgs {
     /// its own network namespace)
     #[arg(long, default_value = "docker", value_parser = ["docker", "process"])]
     pub runtime: String,
+    /// Starts the name of every network namespace the node makes (tasks' and overlay
+    /// networks'), so several nodes can share one machine (the lab)
+    #[arg(long, default_value = "shoal")]
+    pub netns_prefix: String,
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_agent::executor::ExecutorConfig;
+use shoal_agent::gossip::{ClusterView, Gossip};
+use shoal_agent::overlay::{Overlay, OverlayConfig};
 use shoal_agent::runtime::docker::DockerRuntime;
 use shoal_agent::runtime::process::ProcessRuntime;
 use shoal_agent::runtime::{Runtime as TaskRuntime, Unavailable};
@@ -17,7 +19,7 @@ use shoal_proto::control_server::ControlServer;
 use shoal_proto::dispatcher_server::DispatcherServer;
 use shoal_proto::raft_transport_server::RaftTransportServer;
 use shoal_proto::tls::NodeTls;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -32,6 +34,7 @@ pub struct Runtime {
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     session: JoinHandle<()>,
     executor: JoinHandle<()>,
+    pub gossip: Option<Gossip>,
     pub session_status: Arc<Mutex<SessionStatus>>,
     /// Set when the swarm no longer accepts this node.
     pub error: Option<String>,
@@ -75,12 +78,21 @@ impl Runtime {
             managers.insert(0, state.control_addr());
         }
         let task_runtime = task_runtime(daemon, &state.node_id).await;
+        let (gossip_view, view_rx) = watch::channel(ClusterView::default());
+        let (gossip, overlay) = match data_plane(daemon, &state, view_rx).await {
+            Ok((g, o)) => (Some(g), Some(o)),
+            Err(e) => {
+                tracing::error!("the network data plane is unavailable: {e:#}");
+                (None, None)
+            }
+        };
         let executor = tokio::spawn(shoal_agent::executor::run(ExecutorConfig {
             node_id: state.node_id.clone(),
             tls: tls.clone(),
             managers: managers.clone(),
             session: session_status.clone(),
             runtime: task_runtime,
+            overlay,
         }));
         let session = tokio::spawn(shoal_agent::session::run(
             SessionConfig {
@@ -90,6 +102,7 @@ impl Runtime {
                 managers,
                 description: shoal_agent::describe_node(&daemon.hostname),
                 addr: state.advertise_ip.clone(),
+                gossip_view,
             },
             session_status.clone(),
             events,
@@ -101,12 +114,23 @@ impl Runtime {
             server,
             session,
             executor,
+            gossip,
             session_status,
             error: None,
         })
     }
 
+    /// Tells the other nodes this one is going, so they drop its endpoints at once.
+    pub async fn leave_gossip(&self) {
+        if let Some(g) = &self.gossip {
+            g.leave().await;
+        }
+    }
+
     pub async fn stop(mut self) {
+        if let Some(g) = self.gossip.take() {
+            g.stop();
+        }
         self.session.abort();
         // Tasks keep running: a restarted agent adopts them.
         self.executor.abort();
@@ -126,11 +150,45 @@ impl Runtime {
     }
 }
 
+/// Gossip on the node's address and the overlay driver fed by it.
+async fn data_plane(
+    daemon: &Arc<Daemon>,
+    state: &SwarmState,
+    view: watch::Receiver<ClusterView>,
+) -> anyhow::Result<(Gossip, Arc<Overlay>)> {
+    let ip: std::net::Ipv4Addr = state
+        .advertise_ip
+        .parse()
+        .with_context(|| format!("the advertise address {} is not IPv4", state.advertise_ip))?;
+    let gossip = Gossip::start(&state.node_id, ip, shoal_agent::gossip::PORT, view)
+        .await
+        .with_context(|| format!("starting gossip on {ip}:{}", shoal_agent::gossip::PORT))?;
+    let overlay = Overlay::start(
+        OverlayConfig {
+            node_id: state.node_id.clone(),
+            netns_prefix: daemon.args.netns_prefix.clone(),
+            vtep: ip,
+        },
+        gossip.clone(),
+    )
+    .await;
+    match overlay {
+        Ok(o) => Ok((gossip, o)),
+        Err(e) => {
+            gossip.stop();
+            Err(anyhow::anyhow!("starting the overlay driver: {e}"))
+        }
+    }
+}
+
 /// The runtime tasks run on, as `--runtime` chose. When dockerd cannot be reached every
 /// task is rejected with the reason, rather than the node failing to start.
 async fn task_runtime(daemon: &Arc<Daemon>, node_id: &str) -> Arc<dyn TaskRuntime> {
     match daemon.args.runtime.as_str() {
-        "process" => Arc::new(ProcessRuntime::new(&daemon.args.run_dir, &daemon.hostname)),
+        "process" => Arc::new(ProcessRuntime::new(
+            &daemon.args.run_dir,
+            &daemon.args.netns_prefix,
+        )),
         _ => match DockerRuntime::connect(node_id).await {
             Ok(r) => Arc::new(r),
             Err(e) => {

@@ -37,6 +37,8 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             &node.name,
             "--runtime",
             &node.runtime,
+            "--netns-prefix",
+            &node.netns,
         ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -163,7 +165,7 @@ pub fn log_tail(node: &LabNode, lines: usize) -> Option<String> {
 /// so a restarted agent can adopt them).
 pub async fn remove_workloads(node: &LabNode) {
     use shoal_agent::runtime::Runtime;
-    let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.name);
+    let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.netns);
     for w in process.existing().await.unwrap_or_default() {
         let _ = process.remove(&w.runtime_id).await;
     }

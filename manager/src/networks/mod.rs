@@ -3,6 +3,7 @@
 //! the same Raft write, so a new leader never hands out a range twice.
 
 pub mod ipam;
+pub mod keys;
 
 use shoal_proto::stored_object::Object;
 use shoal_proto::{Cluster, IpamConfig, Meta, Network, NetworkSpec, StoreActionKind};

@@ -1,0 +1,128 @@
+//! Sealing gossip: every datagram and push/pull frame is XChaCha20-Poly1305 under a key
+//! from the managers' ring. The frame names its key, so a rotation never splits the
+//! cluster; anything not sealed under a key in the ring is dropped and counted.
+//!
+//! Frame: "SHG1" | key id (u32, big endian) | nonce (24 bytes) | ciphertext + tag.
+//! The magic and key id are authenticated as associated data.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use shoal_proto::NetworkKey;
+
+pub const MAGIC: &[u8; 4] = b"SHG1";
+const HEADER: usize = 4 + 4 + 24;
+/// Bytes sealing adds to a payload.
+pub const OVERHEAD: usize = HEADER + 16;
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not a shoal gossip frame at all.
+    Malformed,
+    /// Sealed under a key this node does not hold (unknown id or failed authentication).
+    BadKey,
+}
+
+/// The keys a node accepts; the newest seals.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    keys: Vec<(u32, XChaCha20Poly1305)>,
+}
+
+impl Keyring {
+    pub fn new(keys: &[NetworkKey]) -> Keyring {
+        Keyring {
+            keys: keys
+                .iter()
+                .filter_map(|k| Some((k.id, XChaCha20Poly1305::new_from_slice(&k.key).ok()?)))
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Seals `plain` under the newest key; None before the managers handed out a key.
+    pub fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let (id, cipher) = self.keys.last()?;
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        let aad = out.clone();
+        out.extend_from_slice(&nonce);
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
+            .ok()?;
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    pub fn open(&self, frame: &[u8]) -> Result<Vec<u8>, Rejected> {
+        if frame.len() < OVERHEAD || &frame[..4] != MAGIC {
+            return Err(Rejected::Malformed);
+        }
+        let id = u32::from_be_bytes(frame[4..8].try_into().expect("4 bytes"));
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(k, _)| *k == id)
+            .ok_or(Rejected::BadKey)?;
+        cipher
+            .decrypt(
+                XNonce::from_slice(&frame[8..HEADER]),
+                Payload {
+                    msg: &frame[HEADER..],
+                    aad: &frame[..8],
+                },
+            )
+            .map_err(|_| Rejected::BadKey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u32, byte: u8) -> NetworkKey {
+        NetworkKey {
+            id,
+            key: vec![byte; 32],
+            created_unix_nanos: 0,
+        }
+    }
+
+    #[test]
+    fn a_frame_opens_under_any_key_still_in_the_ring() {
+        let old = Keyring::new(&[key(1, 7)]);
+        let rotated = Keyring::new(&[key(1, 7), key(2, 9)]);
+        let frame = old.seal(b"hello").unwrap();
+        assert_eq!(rotated.open(&frame).unwrap(), b"hello");
+        let newer = rotated.seal(b"again").unwrap();
+        assert_eq!(old.open(&newer), Err(Rejected::BadKey));
+    }
+
+    #[test]
+    fn wrong_key_tampering_and_garbage_are_rejected() {
+        let ring = Keyring::new(&[key(1, 7)]);
+        let impostor = Keyring::new(&[key(1, 8)]);
+        let forged = impostor.seal(b"endpoint").unwrap();
+        assert_eq!(ring.open(&forged), Err(Rejected::BadKey));
+        let mut tampered = ring.seal(b"endpoint").unwrap();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(ring.open(&tampered), Err(Rejected::BadKey));
+        assert_eq!(ring.open(b"garbage"), Err(Rejected::Malformed));
+        assert_eq!(ring.open(&[0u8; 200]), Err(Rejected::Malformed));
+        assert!(Keyring::default().seal(b"x").is_none());
+    }
+}

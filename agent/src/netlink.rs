@@ -1,0 +1,372 @@
+//! rtnetlink in any network namespace. A netlink socket belongs to the namespace it was
+//! opened in, so `Netlink::in_netns` opens it on a short-lived thread that first enters
+//! the namespace; the socket then serves requests from any task.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+pub type Mac = [u8; 6];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{what}: {source}")]
+    Request {
+        what: String,
+        source: rtnetlink::Error,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T> = std::result::Result<T, NetlinkError>;
+
+/// The errno a failed request carries (positive), if any.
+pub fn errno(e: &NetlinkError) -> Option<i32> {
+    match e {
+        NetlinkError::Request {
+            source: rtnetlink::Error::NetlinkError(m),
+            ..
+        } => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+fn request(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError::Request { what, source }
+}
+
+/// Formats a MAC address the way `ip` prints it.
+pub fn mac_string(mac: &Mac) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Docker's convention: 02:42 followed by the IPv4 address, so a MAC never clashes
+/// within a subnet and can be computed by every node.
+pub fn mac_for(ip: Ipv4Addr) -> Mac {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// An open netlink socket in one namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A socket in the namespace the calling thread is in (the agent's own).
+    pub fn here() -> Result<Netlink> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| NetlinkError::Io(e.to_string()))?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// A socket in the namespace at `path` (/run/netns/NAME or /proc/PID/ns/net).
+    pub async fn in_netns(path: &Path) -> Result<Netlink> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| NetlinkError::Io(format!("opening {}: {e}", path.display())))?;
+        let runtime = tokio::runtime::Handle::current();
+        let opened = std::thread::spawn(move || {
+            // SAFETY: setns on this thread only; the thread ends right after.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let _guard = runtime.enter();
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            Ok((conn, handle))
+        })
+        .join()
+        .map_err(|_| NetlinkError::Io("the netns thread panicked".into()))?
+        .map_err(|e| NetlinkError::Io(format!("entering {}: {e}", path.display())))?;
+        tokio::spawn(opened.0);
+        Ok(Netlink { handle: opened.1 })
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let mut found = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match found.try_next().await {
+            Ok(link) => Ok(link),
+            Err(rtnetlink::Error::NetlinkError(m))
+                if m.code.map(|c| -c.get()) == Some(libc::ENODEV) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(request(format!("looking up link {name}"))(e)),
+        }
+    }
+
+    pub async fn index(&self, name: &str) -> Result<u32> {
+        self.link(name)
+            .await?
+            .map(|l| l.header.index)
+            .ok_or_else(|| NetlinkError::Io(format!("link {name} does not exist")))
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkMessage>> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing links"))
+    }
+
+    pub async fn add_link(&self, msg: LinkMessage, what: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(request(format!("creating {what}")))
+    }
+
+    pub async fn set_link(&self, msg: LinkMessage, what: &str) -> Result<()> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(request(format!("configuring {what}")))
+    }
+
+    pub async fn del_link(&self, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(request(format!("deleting link {index}")))
+    }
+
+    /// Moves a link into the namespace open at `netns`, giving it `name` there.
+    pub async fn move_link(&self, index: u32, netns: &std::fs::File, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index)
+            .setns_by_fd(netns.as_raw_fd())
+            .name(name.to_string())
+            .build();
+        self.set_link(msg, &format!("moving link {index} as {name}"))
+            .await
+    }
+
+    /// Brings a link up, with its MTU, MAC and bridge (when given).
+    pub async fn up(
+        &self,
+        index: u32,
+        mtu: Option<u32>,
+        mac: Option<Mac>,
+        controller: Option<u32>,
+    ) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index).up();
+        if let Some(mtu) = mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(mac) = mac {
+            b = b.address(mac.to_vec());
+        }
+        if let Some(c) = controller {
+            b = b.controller(c);
+        }
+        self.set_link(b.build(), &format!("link {index}")).await
+    }
+
+    pub async fn ipv4_addrs(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing addresses"))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.index == index)
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Address(IpAddr::V4(ip)) => Some((*ip, m.header.prefix_len)),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Adds an address unless the link already has it.
+    pub async fn ensure_addr(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        if self.ipv4_addrs(index).await?.contains(&(ip, prefix)) {
+            return Ok(());
+        }
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+            .map_err(request(format!("adding {ip}/{prefix}")))
+    }
+
+    /// Sets the default route through `gateway` (replacing any other).
+    pub async fn default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(request(format!("routing through {gateway}")))
+    }
+
+    /// Static forwarding entries on a vxlan device: MAC -> remote VTEP.
+    pub async fn fdb(&self, vxlan: u32) -> Result<Vec<(Mac, Ipv4Addr)>> {
+        let msgs = self.neighbour_dump(AddressFamily::Bridge).await?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == vxlan && m.header.flags.contains(NeighbourFlags::Own))
+            .filter_map(|m| Some((lladdr(m)?, destination(m)?)))
+            .filter(|(mac, _)| *mac != [0; 6])
+            .collect())
+    }
+
+    pub async fn fdb_replace(&self, vxlan: u32, mac: Mac, vtep: Ipv4Addr) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add_bridge(vxlan, &mac)
+            .destination(IpAddr::V4(vtep))
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(request(format!(
+                "adding fdb {} -> {vtep}",
+                mac_string(&mac)
+            )))
+    }
+
+    pub async fn fdb_del(&self, vxlan: u32, mac: Mac, vtep: Ipv4Addr) -> Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = vxlan;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                vtep,
+            )));
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(request(format!("deleting fdb {}", mac_string(&mac))))
+    }
+
+    /// Permanent IPv4 neighbours on a device: IP -> MAC.
+    pub async fn neighbours(&self, index: u32) -> Result<Vec<(Ipv4Addr, Mac)>> {
+        let msgs = self.neighbour_dump(AddressFamily::Inet).await?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
+            .filter_map(|m| Some((destination(m)?, lladdr(m)?)))
+            .collect())
+    }
+
+    pub async fn neighbour_replace(&self, index: u32, ip: Ipv4Addr, mac: Mac) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(ip))
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(request(format!("adding neighbour {ip}")))
+    }
+
+    pub async fn neighbour_del(&self, index: u32, ip: Ipv4Addr) -> Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(request(format!("deleting neighbour {ip}")))
+    }
+
+    async fn neighbour_dump(&self, family: AddressFamily) -> Result<Vec<NeighbourMessage>> {
+        self.handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing neighbours"))
+    }
+}
+
+fn lladdr(m: &NeighbourMessage) -> Option<Mac> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(l) => l.as_slice().try_into().ok(),
+        _ => None,
+    })
+}
+
+fn destination(m: &NeighbourMessage) -> Option<Ipv4Addr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    })
+}
+
+/// A link's name.
+pub fn link_name(l: &LinkMessage) -> Option<&str> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+/// A link's MTU.
+pub fn link_mtu(l: &LinkMessage) -> Option<u32> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
+/// The bridge a link is enslaved to.
+pub fn link_controller(l: &LinkMessage) -> Option<u32> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(c) => Some(*c),
+        _ => None,
+    })
+}

@@ -1,0 +1,424 @@
+//! The overlay network driver. Per network with local tasks, a sandbox namespace (see
+//! sandbox.rs); per task and network, a veth from the sandbox's bridge into the task's
+//! namespace carrying the task's address and a MAC derived from it. Local endpoints are
+//! published through gossip; remote ones, learnt from it, become static FDB entries
+//! (MAC -> remote VTEP) and permanent neighbours (IP -> MAC) on the vxlan device.
+//!
+//! A reconciler compares this desired state with the kernel every few seconds, and at
+//! once when gossip changes, and repairs what drifted: missing namespaces, devices,
+//! veths, FDB and neighbour entries, and entries nobody publishes any more.
+
+pub mod sandbox;
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtnetlink::LinkVeth;
+use shoal_proto::{Network, Task, TaskState};
+use tokio::sync::Mutex;
+
+use crate::gossip::{Endpoint, Gossip};
+use crate::netlink::{Netlink, NetlinkError, link_controller, link_name, mac_for};
+use sandbox::{NetworkPlan, Sandbox};
+
+const RECONCILE_EVERY: Duration = Duration::from_secs(3);
+/// VXLAN over IPv4 costs 50 bytes of every packet.
+const VXLAN_OVERHEAD: u32 = 50;
+
+pub struct OverlayConfig {
+    pub node_id: String,
+    /// Starts the name of every namespace this node makes.
+    pub netns_prefix: String,
+    /// The node's data-path address: the VXLAN source, and what peers send to.
+    pub vtep: Ipv4Addr,
+}
+
+/// One task's leg on one network.
+#[derive(Clone, Debug)]
+struct Attachment {
+    network_id: String,
+    task_netns: PathBuf,
+    ifname: String,
+    host_veth: String,
+    endpoint: Endpoint,
+}
+
+#[derive(Default)]
+struct State {
+    networks: HashMap<String, Network>,
+    /// Networks the node's assigned tasks use; None until the first assignment set, so
+    /// a restarted agent removes nothing before it knows what is still wanted.
+    assigned: Option<HashSet<String>>,
+    attached: HashMap<String, Vec<Attachment>>,
+    sandboxes: HashMap<String, Sandbox>,
+}
+
+pub struct Overlay {
+    cfg: OverlayConfig,
+    gossip: Gossip,
+    node: Netlink,
+    uplink_mtu: u32,
+    state: Mutex<State>,
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+impl Overlay {
+    pub async fn start(cfg: OverlayConfig, gossip: Gossip) -> Result<Arc<Overlay>> {
+        let node = Netlink::here()?;
+        let uplink_mtu = uplink_mtu(&node, cfg.vtep).await.unwrap_or(1500);
+        let overlay = Arc::new(Overlay {
+            cfg,
+            gossip,
+            node,
+            uplink_mtu,
+            state: Mutex::default(),
+        });
+        tokio::spawn(reconcile_loop(Arc::downgrade(&overlay)));
+        Ok(overlay)
+    }
+
+    fn sandbox_name(&self, vni: u32) -> String {
+        format!("{}-ov{vni}", self.cfg.netns_prefix)
+    }
+
+    fn plan(&self, n: &Network) -> Option<NetworkPlan> {
+        let ipam = n.ipam.first()?;
+        let (subnet, prefix) = ipam.subnet.split_once('/')?;
+        let spec = n.spec.clone().unwrap_or_default();
+        let mtu = spec
+            .options
+            .iter()
+            .find(|(k, _)| *k == "mtu" || *k == "com.docker.network.driver.mtu")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(self.uplink_mtu.saturating_sub(VXLAN_OVERHEAD));
+        Some(NetworkPlan {
+            id: n.id.clone(),
+            name: spec.annotations.map(|a| a.name).unwrap_or_default(),
+            vni: n.vni,
+            subnet: subnet.parse().ok()?,
+            prefix: prefix.parse().ok()?,
+            gateway: ipam.gateway.parse().ok()?,
+            mtu,
+        })
+    }
+
+    /// What the dispatcher assigns this node: the networks its tasks use.
+    pub async fn set_assignments(&self, tasks: &[Task], networks: &[Network]) {
+        let mut st = self.state.lock().await;
+        for n in networks {
+            st.networks.insert(n.id.clone(), n.clone());
+        }
+        st.assigned = Some(
+            tasks
+                .iter()
+                .filter(|t| t.desired_state() == TaskState::Running)
+                .flat_map(|t| t.networks.iter().map(|a| a.network_id.clone()))
+                .collect(),
+        );
+    }
+
+    /// Plumbs a started task into each of its networks and publishes its endpoints.
+    pub async fn attach(&self, task: &Task, task_netns: &Path) -> std::result::Result<(), String> {
+        let mut st = self.state.lock().await;
+        let mut legs = Vec::new();
+        for (i, att) in task.networks.iter().enumerate() {
+            let net = st.networks.get(&att.network_id).cloned().ok_or_else(|| {
+                format!("network {} is not known to this node yet", att.network_id)
+            })?;
+            let name = net
+                .spec
+                .as_ref()
+                .and_then(|s| s.annotations.as_ref())
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            let addr = att
+                .addresses
+                .first()
+                .ok_or_else(|| format!("the task has no address on network {name}"))?;
+            let (ip, prefix) = parse_cidr(addr)
+                .ok_or_else(|| format!("bad address {addr:?} on network {name}"))?;
+            let aliases = task
+                .spec
+                .as_ref()
+                .and_then(|s| {
+                    s.networks
+                        .iter()
+                        .find(|n| n.target == att.network_id || n.target == name)
+                })
+                .map(|n| n.aliases.clone())
+                .unwrap_or_default();
+            legs.push(Attachment {
+                network_id: net.id.clone(),
+                task_netns: task_netns.to_path_buf(),
+                ifname: format!("eth{i}"),
+                host_veth: format!("veth{}{i}", &task.id[..task.id.len().min(8)]),
+                endpoint: Endpoint {
+                    network_id: net.id.clone(),
+                    task_id: task.id.clone(),
+                    node_id: self.cfg.node_id.clone(),
+                    ip,
+                    prefix,
+                    mac: mac_for(ip),
+                    vtep: self.cfg.vtep,
+                    service_id: task.service_id.clone(),
+                    service_name: task.service_name.clone(),
+                    task_name: crate::runtime::task_name(task),
+                    vip: String::new(),
+                    aliases,
+                },
+            });
+        }
+        for leg in &legs {
+            self.plumb(&mut st, leg)
+                .await
+                .map_err(|e| format!("attaching to network {}: {e}", leg.network_id))?;
+        }
+        for leg in &legs {
+            self.gossip.publish(leg.endpoint.clone());
+        }
+        st.attached.insert(task.id.clone(), legs);
+        Ok(())
+    }
+
+    /// Withdraws a stopped task's endpoints and removes its veths; a network's sandbox
+    /// goes with its last local task.
+    pub async fn detach(&self, task_id: &str) {
+        let mut st = self.state.lock().await;
+        let Some(legs) = st.attached.remove(task_id) else {
+            return;
+        };
+        for leg in &legs {
+            self.gossip.withdraw(&leg.endpoint.key());
+            if let Some(sb) = st.sandboxes.get(&leg.network_id)
+                && let Ok(Some(l)) = sb.nl.link(&leg.host_veth).await
+            {
+                let _ = sb.nl.del_link(l.header.index).await;
+            }
+        }
+        self.prune(&mut st).await;
+    }
+
+    async fn sandbox<'a>(&self, st: &'a mut State, network_id: &str) -> Result<&'a Sandbox> {
+        let intact = match st.sandboxes.get(network_id) {
+            Some(sb) => sb.intact().await,
+            None => false,
+        };
+        if !intact {
+            let net = st
+                .networks
+                .get(network_id)
+                .ok_or_else(|| NetlinkError::Io(format!("network {network_id} is unknown")))?;
+            let plan = self
+                .plan(net)
+                .ok_or_else(|| NetlinkError::Io(format!("network {network_id} has no subnet")))?;
+            let name = self.sandbox_name(plan.vni);
+            let sb = Sandbox::ensure(&plan, &name, &self.node, self.cfg.vtep).await?;
+            st.sandboxes.insert(network_id.to_string(), sb);
+        }
+        Ok(&st.sandboxes[network_id])
+    }
+
+    /// Makes one leg exist: the veth pair, the task's end named ethN with its address and
+    /// MAC, the sandbox's end on the bridge. What already exists is kept.
+    async fn plumb(&self, st: &mut State, leg: &Attachment) -> Result<()> {
+        let sb = self.sandbox(st, &leg.network_id).await?;
+        let mtu = sb.plan.mtu;
+        let task_nl = Netlink::in_netns(&leg.task_netns).await?;
+        let ip = leg.endpoint.ip;
+        let inside = task_nl.link(&leg.ifname).await?;
+        let host = sb.nl.link(&leg.host_veth).await?;
+        let complete = match (&inside, &host) {
+            (Some(l), Some(_)) => task_nl
+                .ipv4_addrs(l.header.index)
+                .await?
+                .contains(&(ip, leg.endpoint.prefix)),
+            _ => false,
+        };
+        if !complete {
+            if let Some(l) = inside {
+                task_nl.del_link(l.header.index).await?;
+            }
+            if let Some(l) = host {
+                sb.nl.del_link(l.header.index).await?;
+            }
+            let peer = format!("vp{}", &leg.host_veth[4..]);
+            if let Some(l) = sb.nl.link(&peer).await? {
+                sb.nl.del_link(l.header.index).await?;
+            }
+            sb.nl
+                .add_link(
+                    LinkVeth::new(&leg.host_veth, &peer).mtu(mtu).build(),
+                    "the task's veth",
+                )
+                .await?;
+            let peer_index = sb.nl.index(&peer).await?;
+            let file = std::fs::File::open(&leg.task_netns).map_err(|e| {
+                NetlinkError::Io(format!("opening {}: {e}", leg.task_netns.display()))
+            })?;
+            sb.nl.move_link(peer_index, &file, &leg.ifname).await?;
+            let index = task_nl.index(&leg.ifname).await?;
+            task_nl
+                .up(index, Some(mtu), Some(leg.endpoint.mac), None)
+                .await?;
+            task_nl.ensure_addr(index, ip, leg.endpoint.prefix).await?;
+            if let Ok(lo) = task_nl.index("lo").await {
+                task_nl.up(lo, None, None, None).await?;
+            }
+        }
+        let host = sb.nl.index(&leg.host_veth).await?;
+        sb.nl.up(host, Some(mtu), None, Some(sb.bridge)).await?;
+        Ok(())
+    }
+
+    /// Removes sandboxes no local task uses or is about to use, and namespaces of ours
+    /// left over from before a restart.
+    async fn prune(&self, st: &mut State) {
+        let Some(assigned) = st.assigned.clone() else {
+            return;
+        };
+        let in_use: HashSet<String> = st
+            .attached
+            .values()
+            .flatten()
+            .map(|l| l.network_id.clone())
+            .chain(assigned)
+            .collect();
+        let unused: Vec<String> = st
+            .sandboxes
+            .keys()
+            .filter(|id| !in_use.contains(*id))
+            .cloned()
+            .collect();
+        for id in unused {
+            if let Some(sb) = st.sandboxes.remove(&id) {
+                tracing::info!(network = %sb.plan.name, "removing the network's sandbox: no local task uses it");
+                Sandbox::remove(&sb.netns);
+            }
+        }
+        let wanted: HashSet<String> = in_use
+            .iter()
+            .filter_map(|id| st.networks.get(id))
+            .map(|n| self.sandbox_name(n.vni))
+            .collect();
+        let prefix = format!("{}-ov", self.cfg.netns_prefix);
+        for ns in list_netns() {
+            let ours = ns
+                .strip_prefix(&prefix)
+                .is_some_and(|vni| vni.parse::<u32>().is_ok());
+            if ours && !wanted.contains(&ns) {
+                tracing::info!("removing {ns}: left over, no local task uses it");
+                Sandbox::remove(&ns);
+            }
+        }
+    }
+
+    /// One pass of the reconciler.
+    pub async fn reconcile(&self) {
+        let mut st = self.state.lock().await;
+        let legs: Vec<Attachment> = st.attached.values().flatten().cloned().collect();
+        for leg in &legs {
+            if !leg.task_netns.exists() {
+                continue;
+            }
+            let healthy = match st.sandboxes.get(&leg.network_id) {
+                Some(sb) => sb.intact().await && veth_on_bridge(sb, &leg.host_veth).await,
+                None => false,
+            };
+            if !healthy {
+                tracing::warn!(task = %leg.endpoint.task_id, "repairing the task's network attachment");
+                if let Err(e) = self.plumb(&mut st, leg).await {
+                    tracing::warn!(task = %leg.endpoint.task_id, "repairing: {e}");
+                }
+            }
+        }
+        let endpoints = self.gossip.endpoints();
+        for (id, sb) in &st.sandboxes {
+            let remote: Vec<&Endpoint> = endpoints
+                .iter()
+                .filter(|e| &e.network_id == id && e.node_id != self.cfg.node_id)
+                .collect();
+            if let Err(e) = program_remote(sb, &remote).await {
+                tracing::warn!(network = %sb.plan.name, "programming remote endpoints: {e}");
+            }
+        }
+        self.prune(&mut st).await;
+    }
+}
+
+async fn veth_on_bridge(sb: &Sandbox, name: &str) -> bool {
+    matches!(sb.nl.link(name).await, Ok(Some(l)) if link_controller(&l) == Some(sb.bridge))
+}
+
+/// Makes the vxlan device's FDB and neighbour table say exactly what gossip says.
+async fn program_remote(sb: &Sandbox, remote: &[&Endpoint]) -> Result<()> {
+    let fdb = sb.nl.fdb(sb.vxlan).await?;
+    let neighbours = sb.nl.neighbours(sb.vxlan).await?;
+    for e in remote {
+        if !fdb.contains(&(e.mac, e.vtep)) {
+            tracing::debug!(ip = %e.ip, vtep = %e.vtep, "adding fdb and neighbour entries");
+            sb.nl.fdb_replace(sb.vxlan, e.mac, e.vtep).await?;
+        }
+        if !neighbours.contains(&(e.ip, e.mac)) {
+            sb.nl.neighbour_replace(sb.vxlan, e.ip, e.mac).await?;
+        }
+    }
+    let wanted_fdb: HashSet<_> = remote.iter().map(|e| (e.mac, e.vtep)).collect();
+    let wanted_neigh: HashSet<_> = remote.iter().map(|e| (e.ip, e.mac)).collect();
+    for (mac, vtep) in fdb.into_iter().filter(|f| !wanted_fdb.contains(f)) {
+        tracing::debug!(vtep = %vtep, "removing a stale fdb entry");
+        sb.nl.fdb_del(sb.vxlan, mac, vtep).await?;
+    }
+    for (ip, _) in neighbours.into_iter().filter(|n| !wanted_neigh.contains(n)) {
+        sb.nl.neighbour_del(sb.vxlan, ip).await?;
+    }
+    Ok(())
+}
+
+async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
+    let Some(mut changes) = overlay.upgrade().map(|o| o.gossip.subscribe()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            r = changes.changed() => if r.is_err() { return },
+        }
+        let Some(o) = overlay.upgrade() else { return };
+        o.reconcile().await;
+    }
+}
+
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, prefix) = s.split_once('/')?;
+    Some((ip.parse().ok()?, prefix.parse().ok()?))
+}
+
+fn list_netns() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The MTU of the interface holding `addr` in the node's namespace.
+async fn uplink_mtu(node: &Netlink, addr: Ipv4Addr) -> Option<u32> {
+    for l in node.links().await.ok()? {
+        if node
+            .ipv4_addrs(l.header.index)
+            .await
+            .ok()?
+            .iter()
+            .any(|(ip, _)| *ip == addr)
+        {
+            tracing::debug!(link = ?link_name(&l), "data-path interface");
+            return crate::netlink::link_mtu(&l);
+        }
+    }
+    None
+}
