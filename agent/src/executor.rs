@@ -322,18 +322,21 @@ async fn control(
     }
 }
 
-/// Plumbs a started task into its networks.
+/// Plumbs a started task into its networks and the gateway bridge.
 async fn attach_networks(
     task: &Task,
     runtime: &Arc<dyn Runtime>,
     rid: &str,
     overlay: Option<&Overlay>,
 ) -> Result<(), String> {
-    if task.networks.is_empty() {
-        return Ok(());
-    }
-    let overlay =
-        overlay.ok_or("the node's network driver is not running (see the daemon's log)")?;
+    let overlay = match overlay {
+        Some(o) => o,
+        // Without the driver a task without networks still runs, unconnected.
+        None if task.networks.is_empty() => return Ok(()),
+        None => {
+            return Err("the node's network driver is not running (see the daemon's log)".into());
+        }
+    };
     let netns = runtime.sandbox(rid).await.map_err(|e| e.to_string())?;
     overlay.attach(task, &netns).await
 }

@@ -43,6 +43,9 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Troubleshoot this node's data plane
+    #[command(subcommand)]
+    Debug(commands::debug::DebugCommand),
     /// Display system-wide information
     Info,
     /// Show the shoal version information
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
             Command::Node(cmd) => commands::node::run(&target, cmd).await,
             Command::Service(cmd) => commands::service::run(&target, *cmd).await,
             Command::Network(cmd) => commands::network::run(&target, cmd).await,
+            Command::Debug(cmd) => commands::debug::run(&target, cmd).await,
             Command::Info => commands::info::info(&target).await,
             Command::Version => commands::info::version(&target).await,
             Command::Lab(cmd) => lab::run(cmd).await,

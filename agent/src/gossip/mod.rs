@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use foca::{AccumulatingRuntime, BroadcastHandler, Config, Foca, Invalidates, OwnedNotification};
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
-use shoal_proto::{GossipPeer, NetworkKey};
+use shoal_proto::{GossipEndpoint, GossipPeer, GossipStatusResponse, NetworkKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -79,22 +79,6 @@ struct Counters {
     dropped_bad_key: AtomicU64,
     dropped_malformed: AtomicU64,
     push_pulls: AtomicU64,
-}
-
-/// A snapshot for `shoal debug gossip`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    pub node_id: String,
-    pub addr: String,
-    pub members: Vec<(String, String)>,
-    pub entries: usize,
-    pub live_endpoints: usize,
-    pub received: u64,
-    pub sent: u64,
-    pub dropped_bad_key: u64,
-    pub dropped_malformed: u64,
-    pub push_pulls: u64,
-    pub key_ids: Vec<u32>,
 }
 
 struct Inner {
@@ -277,23 +261,40 @@ impl Gossip {
         self.inner.changed.subscribe()
     }
 
-    pub fn status(&self) -> Status {
+    /// A snapshot for `shoal debug gossip`.
+    pub fn status(&self) -> GossipStatusResponse {
         let c = &self.inner.counters;
-        let mut members: Vec<(String, String)> = self
+        let mut members: Vec<GossipPeer> = self
             .inner
             .alive
             .lock()
             .expect("poisoned")
             .values()
-            .map(|m| (m.node_id.clone(), m.addr.to_string()))
+            .map(|m| GossipPeer {
+                node_id: m.node_id.clone(),
+                addr: m.addr.to_string(),
+            })
             .collect();
-        members.sort();
-        Status {
+        members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let entries = self.inner.table.lock().expect("poisoned").records().len() as u64;
+        GossipStatusResponse {
             node_id: self.inner.me.node_id.clone(),
             addr: self.inner.me.addr.to_string(),
             members,
-            entries: self.inner.table.lock().expect("poisoned").records().len(),
-            live_endpoints: self.endpoints().len(),
+            entries,
+            endpoints: self
+                .endpoints()
+                .into_iter()
+                .map(|e| GossipEndpoint {
+                    network_id: e.network_id,
+                    task_id: e.task_id,
+                    node_id: e.node_id,
+                    ip: format!("{}/{}", e.ip, e.prefix),
+                    mac: crate::netlink::mac_string(&e.mac),
+                    vtep: e.vtep.to_string(),
+                    service_name: e.service_name,
+                })
+                .collect(),
             received: c.received.load(Ordering::Relaxed),
             sent: c.sent.load(Ordering::Relaxed),
             dropped_bad_key: c.dropped_bad_key.load(Ordering::Relaxed),

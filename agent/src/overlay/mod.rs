@@ -8,6 +8,7 @@
 //! once when gossip changes, and repairs what drifted: missing namespaces, devices,
 //! veths, FDB and neighbour entries, and entries nobody publishes any more.
 
+pub mod gateway;
 pub mod sandbox;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::gossip::{Endpoint, Gossip};
 use crate::netlink::{Netlink, NetlinkError, link_controller, link_name, mac_for};
+use gateway::GatewayLeg;
 use sandbox::{NetworkPlan, Sandbox};
 
 const RECONCILE_EVERY: Duration = Duration::from_secs(3);
@@ -54,6 +56,8 @@ struct State {
     assigned: Option<HashSet<String>>,
     attached: HashMap<String, Vec<Attachment>>,
     sandboxes: HashMap<String, Sandbox>,
+    /// Per task, its interface on the gateway bridge.
+    gateway: HashMap<String, GatewayLeg>,
 }
 
 pub struct Overlay {
@@ -177,6 +181,17 @@ impl Overlay {
                 .await
                 .map_err(|e| format!("attaching to network {}: {e}", leg.network_id))?;
         }
+        let gw = GatewayLeg {
+            task_netns: task_netns.to_path_buf(),
+            ifname: format!("eth{}", legs.len()),
+            host_veth: format!("gw{}", &task.id[..task.id.len().min(9)]),
+            ip: None,
+        };
+        let gw = self
+            .plumb_gateway(&mut st, &task.id, gw)
+            .await
+            .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
+        st.gateway.insert(task.id.clone(), gw);
         for leg in &legs {
             self.gossip.publish(leg.endpoint.clone());
         }
@@ -184,10 +199,30 @@ impl Overlay {
         Ok(())
     }
 
+    async fn plumb_gateway(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        mut leg: GatewayLeg,
+    ) -> Result<GatewayLeg> {
+        let bridge = gateway::ensure_bridge(&self.node).await?;
+        let used: HashSet<Ipv4Addr> = st
+            .gateway
+            .iter()
+            .filter(|(id, _)| id.as_str() != task_id)
+            .filter_map(|(_, l)| l.ip)
+            .collect();
+        leg.ip = Some(gateway::plumb(&self.node, bridge, &leg, &used).await?);
+        Ok(leg)
+    }
+
     /// Withdraws a stopped task's endpoints and removes its veths; a network's sandbox
     /// goes with its last local task.
     pub async fn detach(&self, task_id: &str) {
         let mut st = self.state.lock().await;
+        if let Some(gw) = st.gateway.remove(task_id) {
+            gateway::remove(&self.node, &gw).await;
+        }
         let Some(legs) = st.attached.remove(task_id) else {
             return;
         };
@@ -332,6 +367,27 @@ impl Overlay {
                 tracing::warn!(task = %leg.endpoint.task_id, "repairing the task's network attachment");
                 if let Err(e) = self.plumb(&mut st, leg).await {
                     tracing::warn!(task = %leg.endpoint.task_id, "repairing: {e}");
+                }
+            }
+        }
+        let gws: Vec<(String, GatewayLeg)> = st
+            .gateway
+            .iter()
+            .map(|(id, l)| (id.clone(), l.clone()))
+            .collect();
+        let bridge = self.node.index(gateway::BRIDGE).await.ok();
+        for (task_id, leg) in gws {
+            let intact = match bridge {
+                Some(b) => gateway::intact(&self.node, b, &leg).await,
+                None => false,
+            };
+            if leg.task_netns.exists() && !intact {
+                tracing::warn!(task = %task_id, "repairing the task's gateway interface");
+                match self.plumb_gateway(&mut st, &task_id, leg).await {
+                    Ok(leg) => {
+                        st.gateway.insert(task_id, leg);
+                    }
+                    Err(e) => tracing::warn!(task = %task_id, "repairing: {e}"),
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! Client commands, named, flagged and printed like the docker CLI's.
 
+pub mod debug;
 pub mod info;
 pub mod network;
 pub mod node;

@@ -14,7 +14,8 @@ use shoal_proto::{
     SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
 use shoal_proto::{
-    ListNetworksResponse, LogLine, Network, NetworkRef, NetworkSpec, ServiceLogsRequest,
+    GossipStatusResponse, ListNetworksResponse, LogLine, Network, NetworkRef, NetworkSpec,
+    ServiceLogsRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -230,6 +231,19 @@ impl Control for ControlService {
         let m = self.manager(&req).await?;
         networks::remove(&m, &req.into_inner().id_or_name).await?;
         Ok(Response::new(Empty {}))
+    }
+
+    async fn gossip_status(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<GossipStatusResponse>, Status> {
+        if self.remote {
+            return Err(Status::permission_denied(
+                "gossip status describes one node: run `shoal debug gossip` on that node",
+            ));
+        }
+        let _ = req;
+        Ok(Response::new(self.daemon.gossip_status().await?))
     }
 
     async fn info(&self, req: Request<Empty>) -> Result<Response<InfoResponse>, Status> {

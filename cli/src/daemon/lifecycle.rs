@@ -427,6 +427,17 @@ impl Daemon {
         }
     }
 
+    pub async fn gossip_status(&self) -> Result<shoal_proto::GossipStatusResponse, Status> {
+        let guard = self.runtime.lock().await;
+        let rt = guard
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+        let gossip = rt.gossip.as_ref().ok_or_else(|| {
+            Status::unavailable("gossip is not running on this node: see the daemon's log")
+        })?;
+        Ok(gossip.status())
+    }
+
     pub async fn info(&self) -> InfoResponse {
         let guard = self.runtime.lock().await;
         let mut info = InfoResponse {

@@ -1,0 +1,73 @@
+//! `shoal debug`: troubleshooting views of one node's data plane.
+
+use clap::Subcommand;
+use shoal_proto::Empty;
+
+use crate::client::{Target, daemon_error};
+use crate::output::table;
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// This node's gossip: members, keys, endpoint table and dropped datagrams
+    Gossip,
+}
+
+pub async fn run(target: &Target, cmd: DebugCommand) -> anyhow::Result<()> {
+    match cmd {
+        DebugCommand::Gossip => gossip(target).await,
+    }
+}
+
+async fn gossip(target: &Target) -> anyhow::Result<()> {
+    let s = target
+        .connect()
+        .await?
+        .gossip_status(Empty {})
+        .await
+        .map_err(daemon_error)?
+        .into_inner();
+    println!("Node: {} ({})", s.node_id, s.addr);
+    let keys: Vec<String> = s.key_ids.iter().map(|k| k.to_string()).collect();
+    println!("Keys: {}", keys.join(", "));
+    println!("Members: {}", s.members.len());
+    let members: Vec<Vec<String>> = s
+        .members
+        .iter()
+        .map(|m| vec![m.node_id.clone(), m.addr.clone()])
+        .collect();
+    print!("{}", table(&["NODE", "ADDRESS"], &members));
+    println!(
+        "Endpoints: {} live, {} entries",
+        s.endpoints.len(),
+        s.entries
+    );
+    let endpoints: Vec<Vec<String>> = s
+        .endpoints
+        .iter()
+        .map(|e| {
+            vec![
+                e.network_id.clone(),
+                e.service_name.clone(),
+                e.task_id.clone(),
+                e.ip.clone(),
+                e.mac.clone(),
+                e.vtep.clone(),
+                e.node_id.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["NETWORK", "SERVICE", "TASK", "IP", "MAC", "VTEP", "NODE"],
+            &endpoints
+        )
+    );
+    println!("Datagrams: received {}, sent {}", s.received, s.sent);
+    println!(
+        "Dropped: {} with a bad key, {} malformed",
+        s.dropped_bad_key, s.dropped_malformed
+    );
+    println!("Push/pull exchanges: {}", s.push_pulls);
+    Ok(())
+}
