@@ -471,11 +471,14 @@ fn bad_gossip_is_dropped_and_counted() {
 
     let mut key = vec![0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut key).unwrap();
-    let impostor = shoal_agent::gossip::crypto::Keyring::new(&[shoal_proto::NetworkKey {
-        id: 1,
-        key,
-        created_unix_nanos: 0,
-    }]);
+    let impostor = shoal_agent::gossip::crypto::Keyring::new(
+        &[shoal_proto::NetworkKey {
+            id: 1,
+            key,
+            created_unix_nanos: 0,
+        }],
+        1,
+    );
     let forged = impostor.seal(b"a member list from an impostor").unwrap();
     within(&lab.node_ns("worker1"), move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -503,4 +506,49 @@ fn bad_gossip_is_dropped_and_counted() {
     wait_for(Duration::from_secs(10), "ping across nodes", || {
         pings(&ns, ip).then_some(())
     });
+}
+
+/// The key `shoal debug gossip` says the node seals with.
+fn sealing_key(lab: &Lab, node: &str) -> u32 {
+    let out = lab.ok(node, &["debug", "gossip"]);
+    out.lines()
+        .find_map(|l| l.split("(sealing with ").nth(1))
+        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no sealing key in:\n{out}"))
+}
+
+#[test]
+fn gossip_keys_rotate_without_dropping_a_datagram() {
+    let lab = Lab::up_env(
+        "ov-keys",
+        46,
+        2,
+        1,
+        "1s",
+        "process",
+        &[("SHOAL_NETWORK_KEY_ROTATION_SECS", "4")],
+    );
+    lab.ok("manager1", &["network", "create", "app"]);
+    let first = lab.web("web", "app", 2);
+    let (_, took) = wait_for(Duration::from_secs(40), "three rotations", || {
+        (sealing_key(&lab, "manager1") >= 4 && sealing_key(&lab, "worker1") >= 4).then_some(())
+    });
+    eprintln!("three rotations took {took:?}");
+    for node in ["manager1", "worker1"] {
+        assert_eq!(dropped(&lab, node), (0, 0), "{node} dropped datagrams");
+        assert!(lab.ok(node, &["debug", "gossip"]).contains("Members: 1"));
+    }
+    // Endpoints published under the new keys still reach the other node.
+    let second = lab.web("web2", "app", 2);
+    for (id, node) in first.iter().chain(second.iter()) {
+        let ns = lab.task_ns(node, id);
+        let (other_id, other_node) = second.iter().find(|t| &t.1 != node).unwrap();
+        let ip = wait_for(Duration::from_secs(10), "an address", || {
+            addr_of(&lab.task_ns(other_node, other_id), "eth0")
+        })
+        .0;
+        wait_for(Duration::from_secs(10), "ping across nodes", || {
+            pings(&ns, ip).then_some(())
+        });
+    }
 }

@@ -75,6 +75,7 @@ pub async fn run(
                 }
                 let view = ClusterView {
                     keys: resp.network_keys.clone(),
+                    primary_key: resp.primary_key_id,
                     peers: resp.gossip_peers.clone(),
                 };
                 cfg.gossip_view.send_if_modified(|v| {

@@ -95,6 +95,11 @@ pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatRe
         .await?;
         tracing::info!(node = %id, "node is ready");
     }
+    // Agents learn a new key a few heartbeats before anyone seals with it.
+    let network_keys = m
+        .store
+        .view(|s| s.cluster().map(|c| c.network_keys.clone()))
+        .unwrap_or_default();
     Ok(HeartbeatResponse {
         period_ms: heartbeat_period(m).as_millis() as u64,
         manager_addrs: m.manager_addrs(),
@@ -103,10 +108,12 @@ pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatRe
             .as_ref()
             .map(|s| s.desired_role)
             .unwrap_or_default(),
-        network_keys: m
-            .store
-            .view(|s| s.cluster().map(|c| c.network_keys.clone()))
-            .unwrap_or_default(),
+        primary_key_id: crate::networks::keys::primary(
+            &network_keys,
+            shoal_proto::now_nanos(),
+            heartbeat_period(m) * MISSED_HEARTBEATS_DOWN,
+        ),
+        network_keys,
         gossip_peers: gossip_peers(m, &node.id),
     })
 }

@@ -24,29 +24,35 @@ pub enum Rejected {
     BadKey,
 }
 
-/// The keys a node accepts; the newest seals.
+/// The keys a node accepts, and the one it seals with.
 #[derive(Clone, Default)]
 pub struct Keyring {
     keys: Vec<(u32, XChaCha20Poly1305)>,
+    primary: u32,
 }
 
 impl Keyring {
-    pub fn new(keys: &[NetworkKey]) -> Keyring {
-        Keyring {
-            keys: keys
-                .iter()
-                .filter_map(|k| Some((k.id, XChaCha20Poly1305::new_from_slice(&k.key).ok()?)))
-                .collect(),
-        }
+    /// `primary` names the sealing key; when absent from `keys` the newest seals.
+    pub fn new(keys: &[NetworkKey], primary: u32) -> Keyring {
+        let keys: Vec<(u32, XChaCha20Poly1305)> = keys
+            .iter()
+            .filter_map(|k| Some((k.id, XChaCha20Poly1305::new_from_slice(&k.key).ok()?)))
+            .collect();
+        let primary = if keys.iter().any(|(id, _)| *id == primary) {
+            primary
+        } else {
+            keys.last().map(|(id, _)| *id).unwrap_or_default()
+        };
+        Keyring { keys, primary }
     }
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
-    /// Seals `plain` under the newest key; None before the managers handed out a key.
+    /// Seals `plain` under the primary key; None before the managers handed out a key.
     pub fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let (id, cipher) = self.keys.last()?;
+        let (id, cipher) = self.keys.iter().find(|(id, _)| *id == self.primary)?;
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
         let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
@@ -103,8 +109,13 @@ mod tests {
 
     #[test]
     fn a_frame_opens_under_any_key_still_in_the_ring() {
-        let old = Keyring::new(&[key(1, 7)]);
-        let rotated = Keyring::new(&[key(1, 7), key(2, 9)]);
+        let old = Keyring::new(&[key(1, 7)], 1);
+        let learning = Keyring::new(&[key(1, 7), key(2, 9)], 1);
+        assert_eq!(
+            old.open(&learning.seal(b"still key 1").unwrap()).unwrap(),
+            b"still key 1"
+        );
+        let rotated = Keyring::new(&[key(1, 7), key(2, 9)], 2);
         let frame = old.seal(b"hello").unwrap();
         assert_eq!(rotated.open(&frame).unwrap(), b"hello");
         let newer = rotated.seal(b"again").unwrap();
@@ -113,8 +124,8 @@ mod tests {
 
     #[test]
     fn wrong_key_tampering_and_garbage_are_rejected() {
-        let ring = Keyring::new(&[key(1, 7)]);
-        let impostor = Keyring::new(&[key(1, 8)]);
+        let ring = Keyring::new(&[key(1, 7)], 1);
+        let impostor = Keyring::new(&[key(1, 8)], 1);
         let forged = impostor.seal(b"endpoint").unwrap();
         assert_eq!(ring.open(&forged), Err(Rejected::BadKey));
         let mut tampered = ring.seal(b"endpoint").unwrap();

@@ -69,6 +69,7 @@ impl foca::Identity for Member {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterView {
     pub keys: Vec<NetworkKey>,
+    pub primary_key: u32,
     pub peers: Vec<GossipPeer>,
 }
 
@@ -87,7 +88,8 @@ struct Inner {
     local: Mutex<HashMap<Key, Record>>,
     clock: Mutex<Clock>,
     keyring: RwLock<Keyring>,
-    key_ids: Mutex<Vec<u32>>,
+    /// The ring's key IDs and the primary one, as last applied.
+    keys: Mutex<(Vec<u32>, u32)>,
     alive: Mutex<HashMap<String, Member>>,
     departed: Mutex<HashMap<String, Instant>>,
     counters: Counters,
@@ -155,7 +157,7 @@ impl Gossip {
             local: Mutex::default(),
             clock: Mutex::default(),
             keyring: RwLock::default(),
-            key_ids: Mutex::default(),
+            keys: Mutex::default(),
             alive: Mutex::default(),
             departed: Mutex::default(),
             counters: Counters::default(),
@@ -192,11 +194,17 @@ impl Gossip {
     }
 
     fn apply_view(&self, view: &ClusterView) {
-        let ids: Vec<u32> = view.keys.iter().map(|k| k.id).collect();
-        if *self.inner.key_ids.lock().expect("poisoned") != ids {
-            *self.inner.keyring.write().expect("poisoned") = Keyring::new(&view.keys);
-            *self.inner.key_ids.lock().expect("poisoned") = ids;
+        let ids = (
+            view.keys.iter().map(|k| k.id).collect::<Vec<u32>>(),
+            view.primary_key,
+        );
+        let mut applied = self.inner.keys.lock().expect("poisoned");
+        if *applied != ids {
+            *self.inner.keyring.write().expect("poisoned") =
+                Keyring::new(&view.keys, view.primary_key);
+            *applied = ids;
         }
+        drop(applied);
         if self.inner.alive.lock().expect("poisoned").is_empty() {
             self.announce_to(&view.peers);
         }
@@ -277,6 +285,7 @@ impl Gossip {
             .collect();
         members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         let entries = self.inner.table.lock().expect("poisoned").records().len() as u64;
+        let keys = self.inner.keys.lock().expect("poisoned").clone();
         GossipStatusResponse {
             node_id: self.inner.me.node_id.clone(),
             addr: self.inner.me.addr.to_string(),
@@ -300,7 +309,8 @@ impl Gossip {
             dropped_bad_key: c.dropped_bad_key.load(Ordering::Relaxed),
             dropped_malformed: c.dropped_malformed.load(Ordering::Relaxed),
             push_pulls: c.push_pulls.load(Ordering::Relaxed),
-            key_ids: self.inner.key_ids.lock().expect("poisoned").clone(),
+            key_ids: keys.0,
+            primary_key_id: keys.1,
         }
     }
 

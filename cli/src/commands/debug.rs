@@ -28,7 +28,11 @@ async fn gossip(target: &Target) -> anyhow::Result<()> {
         .into_inner();
     println!("Node: {} ({})", s.node_id, s.addr);
     let keys: Vec<String> = s.key_ids.iter().map(|k| k.to_string()).collect();
-    println!("Keys: {}", keys.join(", "));
+    println!(
+        "Keys: {} (sealing with {})",
+        keys.join(", "),
+        s.primary_key_id
+    );
     println!("Members: {}", s.members.len());
     let members: Vec<Vec<String>> = s
         .members

@@ -45,6 +45,17 @@ pub fn rotated(ring: &[NetworkKey], now_nanos: i64) -> Vec<NetworkKey> {
     ring
 }
 
+/// The key agents seal with: the newest one every agent has had time to learn (a few
+/// heartbeats), so no agent seals with a key another does not hold yet.
+pub fn primary(ring: &[NetworkKey], now_nanos: i64, propagation: Duration) -> u32 {
+    ring.iter()
+        .rev()
+        .find(|k| now_nanos - k.created_unix_nanos >= propagation.as_nanos() as i64)
+        .or(ring.first())
+        .map(|k| k.id)
+        .unwrap_or_default()
+}
+
 fn due(ring: &[NetworkKey], now_nanos: i64, period: Duration) -> bool {
     ring.last()
         .is_none_or(|k| now_nanos - k.created_unix_nanos >= period.as_nanos() as i64)
@@ -90,6 +101,23 @@ mod tests {
         assert_eq!(ids, vec![3, 4, 5]);
         assert_ne!(ring[1].key, ring[2].key);
         assert!(ring.iter().all(|k| k.key.len() == 32));
+    }
+
+    #[test]
+    fn a_new_key_seals_only_once_agents_had_time_to_learn_it() {
+        let ring = rotated(&[generate(1, 0)], 1_000);
+        let wait = Duration::from_nanos(500);
+        assert_eq!(
+            primary(&ring, 1_100, wait),
+            1,
+            "too fresh: keep sealing with key 1"
+        );
+        assert_eq!(primary(&ring, 1_600, wait), 2);
+        assert_eq!(
+            primary(&[generate(7, 1_000)], 1_001, wait),
+            7,
+            "the only key"
+        );
     }
 
     #[test]
