@@ -552,3 +552,93 @@ fn gossip_keys_rotate_without_dropping_a_datagram() {
         });
     }
 }
+
+#[test]
+fn an_attachable_network_takes_containers_started_later() {
+    let lab = Lab::up("ov-attach", 47, 2, 1, "1s");
+    lab.ok("manager1", &["network", "create", "--attachable", "shared"]);
+    lab.ok("manager1", &["network", "create", "closed"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--network",
+            "shared",
+            "--constraint",
+            "node.hostname==manager1",
+            "shoal/demo-web",
+        ],
+    );
+    let web = lab.wait_running("web", 1);
+    let web_ip = wait_for(Duration::from_secs(10), "the web task's address", || {
+        addr_of(&lab.task_ns("manager1", &web[0].0), "eth0")
+    })
+    .0;
+
+    // A "container" started later on worker1: here a bare network namespace (named so
+    // that `lab down` sweeps it).
+    let probe = format!("shoal-{}-probe", lab.name);
+    let made = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    lab.refused(
+        "worker1",
+        &["network", "connect", "closed", &probe],
+        "not manually attachable",
+    );
+    lab.refused(
+        "worker1",
+        &["network", "connect", "shared", "no-such-container"],
+        "no such container",
+    );
+    lab.ok("worker1", &["network", "connect", "shared", &probe]);
+    let probe_ip = addr_of(&probe, "eth0").expect("connected with an address");
+    assert!(probe_ip.to_string().starts_with("10.0."), "{probe_ip}");
+    wait_for(
+        Duration::from_secs(10),
+        "the web page from the probe",
+        || {
+            http_get(&probe, web_ip)
+                .contains(&web[0].0[..12])
+                .then_some(())
+        },
+    );
+    lab.refused(
+        "worker1",
+        &["network", "connect", "shared", &probe],
+        "already connected",
+    );
+    let sandbox = lab.sandbox_ns("manager1", &lab.vni("shared"));
+    assert!(neighbours(&sandbox).contains(&format!("{probe_ip} ")));
+
+    lab.ok("worker1", &["network", "disconnect", "shared", &probe]);
+    wait_for(Duration::from_secs(10), "the probe disconnected", || {
+        addr_of(&probe, "eth0").is_none().then_some(())
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the probe's endpoint withdrawn",
+        || (!neighbours(&sandbox).contains(&format!("{probe_ip} "))).then_some(()),
+    );
+
+    // Connected again, it holds the network even once no service uses it.
+    lab.ok("worker1", &["network", "connect", "shared", &probe]);
+    lab.ok("manager1", &["service", "rm", "web"]);
+    lab.refused("manager1", &["network", "rm", "shared"], "active endpoints");
+    lab.ok("worker1", &["network", "disconnect", "shared", &probe]);
+    wait_for(
+        Duration::from_secs(10),
+        "the network free to remove",
+        || {
+            lab.exec("manager1", &["network", "rm", "shared"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+}

@@ -57,6 +57,8 @@ pub struct ExecutorConfig {
 struct Local {
     stop: Option<oneshot::Sender<()>>,
     runtime_id: RuntimeId,
+    /// A network attachment: nothing of the runtime's to remove.
+    attachment: bool,
 }
 
 pub async fn run(cfg: ExecutorConfig) {
@@ -145,20 +147,32 @@ async fn reconcile(
             (true, None) if !terminal(t) => {
                 let runtime_id = Arc::new(Mutex::new(None));
                 let (stop_tx, stop_rx) = oneshot::channel();
-                tokio::spawn(control(
-                    (*t).clone(),
-                    cfg.runtime.clone(),
-                    reporter.clone(),
-                    stop_rx,
-                    existing.remove(&t.id),
-                    runtime_id.clone(),
-                    cfg.overlay.clone(),
-                ));
+                let attachment = t.attached_container().is_some();
+                if attachment {
+                    tokio::spawn(connect(
+                        (*t).clone(),
+                        cfg.runtime.clone(),
+                        reporter.clone(),
+                        stop_rx,
+                        cfg.overlay.clone(),
+                    ));
+                } else {
+                    tokio::spawn(control(
+                        (*t).clone(),
+                        cfg.runtime.clone(),
+                        reporter.clone(),
+                        stop_rx,
+                        existing.remove(&t.id),
+                        runtime_id.clone(),
+                        cfg.overlay.clone(),
+                    ));
+                }
                 local.insert(
                     t.id.clone(),
                     Local {
                         stop: Some(stop_tx),
                         runtime_id,
+                        attachment,
                     },
                 );
             }
@@ -187,6 +201,9 @@ async fn reconcile(
         let mut l = local.remove(&id).expect("listed");
         if let Some(stop) = l.stop.take() {
             let _ = stop.send(());
+        }
+        if l.attachment {
+            continue;
         }
         let runtime = cfg.runtime.clone();
         let rid = l.runtime_id.clone();
@@ -320,6 +337,53 @@ async fn control(
     if let Some(o) = &overlay {
         o.detach(&id).await;
     }
+}
+
+/// The network namespace of a container to connect: a named namespace
+/// (/run/netns/NAME), or a container of the runtime.
+pub async fn container_netns(
+    runtime: &Arc<dyn Runtime>,
+    container: &str,
+) -> Result<std::path::PathBuf, String> {
+    let named = std::path::Path::new("/run/netns").join(container);
+    if !container.contains('/') && named.exists() {
+        return Ok(named);
+    }
+    runtime.sandbox(container).await.map_err(|e| {
+        format!("no such container or network namespace {container:?} on this node ({e})")
+    })
+}
+
+/// Drives a network attachment: connects the container, then waits to disconnect it.
+async fn connect(
+    task: Task,
+    runtime: Arc<dyn Runtime>,
+    reporter: Reporter,
+    stop: oneshot::Receiver<()>,
+    overlay: Option<Arc<Overlay>>,
+) {
+    let id = task.id.clone();
+    let container = task.attached_container().unwrap_or_default().to_string();
+    reporter.report(&id, status(TaskState::Accepted, "accepted", ""));
+    let connected = async {
+        let overlay = overlay
+            .as_ref()
+            .ok_or("the node's network driver is not running")?;
+        let netns = container_netns(&runtime, &container).await?;
+        overlay.attach(&task, &netns).await
+    };
+    if let Err(e) = connected.await {
+        reporter.report(&id, status(TaskState::Rejected, "connecting failed", &e));
+        return;
+    }
+    let mut running = status(TaskState::Running, "connected", "");
+    running.container_id = container;
+    reporter.report(&id, running);
+    let _ = stop.await;
+    if let Some(o) = &overlay {
+        o.detach(&id).await;
+    }
+    reporter.report(&id, status(TaskState::Shutdown, "disconnected", ""));
 }
 
 /// Plumbs a started task into its networks and the gateway bridge.

@@ -13,6 +13,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 pub type Mac = [u8; 6];
@@ -237,6 +238,43 @@ impl Netlink {
             .execute()
             .await
             .map_err(request(format!("routing through {gateway}")))
+    }
+
+    /// The gateway of the IPv4 default route, if there is one.
+    pub async fn default_gateway(&self) -> Result<Option<Ipv4Addr>> {
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let routes: Vec<_> = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing routes"))?;
+        Ok(routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length == 0)
+            .find_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                    _ => None,
+                })
+            }))
+    }
+
+    /// IPv4 addresses per link name.
+    pub async fn addresses_by_link(&self) -> Result<Vec<(String, Vec<Ipv4Addr>)>> {
+        let mut out = Vec::new();
+        for l in self.links().await? {
+            let ips = self.ipv4_addrs(l.header.index).await?;
+            if let Some(name) = link_name(&l) {
+                out.push((
+                    name.to_string(),
+                    ips.into_iter().map(|(ip, _)| ip).collect(),
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Static forwarding entries on a vxlan device: MAC -> remote VTEP.

@@ -10,9 +10,9 @@ use shoal_proto::tls::{PeerIdentity, request_identity};
 use shoal_proto::token::JoinToken;
 use shoal_proto::{
     Empty, HeartbeatRequest, HeartbeatResponse, IssueNodeCertificateRequest, JoinRaftRequest,
-    ManagerStatus, Meta, Node, NodeCertificate, NodeRole, NodeSpec, NodeState, NodeStatus,
-    Proposal, ProposalResult, RaftPayload, Reachability, RenewNodeCertificateRequest,
-    StoreActionKind,
+    ManagerStatus, Meta, NetworkConnectRequest, Node, NodeCertificate, NodeRole, NodeSpec,
+    NodeState, NodeStatus, Proposal, ProposalResult, RaftPayload, Reachability,
+    RenewNodeCertificateRequest, StoreActionKind, Task,
 };
 use tonic::{Request, Response, Status};
 
@@ -399,6 +399,29 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
         while let Some(chunk) = chunks.message().await? {
             self.0.logs.publish(chunk).await;
         }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn attach_network(
+        &self,
+        req: Request<NetworkConnectRequest>,
+    ) -> Result<Response<Task>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        let mut r = req.into_inner();
+        r.node_id = caller.node_id;
+        Ok(Response::new(
+            crate::networks::attach::attach(&self.0, r).await?,
+        ))
+    }
+
+    async fn detach_network(
+        &self,
+        req: Request<NetworkConnectRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let caller = authorize(&self.0, &req, Access::AnyNode)?;
+        let mut r = req.into_inner();
+        r.node_id = caller.node_id;
+        crate::networks::attach::detach(&self.0, r).await?;
         Ok(Response::new(Empty {}))
     }
 

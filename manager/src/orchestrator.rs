@@ -174,6 +174,15 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
     // Tasks of removed services: deleted once they have stopped or cannot report.
     for (_, tasks) in by_service {
         for t in tasks {
+            // Network attachments belong to no service: they go when disconnected.
+            if t.attached_container().is_some() {
+                // Removed once stopped (disconnected, or the container could not be
+                // connected), or when its node is gone.
+                if is_terminal(state_of(t)) || node_gone_or_down(state, &t.node_id) {
+                    actions.push(action(StoreActionKind::Remove, Object::Task(t.clone())));
+                }
+                continue;
+            }
             if is_terminal(state_of(t))
                 || t.node_id.is_empty()
                 || node_gone_or_down(state, &t.node_id)

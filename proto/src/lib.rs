@@ -19,6 +19,17 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
 /// A node is marked Down after this many missed heartbeat periods.
 pub const MISSED_HEARTBEATS_DOWN: u32 = 3;
 
+impl Task {
+    /// The container a network-attachment task connects, if this is one.
+    pub fn attached_container(&self) -> Option<&str> {
+        self.spec
+            .as_ref()?
+            .attachment
+            .as_ref()
+            .map(|a| a.container.as_str())
+    }
+}
+
 /// Wall-clock time in unix nanoseconds, for object metadata.
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()

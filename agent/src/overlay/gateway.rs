@@ -15,7 +15,7 @@ use crate::netlink::{Netlink, NetlinkError, link_controller};
 pub const BRIDGE: &str = "shoal_gwbridge";
 const SUBNET: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 0);
 const PREFIX: u8 = 16;
-const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
 const MTU: u32 = 1500;
 
 type Result<T> = std::result::Result<T, NetlinkError>;
@@ -153,7 +153,7 @@ pub async fn remove(node: &Netlink, leg: &GatewayLeg) {
     }
 }
 
-fn in_subnet(ip: Ipv4Addr) -> bool {
+pub fn in_subnet(ip: Ipv4Addr) -> bool {
     u32::from(ip) >> (32 - PREFIX) == u32::from(SUBNET) >> (32 - PREFIX)
 }
 

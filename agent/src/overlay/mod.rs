@@ -128,6 +128,15 @@ impl Overlay {
     /// Plumbs a started task into each of its networks and publishes its endpoints.
     pub async fn attach(&self, task: &Task, task_netns: &Path) -> std::result::Result<(), String> {
         let mut st = self.state.lock().await;
+        let task_nl = Netlink::in_netns(task_netns)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = InterfaceNames::new(
+            task_nl
+                .addresses_by_link()
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         let mut legs = Vec::new();
         for (i, att) in task.networks.iter().enumerate() {
             let net = st.networks.get(&att.network_id).cloned().ok_or_else(|| {
@@ -158,7 +167,7 @@ impl Overlay {
             legs.push(Attachment {
                 network_id: net.id.clone(),
                 task_netns: task_netns.to_path_buf(),
-                ifname: format!("eth{i}"),
+                ifname: names.for_address(|a| a == ip),
                 host_veth: format!("veth{}{i}", &task.id[..task.id.len().min(8)]),
                 endpoint: Endpoint {
                     network_id: net.id.clone(),
@@ -170,7 +179,10 @@ impl Overlay {
                     vtep: self.cfg.vtep,
                     service_id: task.service_id.clone(),
                     service_name: task.service_name.clone(),
-                    task_name: crate::runtime::task_name(task),
+                    task_name: match task.attached_container() {
+                        Some(c) => c.to_string(),
+                        None => crate::runtime::task_name(task),
+                    },
                     vip: String::new(),
                     aliases,
                 },
@@ -181,17 +193,28 @@ impl Overlay {
                 .await
                 .map_err(|e| format!("attaching to network {}: {e}", leg.network_id))?;
         }
-        let gw = GatewayLeg {
-            task_netns: task_netns.to_path_buf(),
-            ifname: format!("eth{}", legs.len()),
-            host_veth: format!("gw{}", &task.id[..task.id.len().min(9)]),
-            ip: None,
+        // A connected container that already reaches out another way keeps its route.
+        let own_route = match task.attached_container() {
+            Some(_) => task_nl
+                .default_gateway()
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some_and(|gw| gw != gateway::GATEWAY),
+            None => false,
         };
-        let gw = self
-            .plumb_gateway(&mut st, &task.id, gw)
-            .await
-            .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
-        st.gateway.insert(task.id.clone(), gw);
+        if !own_route {
+            let gw = GatewayLeg {
+                task_netns: task_netns.to_path_buf(),
+                ifname: names.for_address(gateway::in_subnet),
+                host_veth: format!("gw{}", &task.id[..task.id.len().min(9)]),
+                ip: None,
+            };
+            let gw = self
+                .plumb_gateway(&mut st, &task.id, gw)
+                .await
+                .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
+            st.gateway.insert(task.id.clone(), gw);
+        }
         for leg in &legs {
             self.gossip.publish(leg.endpoint.clone());
         }
@@ -214,6 +237,16 @@ impl Overlay {
             .collect();
         leg.ip = Some(gateway::plumb(&self.node, bridge, &leg, &used).await?);
         Ok(leg)
+    }
+
+    /// The addresses a task is attached with, once it is.
+    pub async fn addresses(&self, task_id: &str) -> Option<Vec<String>> {
+        let st = self.state.lock().await;
+        st.attached.get(task_id).map(|legs| {
+            legs.iter()
+                .map(|l| format!("{}/{}", l.endpoint.ip, l.endpoint.prefix))
+                .collect()
+        })
     }
 
     /// Withdraws a stopped task's endpoints and removes its veths; a network's sandbox
@@ -445,6 +478,38 @@ async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
         }
         let Some(o) = overlay.upgrade() else { return };
         o.reconcile().await;
+    }
+}
+
+/// Names for a task's interfaces: the one already carrying an address keeps its name
+/// (adoption), a new one takes the first free ethN.
+struct InterfaceNames {
+    present: Vec<(String, Vec<Ipv4Addr>)>,
+    taken: HashSet<String>,
+}
+
+impl InterfaceNames {
+    fn new(present: Vec<(String, Vec<Ipv4Addr>)>) -> Self {
+        InterfaceNames {
+            present,
+            taken: HashSet::new(),
+        }
+    }
+
+    fn for_address(&mut self, owns: impl Fn(Ipv4Addr) -> bool) -> String {
+        let existing = self
+            .present
+            .iter()
+            .find(|(n, ips)| !self.taken.contains(n) && ips.iter().any(|ip| owns(*ip)))
+            .map(|(n, _)| n.clone());
+        let name = existing.unwrap_or_else(|| {
+            (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !self.taken.contains(n) && !self.present.iter().any(|(p, _)| p == n))
+                .expect("a free name")
+        });
+        self.taken.insert(name.clone());
+        name
     }
 }
 

@@ -189,7 +189,11 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn sandbox(&self, id: &str) -> Result<PathBuf, RuntimeError> {
-        Ok(Path::new("/run/netns").join(self.netns(id)))
+        let path = Path::new("/run/netns").join(self.netns(id));
+        if !path.exists() || self.pid(id).is_none() {
+            return Err(RuntimeError::Failed(format!("no task {id} runs here")));
+        }
+        Ok(path)
     }
 
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {

@@ -3,7 +3,9 @@
 use anyhow::bail;
 use clap::Subcommand;
 use serde_json::json;
-use shoal_proto::{Annotations, Empty, IpamConfig, Network, NetworkRef, NetworkSpec};
+use shoal_proto::{
+    Annotations, Empty, IpamConfig, Network, NetworkConnectRequest, NetworkRef, NetworkSpec,
+};
 
 use crate::client::{Target, daemon_error};
 use crate::output::{rfc3339, table};
@@ -52,6 +54,17 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a container on this node (a docker container, or a named network
+    /// namespace) to an attachable network
+    Connect {
+        /// Add network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container on this node from a network
+    Disconnect { network: String, container: String },
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -103,6 +116,32 @@ pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
                 .map_err(daemon_error)?
                 .into_inner();
             println!("{}", n.id);
+        }
+        NetworkCommand::Connect {
+            alias,
+            network,
+            container,
+        } => {
+            client
+                .connect_network(NetworkConnectRequest {
+                    node_id: String::new(),
+                    network,
+                    container,
+                    aliases: alias,
+                })
+                .await
+                .map_err(daemon_error)?;
+        }
+        NetworkCommand::Disconnect { network, container } => {
+            client
+                .disconnect_network(NetworkConnectRequest {
+                    node_id: String::new(),
+                    network,
+                    container,
+                    aliases: vec![],
+                })
+                .await
+                .map_err(daemon_error)?;
         }
         NetworkCommand::Ls { quiet } => {
             let list = client

@@ -14,8 +14,8 @@ use shoal_proto::{
     SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
 use shoal_proto::{
-    GossipStatusResponse, ListNetworksResponse, LogLine, Network, NetworkRef, NetworkSpec,
-    ServiceLogsRequest,
+    GossipStatusResponse, ListNetworksResponse, LogLine, Network, NetworkConnectRequest,
+    NetworkConnectResponse, NetworkRef, NetworkSpec, ServiceLogsRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -44,7 +44,7 @@ impl ControlService {
     fn local_only<T>(&self, _req: &Request<T>) -> Result<(), Status> {
         if self.remote {
             return Err(Status::permission_denied(
-                "swarm init, join and leave act on one node: run them on that node (through its control socket)",
+                "this command acts on one node (swarm init, join and leave, network connect and disconnect): run it on that node, through its control socket",
             ));
         }
         Ok(())
@@ -244,6 +244,25 @@ impl Control for ControlService {
         }
         let _ = req;
         Ok(Response::new(self.daemon.gossip_status().await?))
+    }
+
+    async fn connect_network(
+        &self,
+        req: Request<NetworkConnectRequest>,
+    ) -> Result<Response<NetworkConnectResponse>, Status> {
+        self.local_only(&req)?;
+        Ok(Response::new(
+            self.daemon.connect_network(req.into_inner()).await?,
+        ))
+    }
+
+    async fn disconnect_network(
+        &self,
+        req: Request<NetworkConnectRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        self.local_only(&req)?;
+        self.daemon.disconnect_network(req.into_inner()).await?;
+        Ok(Response::new(Empty {}))
     }
 
     async fn info(&self, req: Request<Empty>) -> Result<Response<InfoResponse>, Status> {

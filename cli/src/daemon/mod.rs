@@ -3,6 +3,7 @@
 //! membership survives restarts through <data-dir>/swarm.
 
 mod addr;
+mod connect;
 mod control;
 mod lifecycle;
 mod logs;

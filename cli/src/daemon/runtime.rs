@@ -35,6 +35,8 @@ pub struct Runtime {
     session: JoinHandle<()>,
     executor: JoinHandle<()>,
     pub gossip: Option<Gossip>,
+    pub overlay: Option<Arc<Overlay>>,
+    pub task_runtime: Arc<dyn TaskRuntime>,
     pub session_status: Arc<Mutex<SessionStatus>>,
     /// Set when the swarm no longer accepts this node.
     pub error: Option<String>,
@@ -91,8 +93,8 @@ impl Runtime {
             tls: tls.clone(),
             managers: managers.clone(),
             session: session_status.clone(),
-            runtime: task_runtime,
-            overlay,
+            runtime: task_runtime.clone(),
+            overlay: overlay.clone(),
         }));
         let session = tokio::spawn(shoal_agent::session::run(
             SessionConfig {
@@ -115,6 +117,8 @@ impl Runtime {
             session,
             executor,
             gossip,
+            overlay,
+            task_runtime,
             session_status,
             error: None,
         })

@@ -2,6 +2,7 @@
 //! cluster's default address pool unless given) and its VXLAN VNI when it is created, in
 //! the same Raft write, so a new leader never hands out a range twice.
 
+pub mod attach;
 pub mod ipam;
 pub mod keys;
 
@@ -261,6 +262,14 @@ pub async fn remove(m: &Manager, key: &str) -> Result<()> {
             "network {} is in use by service {}; remove or update the service first",
             network_name(&network),
             users.join(", ")
+        )));
+    }
+    let containers = m.store.view(|s| attach::users(s, &network.id));
+    if !containers.is_empty() {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "network {} has active endpoints: container {} is connected; run `shoal network disconnect` first",
+            network_name(&network),
+            containers.join(", ")
         )));
     }
     m.propose(proposal(vec![action(

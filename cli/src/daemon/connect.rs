@@ -1,0 +1,108 @@
+//! `network connect` and `network disconnect`: a container on this node joins or leaves
+//! an attachable network. The node asks a manager for an attachment task (which carries
+//! the container's address), then waits for its own executor to plumb it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_agent::overlay::Overlay;
+use shoal_proto::dispatcher_client::DispatcherClient;
+use shoal_proto::tls::NodeTls;
+use shoal_proto::{NetworkConnectRequest, NetworkConnectResponse, Task};
+use tonic::Status;
+
+use super::Daemon;
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+struct Parts {
+    tls: NodeTls,
+    managers: Vec<String>,
+    overlay: Arc<Overlay>,
+    task_runtime: Arc<dyn shoal_agent::runtime::Runtime>,
+}
+
+impl Daemon {
+    async fn connect_parts(&self) -> Result<Parts, Status> {
+        let guard = self.runtime.lock().await;
+        let rt = guard
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+        let overlay = rt.overlay.clone().ok_or_else(|| {
+            Status::unavailable(
+                "the network driver is not running on this node: see the daemon's log",
+            )
+        })?;
+        let session = rt.session_status.lock().expect("poisoned").managers.clone();
+        Ok(Parts {
+            tls: rt.tls.clone(),
+            managers: if session.is_empty() {
+                rt.state.manager_addrs.clone()
+            } else {
+                session
+            },
+            overlay,
+            task_runtime: rt.task_runtime.clone(),
+        })
+    }
+
+    pub async fn connect_network(
+        &self,
+        req: NetworkConnectRequest,
+    ) -> Result<NetworkConnectResponse, Status> {
+        let parts = self.connect_parts().await?;
+        // Refuse an unknown container before the managers record anything.
+        shoal_agent::executor::container_netns(&parts.task_runtime, &req.container)
+            .await
+            .map_err(Status::not_found)?;
+        let task: Task = ask_managers(&parts, |mut c| {
+            let r = req.clone();
+            async move { c.attach_network(r).await.map(|r| r.into_inner()) }
+        })
+        .await?;
+        let start = Instant::now();
+        loop {
+            if let Some(addrs) = parts.overlay.addresses(&task.id).await {
+                return Ok(NetworkConnectResponse {
+                    task_id: task.id,
+                    address: addrs.join(", "),
+                });
+            }
+            if start.elapsed() > SETTLE {
+                return Err(Status::deadline_exceeded(format!(
+                    "the connection (task {}) is recorded but not up after {SETTLE:?}: see `shoal debug gossip` and the daemon's log",
+                    task.id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn disconnect_network(&self, req: NetworkConnectRequest) -> Result<(), Status> {
+        let parts = self.connect_parts().await?;
+        ask_managers(&parts, |mut c| {
+            let r = req.clone();
+            async move { c.detach_network(r).await.map(|_| ()) }
+        })
+        .await
+    }
+}
+
+/// Calls the first manager that answers; an answer (even a refusal) ends the search.
+async fn ask_managers<T, F, Fut>(parts: &Parts, call: F) -> Result<T, Status>
+where
+    F: Fn(DispatcherClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut last = Status::unavailable("no manager known");
+    for addr in &parts.managers {
+        let Ok(channel) = parts.tls.channel(addr) else {
+            continue;
+        };
+        match call(DispatcherClient::new(channel)).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => last = s,
+            other => return other,
+        }
+    }
+    Err(last)
+}
