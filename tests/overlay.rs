@@ -40,10 +40,6 @@ fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -
 }
 
 impl Lab {
-    fn task_ns(&self, node: &str, task_id: &str) -> String {
-        format!("shoal-{}-{node}-{}", self.name, &task_id[..12])
-    }
-
     fn sandbox_ns(&self, node: &str, vni: &str) -> String {
         format!("shoal-{}-{node}-ov{vni}", self.name)
     }
@@ -235,7 +231,10 @@ fn replicas_on_two_nodes_reach_each_other_over_vxlan() {
 fn overlay_networks_are_isolated() {
     let lab = Lab::up("ov-iso", 42, 2, 1, "1s");
     lab.ok("manager1", &["network", "create", "front"]);
-    lab.ok("manager1", &["network", "create", "back"]);
+    lab.ok(
+        "manager1",
+        &["network", "create", "--opt", "mtu=1400", "back"],
+    );
     let front = lab.web("front-web", "front", 2);
     let back = lab.web("back-web", "back", 2);
     let ns_front = lab.task_ns(&front[0].1, &front[0].0);
@@ -248,7 +247,12 @@ fn overlay_networks_are_isolated() {
         pings(&ns_front, ip_front).then_some(())
     });
     for (id, node) in &back {
-        let ip = addr_of(&lab.task_ns(node, id), "eth0").expect("back address");
+        let ns = lab.task_ns(node, id);
+        assert!(
+            link_detail(&ns, "eth0").contains("mtu 1400"),
+            "--opt mtu is honoured"
+        );
+        let ip = addr_of(&ns, "eth0").expect("back address");
         assert!(!pings(&ns_front, ip), "{ip} on another network answered");
         assert!(http_get(&ns_front, ip).is_empty());
     }
@@ -641,4 +645,61 @@ fn an_attachable_network_takes_containers_started_later() {
                 .then_some(())
         },
     );
+}
+
+/// Drops gossip (both ports, both directions) in a lab node, or lets it through again.
+fn cut_gossip(lab: &Lab, ns: &str, cut: bool) {
+    let rules = if cut {
+        "table inet shoal_test_partition {
+           chain input { type filter hook input priority 0; tcp dport 7946 drop; udp dport 7946 drop; }
+           chain output { type filter hook output priority 0; tcp dport 7946 drop; udp dport 7946 drop; }
+         }"
+    } else {
+        "delete table inet shoal_test_partition"
+    };
+    let file = lab.dir().join("partition.nft");
+    std::fs::write(&file, rules).unwrap();
+    let out = in_ns(ns, &["nft", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "nft: {}", text(&out));
+}
+
+fn gossip_members(lab: &Lab, node: &str) -> usize {
+    let out = lab.ok(node, &["debug", "gossip"]);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Members: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no member count in:\n{out}"))
+}
+
+#[test]
+fn gossip_heals_after_a_partition() {
+    let lab = Lab::up("ov-part", 48, 2, 1, "1s");
+    lab.ok("manager1", &["network", "create", "app"]);
+    let vni = lab.vni("app");
+    let worker = lab.node_ns("worker1");
+    cut_gossip(&lab, &worker, true);
+    wait_for(Duration::from_secs(15), "the partition detected", || {
+        (gossip_members(&lab, "manager1") == 0).then_some(())
+    });
+
+    // The control plane still works: tasks start on both sides, but neither side can
+    // learn the other's endpoint.
+    let tasks = lab.web("web", "app", 2);
+    let on = |node: &str| tasks.iter().find(|t| t.1 == node).unwrap().0.clone();
+    let ns_a = lab.task_ns("manager1", &on("manager1"));
+    let ip_b = wait_for(Duration::from_secs(10), "task b's address", || {
+        addr_of(&lab.task_ns("worker1", &on("worker1")), "eth0")
+    })
+    .0;
+    let sandbox = lab.sandbox_ns("manager1", &vni);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(fdb(&sandbox).is_empty(), "learnt across the partition");
+    assert!(!pings(&ns_a, ip_b));
+
+    cut_gossip(&lab, &worker, false);
+    let (_, took) = wait_for(Duration::from_secs(20), "the healed overlay", || {
+        (fdb(&sandbox).iter().any(|e| e.1 == lab.ip(2)) && pings(&ns_a, ip_b)).then_some(())
+    });
+    eprintln!("the overlay healed {took:?} after the partition ended");
+    assert_eq!(gossip_members(&lab, "worker1"), 1);
 }

@@ -20,7 +20,7 @@ fn per_node(tasks: &[(String, String)]) -> Vec<usize> {
 
 /// The task's own answer over HTTP, from inside its network namespace.
 fn http_from_task(lab: &Lab, node: &str, task_id: &str) -> String {
-    let netns = format!("shoal-{node}-{}", &task_id[..12]);
+    let netns = lab.task_ns(node, task_id);
     // (busybox wget's own -T timeout crashes; bound it from outside.)
     let out = std::process::Command::new("timeout")
         .args([

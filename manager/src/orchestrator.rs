@@ -11,7 +11,7 @@ use shoal_proto::service_spec::Mode;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
     Meta, Node, NodeAvailability, NodeState, RestartCondition, Service, StoreAction,
-    StoreActionKind, Task, TaskState, TaskStatus,
+    StoreActionKind, Task, TaskSpec, TaskState, TaskStatus,
 };
 
 use crate::services::constraints;
@@ -69,17 +69,29 @@ fn node_drained(state: &State, node_id: &str) -> bool {
 
 pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
     Task {
+        service_id: service.id.clone(),
+        slot,
+        spec_version: service.spec_version,
+        service_name: service_name(service).to_string(),
+        ..created_task(
+            node_id,
+            service.spec.as_ref().and_then(|s| s.task.clone()),
+            now,
+        )
+    }
+}
+
+/// A new task, wanted running, not yet allocated or scheduled.
+pub fn created_task(node_id: &str, spec: Option<TaskSpec>, now: i64) -> Task {
+    Task {
         id: shoal_proto::ids::new_id(),
         meta: Some(Meta {
             created_at_unix_nanos: now,
             updated_at_unix_nanos: now,
             ..Default::default()
         }),
-        service_id: service.id.clone(),
-        slot,
         node_id: node_id.to_string(),
-        spec: service.spec.as_ref().and_then(|s| s.task.clone()),
-        spec_version: service.spec_version,
+        spec,
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {
             state: TaskState::New as i32,
@@ -87,8 +99,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
             timestamp_unix_nanos: now,
             ..Default::default()
         }),
-        service_name: service_name(service).to_string(),
-        networks: vec![],
+        ..Default::default()
     }
 }
 

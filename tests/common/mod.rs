@@ -105,6 +105,11 @@ impl Lab {
         lab
     }
 
+    /// The network namespace of a process-runtime task on `node`.
+    pub fn task_ns(&self, node: &str, task_id: &str) -> String {
+        format!("shoal-{}-{node}-{}", self.name, &task_id[..12])
+    }
+
     pub fn ip(&self, index: u32) -> String {
         format!("{}{}", self.subnet_prefix, 10 + index)
     }

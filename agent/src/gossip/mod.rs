@@ -91,6 +91,8 @@ struct Inner {
     /// The ring's key IDs and the primary one, as last applied.
     keys: Mutex<(Vec<u32>, u32)>,
     alive: Mutex<HashMap<String, Member>>,
+    /// The other nodes as the managers list them.
+    peers: Mutex<Vec<GossipPeer>>,
     departed: Mutex<HashMap<String, Instant>>,
     counters: Counters,
     changed: watch::Sender<u64>,
@@ -159,6 +161,7 @@ impl Gossip {
             keyring: RwLock::default(),
             keys: Mutex::default(),
             alive: Mutex::default(),
+            peers: Mutex::default(),
             departed: Mutex::default(),
             counters: Counters::default(),
             changed: watch::channel(0).0,
@@ -205,9 +208,24 @@ impl Gossip {
             *applied = ids;
         }
         drop(applied);
-        if self.inner.alive.lock().expect("poisoned").is_empty() {
-            self.announce_to(&view.peers);
-        }
+        *self.inner.peers.lock().expect("poisoned") = view.peers.clone();
+        self.announce_to_missing();
+    }
+
+    /// Announces this node to the managers' peers gossip does not count as alive: how a
+    /// node joins, and how both sides of a healed partition find each other again.
+    fn announce_to_missing(&self) {
+        let alive = self.inner.alive.lock().expect("poisoned").clone();
+        let missing: Vec<GossipPeer> = self
+            .inner
+            .peers
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .filter(|p| !alive.contains_key(&p.node_id))
+            .cloned()
+            .collect();
+        self.announce_to(&missing);
     }
 
     fn announce_to(&self, peers: &[GossipPeer]) {
@@ -531,6 +549,7 @@ impl Gossip {
             if let Some(m) = members.choose(&mut rand::rng()) {
                 tokio::spawn(self.clone().push_pull(m.clone()));
             }
+            self.announce_to_missing();
             if self.inner.started.elapsed() > ADOPTION_GRACE {
                 self.withdraw_orphans();
             }

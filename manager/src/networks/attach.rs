@@ -5,8 +5,8 @@
 
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
-    Meta, NetworkAttachmentConfig, NetworkAttachmentSpec, NetworkConnectRequest, StoreActionKind,
-    Task, TaskSpec, TaskState, TaskStatus,
+    NetworkAttachmentConfig, NetworkAttachmentSpec, NetworkConnectRequest, StoreActionKind, Task,
+    TaskSpec, TaskState,
 };
 
 use super::{find_network, network_name};
@@ -55,33 +55,17 @@ pub async fn attach(m: &Manager, req: NetworkConnectRequest) -> Result<Task> {
                 req.container
             )));
         }
-        let task = Task {
-            id: shoal_proto::ids::new_id(),
-            meta: Some(Meta {
-                created_at_unix_nanos: now,
-                updated_at_unix_nanos: now,
-                ..Default::default()
-            }),
-            node_id: req.node_id.clone(),
-            spec: Some(TaskSpec {
-                networks: vec![NetworkAttachmentConfig {
-                    target: network.id.clone(),
-                    aliases: req.aliases.clone(),
-                }],
-                attachment: Some(NetworkAttachmentSpec {
-                    container: req.container.clone(),
-                }),
-                ..Default::default()
-            }),
-            desired_state: TaskState::Running as i32,
-            status: Some(TaskStatus {
-                state: TaskState::New as i32,
-                message: "created".into(),
-                timestamp_unix_nanos: now,
-                ..Default::default()
+        let spec = TaskSpec {
+            networks: vec![NetworkAttachmentConfig {
+                target: network.id.clone(),
+                aliases: req.aliases.clone(),
+            }],
+            attachment: Some(NetworkAttachmentSpec {
+                container: req.container.clone(),
             }),
             ..Default::default()
         };
+        let task = crate::orchestrator::created_task(&req.node_id, Some(spec), now);
         created = Some(task.clone());
         Ok(vec![action(StoreActionKind::Create, Object::Task(task))])
     })
