@@ -377,6 +377,27 @@ fn the_reconciler_repairs_drift_and_a_restarted_agent_keeps_connections() {
     eprintln!("the reconciler restored the entries in {took:?}");
     assert!(pings(&ns_a, ip_b));
 
+    // So is the task's own address, removed by hand.
+    let del = Command::new("ip")
+        .args([
+            "-n",
+            &ns_b,
+            "addr",
+            "del",
+            &format!("{ip_b}/24"),
+            "dev",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(del.status.success(), "{}", text(&del));
+    wait_for(Duration::from_secs(10), "task b's address restored", || {
+        (addr_of(&ns_b, "eth0") == Some(ip_b)).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "ping after the repair", || {
+        pings(&ns_a, ip_b).then_some(())
+    });
+
     // A TCP connection from a to b, carrying a line every 200 ms.
     let received = lab.dir().join("received.txt");
     let mut listener = Command::new("ip")

@@ -47,7 +47,44 @@ pub async fn ensure_bridge(node: &Netlink) -> Result<u32> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|e| NetlinkError::Io(format!("enabling IP forwarding: {e}")))?;
     masquerade()?;
+    allow_past_docker();
     Ok(bridge)
+}
+
+/// Where dockerd runs in the same namespace it sets the FORWARD policy to DROP; rules in
+/// its DOCKER-USER chain are how other software lets its traffic through. Only traffic
+/// leaving the gateway bridge (and its replies) is let through: tasks still cannot talk
+/// to each other across it.
+fn allow_past_docker() {
+    let iptables = |args: &[&str]| {
+        std::process::Command::new("iptables")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !iptables(&["-n", "-L", "DOCKER-USER"]) {
+        return;
+    }
+    let rules: [&[&str]; 2] = [
+        &["-i", BRIDGE, "!", "-o", BRIDGE, "-j", "ACCEPT"],
+        &[
+            "-o",
+            BRIDGE,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+    ];
+    for rule in rules {
+        let check = [&["-C", "DOCKER-USER"][..], rule].concat();
+        let insert = [&["-I", "DOCKER-USER"][..], rule].concat();
+        if !iptables(&check) && !iptables(&insert) {
+            tracing::warn!("could not let the gateway bridge through docker's FORWARD policy");
+        }
+    }
 }
 
 /// Replaces shoal's NAT table in one nftables transaction, so a re-run repairs it.

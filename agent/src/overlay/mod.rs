@@ -299,13 +299,16 @@ impl Overlay {
         let ip = leg.endpoint.ip;
         let inside = task_nl.link(&leg.ifname).await?;
         let host = sb.nl.link(&leg.host_veth).await?;
-        let complete = match (&inside, &host) {
-            (Some(l), Some(_)) => task_nl
-                .ipv4_addrs(l.header.index)
-                .await?
-                .contains(&(ip, leg.endpoint.prefix)),
-            _ => false,
-        };
+        // Both ends there: keep them (and the task's connections), restoring what drifted.
+        let complete = matches!((&inside, &host), (Some(_), Some(_)));
+        if let Some(l) = inside.as_ref().filter(|_| complete) {
+            task_nl
+                .up(l.header.index, Some(mtu), Some(leg.endpoint.mac), None)
+                .await?;
+            task_nl
+                .ensure_addr(l.header.index, ip, leg.endpoint.prefix)
+                .await?;
+        }
         if !complete {
             if let Some(l) = inside {
                 task_nl.del_link(l.header.index).await?;
@@ -393,7 +396,11 @@ impl Overlay {
                 continue;
             }
             let healthy = match st.sandboxes.get(&leg.network_id) {
-                Some(sb) => sb.intact().await && veth_on_bridge(sb, &leg.host_veth).await,
+                Some(sb) => {
+                    sb.intact().await
+                        && veth_on_bridge(sb, &leg.host_veth).await
+                        && has_address(&leg.task_netns, &leg.ifname, leg.endpoint.ip).await
+                }
                 None => false,
             };
             if !healthy {
@@ -435,6 +442,20 @@ impl Overlay {
             }
         }
         self.prune(&mut st).await;
+    }
+}
+
+/// Whether the task's interface still carries its address.
+async fn has_address(netns: &Path, ifname: &str, ip: Ipv4Addr) -> bool {
+    let Ok(nl) = Netlink::in_netns(netns).await else {
+        return false;
+    };
+    match nl.link(ifname).await {
+        Ok(Some(l)) => nl
+            .ipv4_addrs(l.header.index)
+            .await
+            .is_ok_and(|a| a.iter().any(|(a, _)| *a == ip)),
+        _ => false,
     }
 }
 

@@ -97,11 +97,19 @@ impl Sandbox {
         })
     }
 
-    /// Whether the namespace and both devices are still there.
+    /// Whether the namespace, both devices and the gateway address are still there.
     pub async fn intact(&self) -> bool {
+        let gateway = (self.plan.gateway, self.plan.prefix);
         netns_path(&self.netns).exists()
-            && matches!(self.nl.link(BRIDGE).await, Ok(Some(_)))
             && matches!(self.nl.link(VXLAN).await, Ok(Some(_)))
+            && match self.nl.link(BRIDGE).await {
+                Ok(Some(l)) => self
+                    .nl
+                    .ipv4_addrs(l.header.index)
+                    .await
+                    .is_ok_and(|a| a.contains(&gateway)),
+                _ => false,
+            }
     }
 
     pub fn remove(netns: &str) {
