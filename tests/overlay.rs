@@ -256,6 +256,20 @@ fn overlay_networks_are_isolated() {
         assert!(!pings(&ns_front, ip), "{ip} on another network answered");
         assert!(http_get(&ns_front, ip).is_empty());
     }
+
+    // A network's namespace on a node goes with its last local task.
+    let (vni_front, vni_back) = (lab.vni("front"), lab.vni("back"));
+    let exists = |ns: String| std::path::Path::new("/run/netns").join(ns).exists();
+    assert!(exists(lab.sandbox_ns("manager1", &vni_front)));
+    lab.ok("manager1", &["service", "rm", "front-web"]);
+    wait_for(Duration::from_secs(15), "front's sandboxes removed", || {
+        ["manager1", "worker1"]
+            .iter()
+            .all(|n| !exists(lab.sandbox_ns(n, &vni_front)))
+            .then_some(())
+    });
+    assert!(exists(lab.sandbox_ns("manager1", &vni_back)));
+    assert!(exists(lab.sandbox_ns("worker1", &vni_back)));
 }
 
 #[test]
