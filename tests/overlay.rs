@@ -652,6 +652,13 @@ fn an_attachable_network_takes_containers_started_later() {
         &["network", "connect", "shared", &probe],
         "already connected",
     );
+    let out = lab.ok("manager1", &["network", "inspect", "--verbose", "shared"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc[0]["Containers"][&probe]["IPv4Address"],
+        format!("{probe_ip}/24"),
+        "{out}"
+    );
     let sandbox = lab.sandbox_ns("manager1", &lab.vni("shared"));
     assert!(neighbours(&sandbox).contains(&format!("{probe_ip} ")));
 

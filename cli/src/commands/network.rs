@@ -250,6 +250,23 @@ async fn add_verbose(
                 .cloned()
                 .unwrap_or_default();
             peers.insert(host.clone(), node_ip(&t.node_id));
+            let cidr = a.addresses.first().cloned().unwrap_or_default();
+            if let Some(container) = t.attached_container() {
+                let mac = cidr
+                    .split('/')
+                    .next()
+                    .and_then(|ip| ip.parse().ok())
+                    .map(|ip| shoal_agent::netlink::mac_string(&shoal_agent::netlink::mac_for(ip)))
+                    .unwrap_or_default();
+                doc["Containers"][container] = json!({
+                    "Name": container,
+                    "EndpointID": t.id,
+                    "MacAddress": mac,
+                    "IPv4Address": cidr,
+                    "IPv6Address": "",
+                });
+                continue;
+            }
             let entry = services
                 .entry(t.service_name.clone())
                 .or_insert_with(|| json!({"VIP": "", "Ports": [], "Tasks": []}));
