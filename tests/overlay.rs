@@ -745,3 +745,72 @@ fn gossip_heals_after_a_partition() {
     eprintln!("the overlay healed {took:?} after the partition ended");
     assert_eq!(gossip_members(&lab, "worker1"), 1);
 }
+
+/// The networks of the endpoints `shoal debug gossip` lists on `node`.
+fn gossiped_networks(lab: &Lab, node: &str) -> std::collections::BTreeSet<String> {
+    let out = lab.ok(node, &["debug", "gossip"]);
+    let table: String = out
+        .lines()
+        .skip_while(|l| !l.starts_with("NETWORK"))
+        .take_while(|l| !l.starts_with("Datagrams:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    common::parse_table(&table)
+        .into_iter()
+        .map(|r| r["NETWORK"].clone())
+        .collect()
+}
+
+fn network_id(lab: &Lab, name: &str) -> String {
+    let out = lab.ok("manager1", &["network", "inspect", name]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc[0]["Id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn endpoint_tables_reach_only_the_nodes_of_their_network() {
+    let lab = Lab::up("ov-scope", 49, 3, 1, "1s");
+    lab.ok("manager1", &["network", "create", "red"]);
+    lab.ok("manager1", &["network", "create", "blue"]);
+    let (red, blue) = (network_id(&lab, "red"), network_id(&lab, "blue"));
+    for (service, network, replicas, constraint) in [
+        ("r", "red", "2", "node.hostname!=worker2"),
+        ("b", "blue", "1", "node.hostname==worker2"),
+    ] {
+        lab.ok(
+            "manager1",
+            &[
+                "service",
+                "create",
+                "--name",
+                service,
+                "--network",
+                network,
+                "--replicas",
+                replicas,
+                "--replicas-max-per-node",
+                "1",
+                "--constraint",
+                constraint,
+                "shoal/demo-web",
+            ],
+        );
+    }
+    lab.wait_running("r", 2);
+    lab.wait_running("b", 1);
+    let only = |net: &str| std::collections::BTreeSet::from([net.to_string()]);
+    wait_for(
+        Duration::from_secs(10),
+        "red's endpoints on both red nodes",
+        || {
+            let on = |node: &str| {
+                lab.ok(node, &["debug", "gossip"])
+                    .contains("Endpoints: 2 live")
+            };
+            (on("manager1") && on("worker1")).then_some(())
+        },
+    );
+    assert_eq!(gossiped_networks(&lab, "manager1"), only(&red));
+    assert_eq!(gossiped_networks(&lab, "worker1"), only(&red));
+    assert_eq!(gossiped_networks(&lab, "worker2"), only(&blue));
+}

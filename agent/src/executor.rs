@@ -110,7 +110,7 @@ pub async fn run(cfg: ExecutorConfig) {
             match stream.message().await {
                 Ok(Some(set)) => {
                     if let Some(o) = &cfg.overlay {
-                        o.set_assignments(&set.tasks, &set.networks).await;
+                        o.set_assignments(&set).await;
                     }
                     reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await;
                     *workloads.lock().expect("poisoned") = local

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
     AssignmentSet, GossipPeer, HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN,
-    NodeState, NodeStatus, StoreActionKind, Task, TaskState, TaskStatusUpdate,
+    Network, NetworkPeers, NodeState, NodeStatus, StoreActionKind, Task, TaskState,
+    TaskStatusUpdate,
 };
 
 use crate::manager::{Manager, ManagerError, Result};
@@ -188,13 +189,45 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
         .iter()
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
         .collect();
-    let networks = m.store.view(|s| {
-        s.networks()
+    let (networks, network_peers) = m.store.view(|s| {
+        let networks: Vec<Network> = s
+            .networks()
             .filter(|n| wanted.contains(n.id.as_str()))
             .cloned()
-            .collect()
+            .collect();
+        let peers = networks.iter().map(|n| network_peers(s, &n.id)).collect();
+        (networks, peers)
     });
-    AssignmentSet { tasks, networks }
+    AssignmentSet {
+        tasks,
+        networks,
+        network_peers,
+    }
+}
+
+/// The nodes with a task (or a connected container) holding an address on a network.
+fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
+    let mut ids: Vec<&str> = s
+        .tasks()
+        .filter(|t| !t.node_id.is_empty() && crate::allocator::holds_addresses(t))
+        .filter(|t| t.networks.iter().any(|a| a.network_id == network_id))
+        .map(|t| t.node_id.as_str())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    NetworkPeers {
+        network_id: network_id.to_string(),
+        nodes: ids
+            .into_iter()
+            .filter_map(|id| {
+                let addr = s.node(id)?.status.as_ref()?.addr.clone();
+                (!addr.is_empty()).then(|| GossipPeer {
+                    node_id: id.to_string(),
+                    addr,
+                })
+            })
+            .collect(),
+    }
 }
 
 /// Records what an agent reports about its tasks. A node may only report on its own

@@ -1,29 +1,29 @@
-//! Gossip on port 7946: SWIM membership and failure detection over UDP (foca), endpoint
-//! updates piggybacked on it as custom broadcasts, and a TCP push/pull of the whole
-//! endpoint table every few seconds (anti-entropy) so a node that missed updates, or was
-//! cut off, heals. Everything on the wire is sealed under the managers' keyring; what is
-//! not is dropped and counted. The managers stay the authority on addresses; gossip only
-//! spreads who holds them, fast.
+//! Gossip on port 7946: SWIM membership and failure detection over UDP (foca, swim.rs),
+//! and endpoint tables scoped per network (sync.rs): a write goes straight to the other
+//! nodes of its network, and a TCP push/pull every few seconds heals what was missed.
+//! Everything on the wire is sealed under the managers' keyring; what is not is dropped
+//! and counted. The managers stay the authority on addresses and on which nodes have a
+//! network; gossip only spreads who holds what, fast.
 
 pub mod crypto;
+mod swim;
+mod sync;
 pub mod table;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use foca::{AccumulatingRuntime, BroadcastHandler, Config, Foca, Invalidates, OwnedNotification};
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use shoal_proto::{GossipEndpoint, GossipPeer, GossipStatusResponse, NetworkKey};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crypto::{Keyring, Rejected};
+use swim::Input;
 use table::{Clock, Table};
 pub use table::{Endpoint, Key, Record};
 
@@ -35,7 +35,6 @@ const DEPARTED_TTL: Duration = Duration::from_secs(60);
 /// Entries of this node found in others' tables but not published since the start are
 /// withdrawn after this grace (the executor re-publishes adopted tasks before it).
 const ADOPTION_GRACE: Duration = Duration::from_secs(15);
-const MAX_FRAME: usize = 16 << 20;
 
 /// A gossip member: the node, where it listens, and a counter bumped on every (re)start
 /// so a restarted agent can rejoin at once.
@@ -93,20 +92,15 @@ struct Inner {
     alive: Mutex<HashMap<String, Member>>,
     /// The other nodes as the managers list them.
     peers: Mutex<Vec<GossipPeer>>,
+    /// The networks this node has, each with the nodes the managers list for it.
+    scopes: Mutex<HashMap<String, Vec<GossipPeer>>>,
+    udp: Arc<UdpSocket>,
     departed: Mutex<HashMap<String, Instant>>,
     counters: Counters,
     changed: watch::Sender<u64>,
     started: Instant,
     input: mpsc::UnboundedSender<Input>,
     loops: Mutex<Vec<tokio::task::AbortHandle>>,
-}
-
-enum Input {
-    Datagram(Vec<u8>),
-    Timer(foca::Timer<Member>),
-    Announce(Member),
-    Broadcast(Vec<u8>),
-    Leave(oneshot::Sender<()>),
 }
 
 /// The node's gossip agent. Cheap to clone.
@@ -162,6 +156,8 @@ impl Gossip {
             keys: Mutex::default(),
             alive: Mutex::default(),
             peers: Mutex::default(),
+            scopes: Mutex::default(),
+            udp: udp.clone(),
             departed: Mutex::default(),
             counters: Counters::default(),
             changed: watch::channel(0).0,
@@ -229,15 +225,8 @@ impl Gossip {
     }
 
     fn announce_to(&self, peers: &[GossipPeer]) {
-        for p in peers {
-            let Ok(ip) = p.addr.parse::<Ipv4Addr>() else {
-                continue;
-            };
-            let _ = self.inner.input.send(Input::Announce(Member {
-                node_id: p.node_id.clone(),
-                addr: SocketAddr::from((ip, self.inner.me.addr.port())),
-                bump: 0,
-            }));
+        for m in peers.iter().filter_map(|p| self.member_for(p)) {
+            let _ = self.inner.input.send(Input::Announce(m));
         }
     }
 
@@ -265,9 +254,69 @@ impl Gossip {
             .lock()
             .expect("poisoned")
             .insert(record.endpoint.key(), record.clone());
-        if let Ok(bytes) = postcard::to_allocvec(&record) {
-            let _ = self.inner.input.send(Input::Broadcast(bytes));
+        self.inner
+            .table
+            .lock()
+            .expect("poisoned")
+            .merge(record.clone(), Instant::now());
+        self.notify();
+        self.send_update(&record);
+    }
+
+    /// The networks this node has and, for each, the nodes that have it too (from the
+    /// managers). Entries of networks it no longer has are forgotten; for a network it
+    /// just got, it swaps tables with a node of that network at once.
+    pub fn set_scopes(&self, scopes: HashMap<String, Vec<GossipPeer>>) {
+        let me = self.inner.me.node_id.clone();
+        let gained: Vec<GossipPeer> = {
+            let mut current = self.inner.scopes.lock().expect("poisoned");
+            let gained = scopes
+                .iter()
+                .filter(|(n, _)| !current.contains_key(*n))
+                .filter_map(|(_, peers)| peers.iter().find(|p| p.node_id != me).cloned())
+                .collect();
+            *current = scopes;
+            gained
+        };
+        let scopes = self.inner.scopes.lock().expect("poisoned").clone();
+        self.inner
+            .table
+            .lock()
+            .expect("poisoned")
+            .retain(|r| r.endpoint.node_id == me || scopes.contains_key(&r.endpoint.network_id));
+        for p in gained {
+            if let Some(m) = self.member_for(&p) {
+                tokio::spawn(self.clone().push_pull(m));
+            }
         }
+    }
+
+    fn member_for(&self, p: &GossipPeer) -> Option<Member> {
+        let ip: Ipv4Addr = p.addr.parse().ok()?;
+        Some(Member {
+            node_id: p.node_id.clone(),
+            addr: SocketAddr::from((ip, self.inner.me.addr.port())),
+            bump: 0,
+        })
+    }
+
+    /// Where writes for `network` go: its other nodes.
+    fn scope_peers(&self, network: &str) -> Vec<SocketAddr> {
+        let me = &self.inner.me.node_id;
+        self.inner
+            .scopes
+            .lock()
+            .expect("poisoned")
+            .get(network)
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter(|p| &p.node_id != me)
+                    .filter_map(|p| self.member_for(p))
+                    .map(|m| m.addr)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Live endpoints of every network: this node's, and those of nodes gossip
@@ -376,12 +425,23 @@ impl Gossip {
                 self.reassert(r);
                 continue;
             }
+            if !self.in_scope(&r.endpoint.network_id) {
+                continue;
+            }
             changed |= self.inner.table.lock().expect("poisoned").merge(r, now);
         }
         if changed {
             self.notify();
         }
         changed
+    }
+
+    fn in_scope(&self, network: &str) -> bool {
+        self.inner
+            .scopes
+            .lock()
+            .expect("poisoned")
+            .contains_key(network)
     }
 
     /// Another node holds a copy of one of this node's entries: if it is stale (an
@@ -413,137 +473,25 @@ impl Gossip {
         }
     }
 
-    async fn receive(self, udp: Arc<UdpSocket>) {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, _from)) = udp.recv_from(&mut buf).await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            self.inner.counters.received.fetch_add(1, Ordering::Relaxed);
-            if let Some(plain) = self.open(&buf[..n]) {
-                let _ = self.inner.input.send(Input::Datagram(plain));
-            }
-        }
-    }
-
-    fn foca_config() -> Config {
-        let mut c = Config::new_lan(std::num::NonZeroU32::new(32).expect("non-zero"));
-        c.probe_period = Duration::from_millis(1000);
-        c.probe_rtt = Duration::from_millis(400);
-        c.suspect_to_down_after = Duration::from_secs(3);
-        c.max_packet_size = NonZeroUsize::new(1400 - crypto::OVERHEAD).expect("non-zero");
-        c
-    }
-
-    /// The SWIM loop: the only owner of the foca state machine.
-    async fn run_swim(self, udp: Arc<UdpSocket>, mut inputs: mpsc::UnboundedReceiver<Input>) {
-        let handler = Handler {
-            gossip: self.clone(),
-        };
-        let rng: rand_foca::rngs::StdRng = rand_foca::make_rng();
-        let mut foca = Foca::with_custom_broadcast(
-            self.inner.me.clone(),
-            Self::foca_config(),
-            rng,
-            foca::PostcardCodec,
-            handler,
-        );
-        let mut rt = AccumulatingRuntime::new();
-        while let Some(input) = inputs.recv().await {
-            let mut left = None;
-            let result = match input {
-                Input::Datagram(d) => foca.handle_data(&d, &mut rt),
-                Input::Timer(t) => foca.handle_timer(t, &mut rt),
-                Input::Announce(m) => foca.announce(m, &mut rt),
-                Input::Broadcast(b) => foca.add_broadcast(&b).map(|_| ()),
-                Input::Leave(done) => {
-                    left = Some(done);
-                    foca.leave_cluster(&mut rt)
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!("gossip: {e}");
-                if matches!(
-                    e,
-                    foca::Error::MalformedPacket | foca::Error::CustomBroadcast(_)
-                ) {
-                    self.count_rejected(Rejected::Malformed);
-                }
-            }
-            self.drain(&mut rt, &udp, &foca).await;
-            if let Some(done) = left {
-                let _ = done.send(());
-            }
-        }
-    }
-
-    async fn drain<B: BroadcastHandler<Member>>(
-        &self,
-        rt: &mut AccumulatingRuntime<Member>,
-        udp: &UdpSocket,
-        foca: &Foca<Member, foca::PostcardCodec, rand_foca::rngs::StdRng, B>,
-    ) {
-        while let Some((dst, data)) = rt.to_send() {
-            if let Some(frame) = self.seal(&data)
-                && udp.send_to(&frame, dst.addr).await.is_ok()
-            {
-                self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        while let Some((delay, timer)) = rt.to_schedule() {
-            let input = self.inner.input.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = input.send(Input::Timer(timer));
-            });
-        }
-        let mut membership_changed = false;
-        while let Some(n) = rt.to_notify() {
-            match n {
-                OwnedNotification::MemberUp(m) => {
-                    tracing::info!(node = %m.node_id, addr = %m.addr, "gossip: member up");
-                    self.inner
-                        .departed
-                        .lock()
-                        .expect("poisoned")
-                        .remove(&m.node_id);
-                    membership_changed = true;
-                    tokio::spawn(self.clone().push_pull(m));
-                }
-                OwnedNotification::MemberDown(m) => {
-                    tracing::info!(node = %m.node_id, "gossip: member down");
-                    self.inner
-                        .departed
-                        .lock()
-                        .expect("poisoned")
-                        .insert(m.node_id.clone(), Instant::now());
-                    membership_changed = true;
-                }
-                _ => {}
-            }
-        }
-        if membership_changed {
-            *self.inner.alive.lock().expect("poisoned") = foca
-                .iter_members()
-                .map(|m| (m.id().node_id.clone(), m.id().clone()))
-                .collect();
-            self.notify();
-        }
-    }
-
     /// Periodic work: push/pull with a random member, withdrawing stale own entries,
     /// garbage collection, and re-joining through the managers' peers when alone.
     async fn maintain(self) {
         let mut tick = tokio::time::interval(PUSH_PULL_EVERY);
         loop {
             tick.tick().await;
+            // A random live node sharing a network with this one.
+            let scopes = self.inner.scopes.lock().expect("poisoned").clone();
             let members: Vec<Member> = self
                 .inner
                 .alive
                 .lock()
                 .expect("poisoned")
                 .values()
+                .filter(|m| {
+                    scopes
+                        .values()
+                        .any(|peers| peers.iter().any(|p| p.node_id == m.node_id))
+                })
                 .cloned()
                 .collect();
             if let Some(m) = members.choose(&mut rand::rng()) {
@@ -585,157 +533,6 @@ impl Gossip {
         for e in orphans {
             tracing::info!(task = %e.task_id, "withdrawing an endpoint this node no longer has");
             self.write(e, true);
-        }
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(&self.inner.table.lock().expect("poisoned").records())
-            .unwrap_or_default()
-    }
-
-    /// Exchanges whole tables with one member.
-    async fn push_pull(self, peer: Member) {
-        let exchange = async {
-            let mut stream = TcpStream::connect(peer.addr).await?;
-            let frame = self
-                .seal(&self.snapshot())
-                .ok_or_else(|| std::io::Error::other("no gossip key yet"))?;
-            write_frame(&mut stream, &frame).await?;
-            read_frame(&mut stream).await
-        };
-        match tokio::time::timeout(Duration::from_secs(5), exchange).await {
-            Ok(Ok(reply)) => {
-                if let Some(records) = self.decode_records(&reply) {
-                    self.inner
-                        .counters
-                        .push_pulls
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.absorb(records);
-                }
-            }
-            Ok(Err(e)) => tracing::debug!(peer = %peer.addr, "push/pull: {e}"),
-            Err(_) => tracing::debug!(peer = %peer.addr, "push/pull timed out"),
-        }
-    }
-
-    fn decode_records(&self, frame: &[u8]) -> Option<Vec<Record>> {
-        let plain = self.open(frame)?;
-        match postcard::from_bytes(&plain) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                self.count_rejected(Rejected::Malformed);
-                None
-            }
-        }
-    }
-
-    async fn serve_push_pull(self, listener: TcpListener) {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let me = self.clone();
-            tokio::spawn(async move {
-                let served = async {
-                    let frame = read_frame(&mut stream).await?;
-                    let Some(records) = me.decode_records(&frame) else {
-                        return Ok(());
-                    };
-                    me.inner.counters.push_pulls.fetch_add(1, Ordering::Relaxed);
-                    me.absorb(records);
-                    if let Some(reply) = me.seal(&me.snapshot()) {
-                        write_frame(&mut stream, &reply).await?;
-                    }
-                    Ok::<_, std::io::Error>(())
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
-            });
-        }
-    }
-}
-
-async fn write_frame(s: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
-    s.write_all(&(frame.len() as u32).to_be_bytes()).await?;
-    s.write_all(frame).await?;
-    s.flush().await
-}
-
-async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::other(format!(
-            "a {len}-byte frame is too big"
-        )));
-    }
-    let mut buf = vec![0u8; len];
-    s.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-/// Identifies one version of one endpoint entry among foca's broadcasts.
-struct BroadcastKey {
-    key: Key,
-    version: u64,
-}
-
-impl Invalidates for BroadcastKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.key == other.key && self.version >= other.version
-    }
-}
-
-/// Receives endpoint broadcasts riding on SWIM messages.
-struct Handler {
-    gossip: Gossip,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("undecodable endpoint broadcast")]
-struct Undecodable;
-
-impl BroadcastHandler<Member> for Handler {
-    type Key = BroadcastKey;
-    type Error = Undecodable;
-
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        sender: Option<&Member>,
-    ) -> Result<Option<BroadcastKey>, Undecodable> {
-        let record: Record = postcard::from_bytes(data).map_err(|_| Undecodable)?;
-        let key = BroadcastKey {
-            key: record.endpoint.key(),
-            version: record.version,
-        };
-        let inner = &self.gossip.inner;
-        if sender.is_none() {
-            // Our own write: record it and spread it.
-            inner
-                .table
-                .lock()
-                .expect("poisoned")
-                .merge(record, Instant::now());
-            self.gossip.notify();
-            return Ok(Some(key));
-        }
-        let fresh = record.endpoint.node_id != inner.me.node_id
-            && inner
-                .table
-                .lock()
-                .expect("poisoned")
-                .get(&key.key)
-                .is_none_or(|r| r.version < record.version);
-        if fresh {
-            self.gossip.absorb(vec![record]);
-            Ok(Some(key))
-        } else {
-            if record.endpoint.node_id == inner.me.node_id {
-                self.gossip.reassert(record);
-            }
-            Ok(None)
         }
     }
 }

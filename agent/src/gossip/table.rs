@@ -78,6 +78,11 @@ impl Table {
         self.records.get(key).map(|s| &s.record)
     }
 
+    /// Keeps only the records `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&Record) -> bool) {
+        self.records.retain(|_, s| keep(&s.record));
+    }
+
     /// Everything, tombstones included: what push/pull exchanges.
     pub fn records(&self) -> Vec<Record> {
         self.records.values().map(|s| s.record.clone()).collect()
