@@ -814,3 +814,39 @@ fn endpoint_tables_reach_only_the_nodes_of_their_network() {
     assert_eq!(gossiped_networks(&lab, "worker1"), only(&red));
     assert_eq!(gossiped_networks(&lab, "worker2"), only(&blue));
 }
+
+#[test]
+fn docker_containers_reach_each_other_over_the_overlay() {
+    let lab = Lab::up_with("ov-docker", 50, 2, 1, "1s", "docker");
+    lab.ok("manager1", &["network", "create", "app"]);
+    let tasks = lab.web("web", "app", 2);
+    let container = |task: &str| {
+        let id = common::docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.task.id={task}"),
+        ]);
+        id.trim().to_string()
+    };
+    let (a, b) = (container(&tasks[0].0), container(&tasks[1].0));
+    assert!(!a.is_empty() && !b.is_empty(), "{tasks:?}");
+    let addr = common::docker(&["exec", &b, "ip", "-4", "-o", "addr", "show", "eth0"]);
+    let ip_b = addr
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|c| c.split('/').next())
+        .expect("b's overlay address")
+        .to_string();
+    let (page, _) = wait_for(Duration::from_secs(10), "b's page from a", || {
+        let out = Command::new("docker")
+            .args(["exec", &a, "wget", "-qO-", &format!("http://{ip_b}/")])
+            .output()
+            .ok()?;
+        let page = String::from_utf8_lossy(&out.stdout).into_owned();
+        page.contains("Hello from").then_some(page)
+    });
+    let hostname = common::docker(&["exec", &b, "hostname"]);
+    assert!(page.contains(hostname.trim()), "{page}");
+}

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Lab, text, wait_for};
+use common::{Lab, docker, text, wait_for};
 
 fn per_node(tasks: &[(String, String)]) -> Vec<usize> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -358,15 +358,6 @@ fn invalid_specs_are_refused_and_nothing_is_written() {
     }
     let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
     assert_eq!(ls.len(), 1, "a refused spec was written: {ls:?}");
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(out.status.success(), "docker {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

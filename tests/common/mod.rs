@@ -341,3 +341,13 @@ impl Lab {
         .0
     }
 }
+
+/// Runs the docker CLI, which must succeed; returns its stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
