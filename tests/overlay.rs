@@ -849,4 +849,19 @@ fn docker_containers_reach_each_other_over_the_overlay() {
     });
     let hostname = common::docker(&["exec", &b, "hostname"]);
     assert!(page.contains(hostname.trim()), "{page}");
+
+    // Containers ask the agent's resolver, which knows the service's tasks.
+    let resolv = common::docker(&["exec", &a, "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let answer = common::docker(&["exec", &a, "nslookup", "tasks.web"]);
+    assert!(answer.contains(&ip_b), "{answer}");
+    let (page, _) = wait_for(Duration::from_secs(10), "a page by service name", || {
+        let out = Command::new("docker")
+            .args(["exec", &a, "wget", "-qO-", "http://web/"])
+            .output()
+            .ok()?;
+        let page = String::from_utf8_lossy(&out.stdout).into_owned();
+        page.contains("Hello from").then_some(page)
+    });
+    assert!(page.starts_with("Hello from"), "{page}");
 }

@@ -34,6 +34,7 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
+pub mod dns;
 pub mod executor;
 pub mod gossip;
 pub mod logs;

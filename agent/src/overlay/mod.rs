@@ -22,6 +22,7 @@ use rtnetlink::LinkVeth;
 use shoal_proto::{AssignmentSet, Network, Task, TaskState};
 use tokio::sync::Mutex;
 
+use crate::dns::Dns;
 use crate::gossip::{Endpoint, Gossip};
 use crate::netlink::{Netlink, NetlinkError, link_name, mac_for};
 use gateway::GatewayLeg;
@@ -37,6 +38,8 @@ pub struct OverlayConfig {
     pub netns_prefix: String,
     /// The node's data-path address: the VXLAN source, and what peers send to.
     pub vtep: Ipv4Addr,
+    /// Where tasks' DNS queries for non-cluster names go.
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 /// One task's leg on one network.
@@ -64,6 +67,7 @@ struct State {
 pub struct Overlay {
     cfg: OverlayConfig,
     gossip: Gossip,
+    dns: Arc<Dns>,
     node: Netlink,
     uplink_mtu: u32,
     state: Mutex<State>,
@@ -76,6 +80,7 @@ impl Overlay {
         let node = Netlink::here()?;
         let uplink_mtu = uplink_mtu(&node, cfg.vtep).await.unwrap_or(1500);
         let overlay = Arc::new(Overlay {
+            dns: Dns::new(gossip.clone(), cfg.dns_upstreams.clone()),
             cfg,
             gossip,
             node,
@@ -224,6 +229,10 @@ impl Overlay {
                 .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
             st.gateway.insert(task.id.clone(), gw);
         }
+        if !legs.is_empty() {
+            let networks = legs.iter().map(|l| l.network_id.clone()).collect();
+            self.dns.serve(&task.id, task_netns, networks).await?;
+        }
         for leg in &legs {
             self.gossip.publish(leg.endpoint.clone());
         }
@@ -261,6 +270,7 @@ impl Overlay {
     /// Withdraws a stopped task's endpoints and removes its veths; a network's sandbox
     /// goes with its last local task.
     pub async fn detach(&self, task_id: &str) {
+        self.dns.stop(task_id);
         let mut st = self.state.lock().await;
         if let Some(gw) = st.gateway.remove(task_id) {
             gateway::remove(&self.node, &gw).await;

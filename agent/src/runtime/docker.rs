@@ -120,6 +120,9 @@ impl Runtime for DockerRuntime {
             healthcheck,
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
+                // Tasks on overlays ask the agent's resolver, as in Swarm.
+                dns: (!task.networks.is_empty()).then(|| vec![crate::dns::RESOLVER.to_string()]),
+                dns_options: (!task.networks.is_empty()).then(|| vec!["ndots:0".into()]),
                 memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
                 nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
                 ..Default::default()

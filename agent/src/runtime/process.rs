@@ -132,6 +132,13 @@ impl Runtime for ProcessRuntime {
             ip(&["netns", "add", &ns])?;
         }
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        // `ip netns exec` mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf.
+        if !task.networks.is_empty() {
+            let etc = Path::new("/etc/netns").join(&ns);
+            std::fs::create_dir_all(&etc).map_err(|e| failed("creating /etc/netns", e))?;
+            std::fs::write(etc.join("resolv.conf"), crate::dns::RESOLV_CONF)
+                .map_err(|e| failed("writing the task's resolv.conf", e))?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -250,6 +257,7 @@ impl Runtime for ProcessRuntime {
         if Path::new("/run/netns").join(&ns).exists() {
             ip(&["netns", "del", &ns])?;
         }
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         let _ = std::fs::remove_dir_all(self.task_dir(id));
         Ok(())
     }

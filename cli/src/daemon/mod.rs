@@ -50,6 +50,11 @@ pub struct DaemonArgs {
     /// networks'), so several nodes can share one machine (the lab)
     #[arg(long, default_value = "shoal")]
     pub netns_prefix: String,
+    /// Resolver that tasks' DNS queries for non-cluster names go to (repeatable, tried in
+    /// order); default: the nameservers of /etc/resolv.conf; `none`: answer cluster names
+    /// only
+    #[arg(long = "dns-upstream")]
+    pub dns_upstream: Vec<String>,
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

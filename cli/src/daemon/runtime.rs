@@ -154,6 +154,25 @@ impl Runtime {
     }
 }
 
+/// The resolvers tasks' other queries go to, as `--dns-upstream` says.
+fn dns_upstreams(flags: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    if flags.is_empty() {
+        let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        return Ok(shoal_agent::dns::upstreams_from(&conf));
+    }
+    flags
+        .iter()
+        .filter(|f| f.as_str() != "none")
+        .map(|f| {
+            f.parse::<std::net::SocketAddr>()
+                .or_else(|_| f.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .with_context(|| {
+                    format!("--dns-upstream {f:?}: give an IP address, IP:PORT, or none")
+                })
+        })
+        .collect()
+}
+
 /// Gossip on the node's address and the overlay driver fed by it.
 async fn data_plane(
     daemon: &Arc<Daemon>,
@@ -172,6 +191,7 @@ async fn data_plane(
             node_id: state.node_id.clone(),
             netns_prefix: daemon.args.netns_prefix.clone(),
             vtep: ip,
+            dns_upstreams: dns_upstreams(&daemon.args.dns_upstream)?,
         },
         gossip.clone(),
     )

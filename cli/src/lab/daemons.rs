@@ -39,6 +39,9 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             &node.runtime,
             "--netns-prefix",
             &node.netns,
+            // The lab has no uplink: tasks resolve cluster names only.
+            "--dns-upstream",
+            "none",
         ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

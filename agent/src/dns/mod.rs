@@ -1,0 +1,263 @@
+//! Service discovery: a resolver at 127.0.0.11:53 (UDP and TCP) inside every task's
+//! network namespace, served by the agent with hickory-server. Cluster names come from
+//! the gossip endpoint tables, limited to the asking task's networks (names.rs); anything
+//! else goes to the node's upstream resolvers, in order, each with a timeout.
+
+pub mod names;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use crate::gossip::Gossip;
+use names::{Lookup, QueryType};
+
+pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+/// What a task's /etc/resolv.conf says.
+pub const RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Seconds clients may cache a cluster answer: short, so nobody keeps a dead task
+/// (`SHOAL_DNS_TTL` overrides).
+fn ttl() -> u32 {
+    std::env::var("SHOAL_DNS_TTL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+/// The node's resolvers, from its resolv.conf.
+pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .filter(|ip| *ip != std::net::IpAddr::V4(RESOLVER))
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// The resolvers of every task on this node.
+pub struct Dns {
+    gossip: Gossip,
+    upstreams: Vec<SocketAddr>,
+    servers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl Dns {
+    pub fn new(gossip: Gossip, upstreams: Vec<SocketAddr>) -> Arc<Dns> {
+        Arc::new(Dns {
+            gossip,
+            upstreams,
+            servers: Mutex::default(),
+        })
+    }
+
+    /// Serves the resolver inside `netns` for a task on `networks` (again after an agent
+    /// restart: the old sockets went with the old process).
+    pub async fn serve(
+        &self,
+        task_id: &str,
+        netns: &Path,
+        networks: HashSet<String>,
+    ) -> Result<(), String> {
+        self.stop(task_id);
+        let file =
+            std::fs::File::open(netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
+        let bind = SocketAddr::from((RESOLVER, 53));
+        let (udp, tcp) = std::thread::spawn(move || {
+            // SAFETY: setns on this thread only; it ends right after binding.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let udp = std::net::UdpSocket::bind(bind)?;
+            let tcp = std::net::TcpListener::bind(bind)?;
+            udp.set_nonblocking(true)?;
+            tcp.set_nonblocking(true)?;
+            Ok((udp, tcp))
+        })
+        .join()
+        .map_err(|_| "the DNS thread panicked".to_string())?
+        .map_err(|e| format!("binding the resolver at {bind}: {e}"))?;
+        let handler = Handler {
+            gossip: self.gossip.clone(),
+            networks,
+            upstreams: self.upstreams.clone(),
+            ttl: ttl(),
+        };
+        let mut server = Server::new(handler);
+        server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?);
+        server.register_listener(
+            tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?,
+            Duration::from_secs(5),
+            16 * 1024,
+        );
+        let task = tokio::spawn(async move {
+            let _ = server.block_until_done().await;
+        });
+        self.servers
+            .lock()
+            .expect("poisoned")
+            .insert(task_id.to_string(), task.abort_handle());
+        Ok(())
+    }
+
+    pub fn stop(&self, task_id: &str) {
+        if let Some(t) = self.servers.lock().expect("poisoned").remove(task_id) {
+            t.abort();
+        }
+    }
+}
+
+struct Handler {
+    gossip: Gossip,
+    networks: HashSet<String>,
+    upstreams: Vec<SocketAddr>,
+    ttl: u32,
+}
+
+impl Handler {
+    fn records(&self, name: &Name, lookup: &Lookup) -> Vec<Record> {
+        match lookup {
+            Lookup::Addresses(ips) => ips
+                .iter()
+                .map(|ip| Record::from_rdata(name.clone(), self.ttl, RData::A(A(*ip))))
+                .collect(),
+            Lookup::Names(targets) => targets
+                .iter()
+                .filter_map(|t| Name::from_ascii(t).ok())
+                .map(|t| Record::from_rdata(name.clone(), self.ttl, RData::PTR(PTR(t))))
+                .collect(),
+            Lookup::NoData | Lookup::Unknown => vec![],
+        }
+    }
+
+    /// Asks the upstreams in turn; the first answer wins.
+    async fn forward(&self, query: &[u8]) -> Option<Message> {
+        for upstream in &self.upstreams {
+            let bind: SocketAddr = if upstream.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            let asked = async {
+                let socket = tokio::net::UdpSocket::bind(bind).await.ok()?;
+                socket.send_to(query, upstream).await.ok()?;
+                let mut buf = vec![0u8; 4096];
+                let n = socket.recv(&mut buf).await.ok()?;
+                Message::from_vec(&buf[..n]).ok()
+            };
+            match tokio::time::timeout(UPSTREAM_TIMEOUT, asked).await {
+                Ok(Some(m)) => return Some(m),
+                _ => tracing::debug!(%upstream, "upstream resolver did not answer"),
+            }
+        }
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let Ok(info) = request.request_info() else {
+            let msg = builder.error_msg(&request.metadata, ResponseCode::FormErr);
+            return send(&mut response, msg, &request.metadata).await;
+        };
+        let name = info.query.name().to_string();
+        let qtype = match info.query.query_type() {
+            RecordType::A => QueryType::A,
+            RecordType::PTR => QueryType::Ptr,
+            _ => QueryType::Other,
+        };
+        let lookup = names::resolve(&self.gossip.endpoints(), &self.networks, &name, qtype);
+        if lookup == Lookup::Unknown {
+            let Some(answer) = self.forward(request.as_slice()).await else {
+                let msg = builder.error_msg(&request.metadata, ResponseCode::ServFail);
+                return send(&mut response, msg, &request.metadata).await;
+            };
+            let mut metadata = answer.metadata;
+            metadata.id = request.metadata.id;
+            let msg = builder.build(
+                metadata,
+                answer.answers.iter(),
+                answer.authorities.iter(),
+                std::iter::empty(),
+                answer.additionals.iter(),
+            );
+            return send(&mut response, msg, &request.metadata).await;
+        }
+        let queried = Name::from(info.query.name().clone());
+        let records = self.records(&queried, &lookup);
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        metadata.recursion_available = true;
+        let msg = builder.build(
+            metadata,
+            records.iter(),
+            std::iter::empty(),
+            std::iter::empty(),
+            std::iter::empty(),
+        );
+        send(&mut response, msg, &request.metadata).await
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    response: &mut R,
+    msg: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    request: &Metadata,
+) -> ResponseInfo {
+    match response.send_response(msg).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("sending a DNS answer: {e}");
+            let mut metadata = Metadata::response_from_request(request);
+            metadata.response_code = ResponseCode::ServFail;
+            hickory_proto::op::Header {
+                metadata,
+                counts: Default::default(),
+            }
+            .into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_come_from_resolv_conf_without_ourselves() {
+        let conf = "# comment\nnameserver 10.0.2.3\nnameserver 127.0.0.11\nsearch lab\nnameserver 192.0.2.53\n";
+        assert_eq!(
+            upstreams_from(conf),
+            vec![
+                "10.0.2.3:53".parse().unwrap(),
+                "192.0.2.53:53".parse().unwrap()
+            ]
+        );
+    }
+}
