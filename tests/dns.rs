@@ -167,3 +167,143 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
         eprintln!("tasks.web listed {n} tasks {took:?} after `service ps` did");
     }
 }
+
+/// A stand-in for the internet's resolvers: dnsmasq on the lab's host address, knowing
+/// one name and forwarding nothing.
+struct Upstream(std::process::Child);
+
+impl Upstream {
+    fn start(addr: &str) -> Upstream {
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &format!("--listen-address={addr}"),
+                "--port=53",
+                "--address=/outside.test/192.0.2.7",
+                "--pid-file=",
+            ])
+            .spawn()
+            .expect("dnsmasq (scripts/setup.sh installs dnsmasq-base)");
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
+    // The first upstream is a lab address nobody answers on; the second is dnsmasq.
+    let dead = "10.239.53.250";
+    let live = "10.239.53.1";
+    let lab = Lab::up_full(
+        "dns-up",
+        53,
+        1,
+        1,
+        "1s",
+        "process",
+        &[],
+        &["--dns-upstream", dead, "--dns-upstream", live],
+    );
+    let _upstream = Upstream::start(live);
+    lab.ok("manager1", &["network", "create", "app"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "probe",
+            "--network",
+            "app",
+            "shoal/demo-web",
+        ],
+    );
+    let probe = task_ips(&lab, "probe", 1);
+    let ns = lab.task_ns(&probe[0].1, &probe[0].0);
+    let start = std::time::Instant::now();
+    let answer = wait_for(Duration::from_secs(15), "the forwarded answer", || {
+        let a = dig(&ns, &["+time=5", "outside.test"]);
+        (!a.is_empty()).then_some(a)
+    })
+    .0;
+    assert_eq!(answer, BTreeSet::from(["192.0.2.7".to_string()]));
+    eprintln!(
+        "answered through the second upstream in {:?}",
+        start.elapsed()
+    );
+    // Cluster names are still answered locally, whatever the upstreams do.
+    assert_eq!(dig(&ns, &["probe"]), BTreeSet::from([probe[0].2.clone()]));
+}
+
+#[test]
+fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
+    let lab = Lab::up("dns-bad", 54, 1, 1, "1s");
+    lab.ok("manager1", &["network", "create", "app"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "probe",
+            "--network",
+            "app",
+            "shoal/demo-web",
+        ],
+    );
+    let probe = task_ips(&lab, "probe", 1);
+    let ns = lab.task_ns(&probe[0].1, &probe[0].0);
+    wait_for(Duration::from_secs(10), "the resolver", || {
+        (dig(&ns, &["probe"]).len() == 1).then_some(())
+    });
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    let replies = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut replies = Vec::new();
+        // Garbage, a truncated header, a header claiming questions it lacks, 64 KiB.
+        let header_only = [0x12, 0x34, 0x01, 0x00, 0x00, 0x05, 0, 0, 0, 0, 0, 0];
+        for q in [
+            &b"not dns at all"[..],
+            &[0x12, 0x34][..],
+            &header_only[..],
+            &vec![0xffu8; 65000][..],
+        ] {
+            s.send_to(q, "127.0.0.11:53").unwrap();
+            let mut buf = [0u8; 512];
+            replies.push(s.recv(&mut buf).ok().map(|n| buf[..n].to_vec()));
+        }
+        replies
+    })
+    .join()
+    .unwrap();
+    for r in replies.iter().flatten() {
+        // Any answer to garbage is an error: FORMERR (1) or SERVFAIL (2), never data.
+        let rcode = r.get(3).map(|b| b & 0x0f).unwrap_or(1);
+        assert!(
+            rcode == 1 || rcode == 2,
+            "answered garbage with rcode {rcode}: {r:?}"
+        );
+    }
+    assert_eq!(
+        dig(&ns, &["probe"]),
+        BTreeSet::from([probe[0].2.clone()]),
+        "the resolver still serves"
+    );
+}

@@ -75,6 +75,21 @@ impl Lab {
         runtime: &str,
         env: &[(&str, &str)],
     ) -> Lab {
+        Lab::up_full(name, net, nodes, managers, heartbeat, runtime, env, &[])
+    }
+
+    /// Like up_env, with more `lab up` flags.
+    #[allow(clippy::too_many_arguments)]
+    pub fn up_full(
+        name: &str,
+        net: u8,
+        nodes: u32,
+        managers: u32,
+        heartbeat: &str,
+        runtime: &str,
+        env: &[(&str, &str)],
+        flags: &[&str],
+    ) -> Lab {
         // A crashed earlier run may have left this lab behind.
         let _ = shoal(&["lab", "down", "--name", name]);
         let subnet = format!("10.239.{net}.0/24");
@@ -99,7 +114,10 @@ impl Lab {
                 heartbeat,
                 "--runtime",
                 runtime,
-            ],
+            ]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect::<Vec<_>>(),
         );
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
         lab

@@ -39,10 +39,16 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             &node.runtime,
             "--netns-prefix",
             &node.netns,
-            // The lab has no uplink: tasks resolve cluster names only.
-            "--dns-upstream",
-            "none",
         ])
+        // The lab has no uplink: unless told of a resolver, tasks resolve cluster names only.
+        .args(if node.dns_upstreams.is_empty() {
+            vec!["--dns-upstream".to_string(), "none".to_string()]
+        } else {
+            node.dns_upstreams
+                .iter()
+                .flat_map(|u| ["--dns-upstream".to_string(), u.clone()])
+                .collect()
+        })
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

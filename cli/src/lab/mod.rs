@@ -43,6 +43,10 @@ pub enum LabCommand {
         /// Where the nodes run tasks: docker (the host's dockerd) or process
         #[arg(long, default_value = "docker", value_parser = ["docker", "process"])]
         runtime: String,
+        /// A resolver (on a lab address) that tasks' non-cluster DNS names go to;
+        /// repeatable, tried in order. Default: none, the lab has no uplink
+        #[arg(long = "dns-upstream")]
+        dns_upstream: Vec<String>,
     },
     /// Remove a lab: daemons, namespaces, links and files
     Down {
@@ -87,6 +91,10 @@ pub struct LabNode {
     pub manager: bool,
     #[serde(default = "default_runtime")]
     pub runtime: String,
+    /// Resolvers the node's tasks forward other names to; none when empty (the lab has
+    /// no uplink).
+    #[serde(default)]
+    pub dns_upstreams: Vec<String>,
 }
 
 fn default_runtime() -> String {
@@ -206,6 +214,7 @@ impl Lab {
                     name: node_name,
                     manager,
                     runtime: runtime.to_string(),
+                    dns_upstreams: vec![],
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -229,6 +238,7 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
             subnet,
             dispatcher_heartbeat,
             runtime,
+            dns_upstream,
         } => {
             up(
                 &name,
@@ -237,6 +247,7 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
                 &subnet,
                 dispatcher_heartbeat,
                 &runtime,
+                dns_upstream,
             )
             .await
         }
@@ -270,10 +281,14 @@ async fn up(
     subnet: &str,
     heartbeat: Duration,
     runtime: &str,
+    dns_upstreams: Vec<String>,
 ) -> anyhow::Result<()> {
     validate_name(name)?;
     let subnet: Subnet = subnet.parse()?;
-    let lab = Lab::plan(name, nodes, managers, subnet, runtime)?;
+    let mut lab = Lab::plan(name, nodes, managers, subnet, runtime)?;
+    for node in &mut lab.nodes {
+        node.dns_upstreams = dns_upstreams.clone();
+    }
     if lab_dir(name).join("lab.json").exists() || net::netns_exists(&lab.fabric_ns) {
         bail!(
             "lab {name:?} already exists; remove it with `shoal lab down --name {name}` or pick another --name"
