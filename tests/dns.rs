@@ -173,7 +173,8 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
 struct Upstream(std::process::Child);
 
 impl Upstream {
-    fn start(addr: &str) -> Upstream {
+    /// Knows outside.test, says gone.test does not exist, logs every query to `log`.
+    fn start(addr: &str, log: &std::path::Path) -> Upstream {
         let child = Command::new("dnsmasq")
             .args([
                 "--keep-in-foreground",
@@ -184,6 +185,9 @@ impl Upstream {
                 &format!("--listen-address={addr}"),
                 "--port=53",
                 "--address=/outside.test/192.0.2.7",
+                "--address=/gone.test/",
+                "--log-queries",
+                &format!("--log-facility={}", log.display()),
                 "--pid-file=",
             ])
             .spawn()
@@ -214,7 +218,8 @@ fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
         &[],
         &["--dns-upstream", dead, "--dns-upstream", live],
     );
-    let _upstream = Upstream::start(live);
+    let log = lab.dir().join("dnsmasq.log");
+    let _upstream = Upstream::start(live, &log);
     lab.ok("manager1", &["network", "create", "app"]);
     lab.ok(
         "manager1",
@@ -241,6 +246,26 @@ fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
         "answered through the second upstream in {:?}",
         start.elapsed()
     );
+    // The upstream that answered is asked first from now on: no more timeouts.
+    let again = std::time::Instant::now();
+    assert_eq!(dig(&ns, &["outside.test"]), answer);
+    assert!(
+        again.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        again.elapsed()
+    );
+
+    // A name that does not exist: NXDOMAIN, and asked upstream only once in a while.
+    for _ in 0..3 {
+        let out = dig_full(&ns, &["gone.test"]);
+        assert!(out.contains("status: NXDOMAIN"), "{out}");
+    }
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let asked = logged
+        .lines()
+        .filter(|l| l.contains("query[A] gone.test"))
+        .count();
+    assert_eq!(asked, 1, "the negative answer is cached:\n{logged}");
     // Cluster names are still answered locally, whatever the upstreams do.
     assert_eq!(dig(&ns, &["probe"]), BTreeSet::from([probe[0].2.clone()]));
 }

@@ -3,6 +3,7 @@
 //! the gossip endpoint tables, limited to the asking task's networks (names.rs); anything
 //! else goes to the node's upstream resolvers, in order, each with a timeout.
 
+mod forward;
 pub mod names;
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, Metadata, ResponseCode};
+use hickory_proto::op::{Metadata, ResponseCode};
 use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
@@ -21,12 +22,12 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::gossip::Gossip;
+use forward::Forwarder;
 use names::{Lookup, QueryType};
 
 pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 /// What a task's /etc/resolv.conf says.
 pub const RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Seconds clients may cache a cluster answer: short, so nobody keeps a dead task
 /// (`SHOAL_DNS_TTL` overrides).
@@ -51,7 +52,7 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
 /// The resolvers of every task on this node.
 pub struct Dns {
     gossip: Gossip,
-    upstreams: Vec<SocketAddr>,
+    forwarder: Arc<Forwarder>,
     servers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
@@ -59,7 +60,7 @@ impl Dns {
     pub fn new(gossip: Gossip, upstreams: Vec<SocketAddr>) -> Arc<Dns> {
         Arc::new(Dns {
             gossip,
-            upstreams,
+            forwarder: Arc::new(Forwarder::new(upstreams)),
             servers: Mutex::default(),
         })
     }
@@ -93,7 +94,7 @@ impl Dns {
         let handler = Handler {
             gossip: self.gossip.clone(),
             networks,
-            upstreams: self.upstreams.clone(),
+            forwarder: self.forwarder.clone(),
             ttl: ttl(),
         };
         let mut server = Server::new(handler);
@@ -123,7 +124,7 @@ impl Dns {
 struct Handler {
     gossip: Gossip,
     networks: HashSet<String>,
-    upstreams: Vec<SocketAddr>,
+    forwarder: Arc<Forwarder>,
     ttl: u32,
 }
 
@@ -141,29 +142,6 @@ impl Handler {
                 .collect(),
             Lookup::NoData | Lookup::Unknown => vec![],
         }
-    }
-
-    /// Asks the upstreams in turn; the first answer wins.
-    async fn forward(&self, query: &[u8]) -> Option<Message> {
-        for upstream in &self.upstreams {
-            let bind: SocketAddr = if upstream.is_ipv4() {
-                "0.0.0.0:0".parse().expect("literal")
-            } else {
-                "[::]:0".parse().expect("literal")
-            };
-            let asked = async {
-                let socket = tokio::net::UdpSocket::bind(bind).await.ok()?;
-                socket.send_to(query, upstream).await.ok()?;
-                let mut buf = vec![0u8; 4096];
-                let n = socket.recv(&mut buf).await.ok()?;
-                Message::from_vec(&buf[..n]).ok()
-            };
-            match tokio::time::timeout(UPSTREAM_TIMEOUT, asked).await {
-                Ok(Some(m)) => return Some(m),
-                _ => tracing::debug!(%upstream, "upstream resolver did not answer"),
-            }
-        }
-        None
     }
 }
 
@@ -187,7 +165,8 @@ impl RequestHandler for Handler {
         };
         let lookup = names::resolve(&self.gossip.endpoints(), &self.networks, &name, qtype);
         if lookup == Lookup::Unknown {
-            let Some(answer) = self.forward(request.as_slice()).await else {
+            let asked = (name.to_ascii_lowercase(), info.query.query_type());
+            let Some(answer) = self.forwarder.ask(request.as_slice(), asked).await else {
                 let msg = builder.error_msg(&request.metadata, ResponseCode::ServFail);
                 return send(&mut response, msg, &request.metadata).await;
             };
