@@ -332,3 +332,80 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
         "the resolver still serves"
     );
 }
+
+#[test]
+fn a_task_is_answered_only_once_healthy() {
+    let lab = Lab::up_with("dns-health", 55, 1, 1, "1s", "docker");
+    lab.ok("manager1", &["network", "create", "app"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "probe",
+            "--network",
+            "app",
+            "shoal/demo-web",
+        ],
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--network",
+            "app",
+            "--health-cmd",
+            "test -f /ready",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1000",
+            "shoal/demo-web",
+        ],
+    );
+    let container = |service: &str| {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{service}'s container"),
+            || {
+                let id = common::docker(&[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &format!("label=com.docker.swarm.service.name={service}"),
+                ]);
+                Some(id.trim().to_string()).filter(|id| !id.is_empty())
+            },
+        )
+        .0
+    };
+    let (probe, web) = (container("probe"), container("web"));
+    let web_ip = wait_for(Duration::from_secs(10), "web's overlay address", || {
+        let out = common::docker(&["exec", &web, "ip", "-4", "-o", "addr", "show"]);
+        out.split_whitespace()
+            .filter_map(|w| w.split('/').next())
+            .find(|ip| ip.starts_with("10.0."))
+            .map(str::to_string)
+    })
+    .0;
+    let lookup = || {
+        let out = Command::new("docker")
+            .args(["exec", &probe, "nslookup", "tasks.web"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&web_ip)
+    };
+    // Starting, not yet healthy: not answered.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!lookup(), "an unhealthy task was answered");
+    common::docker(&["exec", &web, "touch", "/ready"]);
+    let (_, took) = wait_for(Duration::from_secs(10), "web answered once healthy", || {
+        lookup().then_some(())
+    });
+    eprintln!("web was answered {took:?} after it could turn healthy");
+}

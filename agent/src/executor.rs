@@ -303,11 +303,19 @@ async fn control(
         }
         return;
     }
+    // Reachable by name and from other nodes once it runs, and is healthy where it has
+    // a healthcheck.
+    let health = runtime.health(&rid).await;
+    if let Some(o) = &overlay
+        && matches!(health.as_deref(), None | Some("healthy"))
+    {
+        o.set_serving(&id, true).await;
+    }
     let mut running = status(TaskState::Running, "started", "");
     running.container_id = rid.clone();
     reporter.report(&id, running);
     tokio::select! {
-        unhealthy = watch_health(&runtime, &rid, &id, &reporter) => {
+        unhealthy = watch_health(&runtime, &rid, &id, &reporter, overlay.as_deref()) => {
             // As in Swarm: an unhealthy task is stopped and counts as failed.
             let _ = runtime.stop(&rid, &c.stop_signal, grace).await;
             let mut st = status(TaskState::Failed, "started", &unhealthy);
@@ -376,6 +384,9 @@ async fn connect(
         reporter.report(&id, status(TaskState::Rejected, "connecting failed", &e));
         return;
     }
+    if let Some(o) = &overlay {
+        o.set_serving(&id, true).await;
+    }
     let mut running = status(TaskState::Running, "connected", "");
     running.container_id = container;
     reporter.report(&id, running);
@@ -405,17 +416,26 @@ async fn attach_networks(
     overlay.attach(task, &netns).await
 }
 
-/// Reports healthcheck changes while the task runs; returns once it turns unhealthy.
+/// Reports healthcheck changes while the task runs, publishing the task's endpoints only
+/// while it is healthy; returns once it turns unhealthy.
 async fn watch_health(
     runtime: &Arc<dyn Runtime>,
     rid: &str,
     task_id: &str,
     reporter: &Reporter,
+    overlay: Option<&Overlay>,
 ) -> String {
     let mut last: Option<String> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let health = runtime.health(rid).await;
+        if let Some(o) = overlay
+            && health != last
+            && health.is_some()
+        {
+            o.set_serving(task_id, health.as_deref() == Some("healthy"))
+                .await;
+        }
         if health.as_deref() == Some("unhealthy") {
             return "task: unhealthy container".into();
         }

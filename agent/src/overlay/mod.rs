@@ -139,7 +139,8 @@ impl Overlay {
         );
     }
 
-    /// Plumbs a started task into each of its networks and publishes its endpoints.
+    /// Plumbs a started task into each of its networks (see `set_serving` for when its
+    /// endpoints are published).
     pub async fn attach(&self, task: &Task, task_netns: &Path) -> std::result::Result<(), String> {
         let mut st = self.state.lock().await;
         let task_nl = Netlink::in_netns(task_netns)
@@ -233,11 +234,21 @@ impl Overlay {
             let networks = legs.iter().map(|l| l.network_id.clone()).collect();
             self.dns.serve(&task.id, task_netns, networks).await?;
         }
-        for leg in &legs {
-            self.gossip.publish(leg.endpoint.clone());
-        }
         st.attached.insert(task.id.clone(), legs);
         Ok(())
+    }
+
+    /// Publishes a task's endpoints (it runs, and is healthy where it has a healthcheck)
+    /// or withdraws them; DNS and the other nodes follow.
+    pub async fn set_serving(&self, task_id: &str, serving: bool) {
+        let st = self.state.lock().await;
+        for leg in st.attached.get(task_id).into_iter().flatten() {
+            if serving {
+                self.gossip.publish(leg.endpoint.clone());
+            } else {
+                self.gossip.withdraw(&leg.endpoint.key());
+            }
+        }
     }
 
     async fn plumb_gateway(
