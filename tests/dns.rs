@@ -108,6 +108,12 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
         BTreeSet::from([format!("{task_name}.")])
     );
 
+    // And by the hostname it sees (a process task's is its short ID).
+    assert_eq!(
+        dig(&ns, &[&web[1].0[..12]]),
+        BTreeSet::from([web[1].2.clone()])
+    );
+
     // A known name asked for AAAA: authoritative, no error, no answer.
     let aaaa = dig_full(&ns, &["web", "AAAA"]);
     assert!(aaaa.contains("status: NOERROR"), "{aaaa}");

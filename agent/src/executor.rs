@@ -378,7 +378,7 @@ async fn connect(
             .as_ref()
             .ok_or("the node's network driver is not running")?;
         let netns = container_netns(&runtime, &container).await?;
-        overlay.attach(&task, &netns).await
+        overlay.attach(&task, &netns, &container).await
     };
     if let Err(e) = connected.await {
         reporter.report(&id, status(TaskState::Rejected, "connecting failed", &e));
@@ -413,7 +413,9 @@ async fn attach_networks(
         }
     };
     let netns = runtime.sandbox(rid).await.map_err(|e| e.to_string())?;
-    overlay.attach(task, &netns).await
+    overlay
+        .attach(task, &netns, &runtime.hostname(task, rid))
+        .await
 }
 
 /// Reports healthcheck changes while the task runs, publishing the task's endpoints only

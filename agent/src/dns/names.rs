@@ -77,7 +77,7 @@ pub fn resolve(
         } else {
             visible
                 .iter()
-                .filter(|e| same(&e.task_name))
+                .filter(|e| same(&e.task_name) || same(&e.hostname))
                 .map(|e| e.ip)
                 .collect()
         }
@@ -140,6 +140,7 @@ mod tests {
             resolve(&t, &net, "web.1.t1", QueryType::A),
             a(&[[10, 0, 1, 2]])
         );
+        assert_eq!(resolve(&t, &net, "t1", QueryType::A), a(&[[10, 0, 1, 2]]));
         assert_eq!(resolve(&t, &net, "db", QueryType::A), Lookup::Unknown);
         assert_eq!(
             resolve(&t, &net, "example.com", QueryType::A),

@@ -24,6 +24,8 @@ pub struct Endpoint {
     pub service_id: String,
     pub service_name: String,
     pub task_name: String,
+    /// The hostname the task sees.
+    pub hostname: String,
     pub vip: String,
     pub aliases: Vec<String>,
 }
@@ -142,6 +144,7 @@ pub(crate) fn endpoint(task: &str, node: &str, ip: [u8; 4]) -> Endpoint {
         service_id: "svc".into(),
         service_name: "web".into(),
         task_name: format!("web.1.{task}"),
+        hostname: task.to_string(),
         vip: String::new(),
         aliases: vec![],
     }

@@ -141,7 +141,12 @@ impl Overlay {
 
     /// Plumbs a started task into each of its networks (see `set_serving` for when its
     /// endpoints are published).
-    pub async fn attach(&self, task: &Task, task_netns: &Path) -> std::result::Result<(), String> {
+    pub async fn attach(
+        &self,
+        task: &Task,
+        task_netns: &Path,
+        hostname: &str,
+    ) -> std::result::Result<(), String> {
         let mut st = self.state.lock().await;
         let task_nl = Netlink::in_netns(task_netns)
             .await
@@ -198,6 +203,7 @@ impl Overlay {
                         Some(c) => c.to_string(),
                         None => crate::runtime::task_name(task),
                     },
+                    hostname: hostname.to_string(),
                     vip: String::new(),
                     aliases,
                 },

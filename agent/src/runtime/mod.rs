@@ -44,6 +44,16 @@ pub trait Runtime: Send + Sync {
     async fn existing(&self) -> Result<Vec<Existing>, RuntimeError>;
     /// The workload's output so far (stdout and stderr).
     async fn logs(&self, id: &str) -> Result<String, RuntimeError>;
+    /// The hostname the workload sees: the spec's, or the short workload ID (as Docker
+    /// gives a container).
+    fn hostname(&self, task: &Task, id: &str) -> String {
+        let c = container_spec(task);
+        if c.hostname.is_empty() {
+            id[..id.len().min(12)].to_string()
+        } else {
+            c.hostname
+        }
+    }
     /// The path of the workload's network namespace, for the network driver.
     async fn sandbox(&self, id: &str) -> Result<std::path::PathBuf, RuntimeError>;
     /// Its healthcheck state (starting, healthy, unhealthy), where it has a healthcheck.

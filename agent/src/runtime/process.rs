@@ -144,11 +144,7 @@ impl Runtime for ProcessRuntime {
             .append(true)
             .open(dir.join("output.log"))
             .map_err(|e| failed("opening the log", e))?;
-        let hostname = if c.hostname.is_empty() {
-            id[..id.len().min(12)].to_string()
-        } else {
-            c.hostname.clone()
-        };
+        let hostname = self.hostname(task, &id);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns])
             .args(&argv)
