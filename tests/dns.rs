@@ -62,6 +62,25 @@ fn task_ips(lab: &Lab, service: &str, n: usize) -> Vec<(String, String, String)>
         .collect()
 }
 
+/// Network `app` and a one-task service `probe` on it: the task's namespace and address.
+fn probe(lab: &Lab) -> (String, String) {
+    lab.ok("manager1", &["network", "create", "app"]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "probe",
+            "--network",
+            "app",
+            "shoal/demo-web",
+        ],
+    );
+    let (id, node, ip) = task_ips(lab, "probe", 1).remove(0);
+    (lab.task_ns(&node, &id), ip)
+}
+
 #[test]
 fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
     let lab = Lab::up("dns-names", 51, 2, 1, "1s");
@@ -133,7 +152,7 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
 #[test]
 fn tasks_of_a_service_follow_scaling_within_a_second() {
     let lab = Lab::up("dns-scale", 52, 2, 1, "1s");
-    lab.ok("manager1", &["network", "create", "app"]);
+    let (ns, _) = probe(&lab);
     lab.ok(
         "manager1",
         &[
@@ -148,20 +167,6 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
             "shoal/demo-web",
         ],
     );
-    lab.ok(
-        "manager1",
-        &[
-            "service",
-            "create",
-            "--name",
-            "probe",
-            "--network",
-            "app",
-            "shoal/demo-web",
-        ],
-    );
-    let probe = task_ips(&lab, "probe", 1);
-    let ns = lab.task_ns(&probe[0].1, &probe[0].0);
     for n in [3usize, 5, 1] {
         lab.ok("manager1", &["service", "scale", &format!("web={n}")]);
         let want: BTreeSet<String> = task_ips(&lab, "web", n).into_iter().map(|t| t.2).collect();
@@ -226,21 +231,7 @@ fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
     );
     let log = lab.dir().join("dnsmasq.log");
     let _upstream = Upstream::start(live, &log);
-    lab.ok("manager1", &["network", "create", "app"]);
-    lab.ok(
-        "manager1",
-        &[
-            "service",
-            "create",
-            "--name",
-            "probe",
-            "--network",
-            "app",
-            "shoal/demo-web",
-        ],
-    );
-    let probe = task_ips(&lab, "probe", 1);
-    let ns = lab.task_ns(&probe[0].1, &probe[0].0);
+    let (ns, probe_ip) = probe(&lab);
     let start = std::time::Instant::now();
     let answer = wait_for(Duration::from_secs(15), "the forwarded answer", || {
         let a = dig(&ns, &["+time=5", "outside.test"]);
@@ -273,27 +264,13 @@ fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
         .count();
     assert_eq!(asked, 1, "the negative answer is cached:\n{logged}");
     // Cluster names are still answered locally, whatever the upstreams do.
-    assert_eq!(dig(&ns, &["probe"]), BTreeSet::from([probe[0].2.clone()]));
+    assert_eq!(dig(&ns, &["probe"]), BTreeSet::from([probe_ip.clone()]));
 }
 
 #[test]
 fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
     let lab = Lab::up("dns-bad", 54, 1, 1, "1s");
-    lab.ok("manager1", &["network", "create", "app"]);
-    lab.ok(
-        "manager1",
-        &[
-            "service",
-            "create",
-            "--name",
-            "probe",
-            "--network",
-            "app",
-            "shoal/demo-web",
-        ],
-    );
-    let probe = task_ips(&lab, "probe", 1);
-    let ns = lab.task_ns(&probe[0].1, &probe[0].0);
+    let (ns, probe_ip) = probe(&lab);
     wait_for(Duration::from_secs(10), "the resolver", || {
         (dig(&ns, &["probe"]).len() == 1).then_some(())
     });
@@ -334,7 +311,7 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
     }
     assert_eq!(
         dig(&ns, &["probe"]),
-        BTreeSet::from([probe[0].2.clone()]),
+        BTreeSet::from([probe_ip.clone()]),
         "the resolver still serves"
     );
 }
