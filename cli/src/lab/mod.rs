@@ -433,31 +433,61 @@ async fn down(name: &str) -> anyhow::Result<()> {
             daemons::remove_workloads(node).await;
         }
     }
-    // Sweep by name too, so a lab whose description was lost is still removed.
+    // Sweep by name too, so a lab whose description was lost is still removed. Every
+    // step is tried even when one fails, so one stuck piece leaves no others behind.
+    let mut failures: Vec<String> = Vec::new();
     for ns in net::netns_with_prefix(&format!("shoal-{name}-")) {
         for pid in net::netns_pids(&ns) {
             daemons::kill_and_wait(pid, Duration::from_secs(5));
         }
-        net::ip(&["netns", "del", &ns])?;
-        removed += 1;
+        match net::ip(&["netns", "del", &ns]) {
+            Ok(()) => removed += 1,
+            // Gone meanwhile (a daemon removing its own): nothing left to do.
+            Err(_) if !net::netns_exists(&ns) => removed += 1,
+            Err(e) => failures.push(format!("{e:#}")),
+        }
     }
     let host_if = format!("shl-{name}");
     if std::path::Path::new("/sys/class/net")
         .join(&host_if)
         .exists()
+        && let Err(e) = net::ip(&["link", "del", &host_if])
     {
-        net::ip(&["link", "del", &host_if])?;
+        failures.push(format!("{e:#}"));
     }
     let dir = lab_dir(name);
     let existed = dir.exists();
-    if existed {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    if existed && let Err(e) = remove_dir_patiently(&dir) {
+        failures.push(format!("removing {}: {e}", dir.display()));
+    }
+    if !failures.is_empty() {
+        bail!(
+            "lab {name} was not removed entirely: {}",
+            failures.join("; ")
+        );
     }
     if removed == 0 && !existed {
         bail!("no lab named {name:?}; see `shoal lab status`");
     }
     println!("Lab {name} removed.");
     Ok(())
+}
+
+/// remove_dir_all, retried briefly: a process that just exited may still have had a file
+/// being written into the tree.
+fn remove_dir_patiently(dir: &Path) -> std::io::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempt >= 10 => return Err(e),
+            Err(_) => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
 }
 
 async fn status(name: Option<&str>) -> anyhow::Result<()> {
