@@ -163,7 +163,12 @@ impl RequestHandler for Handler {
             RecordType::PTR => QueryType::Ptr,
             _ => QueryType::Other,
         };
-        let lookup = names::resolve(&self.gossip.endpoints(), &self.networks, &name, qtype);
+        let lookup = names::resolve(
+            &self.gossip.endpoints_shared(),
+            &self.networks,
+            &name,
+            qtype,
+        );
         if lookup == Lookup::Unknown {
             let asked = (name.to_ascii_lowercase(), info.query.query_type());
             let Some(answer) = self.forwarder.ask(request.as_slice(), asked).await else {

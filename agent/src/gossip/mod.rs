@@ -101,6 +101,8 @@ struct Inner {
     started: Instant,
     input: mpsc::UnboundedSender<Input>,
     loops: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The live endpoints as of a `changed` version.
+    view: Mutex<Option<(u64, Arc<Vec<Endpoint>>)>>,
 }
 
 /// The node's gossip agent. Cheap to clone.
@@ -164,6 +166,7 @@ impl Gossip {
             started: Instant::now(),
             input,
             loops: Mutex::default(),
+            view: Mutex::default(),
         });
         let g = Gossip { inner };
         let me = g.clone();
@@ -284,6 +287,7 @@ impl Gossip {
             .lock()
             .expect("poisoned")
             .retain(|r| r.endpoint.node_id == me || scopes.contains_key(&r.endpoint.network_id));
+        self.notify();
         for p in gained {
             if let Some(m) = self.member_for(&p) {
                 tokio::spawn(self.clone().push_pull(m));
@@ -329,6 +333,20 @@ impl Gossip {
             .lock()
             .expect("poisoned")
             .live(|n| n == me || alive.contains_key(n))
+    }
+
+    /// `endpoints()`, computed once per change: what the resolvers read on every query.
+    pub fn endpoints_shared(&self) -> Arc<Vec<Endpoint>> {
+        let version = *self.inner.changed.borrow();
+        let mut cached = self.inner.view.lock().expect("poisoned");
+        match &*cached {
+            Some((v, list)) if *v == version => list.clone(),
+            _ => {
+                let list = Arc::new(self.endpoints());
+                *cached = Some((version, list.clone()));
+                list
+            }
+        }
     }
 
     /// Changes whenever the live endpoints may have changed.
@@ -464,11 +482,15 @@ impl Gossip {
             }
             None => {
                 // Keep it until the grace ends: the executor may still adopt its task.
-                self.inner
+                if self
+                    .inner
                     .table
                     .lock()
                     .expect("poisoned")
-                    .merge(theirs, Instant::now());
+                    .merge(theirs, Instant::now())
+                {
+                    self.notify();
+                }
             }
         }
     }
