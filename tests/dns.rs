@@ -33,6 +33,14 @@ fn dig_full(ns: &str, args: &[&str]) -> String {
     text(&out)
 }
 
+/// The TTL of the first answer to `name`.
+fn answer_ttl(ns: &str, name: &str) -> u32 {
+    let out = dig_full(ns, &["+noall", "+answer", name]);
+    out.lines()
+        .find_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no answer with a TTL:\n{out}"))
+}
+
 fn task_ip(ns: &str) -> String {
     let out = Command::new("ip")
         .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
@@ -115,6 +123,7 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
         || (dig(&ns, &["web"]) == ips).then_some(()),
     );
     assert_eq!(dig(&ns, &["tasks.web"]), ips);
+    assert_eq!(answer_ttl(&ns, "web"), 5, "the default TTL");
     assert_eq!(dig(&ns, &["TASKS.WEB."]), ips, "names are case-insensitive");
 
     // A task by its name, and back.
@@ -151,7 +160,15 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
 
 #[test]
 fn tasks_of_a_service_follow_scaling_within_a_second() {
-    let lab = Lab::up("dns-scale", 52, 2, 1, "1s");
+    let lab = Lab::up_env(
+        "dns-scale",
+        52,
+        2,
+        1,
+        "1s",
+        "process",
+        &[("SHOAL_DNS_TTL", "1")],
+    );
     let (ns, _) = probe(&lab);
     lab.ok(
         "manager1",
@@ -167,6 +184,7 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
             "shoal/demo-web",
         ],
     );
+    assert_eq!(answer_ttl(&ns, "tasks.web"), 1, "--dns-ttl");
     for n in [3usize, 5, 1] {
         lab.ok("manager1", &["service", "scale", &format!("web={n}")]);
         let want: BTreeSet<String> = task_ips(&lab, "web", n).into_iter().map(|t| t.2).collect();

@@ -29,15 +29,6 @@ pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 /// What a task's /etc/resolv.conf says.
 pub const RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
 
-/// Seconds clients may cache a cluster answer: short, so nobody keeps a dead task
-/// (`SHOAL_DNS_TTL` overrides).
-fn ttl() -> u32 {
-    std::env::var("SHOAL_DNS_TTL")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
-}
-
 /// The node's resolvers, from its resolv.conf.
 pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
     resolv_conf
@@ -53,13 +44,16 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
 pub struct Dns {
     gossip: Gossip,
     forwarder: Arc<Forwarder>,
+    /// Seconds clients may cache a cluster answer.
+    ttl: u32,
     servers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Dns {
-    pub fn new(gossip: Gossip, upstreams: Vec<SocketAddr>) -> Arc<Dns> {
+    pub fn new(gossip: Gossip, upstreams: Vec<SocketAddr>, ttl: u32) -> Arc<Dns> {
         Arc::new(Dns {
             gossip,
+            ttl,
             forwarder: Arc::new(Forwarder::new(upstreams)),
             servers: Mutex::default(),
         })
@@ -95,7 +89,7 @@ impl Dns {
             gossip: self.gossip.clone(),
             networks,
             forwarder: self.forwarder.clone(),
-            ttl: ttl(),
+            ttl: self.ttl,
         };
         let mut server = Server::new(handler);
         server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?);

@@ -40,6 +40,8 @@ pub struct OverlayConfig {
     pub vtep: Ipv4Addr,
     /// Where tasks' DNS queries for non-cluster names go.
     pub dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Seconds clients may cache a cluster name's answer.
+    pub dns_ttl: u32,
 }
 
 /// One task's leg on one network.
@@ -80,7 +82,7 @@ impl Overlay {
         let node = Netlink::here()?;
         let uplink_mtu = uplink_mtu(&node, cfg.vtep).await.unwrap_or(1500);
         let overlay = Arc::new(Overlay {
-            dns: Dns::new(gossip.clone(), cfg.dns_upstreams.clone()),
+            dns: Dns::new(gossip.clone(), cfg.dns_upstreams.clone(), cfg.dns_ttl),
             cfg,
             gossip,
             node,

@@ -55,6 +55,10 @@ pub struct DaemonArgs {
     /// only
     #[arg(long = "dns-upstream")]
     pub dns_upstream: Vec<String>,
+    /// Seconds tasks may cache an answer about a cluster name: short, so nobody keeps
+    /// asking a task that is gone
+    #[arg(long, env = "SHOAL_DNS_TTL", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub dns_ttl: u32,
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -192,6 +192,7 @@ async fn data_plane(
             netns_prefix: daemon.args.netns_prefix.clone(),
             vtep: ip,
             dns_upstreams: dns_upstreams(&daemon.args.dns_upstream)?,
+            dns_ttl: daemon.args.dns_ttl,
         },
         gossip.clone(),
     )
