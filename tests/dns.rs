@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, text, wait_for};
+use common::{Lab, addr_of, text, wait_for};
 
 /// `dig +short ARGS` from inside a namespace: the answer lines.
 fn dig(ns: &str, args: &[&str]) -> BTreeSet<String> {
@@ -41,20 +41,6 @@ fn answer_ttl(ns: &str, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("no answer with a TTL:\n{out}"))
 }
 
-fn task_ip(ns: &str) -> String {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|c| c.split('/').next())
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// (task ID, node, overlay IP) of the running tasks of `service`.
 fn task_ips(lab: &Lab, service: &str, n: usize) -> Vec<(String, String, String)> {
     lab.wait_running(service, n)
@@ -62,7 +48,7 @@ fn task_ips(lab: &Lab, service: &str, n: usize) -> Vec<(String, String, String)>
         .map(|(id, node)| {
             let ns = lab.task_ns(&node, &id);
             let ip = wait_for(Duration::from_secs(10), "a task address", || {
-                Some(task_ip(&ns)).filter(|ip| !ip.is_empty())
+                addr_of(&ns, "eth0").map(|ip| ip.to_string())
             })
             .0;
             (id, node, ip)

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Lab, text, wait_for};
+use common::{Lab, addr_of, text, wait_for};
 
 /// Runs a command inside a network namespace.
 fn in_ns(ns: &str, args: &[&str]) -> Output {
@@ -77,22 +77,6 @@ impl Lab {
         );
         self.wait_running(name, replicas)
     }
-}
-
-/// The IPv4 address (without prefix) of `ifname` in namespace `ns`.
-fn addr_of(ns: &str, ifname: &str) -> Option<Ipv4Addr> {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-4", "-o", "addr", "show", "dev", ifname])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn link_detail(ns: &str, ifname: &str) -> String {

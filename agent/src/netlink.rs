@@ -14,7 +14,7 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 pub type Mac = [u8; 6];
 
@@ -168,6 +168,39 @@ impl Netlink {
             .build();
         self.set_link(msg, &format!("moving link {index} as {name}"))
             .await
+    }
+
+    /// A fresh veth pair: `host` here, the other end in `task` (open at `task_path`)
+    /// named `ifname`, both still down. Whatever a crash left of an earlier pair is
+    /// removed first. Returns the task end's index.
+    pub async fn veth_into(
+        &self,
+        host: &str,
+        task: &Netlink,
+        task_path: &Path,
+        ifname: &str,
+        mtu: u32,
+    ) -> Result<u32> {
+        // The peer's name here before it moves: unique, since `host` is.
+        let staging = format!("t{}", &host[..host.len().min(14)]);
+        if let Some(l) = task.link(ifname).await? {
+            task.del_link(l.header.index).await?;
+        }
+        for name in [host, staging.as_str()] {
+            if let Some(l) = self.link(name).await? {
+                self.del_link(l.header.index).await?;
+            }
+        }
+        self.add_link(
+            LinkVeth::new(host, &staging).mtu(mtu).build(),
+            &format!("veth {host}"),
+        )
+        .await?;
+        let peer = self.index(&staging).await?;
+        let file = std::fs::File::open(task_path)
+            .map_err(|e| NetlinkError::Io(format!("opening {}: {e}", task_path.display())))?;
+        self.move_link(peer, &file, ifname).await?;
+        task.index(ifname).await
     }
 
     /// Brings a link up, with its MTU, MAC and bridge (when given).

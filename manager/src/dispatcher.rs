@@ -124,14 +124,18 @@ fn gossip_peers(m: &Manager, node_id: &str) -> Vec<GossipPeer> {
     m.store.view(|s| {
         s.nodes()
             .filter(|n| n.id != node_id)
-            .filter_map(|n| {
-                let st = n.status.as_ref()?;
-                (st.state() == NodeState::Ready && !st.addr.is_empty()).then(|| GossipPeer {
-                    node_id: n.id.clone(),
-                    addr: st.addr.clone(),
-                })
-            })
+            .filter(|n| n.status.as_ref().map(|st| st.state()) == Some(NodeState::Ready))
+            .filter_map(gossip_peer)
             .collect()
+    })
+}
+
+/// A node as gossip reaches it: by the address it reported.
+fn gossip_peer(n: &shoal_proto::Node) -> Option<GossipPeer> {
+    let addr = n.status.as_ref()?.addr.clone();
+    (!addr.is_empty()).then(|| GossipPeer {
+        node_id: n.id.clone(),
+        addr,
     })
 }
 
@@ -219,13 +223,7 @@ fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
         network_id: network_id.to_string(),
         nodes: ids
             .into_iter()
-            .filter_map(|id| {
-                let addr = s.node(id)?.status.as_ref()?.addr.clone();
-                (!addr.is_empty()).then(|| GossipPeer {
-                    node_id: id.to_string(),
-                    addr,
-                })
-            })
+            .filter_map(|id| gossip_peer(s.node(id)?))
             .collect(),
     }
 }

@@ -369,3 +369,19 @@ pub fn docker(args: &[&str]) -> String {
     assert!(out.status.success(), "docker {args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The IPv4 address (without prefix) of `ifname` in namespace `ns`.
+pub fn addr_of(ns: &str, ifname: &str) -> Option<std::net::Ipv4Addr> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-4", "-o", "addr", "show", "dev", ifname])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}

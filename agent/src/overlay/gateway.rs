@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use rtnetlink::{LinkBridge, LinkVeth};
+use rtnetlink::LinkBridge;
 
 use crate::netlink::{Netlink, NetlinkError, link_controller};
 
@@ -135,8 +135,8 @@ pub async fn plumb(
     bridge: u32,
     leg: &GatewayLeg,
     used: &HashSet<Ipv4Addr>,
+    task_nl: &Netlink,
 ) -> Result<Ipv4Addr> {
-    let task_nl = Netlink::in_netns(&leg.task_netns).await?;
     let existing = match task_nl.link(&leg.ifname).await? {
         Some(l) => task_nl
             .ipv4_addrs(l.header.index)
@@ -151,31 +151,14 @@ pub async fn plumb(
         node.up(host, Some(MTU), None, Some(bridge)).await?;
         return Ok(ip);
     }
-    if let Some(l) = task_nl.link(&leg.ifname).await? {
-        task_nl.del_link(l.header.index).await?;
-    }
-    if let Some(l) = node.link(&leg.host_veth).await? {
-        node.del_link(l.header.index).await?;
-    }
     let ip = leg
         .ip
         .filter(|ip| !used.contains(ip))
         .or_else(|| free_address(used))
         .ok_or_else(|| NetlinkError::Io("the gateway bridge has no free address".into()))?;
-    let peer = format!("gp{}", &leg.host_veth[2..]);
-    if let Some(l) = node.link(&peer).await? {
-        node.del_link(l.header.index).await?;
-    }
-    node.add_link(
-        LinkVeth::new(&leg.host_veth, &peer).mtu(MTU).build(),
-        "the gateway veth",
-    )
-    .await?;
-    let peer_index = node.index(&peer).await?;
-    let file = std::fs::File::open(&leg.task_netns)
-        .map_err(|e| NetlinkError::Io(format!("opening {}: {e}", leg.task_netns.display())))?;
-    node.move_link(peer_index, &file, &leg.ifname).await?;
-    let inside = task_nl.index(&leg.ifname).await?;
+    let inside = node
+        .veth_into(&leg.host_veth, task_nl, &leg.task_netns, &leg.ifname, MTU)
+        .await?;
     task_nl.up(inside, Some(MTU), None, None).await?;
     task_nl.ensure_addr(inside, ip, PREFIX).await?;
     task_nl.default_route(GATEWAY).await?;

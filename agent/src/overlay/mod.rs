@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtnetlink::LinkVeth;
 use shoal_proto::{AssignmentSet, Network, Task, TaskState};
 use tokio::sync::Mutex;
 
@@ -212,7 +211,7 @@ impl Overlay {
             });
         }
         for leg in &legs {
-            self.plumb(&mut st, leg)
+            self.plumb(&mut st, leg, &task_nl)
                 .await
                 .map_err(|e| format!("attaching to network {}: {e}", leg.network_id))?;
         }
@@ -233,7 +232,7 @@ impl Overlay {
                 ip: None,
             };
             let gw = self
-                .plumb_gateway(&mut st, &task.id, gw)
+                .plumb_gateway(&mut st, &task.id, gw, &task_nl)
                 .await
                 .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
             st.gateway.insert(task.id.clone(), gw);
@@ -264,6 +263,7 @@ impl Overlay {
         st: &mut State,
         task_id: &str,
         mut leg: GatewayLeg,
+        task_nl: &Netlink,
     ) -> Result<GatewayLeg> {
         let bridge = gateway::ensure_bridge(&self.node).await?;
         let used: HashSet<Ipv4Addr> = st
@@ -272,7 +272,7 @@ impl Overlay {
             .filter(|(id, _)| id.as_str() != task_id)
             .filter_map(|(_, l)| l.ip)
             .collect();
-        leg.ip = Some(gateway::plumb(&self.node, bridge, &leg, &used).await?);
+        leg.ip = Some(gateway::plumb(&self.node, bridge, &leg, &used, task_nl).await?);
         Ok(leg)
     }
 
@@ -330,54 +330,32 @@ impl Overlay {
 
     /// Makes one leg exist: the veth pair, the task's end named ethN with its address and
     /// MAC, the sandbox's end on the bridge. What already exists is kept.
-    async fn plumb(&self, st: &mut State, leg: &Attachment) -> Result<()> {
+    async fn plumb(&self, st: &mut State, leg: &Attachment, task_nl: &Netlink) -> Result<()> {
         let sb = self.sandbox(st, &leg.network_id).await?;
         let mtu = sb.plan.mtu;
-        let task_nl = Netlink::in_netns(&leg.task_netns).await?;
-        let ip = leg.endpoint.ip;
-        let inside = task_nl.link(&leg.ifname).await?;
-        let host = sb.nl.link(&leg.host_veth).await?;
-        // Both ends there: keep them (and the task's connections), restoring what drifted.
-        let complete = matches!((&inside, &host), (Some(_), Some(_)));
-        if let Some(l) = inside.as_ref().filter(|_| complete) {
-            task_nl
-                .up(l.header.index, Some(mtu), Some(leg.endpoint.mac), None)
-                .await?;
-            task_nl
-                .ensure_addr(l.header.index, ip, leg.endpoint.prefix)
-                .await?;
-        }
-        if !complete {
-            if let Some(l) = inside {
-                task_nl.del_link(l.header.index).await?;
+        let inside = match (
+            task_nl.link(&leg.ifname).await?,
+            sb.nl.link(&leg.host_veth).await?,
+        ) {
+            // Both ends there: keep them (and the task's connections), restoring what drifted.
+            (Some(l), Some(_)) => l.header.index,
+            _ => {
+                let index = sb
+                    .nl
+                    .veth_into(&leg.host_veth, task_nl, &leg.task_netns, &leg.ifname, mtu)
+                    .await?;
+                if let Ok(lo) = task_nl.index("lo").await {
+                    task_nl.up(lo, None, None, None).await?;
+                }
+                index
             }
-            if let Some(l) = host {
-                sb.nl.del_link(l.header.index).await?;
-            }
-            let peer = format!("vp{}", &leg.host_veth[4..]);
-            if let Some(l) = sb.nl.link(&peer).await? {
-                sb.nl.del_link(l.header.index).await?;
-            }
-            sb.nl
-                .add_link(
-                    LinkVeth::new(&leg.host_veth, &peer).mtu(mtu).build(),
-                    "the task's veth",
-                )
-                .await?;
-            let peer_index = sb.nl.index(&peer).await?;
-            let file = std::fs::File::open(&leg.task_netns).map_err(|e| {
-                NetlinkError::Io(format!("opening {}: {e}", leg.task_netns.display()))
-            })?;
-            sb.nl.move_link(peer_index, &file, &leg.ifname).await?;
-            let index = task_nl.index(&leg.ifname).await?;
-            task_nl
-                .up(index, Some(mtu), Some(leg.endpoint.mac), None)
-                .await?;
-            task_nl.ensure_addr(index, ip, leg.endpoint.prefix).await?;
-            if let Ok(lo) = task_nl.index("lo").await {
-                task_nl.up(lo, None, None, None).await?;
-            }
-        }
+        };
+        task_nl
+            .up(inside, Some(mtu), Some(leg.endpoint.mac), None)
+            .await?;
+        task_nl
+            .ensure_addr(inside, leg.endpoint.ip, leg.endpoint.prefix)
+            .await?;
         let host = sb.nl.index(&leg.host_veth).await?;
         sb.nl.up(host, Some(mtu), None, Some(sb.bridge)).await?;
         Ok(())

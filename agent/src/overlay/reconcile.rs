@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use super::gateway::{self, GatewayLeg};
 use super::sandbox::Sandbox;
@@ -18,20 +17,21 @@ impl Overlay {
         let mut st = self.state.lock().await;
         let legs: Vec<Attachment> = st.attached.values().flatten().cloned().collect();
         for leg in &legs {
-            if !leg.task_netns.exists() {
+            // A task whose namespace is gone is being stopped: nothing to repair.
+            let Ok(task_nl) = Netlink::in_netns(&leg.task_netns).await else {
                 continue;
-            }
+            };
             let healthy = match st.sandboxes.get(&leg.network_id) {
                 Some(sb) => {
                     sb.intact().await
                         && veth_on_bridge(sb, &leg.host_veth).await
-                        && has_address(&leg.task_netns, &leg.ifname, leg.endpoint.ip).await
+                        && has_address(&task_nl, &leg.ifname, leg.endpoint.ip).await
                 }
                 None => false,
             };
             if !healthy {
                 tracing::warn!(task = %leg.endpoint.task_id, "repairing the task's network attachment");
-                if let Err(e) = self.plumb(&mut st, leg).await {
+                if let Err(e) = self.plumb(&mut st, leg, &task_nl).await {
                     tracing::warn!(task = %leg.endpoint.task_id, "repairing: {e}");
                 }
             }
@@ -47,14 +47,18 @@ impl Overlay {
                 Some(b) => gateway::intact(&self.node, b, &leg).await,
                 None => false,
             };
-            if leg.task_netns.exists() && !intact {
-                tracing::warn!(task = %task_id, "repairing the task's gateway interface");
-                match self.plumb_gateway(&mut st, &task_id, leg).await {
-                    Ok(leg) => {
-                        st.gateway.insert(task_id, leg);
-                    }
-                    Err(e) => tracing::warn!(task = %task_id, "repairing: {e}"),
+            if intact {
+                continue;
+            }
+            let Ok(task_nl) = Netlink::in_netns(&leg.task_netns).await else {
+                continue;
+            };
+            tracing::warn!(task = %task_id, "repairing the task's gateway interface");
+            match self.plumb_gateway(&mut st, &task_id, leg, &task_nl).await {
+                Ok(leg) => {
+                    st.gateway.insert(task_id, leg);
                 }
+                Err(e) => tracing::warn!(task = %task_id, "repairing: {e}"),
             }
         }
         let endpoints = self.gossip.endpoints();
@@ -72,10 +76,7 @@ impl Overlay {
 }
 
 /// Whether the task's interface still carries its address.
-async fn has_address(netns: &Path, ifname: &str, ip: Ipv4Addr) -> bool {
-    let Ok(nl) = Netlink::in_netns(netns).await else {
-        return false;
-    };
+async fn has_address(nl: &Netlink, ifname: &str, ip: Ipv4Addr) -> bool {
     match nl.link(ifname).await {
         Ok(Some(l)) => nl
             .ipv4_addrs(l.header.index)
