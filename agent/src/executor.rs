@@ -381,6 +381,7 @@ async fn connect(
         overlay.attach(&task, &netns, &container).await
     };
     if let Err(e) = connected.await {
+        tracing::warn!(task = %id, %container, "connecting: {e}");
         reporter.report(&id, status(TaskState::Rejected, "connecting failed", &e));
         return;
     }

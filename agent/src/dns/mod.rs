@@ -21,6 +21,8 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
+use tokio::sync::oneshot;
+
 use crate::gossip::Gossip;
 use forward::Forwarder;
 use names::{Lookup, QueryType};
@@ -40,13 +42,17 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// A running server: how to stop it, and its task.
+type Serving = (oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
 /// The resolvers of every task on this node.
 pub struct Dns {
     gossip: Gossip,
     forwarder: Arc<Forwarder>,
     /// Seconds clients may cache a cluster answer.
     ttl: u32,
-    servers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Per task: how to stop its server, and the server's task.
+    servers: Mutex<HashMap<String, Serving>>,
 }
 
 impl Dns {
@@ -67,7 +73,7 @@ impl Dns {
         netns: &Path,
         networks: HashSet<String>,
     ) -> Result<(), String> {
-        self.stop(task_id);
+        self.stop(task_id).await;
         let file =
             std::fs::File::open(netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
         let bind = SocketAddr::from((RESOLVER, 53));
@@ -98,19 +104,33 @@ impl Dns {
             Duration::from_secs(5),
             16 * 1024,
         );
+        let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let _ = server.block_until_done().await;
+            tokio::select! {
+                _ = server.block_until_done() => {}
+                _ = stopped => {}
+            }
+            let _ = server.shutdown_gracefully().await;
         });
         self.servers
             .lock()
             .expect("poisoned")
-            .insert(task_id.to_string(), task.abort_handle());
+            .insert(task_id.to_string(), (stop, task));
         Ok(())
     }
 
-    pub fn stop(&self, task_id: &str) {
-        if let Some(t) = self.servers.lock().expect("poisoned").remove(task_id) {
-            t.abort();
+    /// Stops a task's server and waits until its sockets are closed, so the task can be
+    /// served again at once (a reconnected container binds 127.0.0.11:53 anew).
+    pub async fn stop(&self, task_id: &str) {
+        let server = self.servers.lock().expect("poisoned").remove(task_id);
+        if let Some((stop, task)) = server {
+            let _ = stop.send(());
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(task = %task_id, "the DNS server did not stop within 2 s");
+            }
         }
     }
 }

@@ -289,7 +289,7 @@ impl Overlay {
     /// Withdraws a stopped task's endpoints and removes its veths; a network's sandbox
     /// goes with its last local task.
     pub async fn detach(&self, task_id: &str) {
-        self.dns.stop(task_id);
+        self.dns.stop(task_id).await;
         let mut st = self.state.lock().await;
         if let Some(gw) = st.gateway.remove(task_id) {
             gateway::remove(&self.node, &gw).await;

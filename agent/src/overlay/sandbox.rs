@@ -112,10 +112,15 @@ impl Sandbox {
             }
     }
 
+    /// Removes the namespace. The vxlan device goes first, synchronously: a namespace
+    /// is torn down by the kernel later, and until then its vxlan device still holds the
+    /// VNI, so a sandbox made again at once for the same network would fail.
     pub fn remove(netns: &str) {
-        if netns_path(netns).exists()
-            && let Err(e) = ip(&["netns", "del", netns])
-        {
+        if !netns_path(netns).exists() {
+            return;
+        }
+        let _ = ip(&["-n", netns, "link", "del", VXLAN]);
+        if let Err(e) = ip(&["netns", "del", netns]) {
             tracing::warn!("removing {netns}: {e}");
         }
     }
