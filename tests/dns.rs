@@ -56,7 +56,8 @@ fn task_ips(lab: &Lab, service: &str, n: usize) -> Vec<(String, String, String)>
         .collect()
 }
 
-/// Network `app` and a one-task service `probe` on it: the task's namespace and address.
+/// Network `app` and a one-task service `probe` on it (endpoint mode dnsrr: its name
+/// answers its task's address): the task's namespace and address.
 fn probe(lab: &Lab) -> (String, String) {
     lab.ok("manager1", &["network", "create", "app"]);
     lab.ok(
@@ -68,6 +69,8 @@ fn probe(lab: &Lab) -> (String, String) {
             "probe",
             "--network",
             "app",
+            "--endpoint-mode",
+            "dnsrr",
             "shoal/demo-web",
         ],
     );
@@ -105,10 +108,11 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
     let ips: BTreeSet<String> = web.iter().map(|t| t.2.clone()).collect();
     wait_for(
         Duration::from_secs(10),
-        "web to resolve to its tasks",
-        || (dig(&ns, &["web"]) == ips).then_some(()),
+        "tasks.web to resolve to its tasks",
+        || (dig(&ns, &["tasks.web"]) == ips).then_some(()),
     );
-    assert_eq!(dig(&ns, &["tasks.web"]), ips);
+    // Endpoint mode vip (the default): the service's name answers its VIP.
+    assert_eq!(dig(&ns, &["web"]), BTreeSet::from([lab.vip("web")]));
     assert_eq!(answer_ttl(&ns, "web"), 5, "the default TTL");
     assert_eq!(dig(&ns, &["TASKS.WEB."]), ips, "names are case-insensitive");
 
@@ -140,7 +144,7 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
     // upstream, so the forwarded question fails), while db itself sees nothing of web.
     assert!(dig(&ns, &["db"]).is_empty());
     let db_ns = lab.task_ns(&db[0].1, &db[0].0);
-    assert_eq!(dig(&db_ns, &["db"]), BTreeSet::from([db[0].2.clone()]));
+    assert_eq!(dig(&db_ns, &["db"]), BTreeSet::from([lab.vip("db")]));
     assert!(dig(&db_ns, &["web"]).is_empty());
 }
 

@@ -420,12 +420,7 @@ fn the_reconciler_repairs_drift_and_a_restarted_agent_keeps_connections() {
     // The agent on b's node crashes and comes back: it adopts its task and devices.
     lab.stop("worker1", true);
     lab.start("worker1");
-    wait_for(Duration::from_secs(20), "worker1 ready again", || {
-        lab.nodes("manager1")
-            .iter()
-            .any(|n| n.hostname == "worker1" && n.status == "Ready")
-            .then_some(())
-    });
+    lab.wait_ready("worker1", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(3));
     let before = count_lines(&received);
     std::thread::sleep(Duration::from_secs(2));

@@ -42,6 +42,12 @@ impl Managers {
 }
 
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping task keeps running after its endpoints are withdrawn: gossip and
+/// the other nodes' load balancers follow within milliseconds; requests under way finish.
+const DRAIN: Duration = Duration::from_secs(2);
+/// How long a started task may take to listen on its published TCP ports before it is
+/// published anyway (a task that never listens there would otherwise never serve).
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 pub struct ExecutorConfig {
     pub node_id: String,
@@ -182,11 +188,23 @@ async fn reconcile(
                 }
             }
             (false, None) if !terminal(t) => {
-                // Never started here (or adopted and already gone): nothing runs, say so.
-                if let Some(e) = existing.remove(&t.id) {
-                    let _ = cfg.runtime.remove(&e.runtime_id).await;
-                }
-                reporter.report(&t.id, status(TaskState::Shutdown, "shutdown", ""));
+                // Never started here (or adopted and no longer wanted): withdraw what an
+                // earlier life of the agent published, let it drain, remove it, say so.
+                let (overlay, runtime, reporter) =
+                    (cfg.overlay.clone(), cfg.runtime.clone(), reporter.clone());
+                let (task, workload) = ((*t).clone(), existing.remove(&t.id));
+                tokio::spawn(async move {
+                    if let Some(o) = &overlay {
+                        o.retract(&task);
+                    }
+                    if let Some(e) = workload {
+                        if overlay.is_some() && !task.networks.is_empty() {
+                            tokio::time::sleep(DRAIN).await;
+                        }
+                        let _ = runtime.remove(&e.runtime_id).await;
+                    }
+                    reporter.report(&task.id, status(TaskState::Shutdown, "shutdown", ""));
+                });
             }
             _ => {}
         }
@@ -309,6 +327,8 @@ async fn control(
     if let Some(o) = &overlay
         && matches!(health.as_deref(), None | Some("healthy"))
     {
+        // Connections come once the task listens on its published ports.
+        o.wait_listening(&task, LISTEN_WAIT).await;
         o.set_serving(&id, true).await;
     }
     let mut running = status(TaskState::Running, "started", "");
@@ -334,6 +354,13 @@ async fn control(
             reporter.report(&id, st);
         }
         _ = &mut stop => {
+            // Drain: every node's load balancer and resolver stop sending new
+            // connections here before the task stops, so updates drop no requests.
+            if let Some(o) = &overlay
+                && o.set_serving(&id, false).await
+            {
+                tokio::time::sleep(DRAIN).await;
+            }
             if let Err(e) = runtime.stop(&rid, &c.stop_signal, grace).await {
                 tracing::warn!(task = %id, "stopping: {e}");
             }

@@ -37,7 +37,9 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
 pub mod dns;
 pub mod executor;
 pub mod gossip;
+pub mod lb;
 pub mod logs;
 pub mod netlink;
+pub mod nft;
 pub mod overlay;
 pub mod runtime;

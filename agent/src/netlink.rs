@@ -445,3 +445,41 @@ pub fn link_controller(l: &LinkMessage) -> Option<u32> {
         _ => None,
     })
 }
+
+/// The TCP ports something listens on in the namespace at `path` (IPv4 and IPv6), read
+/// from /proc/thread-self/net/tcp{,6} by a thread inside it.
+pub async fn listening_tcp_ports(path: &Path) -> std::io::Result<std::collections::HashSet<u16>> {
+    let file = std::fs::File::open(path)?;
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: setns on this blocking-pool thread would leak the namespace to later
+        // jobs, so a dedicated thread does it and ends.
+        std::thread::spawn(move || {
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut ports = std::collections::HashSet::new();
+            for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
+                let Ok(text) = std::fs::read_to_string(table) else {
+                    continue;
+                };
+                for line in text.lines().skip(1) {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+                    if cols.get(3) == Some(&"0A")
+                        && let Some(port) = cols
+                            .get(1)
+                            .and_then(|a| a.rsplit(':').next())
+                            .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    {
+                        ports.insert(port);
+                    }
+                }
+            }
+            Ok(ports)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the netns thread panicked"))?
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}

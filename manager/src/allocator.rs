@@ -1,12 +1,18 @@
-//! The allocator: gives each new task an address on every network its service attaches
-//! it to, before the scheduler places it. Addresses come back when a task has stopped for
-//! good. The store refuses an address already held, so allocation is safe across leaders.
+//! The allocator: gives each new task an address on every network it attaches to (its
+//! service's networks, plus the ingress network when the service publishes ports in
+//! ingress mode), and each node its address on the ingress network (the routing mesh's
+//! leg), before the scheduler places tasks. Service VIPs come from the same subnets
+//! (services/endpoint.rs). Addresses come back when their holder is gone or a task has
+//! stopped for good. The store refuses an address already held, so allocation is safe
+//! across leaders.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use shoal_proto::stored_object::Object;
-use shoal_proto::{Network, NetworkAttachment, StoreAction, StoreActionKind, Task, TaskState};
+use shoal_proto::{
+    Network, NetworkAttachment, NodeState, StoreAction, StoreActionKind, Task, TaskState,
+};
 
 use crate::networks::ipam::Cidr;
 use crate::networks::network_name;
@@ -19,78 +25,174 @@ pub fn holds_addresses(t: &Task) -> bool {
         && is_terminal(t.status.as_ref().map(|s| s.state()).unwrap_or_default()))
 }
 
-/// Addresses in use per network ID.
-fn used(state: &State) -> HashMap<String, HashSet<Ipv4Addr>> {
-    let mut used: HashMap<String, HashSet<Ipv4Addr>> = HashMap::new();
+/// Who holds an address: a task, a service (its VIP) or a node (its ingress leg).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder<'a> {
+    Task(&'a str),
+    Service(&'a str),
+    Node(&'a str),
+}
+
+impl std::fmt::Display for Holder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Task(id) => write!(f, "task {id}"),
+            Holder::Service(id) => write!(f, "service {id} (its VIP)"),
+            Holder::Node(id) => write!(f, "node {id} (its ingress address)"),
+        }
+    }
+}
+
+/// Every address held: (holder, network ID, "ip/prefix").
+pub fn held(state: &State) -> Vec<(Holder<'_>, &str, &str)> {
+    let mut all = Vec::new();
     for t in state.tasks().filter(|t| holds_addresses(t)) {
         for a in &t.networks {
             for addr in &a.addresses {
-                if let Some(ip) = addr.split('/').next().and_then(|ip| ip.parse().ok()) {
-                    used.entry(a.network_id.clone()).or_default().insert(ip);
-                }
+                all.push((Holder::Task(&t.id), a.network_id.as_str(), addr.as_str()));
             }
+        }
+    }
+    for svc in state.services() {
+        for vip in svc.endpoint.iter().flat_map(|e| &e.virtual_ips) {
+            all.push((
+                Holder::Service(&svc.id),
+                vip.network_id.as_str(),
+                vip.addr.as_str(),
+            ));
+        }
+    }
+    for n in state.nodes() {
+        for a in n.ingress.iter() {
+            for addr in &a.addresses {
+                all.push((Holder::Node(&n.id), a.network_id.as_str(), addr.as_str()));
+            }
+        }
+    }
+    all
+}
+
+fn ip_of(addr: &str) -> Option<Ipv4Addr> {
+    addr.split('/').next()?.parse().ok()
+}
+
+/// Addresses in use per network ID.
+pub fn used(state: &State) -> HashMap<String, HashSet<Ipv4Addr>> {
+    let mut used: HashMap<String, HashSet<Ipv4Addr>> = HashMap::new();
+    for (_, network, addr) in held(state) {
+        if let Some(ip) = ip_of(addr) {
+            used.entry(network.to_string()).or_default().insert(ip);
         }
     }
     used
 }
 
-fn free_address(network: &Network, taken: &HashSet<Ipv4Addr>) -> Option<String> {
-    let config = network.ipam.first()?;
-    let subnet = Cidr::parse(&config.subnet).ok()?;
-    let gateway: Option<Ipv4Addr> = config.gateway.parse().ok();
-    (1..subnet.size() - 1)
-        .map(|i| Ipv4Addr::from(subnet.base + i as u32))
-        .find(|ip| Some(*ip) != gateway && !taken.contains(ip))
-        .map(|ip| format!("{ip}/{}", subnet.prefix))
+/// Takes a free address on `network` (recording it in `used`), as "ip/prefix".
+pub fn take_address(
+    network: &Network,
+    used: &mut HashMap<String, HashSet<Ipv4Addr>>,
+) -> Result<String, String> {
+    let taken = used.entry(network.id.clone()).or_default();
+    let config = network.ipam.first();
+    let found = config.and_then(|config| {
+        let subnet = Cidr::parse(&config.subnet).ok()?;
+        let gateway: Option<Ipv4Addr> = config.gateway.parse().ok();
+        (1..subnet.size() - 1)
+            .map(|i| Ipv4Addr::from(subnet.base + i as u32))
+            .find(|ip| Some(*ip) != gateway && !taken.contains(ip))
+            .map(|ip| (ip, subnet.prefix))
+    });
+    match found {
+        Some((ip, prefix)) => {
+            taken.insert(ip);
+            Ok(format!("{ip}/{prefix}"))
+        }
+        None => Err(format!(
+            "no IP address left in network {} ({}): remove tasks from it or use a larger --subnet",
+            network_name(network),
+            config.map(|c| c.subnet.as_str()).unwrap_or("")
+        )),
+    }
 }
 
-/// Plans addresses for new tasks; a task that cannot get one stays pending, saying why.
+/// Gives `addr` back to the pool while planning.
+fn give_back(used: &mut HashMap<String, HashSet<Ipv4Addr>>, a: &NetworkAttachment) {
+    if let Some(set) = used.get_mut(&a.network_id) {
+        for ip in a.addresses.iter().filter_map(|x| ip_of(x)) {
+            set.remove(&ip);
+        }
+    }
+}
+
+/// The swarm's ingress network, if it has one.
+pub fn ingress_network(state: &State) -> Option<&Network> {
+    state
+        .networks()
+        .find(|n| n.spec.as_ref().is_some_and(|s| s.ingress))
+}
+
+/// Whether a task's service publishes ports through the routing mesh.
+pub fn publishes_ingress(t: &Task) -> bool {
+    t.endpoint.as_ref().is_some_and(|e| {
+        e.ports
+            .iter()
+            .any(|p| p.publish_mode() == shoal_proto::PublishMode::Ingress)
+    })
+}
+
+/// The networks a task attaches to: its spec's, then ingress when it publishes there.
+fn wanted_networks(state: &State, t: &Task) -> Vec<String> {
+    let mut ids: Vec<String> = t
+        .spec
+        .iter()
+        .flat_map(|s| s.networks.iter().map(|n| n.target.clone()))
+        .collect();
+    if publishes_ingress(t)
+        && let Some(ingress) = ingress_network(state)
+    {
+        ids.push(ingress.id.clone());
+    }
+    ids
+}
+
+/// Whether a task attaches to any network (and so waits for addresses).
+pub fn needs_addresses(state: &State, t: &Task) -> bool {
+    !wanted_networks(state, t).is_empty()
+}
+
+/// Plans addresses for new tasks and for nodes without an ingress address; a task that
+/// cannot get one stays pending, saying why.
 pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
     let mut used = used(state);
     let mut actions = Vec::new();
     let unallocated = state.tasks().filter(|t| {
         t.desired_state() == TaskState::Running
             && t.networks.is_empty()
-            && t.spec.as_ref().is_some_and(|s| !s.networks.is_empty())
             && matches!(
                 t.status.as_ref().map(|s| s.state()).unwrap_or_default(),
                 TaskState::New | TaskState::Pending
             )
     });
     for task in unallocated {
+        let wanted = wanted_networks(state, task);
+        if wanted.is_empty() {
+            continue;
+        }
         let mut attachments = Vec::new();
         let mut failure = None;
-        for wanted in &task.spec.as_ref().expect("filtered").networks {
-            let Some(Object::Network(network)) =
-                state.get(crate::store::Kind::Network, &wanted.target)
+        for network_id in &wanted {
+            let Some(Object::Network(network)) = state.get(crate::store::Kind::Network, network_id)
             else {
-                failure = Some(format!("network {} no longer exists", wanted.target));
+                failure = Some(format!("network {network_id} no longer exists"));
                 break;
             };
-            let taken = used.entry(network.id.clone()).or_default();
-            match free_address(network, taken) {
-                Some(addr) => {
-                    taken.insert(
-                        addr.split('/')
-                            .next()
-                            .and_then(|ip| ip.parse().ok())
-                            .expect("formatted above"),
-                    );
-                    attachments.push(NetworkAttachment {
-                        network_id: network.id.clone(),
-                        addresses: vec![addr],
-                    });
-                }
-                None => {
-                    failure = Some(format!(
-                        "no IP address left in network {} ({}): remove tasks from it or use a larger --subnet",
-                        network_name(network),
-                        network
-                            .ipam
-                            .first()
-                            .map(|c| c.subnet.as_str())
-                            .unwrap_or("")
-                    ));
+            match take_address(network, &mut used) {
+                Ok(addr) => attachments.push(NetworkAttachment {
+                    network_id: network.id.clone(),
+                    addresses: vec![addr],
+                }),
+                Err(e) => {
+                    failure = Some(e);
                     break;
                 }
             }
@@ -100,14 +202,7 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
             None => t.networks = attachments,
             Some(err) => {
                 // Give back what this task took before failing, and do not repeat itself.
-                for a in &attachments {
-                    if let (Some(set), Some(ip)) = (
-                        used.get_mut(&a.network_id),
-                        a.addresses[0].split('/').next(),
-                    ) {
-                        set.remove(&ip.parse().expect("formatted above"));
-                    }
-                }
+                attachments.iter().for_each(|a| give_back(&mut used, a));
                 actions.extend(crate::orchestrator::pending(
                     t,
                     "pending network allocation",
@@ -119,34 +214,54 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         }
         actions.push(action(StoreActionKind::Update, Object::Task(t)));
     }
-    actions
-}
-
-/// An address `task` wants that another task already holds (a race between leaders).
-pub fn clash(state: &State, task: &Task) -> Option<String> {
-    if !holds_addresses(task) || task.networks.is_empty() {
-        return None;
-    }
-    for other in state
-        .tasks()
-        .filter(|o| o.id != task.id && holds_addresses(o))
-    {
-        for a in &task.networks {
-            for b in other
-                .networks
-                .iter()
-                .filter(|b| b.network_id == a.network_id)
-            {
-                if let Some(addr) = a.addresses.iter().find(|x| b.addresses.contains(x)) {
-                    return Some(format!(
-                        "address {addr} is already held by task {}",
-                        other.id
-                    ));
+    if let Some(ingress) = ingress_network(state) {
+        let legless = state.nodes().filter(|n| {
+            n.ingress.is_none() && n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready)
+        });
+        for node in legless {
+            match take_address(ingress, &mut used) {
+                Ok(addr) => {
+                    let mut n = node.clone();
+                    n.ingress = Some(NetworkAttachment {
+                        network_id: ingress.id.clone(),
+                        addresses: vec![addr],
+                    });
+                    actions.push(action(StoreActionKind::Update, Object::Node(n)));
                 }
+                Err(e) => tracing::warn!(node = %node.id, "no ingress address: {e}"),
             }
         }
     }
-    None
+    actions
+}
+
+/// An address `holder` wants (`attachments`) that another already holds (a race between
+/// leaders).
+pub fn clash<'a>(
+    state: &State,
+    holder: Holder<'_>,
+    mut attachments: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<String> {
+    let held = held(state);
+    attachments.find_map(|(network, addr)| {
+        let ip = ip_of(addr)?;
+        held.iter()
+            .find(|(h, n, a)| *h != holder && *n == network && ip_of(a) == Some(ip))
+            .map(|(h, _, _)| format!("address {addr} is already held by {h}"))
+    })
+}
+
+/// [`clash`] for a task that holds addresses.
+pub fn task_clash(state: &State, task: &Task) -> Option<String> {
+    if !holds_addresses(task) {
+        return None;
+    }
+    let wanted = task.networks.iter().flat_map(|a| {
+        a.addresses
+            .iter()
+            .map(|x| (a.network_id.as_str(), x.as_str()))
+    });
+    clash(state, Holder::Task(&task.id), wanted)
 }
 
 #[cfg(test)]

@@ -247,6 +247,7 @@ async fn issue(
             reachability: Reachability::Unknown as i32,
         }),
         role: role as i32,
+        ingress: None,
     };
     m.propose(proposal(vec![action(
         StoreActionKind::Create,

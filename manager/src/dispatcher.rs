@@ -189,9 +189,13 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
             .collect()
     });
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    let ingress = m
+        .store
+        .view(|s| s.node(node_id).and_then(|n| n.ingress.clone()));
     let wanted: std::collections::BTreeSet<&str> = tasks
         .iter()
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
+        .chain(ingress.iter().map(|a| a.network_id.as_str()))
         .collect();
     let (networks, network_peers) = m.store.view(|s| {
         let networks: Vec<Network> = s
@@ -206,16 +210,27 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
         tasks,
         networks,
         network_peers,
+        ingress,
     }
 }
 
-/// The nodes with a task (or a connected container) holding an address on a network.
+/// The nodes with a task (or a connected container, or, on the ingress network, their
+/// own leg) holding an address on a network.
 fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
+    let legs = s
+        .nodes()
+        .filter(|n| {
+            n.ingress
+                .as_ref()
+                .is_some_and(|a| a.network_id == network_id)
+        })
+        .map(|n| n.id.as_str());
     let mut ids: Vec<&str> = s
         .tasks()
         .filter(|t| !t.node_id.is_empty() && crate::allocator::holds_addresses(t))
         .filter(|t| t.networks.iter().any(|a| a.network_id == network_id))
         .map(|t| t.node_id.as_str())
+        .chain(legs)
         .collect();
     ids.sort();
     ids.dedup();

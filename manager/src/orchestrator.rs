@@ -73,6 +73,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
         slot,
         spec_version: service.spec_version,
         service_name: service_name(service).to_string(),
+        endpoint: service.endpoint.clone(),
         ..created_task(
             node_id,
             service.spec.as_ref().and_then(|s| s.task.clone()),

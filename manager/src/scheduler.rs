@@ -111,7 +111,7 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         .tasks()
         .filter(|t| t.desired_state() == TaskState::Running)
         // Tasks attached to networks wait for their addresses (allocator.rs).
-        .filter(|t| !t.networks.is_empty() || t.spec.as_ref().is_none_or(|s| s.networks.is_empty()))
+        .filter(|t| !t.networks.is_empty() || !crate::allocator::needs_addresses(state, t))
         .filter(|t| {
             matches!(
                 t.status.as_ref().map(|s| s.state()).unwrap_or_default(),

@@ -262,10 +262,22 @@ impl State {
                 ));
             }
         }
-        if let (StoreActionKind::Create | StoreActionKind::Update, Object::Task(task)) =
-            (action_kind, &obj)
-            && let Some(clash) = crate::allocator::clash(self, task)
-        {
+        let clash = match (action_kind, &obj) {
+            (StoreActionKind::Remove, _) => None,
+            (_, Object::Task(task)) => crate::allocator::task_clash(self, task),
+            (_, Object::Service(svc)) => crate::services::endpoint::clash(self, svc),
+            (_, Object::Node(node)) => crate::allocator::clash(
+                self,
+                crate::allocator::Holder::Node(&node.id),
+                node.ingress.iter().flat_map(|a| {
+                    a.addresses
+                        .iter()
+                        .map(|x| (a.network_id.as_str(), x.as_str()))
+                }),
+            ),
+            _ => None,
+        };
+        if let Some(clash) = clash {
             return Err(clash);
         }
         if let (StoreActionKind::Create, Object::Network(net)) = (action_kind, &obj)

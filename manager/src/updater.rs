@@ -63,7 +63,8 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
     .unwrap_or_default();
     let want = spec.task.clone();
     let touched = acted_on(actions);
-    let current = |t: &Task| t.spec == want;
+    // Swarm's "dirty task": another task spec, or another endpoint (ports, VIPs).
+    let current = |t: &Task| t.spec == want && t.endpoint == service.endpoint;
 
     // Start-first: once a slot's new task runs, its old one stops.
     for history in slots {
@@ -111,6 +112,9 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
                 let previous = svc.previous_spec.take().unwrap_or_else(|| spec.clone());
                 svc.previous_spec = Some(spec.clone());
                 svc.spec = Some(previous);
+                if let Some(endpoint) = svc.previous_endpoint.take() {
+                    svc.previous_endpoint = svc.endpoint.replace(endpoint);
+                }
                 svc.spec_version += 1;
                 svc.update_status = Some(UpdateStatus {
                     state: UpdateState::RollbackStarted as i32,

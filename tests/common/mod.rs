@@ -330,6 +330,27 @@ impl Lab {
         parse_table(&self.ok("manager1", &["service", "ps", "--no-trunc", service]))
     }
 
+    /// Waits until manager1 lists `node` as Ready.
+    pub fn wait_ready(&self, node: &str, limit: Duration) {
+        wait_for(limit, &format!("{node} ready"), || {
+            self.nodes("manager1")
+                .iter()
+                .any(|n| n.hostname == node && n.status == "Ready")
+                .then_some(())
+        });
+    }
+
+    /// The first VIP of `service` (without its prefix), from `service inspect`.
+    pub fn vip(&self, service: &str) -> String {
+        let out = self.ok("manager1", &["service", "inspect", service]);
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        doc[0]["Endpoint"]["VirtualIPs"][0]["Addr"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("{service} has no VIP: {out}"))
+            .to_string()
+    }
+
     /// Tasks of `service` that are wanted and running: (task ID, node).
     pub fn running(&self, service: &str) -> Vec<(String, String)> {
         self.tasks(service)

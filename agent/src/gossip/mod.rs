@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crypto::{Keyring, Rejected};
 use swim::Input;
 use table::{Clock, Table};
-pub use table::{Endpoint, Key, Record};
+pub use table::{Endpoint, Key, Protocol, PublishedPort, Record};
 
 pub const PORT: u16 = 7946;
 const PUSH_PULL_EVERY: Duration = Duration::from_secs(5);
@@ -35,6 +35,9 @@ const DEPARTED_TTL: Duration = Duration::from_secs(60);
 /// Entries of this node found in others' tables but not published since the start are
 /// withdrawn after this grace (the executor re-publishes adopted tasks before it).
 const ADOPTION_GRACE: Duration = Duration::from_secs(15);
+/// How long after the start the tables may still lack what other nodes publish (it comes
+/// with the first push/pulls): until then what an earlier agent programmed is kept.
+const SETTLING: Duration = Duration::from_secs(10);
 
 /// A gossip member: the node, where it listens, and a counter bumped on every (re)start
 /// so a restarted agent can rejoin at once.
@@ -94,6 +97,10 @@ struct Inner {
     peers: Mutex<Vec<GossipPeer>>,
     /// The networks this node has, each with the nodes the managers list for it.
     scopes: Mutex<HashMap<String, Vec<GossipPeer>>>,
+    /// This node's entries from an earlier life to withdraw as soon as a copy arrives.
+    retracted: Mutex<HashSet<Key>>,
+    /// Networks whose table has been swapped with another node at least once.
+    pulled: Mutex<HashSet<String>>,
     udp: Arc<UdpSocket>,
     departed: Mutex<HashMap<String, Instant>>,
     counters: Counters,
@@ -159,6 +166,8 @@ impl Gossip {
             alive: Mutex::default(),
             peers: Mutex::default(),
             scopes: Mutex::default(),
+            retracted: Mutex::default(),
+            pulled: Mutex::default(),
             udp: udp.clone(),
             departed: Mutex::default(),
             counters: Counters::default(),
@@ -243,6 +252,34 @@ impl Gossip {
         let existing = self.inner.local.lock().expect("poisoned").get(key).cloned();
         if let Some(r) = existing.filter(|r| !r.deleted) {
             self.write(r.endpoint, true);
+        }
+    }
+
+    /// Withdraws an entry of this node's whether this life of the agent published it or
+    /// an earlier one did (a task found stopped after a restart): nobody waits out the
+    /// adoption grace for it.
+    pub fn retract(&self, key: &Key) {
+        if self.inner.local.lock().expect("poisoned").contains_key(key) {
+            return self.withdraw(key);
+        }
+        let stale = self
+            .inner
+            .table
+            .lock()
+            .expect("poisoned")
+            .get(key)
+            .filter(|r| !r.deleted && r.endpoint.node_id == self.inner.me.node_id)
+            .map(|r| r.endpoint.clone());
+        match stale {
+            Some(endpoint) => self.write(endpoint, true),
+            // Not learnt yet: withdrawn when a copy arrives (see reassert).
+            None => {
+                self.inner
+                    .retracted
+                    .lock()
+                    .expect("poisoned")
+                    .insert(key.clone());
+            }
         }
     }
 
@@ -350,6 +387,49 @@ impl Gossip {
     }
 
     /// Changes whenever the live endpoints may have changed.
+    /// The addresses (VTEPs) of the other nodes gossip counts as alive.
+    pub fn alive_addrs(&self) -> HashSet<Ipv4Addr> {
+        self.inner
+            .alive
+            .lock()
+            .expect("poisoned")
+            .values()
+            .filter_map(|m| match m.addr.ip() {
+                std::net::IpAddr::V4(ip) => Some(ip),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether the tables hold what other nodes publish: every network shared with
+    /// another node has been swapped with one at least once, or SETTLING has passed.
+    pub fn settled(&self) -> bool {
+        if self.inner.started.elapsed() >= SETTLING {
+            return true;
+        }
+        let me = &self.inner.me.node_id;
+        let scopes = self.inner.scopes.lock().expect("poisoned");
+        let pulled = self.inner.pulled.lock().expect("poisoned");
+        !scopes.is_empty()
+            && scopes
+                .iter()
+                .filter(|(_, peers)| peers.iter().any(|p| &p.node_id != me))
+                .all(|(network, _)| pulled.contains(network))
+    }
+
+    /// Notes that `networks` were swapped whole with another node.
+    fn pulled(&self, networks: &[String]) {
+        let newly = {
+            let mut pulled = self.inner.pulled.lock().expect("poisoned");
+            let before = pulled.len();
+            pulled.extend(networks.iter().cloned());
+            pulled.len() > before
+        };
+        if newly {
+            self.notify();
+        }
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
     }
@@ -387,6 +467,12 @@ impl Gossip {
                     mac: crate::netlink::mac_string(&e.mac),
                     vtep: e.vtep.to_string(),
                     service_name: e.service_name,
+                    vip: e.vip,
+                    ports: e
+                        .ports
+                        .iter()
+                        .map(|p| format!("{}->{}/{}", p.published, p.target, p.protocol.name()))
+                        .collect(),
                 })
                 .collect(),
             received: c.received.load(Ordering::Relaxed),
@@ -477,7 +563,14 @@ impl Gossip {
             Some(mine) if mine.version > theirs.version => {}
             Some(mine) => self.write(mine.endpoint, mine.deleted),
             None if theirs.deleted => {}
-            None if self.inner.started.elapsed() > ADOPTION_GRACE => {
+            None if self.inner.started.elapsed() > ADOPTION_GRACE
+                || self
+                    .inner
+                    .retracted
+                    .lock()
+                    .expect("poisoned")
+                    .contains(&key) =>
+            {
                 self.write(theirs.endpoint, true)
             }
             None => {

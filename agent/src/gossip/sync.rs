@@ -102,6 +102,7 @@ impl Gossip {
                         .push_pulls
                         .fetch_add(1, Ordering::Relaxed);
                     self.absorb(x.records);
+                    self.pulled(&x.networks);
                 }
             }
             Ok(Err(e)) => tracing::debug!(peer = %peer.addr, "push/pull: {e}"),

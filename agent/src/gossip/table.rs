@@ -28,6 +28,40 @@ pub struct Endpoint {
     pub hostname: String,
     pub vip: String,
     pub aliases: Vec<String>,
+    /// On the ingress network: the ports the task's service publishes through the mesh.
+    pub ports: Vec<PublishedPort>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A port published through the routing mesh: every node's `published` reaches a task's
+/// `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub protocol: Protocol,
+    pub published: u16,
+    pub target: u16,
 }
 
 impl Endpoint {
@@ -147,6 +181,7 @@ pub(crate) fn endpoint(task: &str, node: &str, ip: [u8; 4]) -> Endpoint {
         hostname: task.to_string(),
         vip: String::new(),
         aliases: vec![],
+        ports: vec![],
     }
 }
 

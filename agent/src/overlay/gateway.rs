@@ -4,7 +4,6 @@
 //! nftables masquerades what leaves the node, so replies come back to the node.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -89,38 +88,14 @@ fn allow_past_docker() {
 
 /// Replaces shoal's NAT table in one nftables transaction, so a re-run repairs it.
 fn masquerade() -> Result<()> {
-    let rules = format!(
-        "table ip shoal_gw {{}}\n\
-         delete table ip shoal_gw\n\
-         table ip shoal_gw {{\n\
-           chain postrouting {{\n\
+    let body = format!(
+        "  chain postrouting {{\n\
              type nat hook postrouting priority srcnat; policy accept;\n\
              ip saddr {SUBNET}/{PREFIX} oifname != \"{BRIDGE}\" masquerade\n\
-           }}\n\
-         }}\n"
+           }}\n"
     );
-    let mut child = std::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| NetlinkError::Io(format!("running nft: {e}")))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(rules.as_bytes())
-        .map_err(|e| NetlinkError::Io(format!("writing to nft: {e}")))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| NetlinkError::Io(format!("running nft: {e}")))?;
-    if !out.status.success() {
-        return Err(NetlinkError::Io(format!(
-            "installing the masquerade rule: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    crate::nft::apply(None, &crate::nft::replace_table("ip", "shoal_gw", &body))
+        .map_err(|e| NetlinkError::Io(format!("installing the masquerade rule: {e}")))
 }
 
 /// Whether the leg's bridge end is still in place.

@@ -22,7 +22,8 @@ use shoal_proto::{AssignmentSet, Network, Task, TaskState};
 use tokio::sync::Mutex;
 
 use crate::dns::Dns;
-use crate::gossip::{Endpoint, Gossip};
+use crate::gossip::{Endpoint, Gossip, Protocol, PublishedPort};
+use crate::lb::{Balancer, Engine};
 use crate::netlink::{Netlink, NetlinkError, link_name, mac_for};
 use gateway::GatewayLeg;
 use sandbox::{NetworkPlan, Sandbox};
@@ -63,12 +64,20 @@ struct State {
     sandboxes: HashMap<String, Sandbox>,
     /// Per task, its interface on the gateway bridge.
     gateway: HashMap<String, GatewayLeg>,
+    /// Per network, remote MACs gossip no longer lists, and since when (reconcile.rs).
+    fading: HashMap<String, HashMap<[u8; 6], std::time::Instant>>,
 }
+
+/// Where the node's own leg on the ingress network is kept in `State::attached`.
+const INGRESS_LEG: &str = "ingress-leg";
+/// The node's interface on the ingress network (published ports leave through it).
+pub const INGRESS_IFNAME: &str = "shoal_ingress";
 
 pub struct Overlay {
     cfg: OverlayConfig,
     gossip: Gossip,
     dns: Arc<Dns>,
+    lb: Arc<Balancer>,
     node: Netlink,
     uplink_mtu: u32,
     state: Mutex<State>,
@@ -77,11 +86,16 @@ pub struct Overlay {
 type Result<T> = std::result::Result<T, NetlinkError>;
 
 impl Overlay {
-    pub async fn start(cfg: OverlayConfig, gossip: Gossip) -> Result<Arc<Overlay>> {
+    pub async fn start(
+        cfg: OverlayConfig,
+        gossip: Gossip,
+        lb_engine: Arc<dyn Engine>,
+    ) -> Result<Arc<Overlay>> {
         let node = Netlink::here()?;
         let uplink_mtu = uplink_mtu(&node, cfg.vtep).await.unwrap_or(1500);
         let overlay = Arc::new(Overlay {
             dns: Dns::new(gossip.clone(), cfg.dns_upstreams.clone(), cfg.dns_ttl),
+            lb: Balancer::start(lb_engine, gossip.clone()),
             cfg,
             gossip,
             node,
@@ -136,8 +150,67 @@ impl Overlay {
                 .iter()
                 .filter(|t| t.desired_state() == TaskState::Running)
                 .flat_map(|t| t.networks.iter().map(|a| a.network_id.clone()))
+                .chain(set.ingress.iter().map(|a| a.network_id.clone()))
                 .collect(),
         );
+        if let Some(ingress) = &set.ingress
+            && let Err(e) = self.attach_ingress_leg(&mut st, ingress).await
+        {
+            tracing::warn!("joining the ingress network: {e}");
+        }
+    }
+
+    /// The node's own leg on the ingress network: published ports reach tasks through
+    /// it, and it is published like a task's endpoint so replies find their way back.
+    async fn attach_ingress_leg(
+        &self,
+        st: &mut State,
+        ingress: &shoal_proto::NetworkAttachment,
+    ) -> std::result::Result<(), String> {
+        let addr = ingress.addresses.first().ok_or("no address")?;
+        let (ip, prefix) = parse_cidr(addr).ok_or_else(|| format!("bad address {addr:?}"))?;
+        let present = st.attached.get(INGRESS_LEG).and_then(|l| l.first());
+        if present.is_some_and(|l| l.endpoint.ip == ip && l.network_id == ingress.network_id) {
+            return Ok(());
+        }
+        let netns = PathBuf::from("/proc/self/ns/net");
+        let leg = Attachment {
+            network_id: ingress.network_id.clone(),
+            task_netns: netns.clone(),
+            ifname: INGRESS_IFNAME.into(),
+            host_veth: "shoal_ileg".into(),
+            endpoint: Endpoint {
+                network_id: ingress.network_id.clone(),
+                task_id: format!("{INGRESS_LEG}-{}", self.cfg.node_id),
+                node_id: self.cfg.node_id.clone(),
+                ip,
+                prefix,
+                mac: mac_for(ip),
+                vtep: self.cfg.vtep,
+                service_id: String::new(),
+                service_name: String::new(),
+                task_name: String::new(),
+                hostname: String::new(),
+                vip: String::new(),
+                aliases: vec![],
+                ports: vec![],
+            },
+        };
+        let nl = Netlink::in_netns(&netns).await.map_err(|e| e.to_string())?;
+        self.plumb(st, &leg, &nl).await.map_err(|e| e.to_string())?;
+        tracing::info!(%ip, "joined the ingress network");
+        self.gossip.publish(leg.endpoint.clone());
+        st.attached.insert(INGRESS_LEG.into(), vec![leg]);
+        self.lb
+            .set_ingress(&ingress.network_id, INGRESS_IFNAME)
+            .await;
+        Ok(())
+    }
+
+    /// Stops serving published ports and leaves the ingress network (the node leaves).
+    pub async fn leave(&self) {
+        self.lb.clear().await;
+        self.detach(INGRESS_LEG).await;
     }
 
     /// Plumbs a started task into each of its networks (see `set_serving` for when its
@@ -175,6 +248,19 @@ impl Overlay {
                 .ok_or_else(|| format!("the task has no address on network {name}"))?;
             let (ip, prefix) = parse_cidr(addr)
                 .ok_or_else(|| format!("bad address {addr:?} on network {name}"))?;
+            let vip = task
+                .endpoint
+                .iter()
+                .flat_map(|e| &e.virtual_ips)
+                .find(|v| v.network_id == net.id)
+                .map(|v| v.addr.clone())
+                .unwrap_or_default();
+            let ingress = net.spec.as_ref().is_some_and(|s| s.ingress);
+            let ports = if ingress {
+                published_ports(task)
+            } else {
+                vec![]
+            };
             let aliases = task
                 .spec
                 .as_ref()
@@ -205,8 +291,9 @@ impl Overlay {
                         None => crate::runtime::task_name(task),
                     },
                     hostname: hostname.to_string(),
-                    vip: String::new(),
+                    vip,
                     aliases,
+                    ports,
                 },
             });
         }
@@ -237,9 +324,22 @@ impl Overlay {
                 .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
             st.gateway.insert(task.id.clone(), gw);
         }
-        if !legs.is_empty() {
-            let networks = legs.iter().map(|l| l.network_id.clone()).collect();
-            self.dns.serve(&task.id, task_netns, networks).await?;
+        // Names and VIPs are served on the task's own networks, not on ingress.
+        let networks: HashSet<String> = legs
+            .iter()
+            .map(|l| l.network_id.clone())
+            .filter(|id| {
+                !st.networks
+                    .get(id)
+                    .and_then(|n| n.spec.as_ref())
+                    .is_some_and(|s| s.ingress)
+            })
+            .collect();
+        if !networks.is_empty() {
+            self.dns
+                .serve(&task.id, task_netns, networks.clone())
+                .await?;
+            self.lb.add_task(&task.id, task_netns, networks).await;
         }
         st.attached.insert(task.id.clone(), legs);
         Ok(())
@@ -247,14 +347,61 @@ impl Overlay {
 
     /// Publishes a task's endpoints (it runs, and is healthy where it has a healthcheck)
     /// or withdraws them; DNS and the other nodes follow.
-    pub async fn set_serving(&self, task_id: &str, serving: bool) {
+    /// Says whether the task has endpoints at all.
+    pub async fn set_serving(&self, task_id: &str, serving: bool) -> bool {
         let st = self.state.lock().await;
-        for leg in st.attached.get(task_id).into_iter().flatten() {
+        let legs = st.attached.get(task_id).map(Vec::as_slice).unwrap_or(&[]);
+        for leg in legs {
             if serving {
                 self.gossip.publish(leg.endpoint.clone());
             } else {
                 self.gossip.withdraw(&leg.endpoint.key());
             }
+        }
+        !legs.is_empty()
+    }
+
+    /// Waits (up to `limit`) until the task listens on the TCP ports its service
+    /// publishes, so no connection is sent to it before it can accept one.
+    pub async fn wait_listening(&self, task: &Task, limit: Duration) {
+        let ports: HashSet<u16> = task
+            .endpoint
+            .iter()
+            .flat_map(|e| &e.ports)
+            .filter(|p| p.protocol == "tcp")
+            .filter_map(|p| u16::try_from(p.target_port).ok())
+            .collect();
+        let netns = {
+            let st = self.state.lock().await;
+            st.attached
+                .get(&task.id)
+                .and_then(|legs| legs.first())
+                .map(|l| l.task_netns.clone())
+        };
+        let Some(netns) = netns.filter(|_| !ports.is_empty()) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            match crate::netlink::listening_tcp_ports(&netns).await {
+                Ok(open) if ports.is_subset(&open) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(task = %task.id, "reading listening sockets: {e}");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(task = %task.id, ?ports, "the task does not listen on its published ports; publishing it anyway");
+    }
+
+    /// Withdraws the endpoints of a task this node will not run (found after a restart
+    /// when it is no longer wanted), published by an earlier life of the agent.
+    pub fn retract(&self, task: &Task) {
+        for a in &task.networks {
+            self.gossip
+                .retract(&(a.network_id.clone(), task.id.clone()));
         }
     }
 
@@ -290,6 +437,7 @@ impl Overlay {
     /// goes with its last local task.
     pub async fn detach(&self, task_id: &str) {
         self.dns.stop(task_id).await;
+        self.lb.remove_task(task_id).await;
         let mut st = self.state.lock().await;
         if let Some(gw) = st.gateway.remove(task_id) {
             gateway::remove(&self.node, &gw).await;
@@ -434,6 +582,22 @@ impl InterfaceNames {
         self.taken.insert(name.clone());
         name
     }
+}
+
+/// The ports a task's service publishes through the mesh.
+fn published_ports(task: &Task) -> Vec<PublishedPort> {
+    task.endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .filter(|p| p.publish_mode() == shoal_proto::PublishMode::Ingress)
+        .filter_map(|p| {
+            Some(PublishedPort {
+                protocol: Protocol::parse(&p.protocol)?,
+                published: u16::try_from(p.published_port).ok()?,
+                target: u16::try_from(p.target_port).ok()?,
+            })
+        })
+        .collect()
 }
 
 fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {

@@ -2,12 +2,17 @@
 //! endpoints from gossip) with what the kernel has, and repairs the difference. It runs
 //! every few seconds and at once when gossip changes; every step is idempotent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use super::gateway::{self, GatewayLeg};
 use super::sandbox::Sandbox;
-use super::{Attachment, Overlay, RECONCILE_EVERY, Result};
+use super::{Attachment, Overlay, RECONCILE_EVERY, Result, State};
+
+/// How long FDB and neighbour entries outlive their endpoint in gossip: longer than a
+/// stopping task drains (executor.rs), so its open connections finish.
+const FADE: Duration = Duration::from_secs(5);
 use crate::gossip::Endpoint;
 use crate::netlink::{Netlink, link_controller};
 
@@ -62,12 +67,19 @@ impl Overlay {
             }
         }
         let endpoints = self.gossip.endpoints();
-        for (id, sb) in &st.sandboxes {
+        // Entries are removed only once gossip has had time to learn them all.
+        let prune = self.gossip.settled();
+        let alive = self.gossip.alive_addrs();
+        let State {
+            sandboxes, fading, ..
+        } = &mut *st;
+        for (id, sb) in sandboxes.iter() {
             let remote: Vec<&Endpoint> = endpoints
                 .iter()
                 .filter(|e| &e.network_id == id && e.node_id != self.cfg.node_id)
                 .collect();
-            if let Err(e) = program_remote(sb, &remote).await {
+            let fading = prune.then(|| fading.entry(id.clone()).or_default());
+            if let Err(e) = program_remote(sb, &remote, fading, &alive).await {
                 tracing::warn!(network = %sb.plan.name, "programming remote endpoints: {e}");
             }
         }
@@ -90,8 +102,16 @@ async fn veth_on_bridge(sb: &Sandbox, name: &str) -> bool {
     matches!(sb.nl.link(name).await, Ok(Some(l)) if link_controller(&l) == Some(sb.bridge))
 }
 
-/// Makes the vxlan device's FDB and neighbour table say exactly what gossip says.
-async fn program_remote(sb: &Sandbox, remote: &[&Endpoint]) -> Result<()> {
+/// Makes the vxlan device's FDB and neighbour table say what gossip says. An entry
+/// gossip no longer lists is removed after FADE while its node is `alive` (its task is
+/// draining, and open connections still flow), at once when its node is gone, and not
+/// at all while `fading` is None (gossip unsettled).
+async fn program_remote(
+    sb: &Sandbox,
+    remote: &[&Endpoint],
+    fading: Option<&mut HashMap<[u8; 6], Instant>>,
+    alive: &HashSet<Ipv4Addr>,
+) -> Result<()> {
     let fdb = sb.nl.fdb(sb.vxlan).await?;
     let neighbours = sb.nl.neighbours(sb.vxlan).await?;
     for e in remote {
@@ -103,13 +123,30 @@ async fn program_remote(sb: &Sandbox, remote: &[&Endpoint]) -> Result<()> {
             sb.nl.neighbour_replace(sb.vxlan, e.ip, e.mac).await?;
         }
     }
+    let Some(fading) = fading else {
+        return Ok(());
+    };
+    let wanted: HashSet<[u8; 6]> = remote.iter().map(|e| e.mac).collect();
+    fading.retain(|mac, _| !wanted.contains(mac));
+    let now = Instant::now();
+    let vtep_of: HashMap<[u8; 6], Ipv4Addr> = fdb.iter().copied().collect();
+    let mut faded = |mac: [u8; 6]| {
+        let node_alive = vtep_of.get(&mac).is_some_and(|v| alive.contains(v));
+        !node_alive || now.duration_since(*fading.entry(mac).or_insert(now)) >= FADE
+    };
     let wanted_fdb: HashSet<_> = remote.iter().map(|e| (e.mac, e.vtep)).collect();
     let wanted_neigh: HashSet<_> = remote.iter().map(|e| (e.ip, e.mac)).collect();
-    for (mac, vtep) in fdb.into_iter().filter(|f| !wanted_fdb.contains(f)) {
+    for (mac, vtep) in fdb.iter().copied().filter(|f| !wanted_fdb.contains(f)) {
+        if !wanted.contains(&mac) && !faded(mac) {
+            continue;
+        }
         tracing::debug!(vtep = %vtep, "removing a stale fdb entry");
         sb.nl.fdb_del(sb.vxlan, mac, vtep).await?;
     }
-    for (ip, _) in neighbours.into_iter().filter(|n| !wanted_neigh.contains(n)) {
+    for (ip, mac) in neighbours.into_iter().filter(|n| !wanted_neigh.contains(n)) {
+        if !wanted.contains(&mac) && !faded(mac) {
+            continue;
+        }
         sb.nl.neighbour_del(sb.vxlan, ip).await?;
     }
     Ok(())
@@ -126,5 +163,6 @@ pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
         }
         let Some(o) = overlay.upgrade() else { return };
         o.reconcile().await;
+        o.lb.sync().await;
     }
 }

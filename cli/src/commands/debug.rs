@@ -57,13 +57,17 @@ async fn gossip(target: &Target) -> anyhow::Result<()> {
                 e.mac.clone(),
                 e.vtep.clone(),
                 e.node_id.clone(),
+                e.vip.clone(),
+                e.ports.join(","),
             ]
         })
         .collect();
     print!(
         "{}",
         table(
-            &["NETWORK", "SERVICE", "TASK", "IP", "MAC", "VTEP", "NODE"],
+            &[
+                "NETWORK", "SERVICE", "TASK", "IP", "MAC", "VTEP", "NODE", "VIP", "PORTS"
+            ],
             &endpoints
         )
     );

@@ -219,7 +219,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                         mode.to_string(),
                         format!("{running}/{desired}"),
                         image_of(&spec),
-                        ports_of(&spec),
+                        ports_of(s),
                     ]
                 })
                 .collect();
@@ -522,24 +522,19 @@ pub fn image_of(spec: &ServiceSpec) -> String {
         .unwrap_or_default()
 }
 
-pub fn ports_of(spec: &ServiceSpec) -> String {
-    spec.endpoint
-        .as_ref()
-        .map(|e| {
-            e.ports
-                .iter()
-                .map(|p| {
-                    let published = if p.published_port == 0 {
-                        String::new()
-                    } else {
-                        p.published_port.to_string()
-                    };
-                    format!("*:{published}->{}/{}", p.target_port, p.protocol)
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+pub fn ports_of(s: &Service) -> String {
+    super::service_json::allocated_ports(s)
+        .iter()
+        .map(|p| {
+            let published = if p.published_port == 0 {
+                String::new()
+            } else {
+                p.published_port.to_string()
+            };
+            format!("*:{published}->{}/{}", p.target_port, p.protocol)
         })
-        .unwrap_or_default()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn state_name(s: TaskState) -> &'static str {

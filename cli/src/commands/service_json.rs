@@ -85,14 +85,31 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
         "RollbackConfig": update_json(&spec.rollback),
         "EndpointSpec": {
             "Mode": if endpoint.mode == 1 { "dnsrr" } else { "vip" },
-            "Ports": endpoint.ports.iter().map(|p| json!({
-                "Protocol": p.protocol,
-                "TargetPort": p.target_port,
-                "PublishedPort": p.published_port,
-                "PublishMode": if p.publish_mode == 1 { "host" } else { "ingress" },
-            })).collect::<Vec<_>>(),
+            "Ports": endpoint.ports.iter().map(port_json).collect::<Vec<_>>(),
         },
     })
+}
+
+fn port_json(p: &shoal_proto::PortConfig) -> Value {
+    json!({
+        "Protocol": p.protocol,
+        "TargetPort": p.target_port,
+        "PublishedPort": p.published_port,
+        "PublishMode": if p.publish_mode == 1 { "host" } else { "ingress" },
+    })
+}
+
+/// The ports as allocated (every ingress port numbered), else as asked for.
+pub fn allocated_ports(s: &Service) -> Vec<shoal_proto::PortConfig> {
+    match &s.endpoint {
+        Some(e) => e.ports.clone(),
+        None => s
+            .spec
+            .as_ref()
+            .and_then(|s| s.endpoint.as_ref())
+            .map(|e| e.ports.clone())
+            .unwrap_or_default(),
+    }
 }
 
 pub fn engine_json(s: &Service) -> Value {
@@ -104,6 +121,17 @@ pub fn engine_json(s: &Service) -> Value {
         "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
         "Spec": spec_json(&s.spec.clone().unwrap_or_default()),
     });
+    if let Some(e) = &s.endpoint {
+        let spec = e.spec.clone().unwrap_or_default();
+        doc["Endpoint"] = json!({
+            "Spec": {
+                "Mode": if spec.mode == 1 { "dnsrr" } else { "vip" },
+                "Ports": spec.ports.iter().map(port_json).collect::<Vec<_>>(),
+            },
+            "Ports": e.ports.iter().map(port_json).collect::<Vec<_>>(),
+            "VirtualIPs": e.virtual_ips.iter().map(|v| json!({"NetworkID": v.network_id, "Addr": v.addr})).collect::<Vec<_>>(),
+        });
+    }
     if let Some(prev) = &s.previous_spec {
         doc["PreviousSpec"] = spec_json(prev);
     }
@@ -236,9 +264,10 @@ pub fn pretty(s: &Service) -> String {
         "Endpoint Mode:\t{}",
         if endpoint.mode == 1 { "dnsrr" } else { "vip" }
     ));
-    if !endpoint.ports.is_empty() {
+    let ports = allocated_ports(s);
+    if !ports.is_empty() {
         line("Ports:".into());
-        for p in &endpoint.ports {
+        for p in &ports {
             line(format!(" PublishedPort = {}", p.published_port));
             line(format!("  Protocol = {}", p.protocol));
             line(format!("  TargetPort = {}", p.target_port));

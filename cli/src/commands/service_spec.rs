@@ -230,11 +230,8 @@ pub fn parse_port(s: &str) -> anyhow::Result<PortConfig> {
             None => p.target_port = port(ports)?,
         }
     }
-    if !["tcp", "udp", "sctp"].contains(&p.protocol.as_str()) {
-        return Err(bad(&format!(
-            "protocol {:?} is not tcp, udp or sctp",
-            p.protocol
-        )));
+    if !["tcp", "udp"].contains(&p.protocol.as_str()) {
+        return Err(bad(&format!("protocol {:?} is not tcp or udp", p.protocol)));
     }
     Ok(p)
 }

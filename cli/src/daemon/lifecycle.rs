@@ -178,6 +178,7 @@ impl Daemon {
                 reachability: Reachability::Reachable as i32,
             }),
             role: NodeRole::Manager as i32,
+            ingress: None,
         };
         let tls = NodeTls {
             ca_cert_pem: ca.cert_pem,

@@ -126,6 +126,9 @@ impl Runtime {
 
     /// Tells the other nodes this one is going, so they drop its endpoints at once.
     pub async fn leave_gossip(&self) {
+        if let Some(o) = &self.overlay {
+            o.leave().await;
+        }
         if let Some(g) = &self.gossip {
             g.leave().await;
         }
@@ -195,6 +198,7 @@ async fn data_plane(
             dns_ttl: daemon.args.dns_ttl,
         },
         gossip.clone(),
+        shoal_agent::lb::engine(&daemon.args.lb_engine).map_err(|e| anyhow::anyhow!(e))?,
     )
     .await;
     match overlay {

@@ -2,6 +2,7 @@
 //! and scheduler (leader duties) turn them into tasks.
 
 pub mod constraints;
+pub mod endpoint;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -61,23 +62,29 @@ pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<Service> {
     apply_defaults(&mut spec);
     m.store
         .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
-    let now = shoal_proto::now_nanos();
-    let service = Service {
-        id: shoal_proto::ids::new_id(),
-        meta: Some(Meta {
-            created_at_unix_nanos: now,
-            updated_at_unix_nanos: now,
-            ..Default::default()
-        }),
-        spec: Some(spec),
-        spec_version: 1,
-        ..Default::default()
-    };
+    let id = shoal_proto::ids::new_id();
     let result = m
-        .propose(crate::store::proposal(vec![action(
-            StoreActionKind::Create,
-            Object::Service(service),
-        )]))
+        .update_with_retry(|s| {
+            let endpoint =
+                endpoint::allocate(s, &id, &spec, None).map_err(ManagerError::InvalidArgument)?;
+            let now = shoal_proto::now_nanos();
+            let service = Service {
+                id: id.clone(),
+                meta: Some(Meta {
+                    created_at_unix_nanos: now,
+                    updated_at_unix_nanos: now,
+                    ..Default::default()
+                }),
+                spec: Some(spec.clone()),
+                spec_version: 1,
+                endpoint: Some(endpoint),
+                ..Default::default()
+            };
+            Ok(vec![action(
+                StoreActionKind::Create,
+                Object::Service(service),
+            )])
+        })
         .await?;
     stored_service(result)
 }
@@ -134,8 +141,15 @@ pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
         .update_with_retry(|s| {
             let mut svc = find_service(s, &id)?;
             let old = svc.spec.clone().unwrap_or_default();
-            let tasks_change = old.task != spec.task;
+            let endpoint = if req.rollback {
+                svc.previous_endpoint.clone().unwrap_or_default()
+            } else {
+                endpoint::allocate(s, &id, &spec, svc.endpoint.as_ref())
+                    .map_err(ManagerError::InvalidArgument)?
+            };
+            let tasks_change = old.task != spec.task || svc.endpoint.as_ref() != Some(&endpoint);
             svc.previous_spec = Some(old);
+            svc.previous_endpoint = svc.endpoint.replace(endpoint);
             svc.spec = Some(spec.clone());
             let now = shoal_proto::now_nanos();
             svc.meta.get_or_insert_default().updated_at_unix_nanos = now;

@@ -66,10 +66,23 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                     p.published_port
                 ));
             }
-            if !["tcp", "udp", "sctp"].contains(&p.protocol.as_str()) {
+            if !["tcp", "udp"].contains(&p.protocol.as_str()) {
                 return Err(format!(
-                    "invalid protocol {:?}: use tcp, udp or sctp",
+                    "invalid protocol {:?}: use tcp or udp (the routing mesh balances only those)",
                     p.protocol
+                ));
+            }
+            let host_mode = p.publish_mode() == shoal_proto::PublishMode::Host;
+            if host_mode && p.published_port == 0 {
+                return Err(format!(
+                    "port {}/{} in mode=host needs a published port: give published=N",
+                    p.target_port, p.protocol
+                ));
+            }
+            if !host_mode && endpoint.mode() == shoal_proto::EndpointMode::Dnsrr {
+                return Err(format!(
+                    "port {}/{} is published in ingress mode, which needs endpoint mode vip: use --endpoint-mode vip or mode=host",
+                    p.target_port, p.protocol
                 ));
             }
             if p.published_port != 0 && !seen.insert((p.published_port, p.protocol.clone())) {

@@ -1,0 +1,375 @@
+//! The routing mesh and service VIPs: published ports answered on every node's address,
+//! spread over every running task; VIPs from inside tasks; UDP; backends that follow
+//! scaling, node loss, rolling updates and agent crashes without failed requests.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Lab, text, wait_for};
+
+/// One HTTP GET with a new connection: the demo page's "Hello from HOST" host.
+fn hello(addr: &str) -> Result<String, String> {
+    let sa: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        .map_err(|e| format!("sending to {addr}: {e}"))?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .map_err(|e| format!("reading from {addr}: {e}"))?;
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix("Hello from "))
+        .map(|h| h.trim().to_string())
+        .ok_or_else(|| format!("{addr} answered {reply:?}"))
+}
+
+/// `n` requests to `addr`: the hosts that answered, and the failures.
+fn spread(addr: &str, n: usize) -> (BTreeSet<String>, Vec<String>) {
+    let (mut hosts, mut failures) = (BTreeSet::new(), vec![]);
+    for _ in 0..n {
+        match hello(addr) {
+            Ok(h) => {
+                hosts.insert(h);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    (hosts, failures)
+}
+
+/// The hostnames of the running tasks of `service` (a process task's is its short ID).
+fn hostnames(lab: &Lab, service: &str, n: usize) -> BTreeSet<String> {
+    lab.wait_running(service, n)
+        .into_iter()
+        .map(|(id, _)| id[..12].to_string())
+        .collect()
+}
+
+/// Waits until requests to every address of `nodes` on `port` all succeed and reach
+/// exactly the hosts in `want`; panics with what was seen otherwise.
+fn settle(lab: &Lab, nodes: &[u32], port: u16, want: &BTreeSet<String>) {
+    let start = std::time::Instant::now();
+    loop {
+        let mut seen = BTreeSet::new();
+        let mut failures = vec![];
+        for &i in nodes {
+            let (hosts, f) = spread(&format!("{}:{port}", lab.ip(i)), 20);
+            seen.extend(hosts);
+            failures.extend(f);
+        }
+        if failures.is_empty() && &seen == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "port {port} did not settle on {want:?}: reached {seen:?}, failures {failures:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A command line split at spaces (for arguments without spaces).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+fn node_ns(lab: &Lab, node: &str) -> String {
+    format!("shoal-{}-{node}", lab.name)
+}
+
+/// Whether the node's namespace holds shoal's load-balancer table.
+fn has_lb_table(lab: &Lab, node: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node_ns(lab, node),
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "shoal_lb",
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn published_ports_answer_on_every_node_and_reach_every_task() {
+    let lab = Lab::up("mesh-web", 61, 3, 1, "1s");
+    lab.ok("manager1", &["network", "create", "app"]);
+    lab.ok(
+        "manager1",
+        &words("service create --name web --replicas 5 -p 8080:80 --network app shoal/demo-web"),
+    );
+    let want = hostnames(&lab, "web", 5);
+    let ls = lab.ok("manager1", &["service", "ls"]);
+    assert!(ls.contains("*:8080->80/tcp"), "{ls}");
+    // The mesh may take a moment to learn every backend; then it must be perfect.
+    settle(&lab, &[1, 2, 3], 8080, &want);
+    let mut reached = BTreeSet::new();
+    for i in 1..=3 {
+        let (hosts, failures) = spread(&format!("{}:8080", lab.ip(i)), 50);
+        assert!(failures.is_empty(), "node {i}: {failures:?}");
+        reached.extend(hosts);
+    }
+    assert_eq!(reached, want, "requests through the mesh reach all 5 tasks");
+
+    // East-west: from inside a task, the service's name is its VIP, and the VIP leads
+    // to every replica.
+    let (id, node) = lab.running("web").remove(0);
+    let ns = lab.task_ns(&node, &id);
+    let vip = lab.vip("web");
+    let mut via_vip = BTreeSet::new();
+    for _ in 0..60 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "http://web/",
+            ])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        let host = body.trim().strip_prefix("Hello from ").map(str::to_string);
+        via_vip.insert(host.unwrap_or_else(|| panic!("curl web from a task: {}", text(&out))));
+    }
+    assert_eq!(via_vip, want, "curl web (VIP {vip}) reaches every replica");
+}
+
+#[test]
+fn a_udp_port_is_published_through_the_mesh() {
+    let lab = Lab::up("mesh-udp", 62, 2, 1, "1s");
+    // A UDP service that says who it is: dnsmasq answering `who TXT` with its hostname.
+    lab.ok(
+        "manager1",
+        &[
+            "service", "create", "--name", "who", "--replicas", "2",
+            "--replicas-max-per-node", "1",
+            "-p", "published=8053,target=53,protocol=udp",
+            "shoal/demo-web", "sh", "-c",
+            "exec dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file= --port=53 --txt-record=who,$(hostname)",
+        ],
+    );
+    let want = hostnames(&lab, "who", 2);
+    let ask = |i: u32| {
+        let out = Command::new("dig")
+            .args([
+                "+short",
+                "+tries=1",
+                "+time=2",
+                "-p",
+                "8053",
+                &format!("@{}", lab.ip(i)),
+                "who",
+                "TXT",
+            ])
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout);
+        match answer.trim().trim_matches('"') {
+            "" => text(&out),
+            host => host.to_string(),
+        }
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "who to answer on both nodes",
+        || (want.contains(&ask(1)) && want.contains(&ask(2))).then_some(()),
+    );
+    let mut seen = BTreeSet::new();
+    for n in 0..40 {
+        let answer = ask(1 + n % 2);
+        assert!(
+            want.contains(&answer),
+            "query {n} through node {}: {answer:?}",
+            1 + n % 2
+        );
+        seen.insert(answer);
+    }
+    assert_eq!(seen, want, "UDP queries are spread over both tasks");
+}
+
+#[test]
+fn backends_follow_scaling_and_node_loss_and_removal_closes_the_port() {
+    let lab = Lab::up("mesh-scale", 63, 3, 1, "1s");
+    lab.ok(
+        "manager1",
+        &words("service create --name web --replicas 5 -p 8080:80 shoal/demo-web"),
+    );
+    settle(&lab, &[1, 2, 3], 8080, &hostnames(&lab, "web", 5));
+    for n in [2usize, 6] {
+        lab.ok("manager1", &["service", "scale", &format!("web={n}")]);
+        let want = hostnames(&lab, "web", n);
+        settle(&lab, &[1, 2, 3], 8080, &want);
+        for i in 1..=3 {
+            let (hosts, failures) = spread(&format!("{}:8080", lab.ip(i)), 30);
+            assert!(failures.is_empty(), "after scaling to {n}: {failures:?}");
+            assert!(
+                hosts.is_subset(&want),
+                "a request went to a removed task: {hosts:?}"
+            );
+        }
+    }
+
+    // worker2 is lost: its tasks are replaced, and the mesh forgets them.
+    lab.stop("worker2", true);
+    let want = wait_for(
+        Duration::from_secs(30),
+        "web's tasks to leave worker2",
+        || {
+            let running = lab.running("web");
+            (running.len() == 6 && running.iter().all(|(_, node)| node != "worker2")).then(|| {
+                running
+                    .iter()
+                    .map(|(id, _)| id[..12].to_string())
+                    .collect::<BTreeSet<_>>()
+            })
+        },
+    )
+    .0;
+    settle(&lab, &[1, 2], 8080, &want);
+
+    lab.ok("manager1", &["service", "rm", "web"]);
+    wait_for(
+        Duration::from_secs(15),
+        "the port to close on every node",
+        || {
+            let closed = (1..=2).all(|i| hello(&format!("{}:8080", lab.ip(i))).is_err());
+            let clean = ["manager1", "worker1"]
+                .iter()
+                .all(|n| !has_lb_table(&lab, n));
+            (closed && clean).then_some(())
+        },
+    );
+}
+
+#[test]
+fn published_ports_are_unique_and_change_live() {
+    let lab = Lab::up("mesh-ports", 64, 2, 1, "1s");
+    lab.ok(
+        "manager1",
+        &words("service create --name web --replicas 2 -p 8080:80 shoal/demo-web"),
+    );
+    lab.refused(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "api",
+            "-p",
+            "8080:80",
+            "shoal/demo-web",
+        ],
+        "port '8080' is already in use by service 'web'",
+    );
+    // A port without a number gets one from 30000-32767.
+    lab.ok(
+        "manager1",
+        &words("service create --name api -p 80 shoal/demo-web"),
+    );
+    let ls = lab.ok("manager1", &["service", "ls"]);
+    assert!(ls.contains("*:30000->80/tcp"), "{ls}");
+    settle(&lab, &[1, 2], 30000, &hostnames(&lab, "api", 1));
+
+    // Move web from 8080 to 9090 while it runs.
+    lab.ok(
+        "manager1",
+        &words("service update --publish-rm 80 --publish-add 9090:80 web"),
+    );
+    let want = hostnames(&lab, "web", 2);
+    settle(&lab, &[1, 2], 9090, &want);
+    wait_for(Duration::from_secs(15), "8080 to close", || {
+        (1..=2)
+            .all(|i| hello(&format!("{}:8080", lab.ip(i))).is_err())
+            .then_some(())
+    });
+    // 8080 is free again.
+    lab.ok(
+        "manager1",
+        &["service", "update", "--publish-add", "8080:80", "api"],
+    );
+    settle(&lab, &[1, 2], 8080, &hostnames(&lab, "api", 1));
+}
+
+/// Sends requests to `addr` one after another until told to stop; returns the failures
+/// and how many requests were made.
+fn request_loop(
+    addr: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+    std::thread::spawn(move || {
+        let (mut failures, mut made) = (vec![], 0);
+        let start = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = hello(&addr) {
+                failures.push(format!("at {:.2?}: {e}", start.elapsed()));
+            }
+            made += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (failures, made)
+    })
+}
+
+#[test]
+fn rolling_updates_and_agent_crashes_drop_no_requests() {
+    let lab = Lab::up("mesh-update", 65, 3, 1, "1s");
+    lab.ok("manager1", &words("service create --name web --replicas 3 -p 8080:80 --update-parallelism 1 --update-delay 1s shoal/demo-web"));
+    settle(&lab, &[1, 2, 3], 8080, &hostnames(&lab, "web", 3));
+
+    // kill -9 the agent on the node receiving the traffic, then start it again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = request_loop(format!("{}:8080", lab.ip(2)), stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    lab.stop("worker1", true);
+    std::thread::sleep(Duration::from_secs(3));
+    lab.start("worker1");
+    lab.wait_ready("worker1", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(12));
+    stop.store(true, Ordering::Relaxed);
+    let (failures, made) = looping.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {made} requests failed across the agent restart: {failures:?}",
+        failures.len()
+    );
+    eprintln!("{made} requests through worker1 while its agent was killed and restarted");
+
+    // A rolling update, one task at a time, under load through every node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loops: Vec<_> = (1..=3)
+        .map(|i| request_loop(format!("{}:8080", lab.ip(i)), stop.clone()))
+        .collect();
+    lab.ok("manager1", &["service", "update", "--force", "web"]);
+    wait_for(Duration::from_secs(60), "the update to complete", || {
+        let out = lab.ok("manager1", &["service", "inspect", "web"]);
+        out.contains("\"State\": \"completed\"").then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for (i, l) in loops.into_iter().enumerate() {
+        let (failures, made) = l.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "node {i}: {} of {made} requests failed during the update: {failures:?}",
+            failures.len()
+        );
+    }
+}
