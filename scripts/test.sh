@@ -5,10 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# The TC programs first: the agent embeds them.
+./scripts/build-ebpf.sh
 cargo build --workspace --all-targets
-if command -v bpf-linker >/dev/null 2>&1; then
-    (cd ebpf && cargo +nightly build --release)
-else
-    echo "test: bpf-linker is missing (no LLVM 22 here), so ebpf/ was not built" >&2
-fi
 cargo test --workspace

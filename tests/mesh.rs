@@ -86,18 +86,21 @@ fn node_ns(lab: &Lab, node: &str) -> String {
     format!("shoal-{}-{node}", lab.name)
 }
 
-/// Whether the node's namespace holds shoal's load-balancer table.
-fn has_lb_table(lab: &Lab, node: &str) -> bool {
-    Command::new("ip")
+/// Whether the node's load balancer publishes nothing: no nftables table, or no eBPF
+/// frontend in its pinned map.
+fn nothing_published(lab: &Lab, node: &str, engine: &str) -> bool {
+    let ns = node_ns(lab, node);
+    if engine == "ebpf" {
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "dump", "pinned"])
+            .arg(format!("/sys/fs/bpf/shoal/{ns}/v1/FRONTENDS"))
+            .output()
+            .unwrap();
+        return out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "[]";
+    }
+    !Command::new("ip")
         .args([
-            "netns",
-            "exec",
-            &node_ns(lab, node),
-            "nft",
-            "list",
-            "table",
-            "ip",
-            "shoal_lb",
+            "netns", "exec", &ns, "nft", "list", "table", "ip", "shoal_lb",
         ])
         .output()
         .unwrap()
@@ -105,9 +108,61 @@ fn has_lb_table(lab: &Lab, node: &str) -> bool {
         .success()
 }
 
-#[test]
-fn published_ports_answer_on_every_node_and_reach_every_task() {
-    let lab = Lab::up("mesh-web", 61, 3, 1, "1s");
+/// A lab of `nodes` whose daemons balance with `engine`; with ebpf, the test makes sure
+/// the programs really run (no fallback to nftables).
+fn mesh_lab(name: &str, net: u8, nodes: u32, engine: &str) -> Lab {
+    let name = format!("{name}-{}", &engine[..1]);
+    let lab = Lab::up_full(
+        &name,
+        net,
+        nodes,
+        1,
+        "1s",
+        "process",
+        &[],
+        &["--lb-engine", engine],
+    );
+    for i in 0..nodes {
+        let node = if i == 0 {
+            "manager1".to_string()
+        } else {
+            format!("worker{i}")
+        };
+        let log = std::fs::read_to_string(lab.dir().join(&node).join("daemon.log")).unwrap();
+        assert!(
+            log.contains(&format!("engine=\"{engine}\"")),
+            "{node} does not run the {engine} engine:\n{log}"
+        );
+    }
+    lab
+}
+
+/// Runs a scenario once per engine, each on its own lab subnet.
+macro_rules! on_both_engines {
+    ($($scenario:ident: $net:literal),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn ebpf() {
+                super::$scenario("ebpf", $net);
+            }
+            #[test]
+            fn nftables() {
+                super::$scenario("nftables", $net + 10);
+            }
+        }
+    )*};
+}
+
+on_both_engines! {
+    published_ports_answer_on_every_node_and_reach_every_task: 61,
+    a_udp_port_is_published_through_the_mesh: 62,
+    backends_follow_scaling_and_node_loss_and_removal_closes_the_port: 63,
+    published_ports_are_unique_and_change_live: 64,
+    rolling_updates_and_agent_crashes_drop_no_requests: 65,
+}
+
+fn published_ports_answer_on_every_node_and_reach_every_task(engine: &str, net: u8) {
+    let lab = mesh_lab("mw", net, 3, engine);
     lab.ok("manager1", &["network", "create", "app"]);
     lab.ok(
         "manager1",
@@ -125,6 +180,36 @@ fn published_ports_answer_on_every_node_and_reach_every_task() {
         reached.extend(hosts);
     }
     assert_eq!(reached, want, "requests through the mesh reach all 5 tasks");
+
+    // `shoal debug lb` on a node shows the port, its backends and (ebpf) what they carried.
+    let status = lab.ok("worker1", &["debug", "lb"]);
+    assert!(status.contains(&format!("Engine: {engine}")), "{status}");
+    let rows = common::parse_table(
+        status
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    );
+    let port = rows
+        .iter()
+        .find(|r| r["FRONTEND"] == "*:8080/tcp")
+        .unwrap_or_else(|| panic!("no row for 8080: {status}"));
+    let backends = rows
+        .iter()
+        .filter(|r| r["BACKEND"].ends_with(":80"))
+        .count();
+    assert_eq!(backends, 5, "{status}");
+    if engine == "ebpf" {
+        let connections: u64 = port["CONNECTIONS"].parse().unwrap();
+        assert!(
+            connections >= 50,
+            "50 requests went through worker1: {status}"
+        );
+    } else {
+        assert_eq!(port["CONNECTIONS"], "-", "{status}");
+    }
 
     // East-west: from inside a task, the service's name is its VIP, and the VIP leads
     // to every replica.
@@ -153,9 +238,8 @@ fn published_ports_answer_on_every_node_and_reach_every_task() {
     assert_eq!(via_vip, want, "curl web (VIP {vip}) reaches every replica");
 }
 
-#[test]
-fn a_udp_port_is_published_through_the_mesh() {
-    let lab = Lab::up("mesh-udp", 62, 2, 1, "1s");
+fn a_udp_port_is_published_through_the_mesh(engine: &str, net: u8) {
+    let lab = mesh_lab("mu", net, 2, engine);
     // A UDP service that says who it is: dnsmasq answering `who TXT` with its hostname.
     lab.ok(
         "manager1",
@@ -206,9 +290,8 @@ fn a_udp_port_is_published_through_the_mesh() {
     assert_eq!(seen, want, "UDP queries are spread over both tasks");
 }
 
-#[test]
-fn backends_follow_scaling_and_node_loss_and_removal_closes_the_port() {
-    let lab = Lab::up("mesh-scale", 63, 3, 1, "1s");
+fn backends_follow_scaling_and_node_loss_and_removal_closes_the_port(engine: &str, net: u8) {
+    let lab = mesh_lab("ms", net, 3, engine);
     lab.ok(
         "manager1",
         &words("service create --name web --replicas 5 -p 8080:80 shoal/demo-web"),
@@ -254,15 +337,14 @@ fn backends_follow_scaling_and_node_loss_and_removal_closes_the_port() {
             let closed = (1..=2).all(|i| hello(&format!("{}:8080", lab.ip(i))).is_err());
             let clean = ["manager1", "worker1"]
                 .iter()
-                .all(|n| !has_lb_table(&lab, n));
+                .all(|n| nothing_published(&lab, n, engine));
             (closed && clean).then_some(())
         },
     );
 }
 
-#[test]
-fn published_ports_are_unique_and_change_live() {
-    let lab = Lab::up("mesh-ports", 64, 2, 1, "1s");
+fn published_ports_are_unique_and_change_live(engine: &str, net: u8) {
+    let lab = mesh_lab("mp", net, 2, engine);
     lab.ok(
         "manager1",
         &words("service create --name web --replicas 2 -p 8080:80 shoal/demo-web"),
@@ -329,9 +411,8 @@ fn request_loop(
     })
 }
 
-#[test]
-fn rolling_updates_and_agent_crashes_drop_no_requests() {
-    let lab = Lab::up("mesh-update", 65, 3, 1, "1s");
+fn rolling_updates_and_agent_crashes_drop_no_requests(engine: &str, net: u8) {
+    let lab = mesh_lab("mr", net, 3, engine);
     lab.ok("manager1", &words("service create --name web --replicas 3 -p 8080:80 --update-parallelism 1 --update-delay 1s shoal/demo-web"));
     settle(&lab, &[1, 2, 3], 8080, &hostnames(&lab, "web", 3));
 

@@ -446,40 +446,56 @@ pub fn link_controller(l: &LinkMessage) -> Option<u32> {
     })
 }
 
-/// The TCP ports something listens on in the namespace at `path` (IPv4 and IPv6), read
-/// from /proc/thread-self/net/tcp{,6} by a thread inside it.
-pub async fn listening_tcp_ports(path: &Path) -> std::io::Result<std::collections::HashSet<u16>> {
+/// The ports something listens on in the namespace at `path` (IPv4 and IPv6): TCP
+/// sockets in LISTEN, UDP sockets bound and unconnected. Read from /proc/thread-self/net
+/// by a thread inside the namespace.
+pub async fn listening_ports(path: &Path) -> std::io::Result<Listening> {
     let file = std::fs::File::open(path)?;
     tokio::task::spawn_blocking(move || {
-        // SAFETY: setns on this blocking-pool thread would leak the namespace to later
-        // jobs, so a dedicated thread does it and ends.
+        // A dedicated thread enters the namespace and ends (pool threads must not).
         std::thread::spawn(move || {
+            // SAFETY: setns on this short-lived thread only.
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let mut ports = std::collections::HashSet::new();
-            for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-                let Ok(text) = std::fs::read_to_string(table) else {
-                    continue;
-                };
-                for line in text.lines().skip(1) {
-                    let cols: Vec<&str> = line.split_whitespace().collect();
-                    // local_address is ADDR:PORT in hex; state 0A is LISTEN.
-                    if cols.get(3) == Some(&"0A")
-                        && let Some(port) = cols
-                            .get(1)
-                            .and_then(|a| a.rsplit(':').next())
-                            .and_then(|p| u16::from_str_radix(p, 16).ok())
-                    {
-                        ports.insert(port);
-                    }
-                }
-            }
-            Ok(ports)
+            Ok(Listening {
+                tcp: bound_ports(&["tcp", "tcp6"], "0A"),
+                udp: bound_ports(&["udp", "udp6"], "07"),
+            })
         })
         .join()
         .map_err(|_| std::io::Error::other("the netns thread panicked"))?
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+#[derive(Debug, Default)]
+pub struct Listening {
+    pub tcp: std::collections::HashSet<u16>,
+    pub udp: std::collections::HashSet<u16>,
+}
+
+/// Local ports of sockets in `state` (hex, as /proc/net shows it) in these tables.
+fn bound_ports(tables: &[&str], state: &str) -> std::collections::HashSet<u16> {
+    let mut ports = std::collections::HashSet::new();
+    for table in tables {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; 127.0.0.11 is shoal's own resolver.
+            if cols.get(3) == Some(&state)
+                && cols.get(1).is_some_and(|a| !a.starts_with("0B00007F:"))
+                && let Some(port) = cols
+                    .get(1)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.insert(port);
+            }
+        }
+    }
+    ports
 }

@@ -1,15 +1,335 @@
-//! shoal's TC programs. For now a pass-through classifier that proves the toolchain end to
-//! end (nightly, rust-src, bpf-linker); the load balancer lands here (see DESIGN.md).
+//! shoal's TC programs: the eBPF load balancer (agent/src/lb/ebpf.rs loads them).
+//!
+//! The routing mesh: `shoal_mesh_in` sits on the node's interfaces (ingress). A TCP or
+//! UDP packet to the node's address on a published port is given a backend (a task on
+//! the ingress overlay): the connection's first packet picks one by Maglev hashing, the
+//! flow table keeps it for the rest of the connection. The packet is rewritten (node
+//! address:port -> task address:port, client -> the node's ingress leg with a free
+//! source port, checksums fixed) and sent out the leg. `shoal_mesh_reply` sits on the
+//! leg (ingress) and turns replies back into what the client expects, out the interface
+//! the request came in on, with the MACs it came with.
+//!
+//! Every map is pinned by name, so forwarding goes on while the agent restarts.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::bindings::TC_ACT_OK;
-use aya_ebpf::macros::classifier;
+mod types;
+
+use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT};
+use aya_ebpf::helpers::generated::bpf_redirect;
+use aya_ebpf::macros::{classifier, map};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::TcContext;
+use types::*;
+
+#[map]
+static FRONTENDS: HashMap<FrontendKey, Frontend> = HashMap::pinned(MAX_FRONTENDS, 0);
+#[map]
+static MAGLEV: Array<u32> = Array::pinned(MAX_FRONTENDS * MAGLEV_SLOTS, 0);
+#[map]
+static BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
+#[map]
+static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::pinned(MAX_FLOWS, 0);
+#[map]
+static REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::pinned(MAX_FLOWS, 0);
+#[map]
+static CONFIG: Array<Config> = Array::pinned(1, 0);
+#[map]
+static FRONTEND_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(MAX_FRONTENDS, 0);
+#[map]
+static BACKEND_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(MAX_BACKENDS, 0);
+
+const ETH_P_IP: u16 = 0x0800;
+const IP_PROTO: usize = 23;
+const IP_CSUM: usize = 24;
+const IP_SRC: usize = 26;
+const IP_DST: usize = 30;
+const L4_SPORT: usize = 34;
+const L4_DPORT: usize = 36;
+const TCP_FLAGS: usize = 47;
+const TCP_CSUM: usize = 50;
+const UDP_CSUM: usize = 40;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+/// An IPv4 TCP or UDP packet without IP options, as loaded (network byte order).
+struct Packet {
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    syn: bool,
+}
+
+impl Packet {
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            saddr: self.saddr,
+            daddr: self.daddr,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            pad: [0; 3],
+        }
+    }
+
+    fn csum_at(&self) -> usize {
+        if self.proto == TCP {
+            TCP_CSUM
+        } else {
+            UDP_CSUM
+        }
+    }
+}
+
+fn parse(ctx: &TcContext) -> Option<Packet> {
+    let ethertype: u16 = ctx.load(12).ok()?;
+    if u16::from_be(ethertype) != ETH_P_IP {
+        return None;
+    }
+    // Version 4, header length 5 words; no fragments (ports are in the first one only).
+    let version_ihl: u8 = ctx.load(14).ok()?;
+    let frag: u16 = ctx.load(20).ok()?;
+    if version_ihl != 0x45 || u16::from_be(frag) & 0x3fff != 0 {
+        return None;
+    }
+    let proto: u8 = ctx.load(IP_PROTO).ok()?;
+    if proto != TCP && proto != UDP {
+        return None;
+    }
+    let flags: u8 = if proto == TCP {
+        ctx.load(TCP_FLAGS).ok()?
+    } else {
+        0
+    };
+    Some(Packet {
+        saddr: ctx.load(IP_SRC).ok()?,
+        daddr: ctx.load(IP_DST).ok()?,
+        sport: ctx.load(L4_SPORT).ok()?,
+        dport: ctx.load(L4_DPORT).ok()?,
+        proto,
+        syn: proto == TCP && flags & (SYN | ACK) == SYN,
+    })
+}
+
+/// murmur3's finaliser over the 5-tuple: the same flow always lands on the same slot.
+fn flow_hash(k: &FlowKey) -> u32 {
+    let mut h = k.saddr ^ k.daddr.rotate_left(13) ^ ((k.sport as u32) << 16 | k.dport as u32);
+    h ^= k.proto as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The MAC shoal gives an overlay address (netlink.rs mac_for): 02:42 and the address.
+fn mac_for(addr: u32) -> [u8; 6] {
+    let b = addr.to_ne_bytes();
+    [0x02, 0x42, b[0], b[1], b[2], b[3]]
+}
+
+fn set_addr(ctx: &TcContext, p: &Packet, at: usize, old: u32, new: u32) -> Result<(), i64> {
+    if old == new {
+        return Ok(());
+    }
+    let mangled = if p.proto == UDP {
+        BPF_F_MARK_MANGLED_0
+    } else {
+        0
+    } as u64;
+    ctx.l4_csum_replace(
+        p.csum_at(),
+        old as u64,
+        new as u64,
+        BPF_F_PSEUDO_HDR as u64 | mangled | 4,
+    )?;
+    ctx.l3_csum_replace(IP_CSUM, old as u64, new as u64, 4)?;
+    ctx.store(at, &new, 0)
+}
+
+fn set_port(ctx: &TcContext, p: &Packet, at: usize, old: u16, new: u16) -> Result<(), i64> {
+    if old == new {
+        return Ok(());
+    }
+    let mangled = if p.proto == UDP {
+        BPF_F_MARK_MANGLED_0
+    } else {
+        0
+    } as u64;
+    ctx.l4_csum_replace(p.csum_at(), old as u64, new as u64, mangled | 2)?;
+    ctx.store(at, &new, 0)
+}
+
+fn set_macs(ctx: &TcContext, src: &[u8; 6], dst: &[u8; 6]) -> Result<(), i64> {
+    ctx.store(0, dst, 0)?;
+    ctx.store(6, src, 0)
+}
+
+fn count(stats: &PerCpuArray<Counter>, index: u32, bytes: u32, connection: bool) {
+    if let Some(c) = stats.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot, only this CPU writes it now.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes as u64;
+            if connection {
+                (*c).connections += 1;
+            }
+        }
+    }
+}
+
+/// Picks a backend for a new connection from the frontend's Maglev table.
+fn choose(fe: &Frontend, key: &FlowKey) -> Option<(u32, Backend)> {
+    let slot = flow_hash(key) % MAGLEV_SLOTS;
+    let id = *MAGLEV.get(fe.id.checked_mul(MAGLEV_SLOTS)? + slot)?;
+    let backend = *BACKENDS.get(id)?;
+    (backend.addr != 0).then_some((id, backend))
+}
+
+/// A source port for the leg so that the reply's tuple names this connection alone.
+fn nat_port(p: &Packet, backend: &Backend, leg: u32) -> Option<u16> {
+    let mut candidate = p.sport;
+    for attempt in 0..4u32 {
+        let reply = FlowKey {
+            saddr: backend.addr,
+            daddr: leg,
+            sport: backend.port,
+            dport: candidate,
+            proto: p.proto,
+            pad: [0; 3],
+        };
+        // SAFETY: read only, copied out at once.
+        match unsafe { REPLIES.get(reply) } {
+            Some(r) if r.to_addr != p.saddr || r.to_port != p.sport => {
+                let h = flow_hash(&p.key()).wrapping_add(attempt.wrapping_mul(0x9e37_79b9));
+                candidate = u16::to_be(1024 + (h % 64512) as u16);
+            }
+            _ => return Some(candidate),
+        }
+    }
+    None
+}
+
+/// A helper failing mid-rewrite leaves a half-rewritten packet: it is dropped.
+fn verdict(result: Result<i32, i64>) -> i32 {
+    result.unwrap_or(TC_ACT_SHOT)
+}
 
 #[classifier]
-pub fn shoal_pass(_ctx: TcContext) -> i32 {
-    TC_ACT_OK
+pub fn shoal_mesh_in(ctx: TcContext) -> i32 {
+    verdict(mesh_in(&ctx))
+}
+
+fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
+    let Some(p) = parse(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    let Some(cfg) = CONFIG.get(0).copied() else {
+        return Ok(TC_ACT_OK);
+    };
+    if cfg.leg_ifindex == 0 || p.daddr != cfg.node_addr {
+        return Ok(TC_ACT_OK);
+    }
+    let fkey = FrontendKey {
+        addr: 0,
+        port: p.dport,
+        proto: p.proto,
+        pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let Some(fe) = (unsafe { FRONTENDS.get(fkey) }).copied() else {
+        return Ok(TC_ACT_OK);
+    };
+    let key = p.key();
+    // A new TCP connection always chooses afresh (its tuple may be an old one's).
+    // SAFETY: copied out at once.
+    let known = if p.syn {
+        None
+    } else {
+        unsafe { FLOWS.get(key) }.copied()
+    };
+    let flow = match known {
+        Some(f) => f,
+        None => {
+            // Nothing to send it to: the node answers as for a closed port.
+            let Some((id, backend)) = choose(&fe, &key) else {
+                return Ok(TC_ACT_OK);
+            };
+            let Some(port) = nat_port(&p, &backend, cfg.leg_addr) else {
+                return Ok(TC_ACT_SHOT);
+            };
+            let flow = Flow {
+                backend_id: id,
+                frontend_id: fe.id,
+                backend_addr: backend.addr,
+                backend_port: backend.port,
+                nat_port: port,
+            };
+            let ours: [u8; 6] = ctx.load(0)?;
+            let theirs: [u8; 6] = ctx.load(6)?;
+            let reply_key = FlowKey {
+                saddr: backend.addr,
+                daddr: cfg.leg_addr,
+                sport: backend.port,
+                dport: port,
+                proto: p.proto,
+                pad: [0; 3],
+            };
+            let reply = Reply {
+                from_addr: p.daddr,
+                from_port: p.dport,
+                to_port: p.sport,
+                to_addr: p.saddr,
+                // SAFETY: reading the context's own skb.
+                ifindex: unsafe { (*ctx.skb.skb).ifindex },
+                src_mac: ours,
+                dst_mac: theirs,
+            };
+            REPLIES
+                .insert(reply_key, reply, 0)
+                .map_err(|e| e as i64)?;
+            FLOWS.insert(key, flow, 0).map_err(|e| e as i64)?;
+            count(&FRONTEND_STATS, fe.id, 0, true);
+            count(&BACKEND_STATS, id, 0, true);
+            flow
+        }
+    };
+    let len = ctx.len();
+    count(&FRONTEND_STATS, flow.frontend_id, len, false);
+    count(&BACKEND_STATS, flow.backend_id, len, false);
+    set_addr(ctx, &p, IP_DST, p.daddr, flow.backend_addr)?;
+    set_addr(ctx, &p, IP_SRC, p.saddr, cfg.leg_addr)?;
+    set_port(ctx, &p, L4_DPORT, p.dport, flow.backend_port)?;
+    set_port(ctx, &p, L4_SPORT, p.sport, flow.nat_port)?;
+    set_macs(ctx, &cfg.leg_mac, &mac_for(flow.backend_addr))?;
+    // SAFETY: a plain helper call.
+    Ok(unsafe { bpf_redirect(cfg.leg_ifindex, 0) } as i32)
+}
+
+#[classifier]
+pub fn shoal_mesh_reply(ctx: TcContext) -> i32 {
+    verdict(mesh_reply(&ctx))
+}
+
+fn mesh_reply(ctx: &TcContext) -> Result<i32, i64> {
+    let Some(p) = parse(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: copied out at once.
+    let Some(r) = (unsafe { REPLIES.get(p.key()) }).copied() else {
+        return Ok(TC_ACT_OK);
+    };
+    set_addr(ctx, &p, IP_SRC, p.saddr, r.from_addr)?;
+    set_addr(ctx, &p, IP_DST, p.daddr, r.to_addr)?;
+    set_port(ctx, &p, L4_SPORT, p.sport, r.from_port)?;
+    set_port(ctx, &p, L4_DPORT, p.dport, r.to_port)?;
+    set_macs(ctx, &r.src_mac, &r.dst_mac)?;
+    // SAFETY: a plain helper call.
+    Ok(unsafe { bpf_redirect(r.ifindex, 0) } as i32)
 }
 
 #[cfg(not(test))]

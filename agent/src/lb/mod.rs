@@ -6,6 +6,8 @@
 //! (FDB and neighbour entries in place) before it gets connections, drift is repaired,
 //! and backends follow task state.
 
+pub mod ebpf;
+pub mod maglev;
 pub mod nft;
 pub mod plan;
 
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::gossip::Gossip;
+use crate::gossip::{Endpoint, Gossip};
 use plan::{MeshFrontend, VipFrontend};
 
 /// The engines' key for the node's own namespace.
@@ -29,25 +31,68 @@ pub trait Engine: Send + Sync {
     /// backends; no VIPs: nothing of the engine's in that namespace.
     fn program_task(&self, task_id: &str, netns: &Path, vips: &[VipFrontend])
     -> Result<(), String>;
-    /// Makes connections to the node's addresses on `mesh` ports reach their backends
-    /// through `ingress_leg`, the node's interface on the ingress network.
-    fn program_node(&self, mesh: &[MeshFrontend], ingress_leg: &str) -> Result<(), String>;
+    /// Makes connections to the node's address on `mesh` ports reach their backends
+    /// through `leg`, the node's interface on the ingress network.
+    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String>;
     /// Forgets what it knew of a task that is gone.
     fn forget(&self, task_id: &str);
     /// Removes the node's rules (the node leaves the swarm).
     fn clear_node(&self) -> Result<(), String>;
     /// Whether an earlier agent left programmed state on this node.
     fn has_state(&self) -> bool;
+    /// Per published port, what the engine counted (None: it does not count).
+    fn counters(&self) -> Option<Vec<PortCounters>> {
+        None
+    }
 }
 
-/// The engine `--lb-engine` names.
-pub fn engine(name: &str) -> Result<Arc<dyn Engine>, String> {
+/// What an engine counted for one published port and each of its backends (requests;
+/// replies are not counted).
+pub struct PortCounters {
+    pub protocol: crate::gossip::Protocol,
+    pub port: u16,
+    pub total: Counted,
+    pub backends: Vec<((std::net::Ipv4Addr, u16), Counted)>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Counted {
+    pub packets: u64,
+    pub bytes: u64,
+    pub connections: u64,
+}
+
+/// The engine `--lb-engine` names, for the node at `node_addr` (`node_name` keeps its
+/// pinned eBPF state apart from other nodes' on the same machine). When the eBPF programs
+/// cannot be loaded, nftables does the work, and one log line says why.
+pub fn engine(
+    name: &str,
+    node_addr: std::net::Ipv4Addr,
+    node_name: &str,
+) -> Result<Arc<dyn Engine>, String> {
     match name {
         "nftables" => Ok(Arc::new(nft::NftEngine::default())),
+        "ebpf" => match ebpf::EbpfEngine::load(node_addr, node_name) {
+            Ok(e) => Ok(Arc::new(e)),
+            Err(e) => {
+                tracing::warn!(
+                    "the ebpf load balancer cannot run here, using nftables instead: {e}"
+                );
+                Ok(Arc::new(nft::NftEngine::default()))
+            }
+        },
         other => Err(format!(
-            "unknown load-balancer engine {other:?}: use nftables"
+            "unknown load-balancer engine {other:?}: use ebpf or nftables"
         )),
     }
+}
+
+/// The node's own interface on the ingress network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leg {
+    pub network_id: String,
+    pub ifname: String,
+    pub addr: std::net::Ipv4Addr,
 }
 
 /// A local task's namespace and the networks it is on.
@@ -59,8 +104,7 @@ struct Site {
 #[derive(Default)]
 struct Sites {
     tasks: HashMap<String, Site>,
-    /// The ingress network and the node's leg on it.
-    ingress: Option<(String, String)>,
+    ingress: Option<Leg>,
 }
 
 pub struct Balancer {
@@ -72,6 +116,8 @@ pub struct Balancer {
     /// An earlier agent left programmed state: it is kept as it is until gossip has
     /// settled, as programming from incomplete tables would drop backends.
     adopting: bool,
+    /// The endpoints the overlay last made reachable (FDB and neighbour entries in).
+    reachable: Mutex<Arc<Vec<Endpoint>>>,
 }
 
 impl Balancer {
@@ -84,6 +130,7 @@ impl Balancer {
             gossip,
             sites: Mutex::default(),
             syncing: Mutex::default(),
+            reachable: Mutex::default(),
         })
     }
 
@@ -100,7 +147,7 @@ impl Balancer {
                 networks,
             },
         );
-        self.sync().await;
+        self.program().await;
     }
 
     pub async fn remove_task(&self, task_id: &str) {
@@ -109,18 +156,24 @@ impl Balancer {
     }
 
     /// The node's leg on the ingress network, once it has one.
-    pub async fn set_ingress(&self, network_id: &str, leg: &str) {
-        self.sites.lock().await.ingress = Some((network_id.to_string(), leg.to_string()));
-        self.sync().await;
+    pub async fn set_ingress(&self, leg: Leg) {
+        self.sites.lock().await.ingress = Some(leg);
+        self.program().await;
     }
 
-    /// Programs the engine from the current endpoint tables.
-    pub async fn sync(&self) {
+    /// Programs the engine from `endpoints`: those the overlay has just made reachable.
+    pub async fn sync(&self, endpoints: Arc<Vec<Endpoint>>) {
+        *self.reachable.lock().await = endpoints;
+        self.program().await;
+    }
+
+    /// Programs the engine from the endpoints last made reachable.
+    async fn program(&self) {
         if self.adopting && !self.gossip.settled() {
             return;
         }
         let _one = self.syncing.lock().await;
-        let endpoints = self.gossip.endpoints_shared();
+        let endpoints = self.reachable.lock().await.clone();
         let sites = self.sites.lock().await;
         let tasks: Vec<(String, PathBuf, Vec<VipFrontend>)> = sites
             .tasks
@@ -134,7 +187,7 @@ impl Balancer {
             })
             .collect();
         let (mesh, leg) = match &sites.ingress {
-            Some((network, leg)) => (plan::mesh(&endpoints, network), Some(leg.clone())),
+            Some(leg) => (plan::mesh(&endpoints, &leg.network_id), Some(leg.clone())),
             None => (vec![], None),
         };
         drop(sites);
@@ -158,6 +211,84 @@ impl Balancer {
         .await;
         if done.is_err() {
             tracing::error!("the load-balancer engine panicked");
+        }
+    }
+
+    /// What `shoal debug lb` shows: the engine, the published ports with their backends
+    /// and counters, and the VIPs local tasks reach.
+    pub async fn status(&self) -> shoal_proto::LoadBalancerStatusResponse {
+        use shoal_proto::{LbBackend, LbFrontend};
+        let endpoints = self.reachable.lock().await.clone();
+        let sites = self.sites.lock().await;
+        let mesh = sites
+            .ingress
+            .as_ref()
+            .map(|leg| plan::mesh(&endpoints, &leg.network_id))
+            .unwrap_or_default();
+        let networks: std::collections::HashSet<String> = sites
+            .tasks
+            .values()
+            .flat_map(|s| s.networks.iter().cloned())
+            .collect();
+        drop(sites);
+        let engine = self.engine.clone();
+        let counters = tokio::task::spawn_blocking(move || engine.counters())
+            .await
+            .ok()
+            .flatten();
+        let counted = counters.is_some();
+        let counters = counters.unwrap_or_default();
+        let mut frontends: Vec<LbFrontend> = mesh
+            .iter()
+            .map(|f| {
+                let c = counters
+                    .iter()
+                    .find(|c| c.port == f.port && c.protocol == f.protocol);
+                let total = c.map(|c| c.total).unwrap_or_default();
+                LbFrontend {
+                    service: f.service_name.clone(),
+                    address: format!("*:{}/{}", f.port, f.protocol.name()),
+                    backends: f
+                        .backends
+                        .iter()
+                        .map(|b| {
+                            let n = c
+                                .and_then(|c| c.backends.iter().find(|(x, _)| x == b))
+                                .map(|(_, n)| *n)
+                                .unwrap_or_default();
+                            LbBackend {
+                                address: format!("{}:{}", b.0, b.1),
+                                packets: n.packets,
+                                bytes: n.bytes,
+                                connections: n.connections,
+                            }
+                        })
+                        .collect(),
+                    packets: total.packets,
+                    bytes: total.bytes,
+                    connections: total.connections,
+                    counted,
+                }
+            })
+            .collect();
+        frontends.extend(plan::vips(&endpoints, &networks).into_iter().map(|f| {
+            LbFrontend {
+                service: f.service_name,
+                address: f.vip.to_string(),
+                backends: f
+                    .backends
+                    .iter()
+                    .map(|b| LbBackend {
+                        address: b.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }
+        }));
+        shoal_proto::LoadBalancerStatusResponse {
+            engine: self.engine.name().into(),
+            frontends,
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Engine, NODE_SITE};
+use super::{Engine, Leg, NODE_SITE};
 use crate::nft;
 
 const TABLE: &str = "shoal_lb";
@@ -129,11 +129,11 @@ impl Engine for NftEngine {
         self.apply(task_id, Some(netns), script)
     }
 
-    fn program_node(&self, mesh: &[MeshFrontend], ingress_leg: &str) -> Result<(), String> {
+    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String> {
         let script = if mesh.is_empty() {
             nft::remove_table("ip", TABLE)
         } else {
-            nft::replace_table("ip", TABLE, &node_rules(mesh, ingress_leg))
+            nft::replace_table("ip", TABLE, &node_rules(mesh, &leg.ifname))
         };
         self.apply(NODE_SITE, None, script)
     }

@@ -202,9 +202,18 @@ impl Overlay {
         self.gossip.publish(leg.endpoint.clone());
         st.attached.insert(INGRESS_LEG.into(), vec![leg]);
         self.lb
-            .set_ingress(&ingress.network_id, INGRESS_IFNAME)
+            .set_ingress(crate::lb::Leg {
+                network_id: ingress.network_id.clone(),
+                ifname: INGRESS_IFNAME.into(),
+                addr: ip,
+            })
             .await;
         Ok(())
+    }
+
+    /// The node's load balancer (for `shoal debug lb`).
+    pub fn load_balancer(&self) -> &Balancer {
+        &self.lb
     }
 
     /// Stops serving published ports and leaves the ingress network (the node leaves).
@@ -361,15 +370,14 @@ impl Overlay {
         !legs.is_empty()
     }
 
-    /// Waits (up to `limit`) until the task listens on the TCP ports its service
-    /// publishes, so no connection is sent to it before it can accept one.
+    /// Waits (up to `limit`) until the task listens on the ports its service publishes,
+    /// so no connection or datagram is sent to it before it can take one.
     pub async fn wait_listening(&self, task: &Task, limit: Duration) {
-        let ports: HashSet<u16> = task
+        let ports: HashSet<(bool, u16)> = task
             .endpoint
             .iter()
             .flat_map(|e| &e.ports)
-            .filter(|p| p.protocol == "tcp")
-            .filter_map(|p| u16::try_from(p.target_port).ok())
+            .filter_map(|p| Some((p.protocol == "udp", u16::try_from(p.target_port).ok()?)))
             .collect();
         let netns = {
             let st = self.state.lock().await;
@@ -383,8 +391,14 @@ impl Overlay {
         };
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
-            match crate::netlink::listening_tcp_ports(&netns).await {
-                Ok(open) if ports.is_subset(&open) => return,
+            match crate::netlink::listening_ports(&netns).await {
+                Ok(open)
+                    if ports.iter().all(|&(udp, port)| {
+                        if udp { &open.udp } else { &open.tcp }.contains(&port)
+                    }) =>
+                {
+                    return;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(task = %task.id, "reading listening sockets: {e}");

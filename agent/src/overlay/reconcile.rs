@@ -17,8 +17,9 @@ use crate::gossip::Endpoint;
 use crate::netlink::{Netlink, link_controller};
 
 impl Overlay {
-    /// One pass of the reconciler.
-    pub async fn reconcile(&self) {
+    /// One pass of the reconciler; returns the endpoints it programmed, which the load
+    /// balancer then uses (never a backend whose FDB and neighbour entries are not in).
+    pub async fn reconcile(&self) -> std::sync::Arc<Vec<Endpoint>> {
         let mut st = self.state.lock().await;
         let legs: Vec<Attachment> = st.attached.values().flatten().cloned().collect();
         for leg in &legs {
@@ -66,7 +67,7 @@ impl Overlay {
                 Err(e) => tracing::warn!(task = %task_id, "repairing: {e}"),
             }
         }
-        let endpoints = self.gossip.endpoints();
+        let endpoints = self.gossip.endpoints_shared();
         // Entries are removed only once gossip has had time to learn them all.
         let prune = self.gossip.settled();
         let alive = self.gossip.alive_addrs();
@@ -84,6 +85,7 @@ impl Overlay {
             }
         }
         self.prune(&mut st).await;
+        endpoints
     }
 }
 
@@ -162,7 +164,7 @@ pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
             r = changes.changed() => if r.is_err() { return },
         }
         let Some(o) = overlay.upgrade() else { return };
-        o.reconcile().await;
-        o.lb.sync().await;
+        let programmed = o.reconcile().await;
+        o.lb.sync(programmed).await;
     }
 }

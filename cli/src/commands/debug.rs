@@ -10,12 +10,67 @@ use crate::output::table;
 pub enum DebugCommand {
     /// This node's gossip: members, keys, endpoint table and dropped datagrams
     Gossip,
+    /// This node's load balancer: engine, published ports and VIPs, their backends, and
+    /// what each one carried
+    Lb,
 }
 
 pub async fn run(target: &Target, cmd: DebugCommand) -> anyhow::Result<()> {
     match cmd {
         DebugCommand::Gossip => gossip(target).await,
+        DebugCommand::Lb => load_balancer(target).await,
     }
+}
+
+async fn load_balancer(target: &Target) -> anyhow::Result<()> {
+    let s = target
+        .connect()
+        .await?
+        .load_balancer_status(Empty {})
+        .await
+        .map_err(daemon_error)?
+        .into_inner();
+    println!("Engine: {}", s.engine);
+    let mut rows = Vec::new();
+    for f in &s.frontends {
+        let count = |n: u64| if f.counted { n.to_string() } else { "-".into() };
+        rows.push(vec![
+            f.address.clone(),
+            f.service.clone(),
+            String::new(),
+            count(f.connections),
+            count(f.packets),
+            count(f.bytes),
+        ]);
+        for b in &f.backends {
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                b.address.clone(),
+                count(b.connections),
+                count(b.packets),
+                count(b.bytes),
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        table(
+            &[
+                "FRONTEND",
+                "SERVICE",
+                "BACKEND",
+                "CONNECTIONS",
+                "PACKETS",
+                "BYTES"
+            ],
+            &rows
+        )
+    );
+    if s.frontends.iter().any(|f| !f.counted) {
+        println!("(-: not counted; the ebpf engine counts published ports)");
+    }
+    Ok(())
 }
 
 async fn gossip(target: &Target) -> anyhow::Result<()> {

@@ -267,9 +267,16 @@ async fn add_verbose(
                 });
                 continue;
             }
-            let entry = services
-                .entry(t.service_name.clone())
-                .or_insert_with(|| json!({"VIP": "", "Ports": [], "Tasks": []}));
+            let entry = services.entry(t.service_name.clone()).or_insert_with(|| {
+                let vip = t
+                    .endpoint
+                    .iter()
+                    .flat_map(|e| &e.virtual_ips)
+                    .find(|v| v.network_id == a.network_id)
+                    .and_then(|v| v.addr.split('/').next())
+                    .unwrap_or("");
+                json!({"VIP": vip, "Ports": [], "Tasks": []})
+            });
             let task_name = format!(
                 "{}.{}.{}",
                 t.service_name,

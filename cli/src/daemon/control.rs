@@ -14,8 +14,8 @@ use shoal_proto::{
     SwarmJoinResponse, SwarmLeaveRequest, UpdateNodeRequest, UpdateServiceRequest,
 };
 use shoal_proto::{
-    GossipStatusResponse, ListNetworksResponse, LogLine, Network, NetworkConnectRequest,
-    NetworkConnectResponse, NetworkRef, NetworkSpec, ServiceLogsRequest,
+    GossipStatusResponse, ListNetworksResponse, LoadBalancerStatusResponse, LogLine, Network,
+    NetworkConnectRequest, NetworkConnectResponse, NetworkRef, NetworkSpec, ServiceLogsRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -244,6 +244,19 @@ impl Control for ControlService {
         }
         let _ = req;
         Ok(Response::new(self.daemon.gossip_status().await?))
+    }
+
+    async fn load_balancer_status(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<LoadBalancerStatusResponse>, Status> {
+        if self.remote {
+            return Err(Status::permission_denied(
+                "the load balancer's status describes one node: run `shoal debug lb` on that node",
+            ));
+        }
+        let _ = req;
+        Ok(Response::new(self.daemon.lb_status().await?))
     }
 
     async fn connect_network(

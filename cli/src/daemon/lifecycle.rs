@@ -439,6 +439,17 @@ impl Daemon {
         Ok(gossip.status())
     }
 
+    pub async fn lb_status(&self) -> Result<shoal_proto::LoadBalancerStatusResponse, Status> {
+        let guard = self.runtime.lock().await;
+        let rt = guard
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+        let overlay = rt.overlay.as_ref().ok_or_else(|| {
+            Status::unavailable("the data plane is not running on this node: see the daemon's log")
+        })?;
+        Ok(overlay.load_balancer().status().await)
+    }
+
     pub async fn info(&self) -> InfoResponse {
         let guard = self.runtime.lock().await;
         let mut info = InfoResponse {

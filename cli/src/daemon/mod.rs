@@ -59,9 +59,10 @@ pub struct DaemonArgs {
     /// asking a task that is gone
     #[arg(long, env = "SHOAL_DNS_TTL", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub dns_ttl: u32,
-    /// How service VIPs and published ports are balanced: nftables (kernel NAT and
-    /// conntrack)
-    #[arg(long, default_value = "nftables", value_parser = ["nftables"])]
+    /// How published ports and service VIPs are balanced: ebpf (TC programs, Maglev,
+    /// their own connection tracking, pinned state) or nftables (kernel NAT and
+    /// conntrack); ebpf falls back to nftables where its programs cannot be loaded
+    #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "nftables"])]
     pub lb_engine: String,
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]

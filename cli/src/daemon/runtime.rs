@@ -198,7 +198,8 @@ async fn data_plane(
             dns_ttl: daemon.args.dns_ttl,
         },
         gossip.clone(),
-        shoal_agent::lb::engine(&daemon.args.lb_engine).map_err(|e| anyhow::anyhow!(e))?,
+        shoal_agent::lb::engine(&daemon.args.lb_engine, ip, &daemon.args.netns_prefix)
+            .map_err(|e| anyhow::anyhow!(e))?,
     )
     .await;
     match overlay {

@@ -39,6 +39,8 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             &node.runtime,
             "--netns-prefix",
             &node.netns,
+            "--lb-engine",
+            &node.lb_engine,
         ])
         // The lab has no uplink: unless told of a resolver, tasks resolve cluster names only.
         .args(if node.dns_upstreams.is_empty() {

@@ -47,6 +47,9 @@ pub enum LabCommand {
         /// repeatable, tried in order. Default: none, the lab has no uplink
         #[arg(long = "dns-upstream")]
         dns_upstream: Vec<String>,
+        /// The nodes' load-balancer engine (shoal daemon --lb-engine)
+        #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "nftables"])]
+        lb_engine: String,
     },
     /// Remove a lab: daemons, namespaces, links and files
     Down {
@@ -95,6 +98,12 @@ pub struct LabNode {
     /// no uplink).
     #[serde(default)]
     pub dns_upstreams: Vec<String>,
+    #[serde(default = "default_lb_engine")]
+    pub lb_engine: String,
+}
+
+fn default_lb_engine() -> String {
+    "ebpf".into()
 }
 
 fn default_runtime() -> String {
@@ -215,6 +224,7 @@ impl Lab {
                     manager,
                     runtime: runtime.to_string(),
                     dns_upstreams: vec![],
+                    lb_engine: default_lb_engine(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -229,6 +239,13 @@ impl Lab {
     }
 }
 
+/// How `lab up` runs every node's daemon.
+struct DaemonOptions {
+    runtime: String,
+    dns_upstreams: Vec<String>,
+    lb_engine: String,
+}
+
 pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
     match cmd {
         LabCommand::Up {
@@ -239,15 +256,20 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
             dispatcher_heartbeat,
             runtime,
             dns_upstream,
+            lb_engine,
         } => {
+            let daemons = DaemonOptions {
+                runtime,
+                dns_upstreams: dns_upstream,
+                lb_engine,
+            };
             up(
                 &name,
                 nodes,
                 managers,
                 &subnet,
                 dispatcher_heartbeat,
-                &runtime,
-                dns_upstream,
+                daemons,
             )
             .await
         }
@@ -280,14 +302,14 @@ async fn up(
     managers: u32,
     subnet: &str,
     heartbeat: Duration,
-    runtime: &str,
-    dns_upstreams: Vec<String>,
+    daemons: DaemonOptions,
 ) -> anyhow::Result<()> {
     validate_name(name)?;
     let subnet: Subnet = subnet.parse()?;
-    let mut lab = Lab::plan(name, nodes, managers, subnet, runtime)?;
+    let mut lab = Lab::plan(name, nodes, managers, subnet, &daemons.runtime)?;
     for node in &mut lab.nodes {
-        node.dns_upstreams = dns_upstreams.clone();
+        node.dns_upstreams = daemons.dns_upstreams.clone();
+        node.lb_engine = daemons.lb_engine.clone();
     }
     if lab_dir(name).join("lab.json").exists() || net::netns_exists(&lab.fabric_ns) {
         bail!(
@@ -423,6 +445,9 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
     }
 }
 
+/// Where nodes pin their eBPF state, one directory per node (named by its namespace).
+const BPF_PINS: &str = "/sys/fs/bpf/shoal";
+
 async fn down(name: &str) -> anyhow::Result<()> {
     validate_name(name)?;
     let lab = Lab::load(name).ok();
@@ -454,6 +479,18 @@ async fn down(name: &str) -> anyhow::Result<()> {
         && let Err(e) = net::ip(&["link", "del", &host_if])
     {
         failures.push(format!("{e:#}"));
+    }
+    // The nodes' pinned eBPF maps and links (agent/src/lb/ebpf.rs).
+    if let Ok(entries) = std::fs::read_dir(BPF_PINS) {
+        for e in entries.flatten() {
+            let ours = e
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&format!("shoal-{name}-")));
+            if ours && let Err(err) = std::fs::remove_dir_all(e.path()) {
+                failures.push(format!("removing {}: {err}", e.path().display()));
+            }
+        }
     }
     let dir = lab_dir(name);
     let existed = dir.exists();

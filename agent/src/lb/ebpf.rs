@@ -1,0 +1,497 @@
+//! The eBPF engine: the routing mesh in TC programs (ebpf/src/main.rs) loaded and
+//! attached with aya. Published ports become frontends with a Maglev table each; the
+//! programs keep every connection on its backend in a flow table of their own, rewrite
+//! addresses and ports with correct checksums, and count packets, bytes and connections
+//! per frontend and per backend. Maps and tcx links are pinned under
+//! /sys/fs/bpf/shoal/<node>/<layout>, so forwarding goes on while the agent restarts, and
+//! a restarted agent adopts them. Service VIPs inside tasks are still programmed with
+//! nftables (the nftables engine's rules, in each task's namespace).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::SchedClassifierLink;
+use aya::programs::{SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+
+use super::nft::NftEngine;
+use super::plan::{MeshFrontend, VipFrontend};
+use super::{Counted, Engine, Leg, PortCounters, maglev};
+use crate::gossip::Protocol;
+
+#[allow(dead_code)]
+#[path = "../../../ebpf/src/types.rs"]
+mod types;
+use types::*;
+
+// SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
+unsafe impl aya::Pod for FrontendKey {}
+unsafe impl aya::Pod for Frontend {}
+unsafe impl aya::Pod for Backend {}
+unsafe impl aya::Pod for Config {}
+unsafe impl aya::Pod for Counter {}
+
+/// The TC programs, as build.rs found them (empty: ebpf/ was not built).
+const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal-tc.o"));
+/// Bumped whenever a map's layout changes: pinned maps of another layout are not reused.
+const LAYOUT: &str = "v1";
+const BPFFS: &str = "/sys/fs/bpf";
+const MESH_IN: &str = "shoal_mesh_in";
+const MESH_REPLY: &str = "shoal_mesh_reply";
+/// The gateway bridge: tasks reach published ports on the node's address through it.
+const GATEWAY_BRIDGE: &str = crate::overlay::gateway::BRIDGE;
+
+struct Maps {
+    frontends: BpfHashMap<MapData, FrontendKey, Frontend>,
+    maglev: Array<MapData, u32>,
+    backends: Array<MapData, Backend>,
+    config: Array<MapData, Config>,
+    frontend_stats: PerCpuArray<MapData, Counter>,
+    backend_stats: PerCpuArray<MapData, Counter>,
+}
+
+/// What this agent has written, so it writes only changes.
+#[derive(Default)]
+struct Programmed {
+    /// Frontend -> (id, its backends as last written).
+    frontends: HashMap<FrontendKey, (u32, Vec<(Ipv4Addr, u16)>)>,
+    backend_ids: HashMap<(Ipv4Addr, u16), u32>,
+    config: Option<Config>,
+    /// Interfaces with their programs attached (program, ifindex).
+    attached: HashMap<(&'static str, String), u32>,
+}
+
+struct Loaded {
+    ebpf: Ebpf,
+    maps: Maps,
+    done: Programmed,
+}
+
+pub struct EbpfEngine {
+    node_addr: Ipv4Addr,
+    pin_dir: PathBuf,
+    vips: NftEngine,
+    loaded: Mutex<Loaded>,
+}
+
+fn raw_addr(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+fn raw_port(port: u16) -> u16 {
+    u16::from_ne_bytes(port.to_be_bytes())
+}
+
+fn proto_number(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+    }
+}
+
+fn map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, String>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let m = ebpf
+        .take_map(name)
+        .ok_or_else(|| format!("the eBPF object has no map {name}"))?;
+    T::try_from(m).map_err(|e| format!("map {name}: {e}"))
+}
+
+/// Mounts the BPF filesystem where it is missing (pins live there).
+fn ensure_bpffs() -> Result<(), String> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let path = c"/sys/fs/bpf";
+    // SAFETY: statfs into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    std::fs::create_dir_all(BPFFS).map_err(|e| format!("creating {BPFFS}: {e}"))?;
+    let fstype: &CStr = c"bpf";
+    // SAFETY: mount with constant, NUL-terminated arguments.
+    if unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(format!(
+            "mounting the BPF filesystem at {BPFFS}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the interface holding `addr` in this namespace.
+fn interface_with(addr: Ipv4Addr) -> Option<String> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs/freeifaddrs pair; entries are read while the list lives.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                if u32::from_be(sin.sin_addr.s_addr) == u32::from(addr) {
+                    found = Some(CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned());
+                    break;
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+impl EbpfEngine {
+    /// Loads the programs (the kernel verifies them here) and adopts pinned maps.
+    pub fn load(node_addr: Ipv4Addr, node_name: &str) -> Result<EbpfEngine, String> {
+        if OBJECT.is_empty() {
+            return Err("the eBPF programs were not built with this agent (run scripts/build-ebpf.sh, then rebuild)".into());
+        }
+        ensure_bpffs()?;
+        let pin_dir = Path::new(BPFFS).join("shoal").join(node_name).join(LAYOUT);
+        std::fs::create_dir_all(&pin_dir)
+            .map_err(|e| format!("creating {}: {e}", pin_dir.display()))?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&pin_dir)
+            .load(OBJECT)
+            .map_err(|e| format!("loading the eBPF object: {e}"))?;
+        for name in [MESH_IN, MESH_REPLY] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("the eBPF object has no program {name}"))?
+                .try_into()
+                .map_err(|e| format!("{name}: {e}"))?;
+            prog.load().map_err(|e| match e {
+                aya::programs::ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => format!(
+                    "the kernel's verifier refused {name} ({io_error}); its log ends:\n{}",
+                    verifier_log
+                        .to_string()
+                        .lines()
+                        .rev()
+                        .take(15)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+                other => format!("loading {name}: {other}"),
+            })?;
+        }
+        let maps = Maps {
+            frontends: map(&mut ebpf, "FRONTENDS")?,
+            maglev: map(&mut ebpf, "MAGLEV")?,
+            backends: map(&mut ebpf, "BACKENDS")?,
+            config: map(&mut ebpf, "CONFIG")?,
+            frontend_stats: map(&mut ebpf, "FRONTEND_STATS")?,
+            backend_stats: map(&mut ebpf, "BACKEND_STATS")?,
+        };
+        let done = adopt(&maps);
+        Ok(EbpfEngine {
+            node_addr,
+            pin_dir,
+            vips: NftEngine::default(),
+            loaded: Mutex::new(Loaded { ebpf, maps, done }),
+        })
+    }
+
+    fn link_pin(&self, prog: &str, ifname: &str) -> PathBuf {
+        self.pin_dir.join(format!("link-{prog}-{ifname}"))
+    }
+
+    /// Attaches `prog` at `ifname`'s ingress through a pinned tcx link: an existing pin
+    /// (an earlier agent's) gets this program swapped in atomically.
+    fn attach(
+        &self,
+        loaded: &mut Loaded,
+        prog_name: &'static str,
+        ifname: &str,
+    ) -> Result<(), String> {
+        let index = ifindex(ifname).ok_or_else(|| format!("no interface {ifname}"))?;
+        let key = (prog_name, ifname.to_string());
+        if loaded.done.attached.get(&key) == Some(&index) {
+            return Ok(());
+        }
+        let prog: &mut SchedClassifier = loaded
+            .ebpf
+            .program_mut(prog_name)
+            .expect("loaded above")
+            .try_into()
+            .map_err(|e| format!("{prog_name}: {e}"))?;
+        let pin = self.link_pin(prog_name, ifname);
+        let adopted = PinnedLink::from_pin(&pin).ok().and_then(|old| {
+            let link = SchedClassifierLink::try_from(FdLink::from(old)).ok()?;
+            prog.attach_to_link(link).ok()
+        });
+        let id = match adopted {
+            Some(id) => id,
+            None => {
+                let _ = std::fs::remove_file(&pin);
+                prog.attach(ifname, TcAttachType::Ingress)
+                    .map_err(|e| format!("attaching {prog_name} to {ifname}: {e}"))?
+            }
+        };
+        let link = prog.take_link(id).map_err(|e| e.to_string())?;
+        let fd: FdLink = link.try_into().map_err(|e| format!("{e}"))?;
+        if !pin.exists() {
+            fd.pin(&pin)
+                .map_err(|e| format!("pinning the link at {}: {e}", pin.display()))?;
+        }
+        loaded.done.attached.insert(key, index);
+        Ok(())
+    }
+
+    fn backend_id(
+        done: &mut Programmed,
+        maps: &mut Maps,
+        b: (Ipv4Addr, u16),
+    ) -> Result<u32, String> {
+        if let Some(id) = done.backend_ids.get(&b) {
+            return Ok(*id);
+        }
+        let used: HashSet<u32> = done.backend_ids.values().copied().collect();
+        // Id 0 stays unused: an empty Maglev slot reads 0.
+        let id = (1..MAX_BACKENDS)
+            .find(|i| !used.contains(i))
+            .ok_or("no free backend slot left")?;
+        let value = Backend {
+            addr: raw_addr(b.0),
+            port: raw_port(b.1),
+            pad: 0,
+        };
+        maps.backends.set(id, value, 0).map_err(|e| e.to_string())?;
+        done.backend_ids.insert(b, id);
+        Ok(id)
+    }
+}
+
+/// What an earlier agent left in the pinned maps: frontend and backend ids stay put.
+fn adopt(maps: &Maps) -> Programmed {
+    let mut done = Programmed::default();
+    for (key, fe) in maps.frontends.iter().flatten() {
+        done.frontends.insert(key, (fe.id, vec![]));
+    }
+    for id in 1..MAX_BACKENDS {
+        if let Ok(b) = maps.backends.get(&id, 0)
+            && b.addr != 0
+        {
+            let addr = Ipv4Addr::from(b.addr.to_ne_bytes());
+            let port = u16::from_be_bytes(b.port.to_ne_bytes());
+            done.backend_ids.insert((addr, port), id);
+        }
+    }
+    done
+}
+
+impl Engine for EbpfEngine {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn program_task(
+        &self,
+        task_id: &str,
+        netns: &Path,
+        vips: &[VipFrontend],
+    ) -> Result<(), String> {
+        self.vips.program_task(task_id, netns, vips)
+    }
+
+    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String> {
+        let mut guard = self.loaded.lock().expect("not poisoned");
+        let loaded = &mut *guard;
+        let config = Config {
+            node_addr: raw_addr(self.node_addr),
+            leg_addr: raw_addr(leg.addr),
+            leg_ifindex: ifindex(&leg.ifname)
+                .ok_or_else(|| format!("no interface {}", leg.ifname))?,
+            leg_mac: crate::netlink::mac_for(leg.addr),
+            pad: [0; 2],
+        };
+        if loaded.done.config != Some(config) {
+            loaded
+                .maps
+                .config
+                .set(0, config, 0)
+                .map_err(|e| e.to_string())?;
+            loaded.done.config = Some(config);
+        }
+        let uplink = interface_with(self.node_addr)
+            .ok_or_else(|| format!("no interface holds the node's address {}", self.node_addr))?;
+        self.attach(loaded, MESH_IN, &uplink)?;
+        if ifindex(GATEWAY_BRIDGE).is_some() {
+            self.attach(loaded, MESH_IN, GATEWAY_BRIDGE)?;
+        }
+        self.attach(loaded, MESH_REPLY, &leg.ifname)?;
+
+        let Loaded { maps, done, .. } = loaded;
+        let wanted: HashMap<FrontendKey, &MeshFrontend> = mesh
+            .iter()
+            .filter(|f| !f.backends.is_empty())
+            .map(|f| {
+                let key = FrontendKey {
+                    addr: 0,
+                    port: raw_port(f.port),
+                    proto: proto_number(f.protocol),
+                    pad: 0,
+                };
+                (key, f)
+            })
+            .collect();
+        // Frontends first go, then backends nobody uses.
+        let gone: Vec<FrontendKey> = done
+            .frontends
+            .keys()
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let _ = maps.frontends.remove(&key);
+            done.frontends.remove(&key);
+        }
+        for (key, f) in &wanted {
+            let id = match done.frontends.get(key) {
+                Some((id, backends)) if *backends == f.backends => continue,
+                Some((id, _)) => *id,
+                None => {
+                    let used: HashSet<u32> = done.frontends.values().map(|(id, _)| *id).collect();
+                    (0..MAX_FRONTENDS)
+                        .find(|i| !used.contains(i))
+                        .ok_or("no free frontend slot left")?
+                }
+            };
+            let ids: Vec<u32> = f
+                .backends
+                .iter()
+                .map(|b| EbpfEngine::backend_id(done, maps, *b))
+                .collect::<Result<_, _>>()?;
+            for (slot, index) in maglev::table(&f.backends, MAGLEV_SLOTS)
+                .into_iter()
+                .enumerate()
+            {
+                maps.maglev
+                    .set(id * MAGLEV_SLOTS + slot as u32, ids[index as usize], 0)
+                    .map_err(|e| e.to_string())?;
+            }
+            let value = Frontend {
+                id,
+                backends: f.backends.len() as u32,
+            };
+            maps.frontends
+                .insert(key, value, 0)
+                .map_err(|e| e.to_string())?;
+            done.frontends.insert(*key, (id, f.backends.clone()));
+        }
+        let in_use: HashSet<(Ipv4Addr, u16)> = wanted
+            .values()
+            .flat_map(|f| f.backends.iter().copied())
+            .collect();
+        let unused: Vec<((Ipv4Addr, u16), u32)> = done
+            .backend_ids
+            .iter()
+            .filter(|(b, _)| !in_use.contains(b))
+            .map(|(b, id)| (*b, *id))
+            .collect();
+        for (b, id) in unused {
+            maps.backends
+                .set(id, Backend::default(), 0)
+                .map_err(|e| e.to_string())?;
+            done.backend_ids.remove(&b);
+        }
+        Ok(())
+    }
+
+    fn forget(&self, task_id: &str) {
+        self.vips.forget(task_id);
+    }
+
+    fn clear_node(&self) -> Result<(), String> {
+        let mut loaded = self.loaded.lock().expect("not poisoned");
+        loaded.done = Programmed::default();
+        // Unpinning the links detaches the programs once this agent's fds close.
+        if let Ok(dir) = std::fs::read_dir(&self.pin_dir) {
+            for entry in dir.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.pin_dir);
+        Ok(())
+    }
+
+    fn has_state(&self) -> bool {
+        let loaded = self.loaded.lock().expect("not poisoned");
+        !loaded.done.frontends.is_empty()
+    }
+
+    fn counters(&self) -> Option<Vec<PortCounters>> {
+        Some(self.counted())
+    }
+}
+
+/// Sums a per-CPU counter.
+fn total(stats: &PerCpuArray<MapData, Counter>, index: u32) -> Counted {
+    stats
+        .get(&index, 0)
+        .map(|per_cpu| {
+            per_cpu.iter().fold(Counted::default(), |a, c| Counted {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+                connections: a.connections + c.connections,
+            })
+        })
+        .unwrap_or_default()
+}
+
+impl EbpfEngine {
+    fn counted(&self) -> Vec<PortCounters> {
+        let loaded = self.loaded.lock().expect("not poisoned");
+        let (maps, done) = (&loaded.maps, &loaded.done);
+        done.frontends
+            .iter()
+            .map(|(key, (id, backends))| PortCounters {
+                protocol: if key.proto == 17 {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+                port: u16::from_be_bytes(key.port.to_ne_bytes()),
+                total: total(&maps.frontend_stats, *id),
+                backends: backends
+                    .iter()
+                    .filter_map(|b| {
+                        Some((*b, total(&maps.backend_stats, *done.backend_ids.get(b)?)))
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
