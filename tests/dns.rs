@@ -83,7 +83,8 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
     let lab = Lab::up("dns-names", 51, 2, 1, "1s");
     lab.ok("manager1", &["network", "create", "app"]);
     lab.ok("manager1", &["network", "create", "other"]);
-    for (name, network, replicas) in [("web", "app", "3"), ("db", "other", "1")] {
+    // web also answers to an alias (how a stack's services answer to their short names).
+    for (name, network, replicas) in [("web", "name=app,alias=front", "3"), ("db", "other", "1")] {
         lab.ok(
             "manager1",
             &[
@@ -113,6 +114,8 @@ fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
     );
     // Endpoint mode vip (the default): the service's name answers its VIP.
     assert_eq!(dig(&ns, &["web"]), BTreeSet::from([lab.vip("web")]));
+    assert_eq!(dig(&ns, &["front"]), BTreeSet::from([lab.vip("web")]));
+    assert_eq!(dig(&ns, &["tasks.front"]), ips);
     assert_eq!(answer_ttl(&ns, "web"), 5, "the default TTL");
     assert_eq!(dig(&ns, &["TASKS.WEB."]), ips, "names are case-insensitive");
 

@@ -159,6 +159,7 @@ on_both_engines! {
     backends_follow_scaling_and_node_loss_and_removal_closes_the_port: 63,
     published_ports_are_unique_and_change_live: 64,
     rolling_updates_and_agent_crashes_drop_no_requests: 65,
+    host_mode_ports_open_only_where_a_task_runs: 66,
 }
 
 fn published_ports_answer_on_every_node_and_reach_every_task(engine: &str, net: u8) {
@@ -389,6 +390,34 @@ fn published_ports_are_unique_and_change_live(engine: &str, net: u8) {
         &["service", "update", "--publish-add", "8080:80", "api"],
     );
     settle(&lab, &[1, 2], 8080, &hostnames(&lab, "api", 1));
+}
+
+fn host_mode_ports_open_only_where_a_task_runs(engine: &str, net: u8) {
+    let lab = mesh_lab("mh", net, 2, engine);
+    lab.ok(
+        "manager1",
+        &words("service create --name h -p published=8081,target=80,mode=host shoal/demo-web"),
+    );
+    let (id, node) = lab.wait_running("h", 1).remove(0);
+    let (here, there) = if node == "manager1" { (1, 2) } else { (2, 1) };
+    let want = BTreeSet::from([id[..12].to_string()]);
+    settle(&lab, &[here], 8081, &want);
+    assert!(
+        hello(&format!("{}:8081", lab.ip(there))).is_err(),
+        "a node without the task answered on its host-mode port"
+    );
+    // One task per node can hold the port: a third replica on two nodes waits.
+    lab.ok("manager1", &words("service scale -d h=3"));
+    wait_for(
+        Duration::from_secs(20),
+        "a task pending on the port",
+        || {
+            lab.tasks("h")
+                .iter()
+                .any(|t| t["ERROR"].contains("host-mode port already in use on 2 nodes"))
+                .then_some(())
+        },
+    );
 }
 
 /// Sends requests to `addr` one after another until told to stop; returns the failures

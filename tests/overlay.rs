@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -23,20 +22,6 @@ fn in_ns(ns: &str, args: &[&str]) -> Output {
 
 fn sh(ns: &str, script: &str) -> Output {
     in_ns(ns, &["sh", "-c", script])
-}
-
-/// Runs `f` on a thread inside the namespace `ns`.
-fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace");
-    std::thread::spawn(move || {
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
 }
 
 impl Lab {
@@ -193,7 +178,7 @@ fn replicas_on_two_nodes_reach_each_other_over_vxlan() {
         .ip(if b.1 == "manager1" { 1 } else { 2 })
         .parse()
         .unwrap();
-    let server = within(&listener_ns, move || {
+    let server = common::within(&listener_ns, move || {
         TcpListener::bind(SocketAddr::from((node_b_ip, 9099))).unwrap()
     });
     let accepted = std::thread::spawn(move || server.accept().map(|(_, peer)| peer));
@@ -498,7 +483,7 @@ fn bad_gossip_is_dropped_and_counted() {
         1,
     );
     let forged = impostor.seal(b"a member list from an impostor").unwrap();
-    within(&lab.node_ns("worker1"), move || {
+    common::within(&lab.node_ns("worker1"), move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.send_to(b"garbage, not gossip at all", target).unwrap();
         s.send_to(&[0u8; 300], target).unwrap();
@@ -726,7 +711,8 @@ fn gossip_heals_after_a_partition() {
 }
 
 /// The networks of the endpoints `shoal debug gossip` lists on `node`.
-fn gossiped_networks(lab: &Lab, node: &str) -> std::collections::BTreeSet<String> {
+/// The network of every live endpoint in `node`'s gossip table (one per endpoint).
+fn gossiped(lab: &Lab, node: &str) -> Vec<String> {
     let out = lab.ok(node, &["debug", "gossip"]);
     let table: String = out
         .lines()
@@ -738,6 +724,10 @@ fn gossiped_networks(lab: &Lab, node: &str) -> std::collections::BTreeSet<String
         .into_iter()
         .map(|r| r["NETWORK"].clone())
         .collect()
+}
+
+fn gossiped_networks(lab: &Lab, node: &str) -> std::collections::BTreeSet<String> {
+    gossiped(lab, node).into_iter().collect()
 }
 
 fn network_id(lab: &Lab, name: &str) -> String {
@@ -752,6 +742,8 @@ fn endpoint_tables_reach_only_the_nodes_of_their_network() {
     lab.ok("manager1", &["network", "create", "red"]);
     lab.ok("manager1", &["network", "create", "blue"]);
     let (red, blue) = (network_id(&lab, "red"), network_id(&lab, "blue"));
+    // Every node is on the ingress network (its leg for the routing mesh).
+    let ingress = network_id(&lab, "ingress");
     for (service, network, replicas, constraint) in [
         ("r", "red", "2", "node.hostname!=worker2"),
         ("b", "blue", "1", "node.hostname==worker2"),
@@ -777,15 +769,12 @@ fn endpoint_tables_reach_only_the_nodes_of_their_network() {
     }
     lab.wait_running("r", 2);
     lab.wait_running("b", 1);
-    let only = |net: &str| std::collections::BTreeSet::from([net.to_string()]);
+    let only = |net: &str| std::collections::BTreeSet::from([net.to_string(), ingress.clone()]);
     wait_for(
         Duration::from_secs(10),
         "red's endpoints on both red nodes",
         || {
-            let on = |node: &str| {
-                lab.ok(node, &["debug", "gossip"])
-                    .contains("Endpoints: 2 live")
-            };
+            let on = |node: &str| gossiped(&lab, node).iter().filter(|n| **n == red).count() == 2;
             (on("manager1") && on("worker1")).then_some(())
         },
     );

@@ -61,10 +61,13 @@ fn run(netns: Option<&Path>, script: &str, check_only: bool) -> Result<(), Strin
     Ok(())
 }
 
-/// A script that replaces table `family name` with `body` (chains and sets), atomically.
+/// A script that replaces the rules of table `family name` with those of `body`,
+/// atomically. The table and its chains stay (flushed, then refilled in the same
+/// transaction): deleting a base chain would unregister its hook for a moment, and a
+/// connection starting then would miss its NAT.
 pub fn replace_table(family: &str, name: &str, body: &str) -> String {
     format!(
-        "table {family} {name} {{}}\ndelete table {family} {name}\ntable {family} {name} {{\n{body}}}\n"
+        "table {family} {name} {{}}\nflush table {family} {name}\ntable {family} {name} {{\n{body}}}\n"
     )
 }
 

@@ -35,6 +35,16 @@ fn occupies_node(t: &Task) -> bool {
         && !is_terminal(t.status.as_ref().map(|s| s.state()).unwrap_or_default())
 }
 
+/// The ports a task publishes in mode=host: (port, protocol), each usable once per node.
+fn host_ports(t: &Task) -> Vec<(u32, String)> {
+    t.endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .filter(|p| p.publish_mode() == shoal_proto::PublishMode::Host)
+        .map(|p| (p.published_port, p.protocol.clone()))
+        .collect()
+}
+
 #[derive(Default)]
 struct Refusals {
     unavailable: usize,
@@ -42,6 +52,7 @@ struct Refusals {
     memory: usize,
     cpu: usize,
     max_replicas: usize,
+    host_ports: usize,
 }
 
 impl Refusals {
@@ -83,6 +94,13 @@ impl Refusals {
                 plural(self.max_replicas)
             ));
         }
+        if self.host_ports > 0 {
+            parts.push(format!(
+                "host-mode port already in use on {} {}",
+                self.host_ports,
+                plural(self.host_ports)
+            ));
+        }
         if parts.is_empty() {
             "no suitable node (no nodes in the swarm)".into()
         } else {
@@ -95,7 +113,12 @@ impl Refusals {
 pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
     let mut usage: HashMap<String, Usage> = HashMap::new();
     let mut per_service: HashMap<(String, String), usize> = HashMap::new();
+    let mut ports_taken: HashMap<String, Vec<(u32, String)>> = HashMap::new();
     for t in state.tasks().filter(|t| occupies_node(t)) {
+        ports_taken
+            .entry(t.node_id.clone())
+            .or_default()
+            .extend(host_ports(t));
         let u = usage.entry(t.node_id.clone()).or_default();
         let (cpus, memory) = reservations(t);
         u.cpus += cpus;
@@ -163,6 +186,14 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                 refused.max_replicas += 1;
                 continue;
             }
+            let taken = ports_taken.get(&node.id);
+            if host_ports(task)
+                .iter()
+                .any(|p| taken.is_some_and(|t| t.contains(p)))
+            {
+                refused.host_ports += 1;
+                continue;
+            }
             candidates.push(node);
         }
         let label = |n: &Node, key: &str| -> String {
@@ -225,6 +256,10 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                 *per_service
                     .entry((task.service_id.clone(), node.id.clone()))
                     .or_default() += 1;
+                ports_taken
+                    .entry(node.id.clone())
+                    .or_default()
+                    .extend(host_ports(task));
             }
             None => {
                 actions.extend(crate::orchestrator::pending(
@@ -344,6 +379,18 @@ mod tests {
         );
     }
 
+    /// Of three tasks on two nodes, one went to each node: the one left over.
+    fn one_per_node_and_one_left(s: &State) -> &Task {
+        let placed: Vec<&str> = s
+            .tasks()
+            .filter(|t| !t.node_id.is_empty())
+            .map(|t| t.node_id.as_str())
+            .collect();
+        assert_eq!(placed.len(), 2);
+        assert_ne!(placed[0], placed[1]);
+        s.tasks().find(|t| t.node_id.is_empty()).unwrap()
+    }
+
     #[test]
     fn max_replicas_per_node_leaves_the_rest_pending() {
         let spec = TaskSpec {
@@ -357,14 +404,7 @@ mod tests {
             .map(|i| task(&format!("t{i}"), i, spec.clone()))
             .collect();
         let s = run(vec![node("a", 1 << 30), node("b", 1 << 30)], tasks);
-        let placed: Vec<&str> = s
-            .tasks()
-            .filter(|t| !t.node_id.is_empty())
-            .map(|t| t.node_id.as_str())
-            .collect();
-        assert_eq!(placed.len(), 2);
-        assert_ne!(placed[0], placed[1]);
-        let pending = s.tasks().find(|t| t.node_id.is_empty()).unwrap();
+        let pending = one_per_node_and_one_left(&s);
         assert!(
             pending
                 .status
@@ -373,6 +413,35 @@ mod tests {
                 .err
                 .contains("max replicas per node"),
             "{pending:?}"
+        );
+    }
+
+    #[test]
+    fn a_host_mode_port_is_used_once_per_node() {
+        let host_port = |t: &mut Task| {
+            t.endpoint = Some(shoal_proto::ServiceEndpoint {
+                ports: vec![shoal_proto::PortConfig {
+                    protocol: "tcp".into(),
+                    target_port: 80,
+                    published_port: 8081,
+                    publish_mode: shoal_proto::PublishMode::Host as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        };
+        let tasks = (1..=3)
+            .map(|i| {
+                let mut t = task(&format!("t{i}"), i, TaskSpec::default());
+                host_port(&mut t);
+                t
+            })
+            .collect();
+        let s = run(vec![node("a", 1 << 30), node("b", 1 << 30)], tasks);
+        let pending = one_per_node_and_one_left(&s);
+        assert_eq!(
+            pending.status.as_ref().unwrap().err,
+            "no suitable node (host-mode port already in use on 2 nodes)"
         );
     }
 

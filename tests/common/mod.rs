@@ -406,3 +406,19 @@ pub fn addr_of(ns: &str, ifname: &str) -> Option<std::net::Ipv4Addr> {
         .parse()
         .ok()
 }
+
+/// Runs `f` on a thread inside the namespace `ns` (sockets, netlink, engines live there).
+pub fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace");
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}

@@ -21,7 +21,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::nft::NftEngine;
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Counted, Engine, Leg, PortCounters, maglev};
+use super::{Counted, Engine, HostPort, Leg, PortCounters, maglev};
 use crate::gossip::Protocol;
 
 #[allow(dead_code)]
@@ -430,11 +430,16 @@ impl Engine for EbpfEngine {
         Ok(())
     }
 
+    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String> {
+        self.vips.program_host_ports(ports)
+    }
+
     fn forget(&self, task_id: &str) {
         self.vips.forget(task_id);
     }
 
     fn clear_node(&self) -> Result<(), String> {
+        self.vips.clear_node()?;
         let mut loaded = self.loaded.lock().expect("not poisoned");
         loaded.done = Programmed::default();
         // Unpinning the links detaches the programs once this agent's fds close.

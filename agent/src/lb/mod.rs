@@ -34,6 +34,8 @@ pub trait Engine: Send + Sync {
     /// Makes connections to the node's address on `mesh` ports reach their backends
     /// through `leg`, the node's interface on the ingress network.
     fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String>;
+    /// Makes connections to the node's address on each host-mode port reach its task.
+    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String>;
     /// Forgets what it knew of a task that is gone.
     fn forget(&self, task_id: &str);
     /// Removes the node's rules (the node leaves the swarm).
@@ -95,10 +97,23 @@ pub struct Leg {
     pub addr: std::net::Ipv4Addr,
 }
 
-/// A local task's namespace and the networks it is on.
+/// A port a local task publishes in mode=host: the node's `published` port goes to the
+/// task's `addr` (its gateway-bridge address) and `target` port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub protocol: crate::gossip::Protocol,
+    pub published: u16,
+    pub target: u16,
+    pub addr: std::net::Ipv4Addr,
+}
+
+/// A local task's namespace, the networks it is on, and its host-mode ports (open only
+/// while it serves).
 struct Site {
     netns: PathBuf,
     networks: HashSet<String>,
+    host_ports: Vec<HostPort>,
+    serving: bool,
 }
 
 #[derive(Default)]
@@ -116,8 +131,9 @@ pub struct Balancer {
     /// An earlier agent left programmed state: it is kept as it is until gossip has
     /// settled, as programming from incomplete tables would drop backends.
     adopting: bool,
-    /// The endpoints the overlay last made reachable (FDB and neighbour entries in).
-    reachable: Mutex<Arc<Vec<Endpoint>>>,
+    /// The endpoints the overlay last made reachable (FDB and neighbour entries in);
+    /// None until its first pass, and nothing is programmed before.
+    reachable: Mutex<Option<Arc<Vec<Endpoint>>>>,
 }
 
 impl Balancer {
@@ -138,16 +154,43 @@ impl Balancer {
         self.engine.name()
     }
 
-    /// A task on `networks` (its VIPs get programmed in `netns`).
-    pub async fn add_task(&self, task_id: &str, netns: &Path, networks: HashSet<String>) {
+    /// A task on `networks` (its VIPs get programmed in `netns`), publishing
+    /// `host_ports` once it serves.
+    pub async fn add_task(
+        &self,
+        task_id: &str,
+        netns: &Path,
+        networks: HashSet<String>,
+        host_ports: Vec<HostPort>,
+    ) {
         self.sites.lock().await.tasks.insert(
             task_id.to_string(),
             Site {
                 netns: netns.to_path_buf(),
                 networks,
+                host_ports,
+                serving: false,
             },
         );
         self.program().await;
+    }
+
+    /// Opens or closes the task's host-mode ports; says whether it has any.
+    pub async fn set_serving(&self, task_id: &str, serving: bool) -> bool {
+        let has_ports = {
+            let mut sites = self.sites.lock().await;
+            match sites.tasks.get_mut(task_id) {
+                Some(site) => {
+                    site.serving = serving;
+                    !site.host_ports.is_empty()
+                }
+                None => false,
+            }
+        };
+        if has_ports {
+            self.program().await;
+        }
+        has_ports
     }
 
     pub async fn remove_task(&self, task_id: &str) {
@@ -163,7 +206,7 @@ impl Balancer {
 
     /// Programs the engine from `endpoints`: those the overlay has just made reachable.
     pub async fn sync(&self, endpoints: Arc<Vec<Endpoint>>) {
-        *self.reachable.lock().await = endpoints;
+        *self.reachable.lock().await = Some(endpoints);
         self.program().await;
     }
 
@@ -173,8 +216,16 @@ impl Balancer {
             return;
         }
         let _one = self.syncing.lock().await;
-        let endpoints = self.reachable.lock().await.clone();
+        let Some(endpoints) = self.reachable.lock().await.clone() else {
+            return;
+        };
         let sites = self.sites.lock().await;
+        let host_ports: Vec<HostPort> = sites
+            .tasks
+            .values()
+            .filter(|s| s.serving)
+            .flat_map(|s| s.host_ports.iter().cloned())
+            .collect();
         let tasks: Vec<(String, PathBuf, Vec<VipFrontend>)> = sites
             .tasks
             .iter()
@@ -201,6 +252,9 @@ impl Balancer {
                     tracing::warn!(task = %id, "programming the task's VIPs: {e}");
                 }
             }
+            if let Err(e) = engine.program_host_ports(&host_ports) {
+                tracing::warn!("programming host-mode ports: {e}");
+            }
             // Until the node has its ingress leg it keeps what it has.
             if let Some(leg) = &leg
                 && let Err(e) = engine.program_node(&mesh, leg)
@@ -218,7 +272,7 @@ impl Balancer {
     /// and counters, and the VIPs local tasks reach.
     pub async fn status(&self) -> shoal_proto::LoadBalancerStatusResponse {
         use shoal_proto::{LbBackend, LbFrontend};
-        let endpoints = self.reachable.lock().await.clone();
+        let endpoints = self.reachable.lock().await.clone().unwrap_or_default();
         let sites = self.sites.lock().await;
         let mesh = sites
             .ingress

@@ -12,10 +12,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Engine, Leg, NODE_SITE};
+use super::{Engine, HostPort, Leg, NODE_SITE};
 use crate::nft;
 
 const TABLE: &str = "shoal_lb";
+/// Host-mode ports: a table of their own, so either engine can use it.
+const HOST_TABLE: &str = "shoal_host";
+const HOST_SITE: &str = "host";
 /// A ruleset unchanged for this long is written again anyway (repairs drift).
 const REASSERT_EVERY: Duration = Duration::from_secs(30);
 
@@ -89,6 +92,27 @@ fn node_rules(mesh: &[MeshFrontend], leg: &str) -> String {
     body
 }
 
+/// nat chains sending connections to any local address's `published` port to a task.
+fn host_rules(ports: &[HostPort]) -> String {
+    let mut body = String::from("  chain host {\n");
+    for p in ports {
+        let _ = writeln!(
+            body,
+            "    {} dport {} dnat ip to {}:{}",
+            p.protocol.name(),
+            p.published,
+            p.addr,
+            p.target
+        );
+    }
+    body.push_str(
+        "  }\n\
+         \x20 chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local ip daddr != 127.0.0.0/8 jump host\n  }\n\
+         \x20 chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local ip daddr != 127.0.0.0/8 jump host\n  }\n",
+    );
+    body
+}
+
 impl NftEngine {
     /// Writes `script` in `netns` unless the same was written there recently.
     fn apply(&self, key: &str, netns: Option<&Path>, script: String) -> Result<(), String> {
@@ -138,13 +162,24 @@ impl Engine for NftEngine {
         self.apply(NODE_SITE, None, script)
     }
 
+    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String> {
+        let script = if ports.is_empty() {
+            nft::remove_table("ip", HOST_TABLE)
+        } else {
+            nft::replace_table("ip", HOST_TABLE, &host_rules(ports))
+        };
+        self.apply(HOST_SITE, None, script)
+    }
+
     fn forget(&self, task_id: &str) {
         self.applied.lock().expect("not poisoned").remove(task_id);
     }
 
     fn clear_node(&self) -> Result<(), String> {
         self.forget(NODE_SITE);
-        nft::apply(None, &nft::remove_table("ip", TABLE))
+        self.forget(HOST_SITE);
+        nft::apply(None, &nft::remove_table("ip", TABLE))?;
+        nft::apply(None, &nft::remove_table("ip", HOST_TABLE))
     }
 
     fn has_state(&self) -> bool {

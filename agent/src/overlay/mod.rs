@@ -348,8 +348,14 @@ impl Overlay {
             self.dns
                 .serve(&task.id, task_netns, networks.clone())
                 .await?;
-            self.lb.add_task(&task.id, task_netns, networks).await;
         }
+        let host_ports = match st.gateway.get(&task.id).and_then(|g| g.ip) {
+            Some(addr) => host_ports(task, addr),
+            None => vec![],
+        };
+        self.lb
+            .add_task(&task.id, task_netns, networks, host_ports)
+            .await;
         st.attached.insert(task.id.clone(), legs);
         Ok(())
     }
@@ -358,16 +364,20 @@ impl Overlay {
     /// or withdraws them; DNS and the other nodes follow.
     /// Says whether the task has endpoints at all.
     pub async fn set_serving(&self, task_id: &str, serving: bool) -> bool {
-        let st = self.state.lock().await;
-        let legs = st.attached.get(task_id).map(Vec::as_slice).unwrap_or(&[]);
-        for leg in legs {
-            if serving {
-                self.gossip.publish(leg.endpoint.clone());
-            } else {
-                self.gossip.withdraw(&leg.endpoint.key());
+        let has_legs = {
+            let st = self.state.lock().await;
+            let legs = st.attached.get(task_id).map(Vec::as_slice).unwrap_or(&[]);
+            for leg in legs {
+                if serving {
+                    self.gossip.publish(leg.endpoint.clone());
+                } else {
+                    self.gossip.withdraw(&leg.endpoint.key());
+                }
             }
-        }
-        !legs.is_empty()
+            !legs.is_empty()
+        };
+        let has_host_ports = self.lb.set_serving(task_id, serving).await;
+        has_legs || has_host_ports
     }
 
     /// Waits (up to `limit`) until the task listens on the ports its service publishes,
@@ -385,6 +395,7 @@ impl Overlay {
                 .get(&task.id)
                 .and_then(|legs| legs.first())
                 .map(|l| l.task_netns.clone())
+                .or_else(|| st.gateway.get(&task.id).map(|g| g.task_netns.clone()))
         };
         let Some(netns) = netns.filter(|_| !ports.is_empty()) else {
             return;
@@ -596,6 +607,23 @@ impl InterfaceNames {
         self.taken.insert(name.clone());
         name
     }
+}
+
+/// The ports a task publishes in mode=host, to its gateway-bridge address `addr`.
+fn host_ports(task: &Task, addr: Ipv4Addr) -> Vec<crate::lb::HostPort> {
+    task.endpoint
+        .iter()
+        .flat_map(|e| &e.ports)
+        .filter(|p| p.publish_mode() == shoal_proto::PublishMode::Host)
+        .filter_map(|p| {
+            Some(crate::lb::HostPort {
+                protocol: Protocol::parse(&p.protocol)?,
+                published: u16::try_from(p.published_port).ok()?,
+                target: u16::try_from(p.target_port).ok()?,
+                addr,
+            })
+        })
+        .collect()
 }
 
 /// The ports a task's service publishes through the mesh.

@@ -32,7 +32,7 @@ pub struct CreateLists {
     /// Placement preferences (spread=node.labels.<label>)
     #[arg(long = "placement-pref")]
     pub placement_pref: Vec<String>,
-    /// Network attachments
+    /// Network attachments: NETWORK, or name=NETWORK[,alias=NAME...]
     #[arg(long = "network")]
     pub network: Vec<String>,
 }
@@ -404,10 +404,7 @@ impl CreateLists {
             placement.preferences.push(parse_preference(p)?);
         }
         for n in &self.network {
-            task.networks.push(NetworkAttachmentConfig {
-                target: n.clone(),
-                aliases: vec![],
-            });
+            task.networks.push(parse_network(n)?);
         }
         let endpoint = spec.endpoint.get_or_insert_with(EndpointSpec::default);
         for p in &self.publish {
@@ -415,6 +412,30 @@ impl CreateLists {
         }
         Ok(())
     }
+}
+
+/// `--network app` or `--network name=app,alias=web,alias=www`.
+pub fn parse_network(s: &str) -> anyhow::Result<NetworkAttachmentConfig> {
+    if !s.contains('=') {
+        return Ok(NetworkAttachmentConfig {
+            target: s.to_string(),
+            aliases: vec![],
+        });
+    }
+    let mut n = NetworkAttachmentConfig::default();
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("name" | "target", v)) if !v.is_empty() => n.target = v.to_string(),
+            Some(("alias", v)) if !v.is_empty() => n.aliases.push(v.to_string()),
+            _ => {
+                anyhow::bail!("invalid --network {s:?}: {part:?} is not name=NETWORK or alias=NAME")
+            }
+        }
+    }
+    if n.target.is_empty() {
+        anyhow::bail!("invalid --network {s:?}: give the network with name=NETWORK");
+    }
+    Ok(n)
 }
 
 pub fn parse_preference(p: &str) -> anyhow::Result<SpreadOver> {
@@ -445,6 +466,22 @@ pub fn mode(mode: &str, replicas: Option<u64>) -> anyhow::Result<Mode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_parse_with_aliases() {
+        let n = parse_network("name=app,alias=web,alias=www").unwrap();
+        assert_eq!(
+            (n.target.as_str(), n.aliases),
+            ("app", vec!["web".into(), "www".into()])
+        );
+        assert_eq!(parse_network("app").unwrap().target, "app");
+        let err = parse_network("name=app,color=red").unwrap_err().to_string();
+        assert!(
+            err.contains("\"color=red\" is not name=NETWORK or alias=NAME"),
+            "{err}"
+        );
+        assert!(parse_network("alias=web").is_err());
+    }
 
     #[test]
     fn ports_parse_in_both_forms() {

@@ -19,22 +19,51 @@ fn is_ingress(p: &PortConfig) -> bool {
     p.publish_mode() == PublishMode::Ingress
 }
 
-/// Ingress ports held by services other than `except`: (port, protocol) -> service name.
-fn ingress_ports_in_use<'a>(state: &'a State, except: &str) -> HashMap<(u32, &'a str), &'a str> {
+/// Published ports held by services other than `except`, in ingress mode or in host
+/// mode: (port, protocol) -> service name.
+fn ports_in_use<'a>(
+    state: &'a State,
+    except: &str,
+    ingress: bool,
+) -> HashMap<(u32, &'a str), &'a str> {
     state
         .services()
         .filter(|s| s.id != except)
         .flat_map(|s| {
             s.endpoint.iter().flat_map(move |e| {
-                e.ports.iter().filter(|p| is_ingress(p)).map(move |p| {
-                    (
-                        (p.published_port, p.protocol.as_str()),
-                        super::service_name(s),
-                    )
-                })
+                e.ports
+                    .iter()
+                    .filter(move |p| is_ingress(p) == ingress)
+                    .map(move |p| {
+                        (
+                            (p.published_port, p.protocol.as_str()),
+                            super::service_name(s),
+                        )
+                    })
             })
         })
         .collect()
+}
+
+/// Why service `id` cannot publish `p`: an ingress port is open on every node, so it
+/// clashes with any other use of its number; a host-mode one only with ingress ports.
+fn port_clash(state: &State, id: &str, p: &PortConfig) -> Option<String> {
+    let key = (p.published_port, p.protocol.as_str());
+    if let Some(other) = ports_in_use(state, id, true).get(&key) {
+        return Some(format!(
+            "port '{}' is already in use by service '{other}' as an ingress port",
+            p.published_port
+        ));
+    }
+    if is_ingress(p)
+        && let Some(other) = ports_in_use(state, id, false).get(&key)
+    {
+        return Some(format!(
+            "port '{}' is already in use by service '{other}' as a host-mode port",
+            p.published_port
+        ));
+    }
+    None
 }
 
 /// Allocates the endpoint for `spec` (already validated, networks resolved to IDs) of
@@ -46,7 +75,7 @@ pub fn allocate(
     previous: Option<&ServiceEndpoint>,
 ) -> Result<ServiceEndpoint, String> {
     let endpoint_spec = spec.endpoint.clone().unwrap_or_default();
-    let in_use = ingress_ports_in_use(state, service_id);
+    let in_use = ports_in_use(state, service_id, true);
     let mut ports = Vec::new();
     for wanted in &endpoint_spec.ports {
         let mut p = wanted.clone();
@@ -73,12 +102,9 @@ pub fn allocate(
                     )
                 })?,
             };
-        } else if is_ingress(&p)
-            && let Some(other) = in_use.get(&(p.published_port, p.protocol.as_str()))
-        {
+        } else if let Some(why) = port_clash(state, service_id, &p) {
             return Err(format!(
-                "port '{}' is already in use by service '{other}' as an ingress port; publish another port or remove it from {other} first",
-                p.published_port
+                "{why}; publish another port, or remove it from that service first"
             ));
         }
         ports.push(p);
@@ -131,21 +157,12 @@ pub fn allocate(
 /// A reason the store must refuse `svc`: an ingress port or a VIP another holds.
 pub fn clash(state: &State, svc: &Service) -> Option<String> {
     let endpoint = svc.endpoint.as_ref()?;
-    let in_use = ingress_ports_in_use(state, &svc.id);
-    if let Some((p, other)) = endpoint
+    if let Some(why) = endpoint
         .ports
         .iter()
-        .filter(|p| is_ingress(p))
-        .find_map(|p| {
-            in_use
-                .get(&(p.published_port, p.protocol.as_str()))
-                .map(|o| (p, o))
-        })
+        .find_map(|p| port_clash(state, &svc.id, p))
     {
-        return Some(format!(
-            "port '{}' is already in use by service '{other}' as an ingress port",
-            p.published_port
-        ));
+        return Some(why);
     }
     crate::allocator::clash(
         state,
@@ -258,6 +275,26 @@ mod tests {
         // An update keeps its auto-assigned port.
         let again = allocate(&s, "a", web.spec.as_ref().unwrap(), web.endpoint.as_ref()).unwrap();
         assert_eq!(again.ports[1].published_port, 30000);
+    }
+
+    #[test]
+    fn a_host_mode_port_may_not_take_an_ingress_port_nor_the_other_way() {
+        let mut s = with_network();
+        store(&mut s, "a", spec("web", &[(8080, 80)], None)).unwrap();
+        let mut host = spec("h", &[(8080, 80)], None);
+        host.endpoint.as_mut().unwrap().ports[0].publish_mode = PublishMode::Host as i32;
+        let err = store(&mut s, "b", host.clone()).unwrap_err();
+        assert!(
+            err.contains("already in use by service 'web' as an ingress port"),
+            "{err}"
+        );
+        host.endpoint.as_mut().unwrap().ports[0].published_port = 9090;
+        store(&mut s, "b", host.clone()).unwrap();
+        // Two host-mode services may share a number (the scheduler keeps them apart).
+        host.annotations.as_mut().unwrap().name = "h2".into();
+        store(&mut s, "c", host).unwrap();
+        let err = store(&mut s, "d", spec("api", &[(9090, 80)], None)).unwrap_err();
+        assert!(err.contains("as a host-mode port"), "{err}");
     }
 
     #[test]
