@@ -9,6 +9,13 @@
 //! leg (ingress) and turns replies back into what the client expects, out the interface
 //! the request came in on, with the MACs it came with.
 //!
+//! Service VIPs: `shoal_vip_out` sits on each task's veth in its network's namespace
+//! (ingress: what the task sends). It answers the task's ARP for a VIP, and gives a
+//! connection to a VIP a backend the same way (Maglev, then the flow table), rewriting
+//! the destination and its MAC so the bridge carries it to the task (local, or over
+//! VXLAN). `shoal_vip_back` (egress of the same veth: what the task receives) turns the
+//! replies' source back into the VIP.
+//!
 //! Every map is pinned by name, so forwarding goes on while the agent restarts.
 #![no_std]
 #![no_main]
@@ -182,6 +189,33 @@ fn count(stats: &PerCpuArray<Counter>, index: u32, bytes: u32, connection: bool)
     }
 }
 
+/// The connection's flow; none for a new TCP connection, which always chooses afresh
+/// (its tuple may be an old connection's).
+fn known_flow(p: &Packet) -> Option<Flow> {
+    if p.syn {
+        return None;
+    }
+    // SAFETY: copied out at once.
+    unsafe { FLOWS.get(p.key()) }.copied()
+}
+
+/// A TCP or UDP packet that is a reply of a tracked connection, with how to turn it back.
+fn reply_for(ctx: &TcContext) -> Option<(Packet, Reply)> {
+    let p = parse(ctx)?;
+    // SAFETY: copied out at once.
+    let r = unsafe { REPLIES.get(p.key()) }.copied()?;
+    Some((p, r))
+}
+
+/// Records a new connection: its flow, how its replies are turned back, its counts.
+fn track(key: FlowKey, flow: Flow, reply_key: FlowKey, reply: Reply) -> Result<(), i64> {
+    REPLIES.insert(reply_key, reply, 0).map_err(|e| e as i64)?;
+    FLOWS.insert(key, flow, 0).map_err(|e| e as i64)?;
+    count(&FRONTEND_STATS, flow.frontend_id, 0, true);
+    count(&BACKEND_STATS, flow.backend_id, 0, true);
+    Ok(())
+}
+
 /// Picks a backend for a new connection from the frontend's Maglev table.
 fn choose(fe: &Frontend, key: &FlowKey) -> Option<(u32, Backend)> {
     let slot = flow_hash(key) % MAGLEV_SLOTS;
@@ -245,14 +279,7 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
         return Ok(TC_ACT_OK);
     };
     let key = p.key();
-    // A new TCP connection always chooses afresh (its tuple may be an old one's).
-    // SAFETY: copied out at once.
-    let known = if p.syn {
-        None
-    } else {
-        unsafe { FLOWS.get(key) }.copied()
-    };
-    let flow = match known {
+    let flow = match known_flow(&p) {
         Some(f) => f,
         None => {
             // Nothing to send it to: the node answers as for a closed port.
@@ -289,18 +316,12 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
                 src_mac: ours,
                 dst_mac: theirs,
             };
-            REPLIES
-                .insert(reply_key, reply, 0)
-                .map_err(|e| e as i64)?;
-            FLOWS.insert(key, flow, 0).map_err(|e| e as i64)?;
-            count(&FRONTEND_STATS, fe.id, 0, true);
-            count(&BACKEND_STATS, id, 0, true);
+            track(key, flow, reply_key, reply)?;
             flow
         }
     };
-    let len = ctx.len();
-    count(&FRONTEND_STATS, flow.frontend_id, len, false);
-    count(&BACKEND_STATS, flow.backend_id, len, false);
+    count(&FRONTEND_STATS, flow.frontend_id, ctx.len(), false);
+    count(&BACKEND_STATS, flow.backend_id, ctx.len(), false);
     set_addr(ctx, &p, IP_DST, p.daddr, flow.backend_addr)?;
     set_addr(ctx, &p, IP_SRC, p.saddr, cfg.leg_addr)?;
     set_port(ctx, &p, L4_DPORT, p.dport, flow.backend_port)?;
@@ -316,11 +337,7 @@ pub fn shoal_mesh_reply(ctx: TcContext) -> i32 {
 }
 
 fn mesh_reply(ctx: &TcContext) -> Result<i32, i64> {
-    let Some(p) = parse(ctx) else {
-        return Ok(TC_ACT_OK);
-    };
-    // SAFETY: copied out at once.
-    let Some(r) = (unsafe { REPLIES.get(p.key()) }).copied() else {
+    let Some((p, r)) = reply_for(ctx) else {
         return Ok(TC_ACT_OK);
     };
     set_addr(ctx, &p, IP_SRC, p.saddr, r.from_addr)?;
@@ -330,6 +347,161 @@ fn mesh_reply(ctx: &TcContext) -> Result<i32, i64> {
     set_macs(ctx, &r.src_mac, &r.dst_mac)?;
     // SAFETY: a plain helper call.
     Ok(unsafe { bpf_redirect(r.ifindex, 0) } as i32)
+}
+
+const ETH_P_ARP: u16 = 0x0806;
+const ARP_OP: usize = 20;
+const ARP_SHA: usize = 22;
+const ARP_SPA: usize = 28;
+const ARP_THA: usize = 32;
+const ARP_TPA: usize = 38;
+
+fn vip_frontend(addr: u32, proto: u8) -> Option<Frontend> {
+    let key = FrontendKey {
+        addr,
+        port: 0,
+        proto,
+        pad: 0,
+    };
+    // SAFETY: copied out at once.
+    unsafe { FRONTENDS.get(key) }.copied()
+}
+
+/// Answers a task's ARP request for a VIP with the VIP's MAC, back out the same veth.
+fn arp_reply(ctx: &TcContext) -> Result<i32, i64> {
+    let op: u16 = ctx.load(ARP_OP)?;
+    let target: u32 = ctx.load(ARP_TPA)?;
+    if u16::from_be(op) != 1 || vip_frontend(target, TCP).is_none() {
+        return Ok(TC_ACT_OK);
+    }
+    let asker_mac: [u8; 6] = ctx.load(ARP_SHA)?;
+    let asker_ip: u32 = ctx.load(ARP_SPA)?;
+    let vip_mac = mac_for(target);
+    set_macs(ctx, &vip_mac, &asker_mac)?;
+    ctx.store(ARP_OP, &u16::to_be(2), 0)?;
+    ctx.store(ARP_SHA, &vip_mac, 0)?;
+    ctx.store(ARP_SPA, &target, 0)?;
+    ctx.store(ARP_THA, &asker_mac, 0)?;
+    ctx.store(ARP_TPA, &asker_ip, 0)?;
+    Ok(bounce(ctx))
+}
+
+#[classifier]
+pub fn shoal_vip_out(ctx: TcContext) -> i32 {
+    verdict(vip_out(&ctx))
+}
+
+/// Marks a Reply of a task connected to its own service through the VIP.
+const HAIRPIN: u32 = u32::MAX;
+
+fn bounce(ctx: &TcContext) -> i32 {
+    // SAFETY: reading the context's own skb, then a plain helper call.
+    unsafe { bpf_redirect((*ctx.skb.skb).ifindex, 0) as i32 }
+}
+
+fn vip_out(ctx: &TcContext) -> Result<i32, i64> {
+    let ethertype: u16 = ctx.load(12)?;
+    if u16::from_be(ethertype) == ETH_P_ARP {
+        return arp_reply(ctx);
+    }
+    let Some(p) = parse(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: copied out at once.
+    if let Some(r) = unsafe { REPLIES.get(p.key()) }.copied()
+        && r.ifindex == HAIRPIN
+    {
+        // A task answering itself through the VIP: back to it, from the VIP.
+        set_addr(ctx, &p, IP_SRC, p.saddr, r.from_addr)?;
+        set_port(ctx, &p, L4_SPORT, p.sport, r.from_port)?;
+        set_addr(ctx, &p, IP_DST, p.daddr, r.to_addr)?;
+        set_macs(ctx, &mac_for(r.from_addr), &mac_for(r.to_addr))?;
+        return Ok(bounce(ctx));
+    }
+    let Some(fe) = vip_frontend(p.daddr, p.proto) else {
+        return Ok(TC_ACT_OK);
+    };
+    let key = p.key();
+    let flow = match known_flow(&p) {
+        Some(f) => f,
+        None => {
+            let Some((id, backend)) = choose(&fe, &key) else {
+                return Ok(TC_ACT_OK);
+            };
+            let port = if backend.port == 0 {
+                p.dport
+            } else {
+                backend.port
+            };
+            let flow = Flow {
+                backend_id: id,
+                frontend_id: fe.id,
+                backend_addr: backend.addr,
+                backend_port: port,
+                nat_port: p.sport,
+            };
+            let reply_key = FlowKey {
+                saddr: backend.addr,
+                daddr: p.saddr,
+                sport: port,
+                dport: p.sport,
+                proto: p.proto,
+                pad: [0; 3],
+            };
+            // The task itself (a bridge does not send a frame back out its port): it is
+            // reached from the VIP, and answers the VIP.
+            let hairpin = backend.addr == p.saddr;
+            let reply_key = if hairpin {
+                FlowKey {
+                    daddr: p.daddr,
+                    ..reply_key
+                }
+            } else {
+                reply_key
+            };
+            let reply = Reply {
+                from_addr: p.daddr,
+                from_port: p.dport,
+                to_port: p.sport,
+                to_addr: p.saddr,
+                ifindex: if hairpin { HAIRPIN } else { 0 },
+                src_mac: [0; 6],
+                dst_mac: [0; 6],
+            };
+            track(key, flow, reply_key, reply)?;
+            flow
+        }
+    };
+    count(&FRONTEND_STATS, flow.frontend_id, ctx.len(), false);
+    count(&BACKEND_STATS, flow.backend_id, ctx.len(), false);
+    set_addr(ctx, &p, IP_DST, p.daddr, flow.backend_addr)?;
+    set_port(ctx, &p, L4_DPORT, p.dport, flow.backend_port)?;
+    if flow.backend_addr == p.saddr {
+        // To itself: from the VIP (its own address would look like a spoof), straight back.
+        set_addr(ctx, &p, IP_SRC, p.saddr, p.daddr)?;
+        set_macs(ctx, &mac_for(p.daddr), &mac_for(flow.backend_addr))?;
+        return Ok(bounce(ctx));
+    }
+    ctx.store(0, &mac_for(flow.backend_addr), 0)?;
+    Ok(TC_ACT_OK)
+}
+
+#[classifier]
+pub fn shoal_vip_back(ctx: TcContext) -> i32 {
+    verdict(vip_back(&ctx))
+}
+
+fn vip_back(ctx: &TcContext) -> Result<i32, i64> {
+    let Some((p, r)) = reply_for(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    // Mesh replies (ifindex set) are shoal_mesh_reply's.
+    if r.ifindex != 0 {
+        return Ok(TC_ACT_OK);
+    }
+    set_addr(ctx, &p, IP_SRC, p.saddr, r.from_addr)?;
+    set_port(ctx, &p, L4_SPORT, p.sport, r.from_port)?;
+    Ok(TC_ACT_OK)
 }
 
 #[cfg(not(test))]

@@ -402,7 +402,8 @@ impl Gossip {
     }
 
     /// Whether the tables hold what other nodes publish: every network shared with
-    /// another node has been swapped with one at least once, or SETTLING has passed.
+    /// another node has been swapped with one at least once and its nodes are known
+    /// alive, or SETTLING has passed.
     pub fn settled(&self) -> bool {
         if self.inner.started.elapsed() >= SETTLING {
             return true;
@@ -410,11 +411,15 @@ impl Gossip {
         let me = &self.inner.me.node_id;
         let scopes = self.inner.scopes.lock().expect("poisoned");
         let pulled = self.inner.pulled.lock().expect("poisoned");
+        let alive = self.inner.alive.lock().expect("poisoned");
+        // Entries of nodes not (yet) known alive are hidden: wait for them too.
         !scopes.is_empty()
-            && scopes
-                .iter()
-                .filter(|(_, peers)| peers.iter().any(|p| &p.node_id != me))
-                .all(|(network, _)| pulled.contains(network))
+            && scopes.iter().all(|(network, peers)| {
+                let others: Vec<&GossipPeer> = peers.iter().filter(|p| &p.node_id != me).collect();
+                others.is_empty()
+                    || (pulled.contains(network)
+                        && others.iter().all(|p| alive.contains_key(&p.node_id)))
+            })
     }
 
     /// Notes that `networks` were swapped whole with another node.

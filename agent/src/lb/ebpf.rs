@@ -4,8 +4,8 @@
 //! addresses and ports with correct checksums, and count packets, bytes and connections
 //! per frontend and per backend. Maps and tcx links are pinned under
 //! /sys/fs/bpf/shoal/<node>/<layout>, so forwarding goes on while the agent restarts, and
-//! a restarted agent adopts them. Service VIPs inside tasks are still programmed with
-//! nftables (the nftables engine's rules, in each task's namespace).
+//! a restarted agent adopts them. Service VIPs are frontends too, balanced by programs on
+//! each local task's veths; host-mode ports are left to nftables (nft.rs).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
@@ -21,7 +21,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::nft::NftEngine;
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Counted, Engine, HostPort, Leg, PortCounters, maglev};
+use super::{Counted, Engine, HostPort, Leg, PortCounters, TaskLeg, maglev};
 use crate::gossip::Protocol;
 
 #[allow(dead_code)]
@@ -43,6 +43,8 @@ const LAYOUT: &str = "v1";
 const BPFFS: &str = "/sys/fs/bpf";
 const MESH_IN: &str = "shoal_mesh_in";
 const MESH_REPLY: &str = "shoal_mesh_reply";
+const VIP_OUT: &str = "shoal_vip_out";
+const VIP_BACK: &str = "shoal_vip_back";
 /// The gateway bridge: tasks reach published ports on the node's address through it.
 const GATEWAY_BRIDGE: &str = crate::overlay::gateway::BRIDGE;
 
@@ -55,15 +57,41 @@ struct Maps {
     backend_stats: PerCpuArray<MapData, Counter>,
 }
 
+/// Map slots by number, the lowest free one first.
+#[derive(Default)]
+struct Slots {
+    used: HashSet<u32>,
+    /// No slot below this one is free.
+    hint: u32,
+}
+
+impl Slots {
+    fn take(&mut self, first: u32, end: u32) -> Option<u32> {
+        let id = (self.hint.max(first)..end).find(|i| !self.used.contains(i))?;
+        self.used.insert(id);
+        self.hint = id + 1;
+        Some(id)
+    }
+
+    fn free(&mut self, id: u32) {
+        self.used.remove(&id);
+        self.hint = self.hint.min(id);
+    }
+}
+
 /// What this agent has written, so it writes only changes.
 #[derive(Default)]
 struct Programmed {
+    frontend_slots: Slots,
+    backend_slots: Slots,
     /// Frontend -> (id, its backends as last written).
     frontends: HashMap<FrontendKey, (u32, Vec<(Ipv4Addr, u16)>)>,
     backend_ids: HashMap<(Ipv4Addr, u16), u32>,
     config: Option<Config>,
     /// Interfaces with their programs attached (program, ifindex).
     attached: HashMap<(&'static str, String), u32>,
+    /// Per local task, the veths its VIP programs sit on.
+    task_veths: HashMap<String, Vec<String>>,
 }
 
 struct Loaded {
@@ -75,7 +103,7 @@ struct Loaded {
 pub struct EbpfEngine {
     node_addr: Ipv4Addr,
     pin_dir: PathBuf,
-    vips: NftEngine,
+    host: NftEngine,
     loaded: Mutex<Loaded>,
 }
 
@@ -181,7 +209,7 @@ impl EbpfEngine {
             .default_map_pin_directory(&pin_dir)
             .load(OBJECT)
             .map_err(|e| format!("loading the eBPF object: {e}"))?;
-        for name in [MESH_IN, MESH_REPLY] {
+        for name in [MESH_IN, MESH_REPLY, VIP_OUT, VIP_BACK] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| format!("the eBPF object has no program {name}"))?
@@ -219,7 +247,7 @@ impl EbpfEngine {
         Ok(EbpfEngine {
             node_addr,
             pin_dir,
-            vips: NftEngine::default(),
+            host: NftEngine::default(),
             loaded: Mutex::new(Loaded { ebpf, maps, done }),
         })
     }
@@ -228,44 +256,87 @@ impl EbpfEngine {
         self.pin_dir.join(format!("link-{prog}-{ifname}"))
     }
 
-    /// Attaches `prog` at `ifname`'s ingress through a pinned tcx link: an existing pin
-    /// (an earlier agent's) gets this program swapped in atomically.
+    /// Attaches `prog` at `ifname` (in namespace `netns`, else the node's) in
+    /// `direction` through a pinned tcx link: an existing pin (an earlier agent's) gets
+    /// this program swapped in atomically.
     fn attach(
         &self,
         loaded: &mut Loaded,
         prog_name: &'static str,
         ifname: &str,
+        netns: Option<&Path>,
+        direction: TcAttachType,
     ) -> Result<(), String> {
-        let index = ifindex(ifname).ok_or_else(|| format!("no interface {ifname}"))?;
         let key = (prog_name, ifname.to_string());
-        if loaded.done.attached.get(&key) == Some(&index) {
-            return Ok(());
-        }
+        let pin = self.link_pin(prog_name, ifname);
         let prog: &mut SchedClassifier = loaded
             .ebpf
             .program_mut(prog_name)
             .expect("loaded above")
             .try_into()
             .map_err(|e| format!("{prog_name}: {e}"))?;
-        let pin = self.link_pin(prog_name, ifname);
-        let adopted = PinnedLink::from_pin(&pin).ok().and_then(|old| {
-            let link = SchedClassifierLink::try_from(FdLink::from(old)).ok()?;
-            prog.attach_to_link(link).ok()
-        });
-        let id = match adopted {
-            Some(id) => id,
-            None => {
-                let _ = std::fs::remove_file(&pin);
-                prog.attach(ifname, TcAttachType::Ingress)
-                    .map_err(|e| format!("attaching {prog_name} to {ifname}: {e}"))?
+        let known = loaded.done.attached.get(&key).copied();
+        let mut attach = || -> Result<u32, String> {
+            let index = ifindex(ifname).ok_or_else(|| format!("no interface {ifname}"))?;
+            // Attached already, to this very interface (not one made again since).
+            if known == Some(index) && pin.exists() {
+                return Ok(index);
+            }
+            let adopted = match PinnedLink::from_pin(&pin) {
+                Err(_) => None,
+                Ok(old) => match SchedClassifierLink::try_from(FdLink::from(old))
+                    .map_err(|e| e.to_string())
+                    .and_then(|link| prog.attach_to_link(link).map_err(|e| e.to_string()))
+                {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::warn!(%ifname, "could not take over the pinned link: {e}");
+                        None
+                    }
+                },
+            };
+            let id = match adopted {
+                Some(id) => id,
+                None => {
+                    let _ = std::fs::remove_file(&pin);
+                    prog.attach(ifname, direction)
+                        .map_err(|e| format!("attaching {prog_name} to {ifname}: {e}"))?
+                }
+            };
+            let link = prog.take_link(id).map_err(|e| e.to_string())?;
+            let fd: FdLink = link.try_into().map_err(|e| format!("{e}"))?;
+            if !pin.exists() {
+                let _ = std::fs::create_dir_all(&self.pin_dir);
+                fd.pin(&pin)
+                    .map_err(|e| format!("pinning the link at {}: {e}", pin.display()))?;
+            }
+            Ok(index)
+        };
+        let index = match netns {
+            None => attach()?,
+            Some(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                // Interface names and tcx links resolve in the calling thread's namespace.
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            use std::os::fd::AsRawFd;
+                            // SAFETY: setns on this scoped thread only; it ends right after.
+                            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                                return Err(format!(
+                                    "entering {}: {}",
+                                    path.display(),
+                                    std::io::Error::last_os_error()
+                                ));
+                            }
+                            attach()
+                        })
+                        .join()
+                        .map_err(|_| "the attaching thread panicked".to_string())?
+                })?
             }
         };
-        let link = prog.take_link(id).map_err(|e| e.to_string())?;
-        let fd: FdLink = link.try_into().map_err(|e| format!("{e}"))?;
-        if !pin.exists() {
-            fd.pin(&pin)
-                .map_err(|e| format!("pinning the link at {}: {e}", pin.display()))?;
-        }
         loaded.done.attached.insert(key, index);
         Ok(())
     }
@@ -278,10 +349,10 @@ impl EbpfEngine {
         if let Some(id) = done.backend_ids.get(&b) {
             return Ok(*id);
         }
-        let used: HashSet<u32> = done.backend_ids.values().copied().collect();
         // Id 0 stays unused: an empty Maglev slot reads 0.
-        let id = (1..MAX_BACKENDS)
-            .find(|i| !used.contains(i))
+        let id = done
+            .backend_slots
+            .take(1, MAX_BACKENDS)
             .ok_or("no free backend slot left")?;
         let value = Backend {
             addr: raw_addr(b.0),
@@ -294,12 +365,84 @@ impl EbpfEngine {
     }
 }
 
+/// Makes the frontends `mine` selects be exactly `wanted` (key -> backends): Maglev
+/// tables first, then the frontend, so a new frontend is never seen half-written; then
+/// backends no frontend uses any more are freed.
+fn sync_frontends(
+    loaded: &mut Loaded,
+    wanted: HashMap<FrontendKey, Vec<(Ipv4Addr, u16)>>,
+    mine: impl Fn(&FrontendKey) -> bool,
+) -> Result<(), String> {
+    let Loaded { maps, done, .. } = loaded;
+    let gone: Vec<FrontendKey> = done
+        .frontends
+        .keys()
+        .filter(|k| mine(k) && !wanted.contains_key(k))
+        .copied()
+        .collect();
+    for key in gone {
+        let _ = maps.frontends.remove(&key);
+        if let Some((id, _)) = done.frontends.remove(&key) {
+            done.frontend_slots.free(id);
+        }
+    }
+    for (key, backends) in &wanted {
+        let id = match done.frontends.get(key) {
+            Some((_, current)) if current == backends => continue,
+            Some((id, _)) => *id,
+            None => done
+                .frontend_slots
+                .take(0, MAX_FRONTENDS)
+                .ok_or("no free frontend slot left")?,
+        };
+        let ids: Vec<u32> = backends
+            .iter()
+            .map(|b| EbpfEngine::backend_id(done, maps, *b))
+            .collect::<Result<_, _>>()?;
+        for (slot, index) in maglev::table(backends, MAGLEV_SLOTS)
+            .into_iter()
+            .enumerate()
+        {
+            maps.maglev
+                .set(id * MAGLEV_SLOTS + slot as u32, ids[index as usize], 0)
+                .map_err(|e| e.to_string())?;
+        }
+        let value = Frontend {
+            id,
+            backends: backends.len() as u32,
+        };
+        maps.frontends
+            .insert(key, value, 0)
+            .map_err(|e| e.to_string())?;
+        done.frontends.insert(*key, (id, backends.clone()));
+    }
+    let in_use: HashSet<(Ipv4Addr, u16)> = done
+        .frontends
+        .values()
+        .flat_map(|(_, b)| b.iter().copied())
+        .collect();
+    let unused: Vec<((Ipv4Addr, u16), u32)> = done
+        .backend_ids
+        .iter()
+        .filter(|(b, _)| !in_use.contains(b))
+        .map(|(b, id)| (*b, *id))
+        .collect();
+    for (b, id) in unused {
+        maps.backends
+            .set(id, Backend::default(), 0)
+            .map_err(|e| e.to_string())?;
+        done.backend_ids.remove(&b);
+        done.backend_slots.free(id);
+    }
+    Ok(())
+}
+
 /// What an earlier agent left in the pinned maps: frontend and backend ids stay put.
+/// Each frontend's backends are read back from its Maglev table, so nothing still in use
+/// looks unused (and is freed) before this agent has written its own view.
 fn adopt(maps: &Maps) -> Programmed {
     let mut done = Programmed::default();
-    for (key, fe) in maps.frontends.iter().flatten() {
-        done.frontends.insert(key, (fe.id, vec![]));
-    }
+    let mut by_id: HashMap<u32, (Ipv4Addr, u16)> = HashMap::new();
     for id in 1..MAX_BACKENDS {
         if let Ok(b) = maps.backends.get(&id, 0)
             && b.addr != 0
@@ -307,7 +450,19 @@ fn adopt(maps: &Maps) -> Programmed {
             let addr = Ipv4Addr::from(b.addr.to_ne_bytes());
             let port = u16::from_be_bytes(b.port.to_ne_bytes());
             done.backend_ids.insert((addr, port), id);
+            done.backend_slots.used.insert(id);
+            by_id.insert(id, (addr, port));
         }
+    }
+    for (key, fe) in maps.frontends.iter().flatten() {
+        let mut backends: Vec<(Ipv4Addr, u16)> = (0..MAGLEV_SLOTS)
+            .filter_map(|slot| maps.maglev.get(&(fe.id * MAGLEV_SLOTS + slot), 0).ok())
+            .filter_map(|id| by_id.get(&id).copied())
+            .collect();
+        backends.sort();
+        backends.dedup();
+        done.frontend_slots.used.insert(fe.id);
+        done.frontends.insert(key, (fe.id, backends));
     }
     done
 }
@@ -315,15 +470,6 @@ fn adopt(maps: &Maps) -> Programmed {
 impl Engine for EbpfEngine {
     fn name(&self) -> &'static str {
         "ebpf"
-    }
-
-    fn program_task(
-        &self,
-        task_id: &str,
-        netns: &Path,
-        vips: &[VipFrontend],
-    ) -> Result<(), String> {
-        self.vips.program_task(task_id, netns, vips)
     }
 
     fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String> {
@@ -347,14 +493,13 @@ impl Engine for EbpfEngine {
         }
         let uplink = interface_with(self.node_addr)
             .ok_or_else(|| format!("no interface holds the node's address {}", self.node_addr))?;
-        self.attach(loaded, MESH_IN, &uplink)?;
+        self.attach(loaded, MESH_IN, &uplink, None, TcAttachType::Ingress)?;
         if ifindex(GATEWAY_BRIDGE).is_some() {
-            self.attach(loaded, MESH_IN, GATEWAY_BRIDGE)?;
+            self.attach(loaded, MESH_IN, GATEWAY_BRIDGE, None, TcAttachType::Ingress)?;
         }
-        self.attach(loaded, MESH_REPLY, &leg.ifname)?;
+        self.attach(loaded, MESH_REPLY, &leg.ifname, None, TcAttachType::Ingress)?;
 
-        let Loaded { maps, done, .. } = loaded;
-        let wanted: HashMap<FrontendKey, &MeshFrontend> = mesh
+        let wanted = mesh
             .iter()
             .filter(|f| !f.backends.is_empty())
             .map(|f| {
@@ -364,84 +509,83 @@ impl Engine for EbpfEngine {
                     proto: proto_number(f.protocol),
                     pad: 0,
                 };
-                (key, f)
+                (key, f.backends.clone())
             })
             .collect();
-        // Frontends first go, then backends nobody uses.
-        let gone: Vec<FrontendKey> = done
-            .frontends
-            .keys()
-            .filter(|k| !wanted.contains_key(k))
-            .copied()
-            .collect();
-        for key in gone {
-            let _ = maps.frontends.remove(&key);
-            done.frontends.remove(&key);
-        }
-        for (key, f) in &wanted {
-            let id = match done.frontends.get(key) {
-                Some((id, backends)) if *backends == f.backends => continue,
-                Some((id, _)) => *id,
-                None => {
-                    let used: HashSet<u32> = done.frontends.values().map(|(id, _)| *id).collect();
-                    (0..MAX_FRONTENDS)
-                        .find(|i| !used.contains(i))
-                        .ok_or("no free frontend slot left")?
-                }
-            };
-            let ids: Vec<u32> = f
-                .backends
-                .iter()
-                .map(|b| EbpfEngine::backend_id(done, maps, *b))
-                .collect::<Result<_, _>>()?;
-            for (slot, index) in maglev::table(&f.backends, MAGLEV_SLOTS)
-                .into_iter()
-                .enumerate()
-            {
-                maps.maglev
-                    .set(id * MAGLEV_SLOTS + slot as u32, ids[index as usize], 0)
-                    .map_err(|e| e.to_string())?;
+        sync_frontends(loaded, wanted, |k| k.addr == 0)
+    }
+
+    fn program_vips(&self, vips: &[VipFrontend]) -> Result<(), String> {
+        let mut wanted = HashMap::new();
+        for f in vips.iter().filter(|f| !f.backends.is_empty()) {
+            // Port 0: any port, to the same port on the backend.
+            let backends: Vec<(Ipv4Addr, u16)> = f.backends.iter().map(|b| (*b, 0)).collect();
+            for proto in [Protocol::Tcp, Protocol::Udp] {
+                let key = FrontendKey {
+                    addr: raw_addr(f.vip),
+                    port: 0,
+                    proto: proto_number(proto),
+                    pad: 0,
+                };
+                wanted.insert(key, backends.clone());
             }
-            let value = Frontend {
-                id,
-                backends: f.backends.len() as u32,
-            };
-            maps.frontends
-                .insert(key, value, 0)
-                .map_err(|e| e.to_string())?;
-            done.frontends.insert(*key, (id, f.backends.clone()));
         }
-        let in_use: HashSet<(Ipv4Addr, u16)> = wanted
-            .values()
-            .flat_map(|f| f.backends.iter().copied())
-            .collect();
-        let unused: Vec<((Ipv4Addr, u16), u32)> = done
-            .backend_ids
-            .iter()
-            .filter(|(b, _)| !in_use.contains(b))
-            .map(|(b, id)| (*b, *id))
-            .collect();
-        for (b, id) in unused {
-            maps.backends
-                .set(id, Backend::default(), 0)
-                .map_err(|e| e.to_string())?;
-            done.backend_ids.remove(&b);
+        let mut guard = self.loaded.lock().expect("not poisoned");
+        sync_frontends(&mut guard, wanted, |k| k.addr != 0)
+    }
+
+    fn program_task(
+        &self,
+        task_id: &str,
+        _netns: &Path,
+        legs: &[TaskLeg],
+        _vips: &[VipFrontend],
+    ) -> Result<(), String> {
+        let mut guard = self.loaded.lock().expect("not poisoned");
+        for leg in legs {
+            let sandbox = Some(leg.sandbox.as_path());
+            self.attach(
+                &mut guard,
+                VIP_OUT,
+                &leg.host_veth,
+                sandbox,
+                TcAttachType::Ingress,
+            )?;
+            self.attach(
+                &mut guard,
+                VIP_BACK,
+                &leg.host_veth,
+                sandbox,
+                TcAttachType::Egress,
+            )?;
         }
+        let veths = legs.iter().map(|l| l.host_veth.clone()).collect();
+        guard.done.task_veths.insert(task_id.to_string(), veths);
         Ok(())
     }
 
     fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String> {
-        self.vips.program_host_ports(ports)
+        self.host.program_host_ports(ports)
     }
 
     fn forget(&self, task_id: &str) {
-        self.vips.forget(task_id);
+        let mut guard = self.loaded.lock().expect("not poisoned");
+        for veth in guard.done.task_veths.remove(task_id).unwrap_or_default() {
+            for prog in [VIP_OUT, VIP_BACK] {
+                guard.done.attached.remove(&(prog, veth.clone()));
+                let _ = std::fs::remove_file(self.link_pin(prog, &veth));
+            }
+        }
     }
 
     fn clear_node(&self) -> Result<(), String> {
-        self.vips.clear_node()?;
+        self.host.clear_node()?;
         let mut loaded = self.loaded.lock().expect("not poisoned");
-        loaded.done = Programmed::default();
+        let Loaded { maps, done, .. } = &mut *loaded;
+        for key in done.frontends.keys() {
+            let _ = maps.frontends.remove(key);
+        }
+        *done = Programmed::default();
         // Unpinning the links detaches the programs once this agent's fds close.
         if let Ok(dir) = std::fs::read_dir(&self.pin_dir) {
             for entry in dir.flatten() {

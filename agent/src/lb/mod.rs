@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::gossip::{Endpoint, Gossip};
+use crate::gossip::Endpoint;
 use plan::{MeshFrontend, VipFrontend};
 
 /// The engines' key for the node's own namespace.
@@ -27,10 +27,20 @@ pub(crate) const NODE_SITE: &str = "node";
 /// the async runtime.
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
-    /// Makes connections from task `task_id` (namespace `netns`) to `vips` reach their
-    /// backends; no VIPs: nothing of the engine's in that namespace.
-    fn program_task(&self, task_id: &str, netns: &Path, vips: &[VipFrontend])
-    -> Result<(), String>;
+    /// Makes connections from task `task_id` (namespace `netns`, its `legs` on the
+    /// networks) to `vips` reach their backends.
+    fn program_task(
+        &self,
+        task_id: &str,
+        netns: &Path,
+        legs: &[TaskLeg],
+        vips: &[VipFrontend],
+    ) -> Result<(), String>;
+    /// The VIPs of every local task's networks, before program_task (engines that hold
+    /// them node-wide).
+    fn program_vips(&self, _vips: &[VipFrontend]) -> Result<(), String> {
+        Ok(())
+    }
     /// Makes connections to the node's address on `mesh` ports reach their backends
     /// through `leg`, the node's interface on the ingress network.
     fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String>;
@@ -97,6 +107,15 @@ pub struct Leg {
     pub addr: std::net::Ipv4Addr,
 }
 
+/// A local task's veth on one network, as its network's namespace sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskLeg {
+    pub network_id: String,
+    /// The network's namespace (/run/netns/...), where `host_veth` is.
+    pub sandbox: PathBuf,
+    pub host_veth: String,
+}
+
 /// A port a local task publishes in mode=host: the node's `published` port goes to the
 /// task's `addr` (its gateway-bridge address) and `target` port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,8 +128,10 @@ pub struct HostPort {
 
 /// A local task's namespace, the networks it is on, and its host-mode ports (open only
 /// while it serves).
+#[derive(Clone)]
 struct Site {
     netns: PathBuf,
+    legs: Vec<TaskLeg>,
     networks: HashSet<String>,
     host_ports: Vec<HostPort>,
     serving: bool,
@@ -124,26 +145,25 @@ struct Sites {
 
 pub struct Balancer {
     engine: Arc<dyn Engine>,
-    gossip: Gossip,
     sites: Mutex<Sites>,
     /// One sync at a time, so an older plan never lands after a newer one.
     syncing: Mutex<()>,
     /// An earlier agent left programmed state: it is kept as it is until gossip has
     /// settled, as programming from incomplete tables would drop backends.
     adopting: bool,
-    /// The endpoints the overlay last made reachable (FDB and neighbour entries in);
-    /// None until its first pass, and nothing is programmed before.
-    reachable: Mutex<Option<Arc<Vec<Endpoint>>>>,
+    /// The endpoints the overlay last made reachable (FDB and neighbour entries in), and
+    /// whether gossip had settled when they were read; None until its first pass, and
+    /// nothing is programmed before.
+    reachable: Mutex<Option<(Arc<Vec<Endpoint>>, bool)>>,
 }
 
 impl Balancer {
-    pub fn start(engine: Arc<dyn Engine>, gossip: Gossip) -> Arc<Balancer> {
+    pub fn start(engine: Arc<dyn Engine>) -> Arc<Balancer> {
         let adopting = engine.has_state();
         tracing::info!(engine = engine.name(), adopting, "load balancer");
         Arc::new(Balancer {
             adopting,
             engine,
-            gossip,
             sites: Mutex::default(),
             syncing: Mutex::default(),
             reachable: Mutex::default(),
@@ -154,20 +174,21 @@ impl Balancer {
         self.engine.name()
     }
 
-    /// A task on `networks` (its VIPs get programmed in `netns`), publishing
+    /// A task with `legs` on its networks (it reaches their VIPs), publishing
     /// `host_ports` once it serves.
     pub async fn add_task(
         &self,
         task_id: &str,
         netns: &Path,
-        networks: HashSet<String>,
+        legs: Vec<TaskLeg>,
         host_ports: Vec<HostPort>,
     ) {
         self.sites.lock().await.tasks.insert(
             task_id.to_string(),
             Site {
                 netns: netns.to_path_buf(),
-                networks,
+                networks: legs.iter().map(|l| l.network_id.clone()).collect(),
+                legs,
                 host_ports,
                 serving: false,
             },
@@ -204,21 +225,23 @@ impl Balancer {
         self.program().await;
     }
 
-    /// Programs the engine from `endpoints`: those the overlay has just made reachable.
-    pub async fn sync(&self, endpoints: Arc<Vec<Endpoint>>) {
-        *self.reachable.lock().await = Some(endpoints);
+    /// Programs the engine from `endpoints`: those the overlay has just made reachable
+    /// (`complete`: read once gossip had settled).
+    pub async fn sync(&self, endpoints: Arc<Vec<Endpoint>>, complete: bool) {
+        *self.reachable.lock().await = Some((endpoints, complete));
         self.program().await;
     }
 
-    /// Programs the engine from the endpoints last made reachable.
+    /// Programs the engine from the endpoints last made reachable. State an earlier
+    /// agent left is only replaced from complete tables.
     async fn program(&self) {
-        if self.adopting && !self.gossip.settled() {
-            return;
-        }
         let _one = self.syncing.lock().await;
-        let Some(endpoints) = self.reachable.lock().await.clone() else {
+        let Some((endpoints, complete)) = self.reachable.lock().await.clone() else {
             return;
         };
+        if self.adopting && !complete {
+            return;
+        }
         let sites = self.sites.lock().await;
         let host_ports: Vec<HostPort> = sites
             .tasks
@@ -226,17 +249,17 @@ impl Balancer {
             .filter(|s| s.serving)
             .flat_map(|s| s.host_ports.iter().cloned())
             .collect();
-        let tasks: Vec<(String, PathBuf, Vec<VipFrontend>)> = sites
+        let tasks: Vec<(String, Site, Vec<VipFrontend>)> = sites
             .tasks
             .iter()
-            .map(|(id, s)| {
-                (
-                    id.clone(),
-                    s.netns.clone(),
-                    plan::vips(&endpoints, &s.networks),
-                )
-            })
+            .map(|(id, s)| (id.clone(), s.clone(), plan::vips(&endpoints, &s.networks)))
             .collect();
+        let networks: HashSet<String> = sites
+            .tasks
+            .values()
+            .flat_map(|s| s.networks.iter().cloned())
+            .collect();
+        let all_vips = plan::vips(&endpoints, &networks);
         let (mesh, leg) = match &sites.ingress {
             Some(leg) => (plan::mesh(&endpoints, &leg.network_id), Some(leg.clone())),
             None => (vec![], None),
@@ -244,10 +267,13 @@ impl Balancer {
         drop(sites);
         let engine = self.engine.clone();
         let done = tokio::task::spawn_blocking(move || {
-            for (id, netns, vips) in &tasks {
+            if let Err(e) = engine.program_vips(&all_vips) {
+                tracing::warn!("programming VIPs: {e}");
+            }
+            for (id, site, vips) in &tasks {
                 // A namespace that is gone belongs to a task being stopped.
-                if netns.exists()
-                    && let Err(e) = engine.program_task(id, netns, vips)
+                if site.netns.exists()
+                    && let Err(e) = engine.program_task(id, &site.netns, &site.legs, vips)
                 {
                     tracing::warn!(task = %id, "programming the task's VIPs: {e}");
                 }
@@ -272,7 +298,13 @@ impl Balancer {
     /// and counters, and the VIPs local tasks reach.
     pub async fn status(&self) -> shoal_proto::LoadBalancerStatusResponse {
         use shoal_proto::{LbBackend, LbFrontend};
-        let endpoints = self.reachable.lock().await.clone().unwrap_or_default();
+        let endpoints = self
+            .reachable
+            .lock()
+            .await
+            .clone()
+            .map(|(e, _)| e)
+            .unwrap_or_default();
         let sites = self.sites.lock().await;
         let mesh = sites
             .ingress

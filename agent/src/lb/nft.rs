@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Engine, HostPort, Leg, NODE_SITE};
+use super::{Engine, HostPort, Leg, NODE_SITE, TaskLeg};
 use crate::nft;
 
 const TABLE: &str = "shoal_lb";
@@ -143,6 +143,7 @@ impl Engine for NftEngine {
         &self,
         task_id: &str,
         netns: &Path,
+        _legs: &[TaskLeg],
         vips: &[VipFrontend],
     ) -> Result<(), String> {
         let script = if vips.is_empty() {

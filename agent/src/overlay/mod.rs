@@ -95,7 +95,7 @@ impl Overlay {
         let uplink_mtu = uplink_mtu(&node, cfg.vtep).await.unwrap_or(1500);
         let overlay = Arc::new(Overlay {
             dns: Dns::new(gossip.clone(), cfg.dns_upstreams.clone(), cfg.dns_ttl),
-            lb: Balancer::start(lb_engine, gossip.clone()),
+            lb: Balancer::start(lb_engine),
             cfg,
             gossip,
             node,
@@ -334,14 +334,24 @@ impl Overlay {
             st.gateway.insert(task.id.clone(), gw);
         }
         // Names and VIPs are served on the task's own networks, not on ingress.
-        let networks: HashSet<String> = legs
+        let own: Vec<&Attachment> = legs
             .iter()
-            .map(|l| l.network_id.clone())
-            .filter(|id| {
+            .filter(|l| {
                 !st.networks
-                    .get(id)
+                    .get(&l.network_id)
                     .and_then(|n| n.spec.as_ref())
                     .is_some_and(|s| s.ingress)
+            })
+            .collect();
+        let networks: HashSet<String> = own.iter().map(|l| l.network_id.clone()).collect();
+        let lb_legs: Vec<crate::lb::TaskLeg> = own
+            .iter()
+            .filter_map(|l| {
+                Some(crate::lb::TaskLeg {
+                    network_id: l.network_id.clone(),
+                    sandbox: sandbox::netns_path(&st.sandboxes.get(&l.network_id)?.netns),
+                    host_veth: l.host_veth.clone(),
+                })
             })
             .collect();
         if !networks.is_empty() {
@@ -354,7 +364,7 @@ impl Overlay {
             None => vec![],
         };
         self.lb
-            .add_task(&task.id, task_netns, networks, host_ports)
+            .add_task(&task.id, task_netns, lb_legs, host_ports)
             .await;
         st.attached.insert(task.id.clone(), legs);
         Ok(())

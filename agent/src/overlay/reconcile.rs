@@ -18,8 +18,9 @@ use crate::netlink::{Netlink, link_controller};
 
 impl Overlay {
     /// One pass of the reconciler; returns the endpoints it programmed, which the load
-    /// balancer then uses (never a backend whose FDB and neighbour entries are not in).
-    pub async fn reconcile(&self) -> std::sync::Arc<Vec<Endpoint>> {
+    /// balancer then uses (never a backend whose FDB and neighbour entries are not in),
+    /// and whether gossip had settled before they were read (they are complete).
+    pub async fn reconcile(&self) -> (std::sync::Arc<Vec<Endpoint>>, bool) {
         let mut st = self.state.lock().await;
         let legs: Vec<Attachment> = st.attached.values().flatten().cloned().collect();
         for leg in &legs {
@@ -67,9 +68,9 @@ impl Overlay {
                 Err(e) => tracing::warn!(task = %task_id, "repairing: {e}"),
             }
         }
-        let endpoints = self.gossip.endpoints_shared();
         // Entries are removed only once gossip has had time to learn them all.
         let prune = self.gossip.settled();
+        let endpoints = self.gossip.endpoints_shared();
         let alive = self.gossip.alive_addrs();
         let State {
             sandboxes, fading, ..
@@ -85,7 +86,7 @@ impl Overlay {
             }
         }
         self.prune(&mut st).await;
-        endpoints
+        (endpoints, prune)
     }
 }
 
@@ -164,7 +165,7 @@ pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
             r = changes.changed() => if r.is_err() { return },
         }
         let Some(o) = overlay.upgrade() else { return };
-        let programmed = o.reconcile().await;
-        o.lb.sync(programmed).await;
+        let (programmed, complete) = o.reconcile().await;
+        o.lb.sync(programmed, complete).await;
     }
 }
