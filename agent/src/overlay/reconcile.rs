@@ -85,8 +85,36 @@ impl Overlay {
                 tracing::warn!(network = %sb.plan.name, "programming remote endpoints: {e}");
             }
         }
+        if let Some(leg) = st.attached.get(super::INGRESS_LEG).and_then(|l| l.first()) {
+            let peers: Vec<&Endpoint> = endpoints
+                .iter()
+                .filter(|e| e.network_id == leg.network_id && e.ip != leg.endpoint.ip)
+                .collect();
+            if let Err(e) = self.program_leg_neighbours(&peers, prune).await {
+                tracing::warn!("programming the ingress leg's neighbours: {e}");
+            }
+        }
         self.prune(&mut st).await;
         (endpoints, prune)
+    }
+
+    /// Permanent neighbours on the node's ingress leg for every endpoint of the ingress
+    /// network: a published port's first packet to a new task never waits on ARP.
+    async fn program_leg_neighbours(&self, peers: &[&Endpoint], prune: bool) -> Result<()> {
+        let leg = self.node.index(super::INGRESS_IFNAME).await?;
+        let present = self.node.neighbours(leg).await?;
+        for e in peers {
+            if !present.contains(&(e.ip, e.mac)) {
+                self.node.neighbour_replace(leg, e.ip, e.mac).await?;
+            }
+        }
+        if prune {
+            let wanted: HashSet<Ipv4Addr> = peers.iter().map(|e| e.ip).collect();
+            for (ip, _) in present.iter().filter(|(ip, _)| !wanted.contains(ip)) {
+                self.node.neighbour_del(leg, *ip).await?;
+            }
+        }
+        Ok(())
     }
 }
 
