@@ -83,6 +83,15 @@ impl Packet {
         }
     }
 
+    /// A UDP checksum of 0 means "none": it must stay 0 (and never become 0).
+    fn csum_flags(&self) -> u64 {
+        if self.proto == UDP {
+            BPF_F_MARK_MANGLED_0 as u64
+        } else {
+            0
+        }
+    }
+
     fn csum_at(&self) -> usize {
         if self.proto == TCP {
             TCP_CSUM
@@ -143,16 +152,11 @@ fn set_addr(ctx: &TcContext, p: &Packet, at: usize, old: u32, new: u32) -> Resul
     if old == new {
         return Ok(());
     }
-    let mangled = if p.proto == UDP {
-        BPF_F_MARK_MANGLED_0
-    } else {
-        0
-    } as u64;
     ctx.l4_csum_replace(
         p.csum_at(),
         old as u64,
         new as u64,
-        BPF_F_PSEUDO_HDR as u64 | mangled | 4,
+        p.csum_flags() | BPF_F_PSEUDO_HDR as u64 | 4,
     )?;
     ctx.l3_csum_replace(IP_CSUM, old as u64, new as u64, 4)?;
     ctx.store(at, &new, 0)
@@ -162,12 +166,7 @@ fn set_port(ctx: &TcContext, p: &Packet, at: usize, old: u16, new: u16) -> Resul
     if old == new {
         return Ok(());
     }
-    let mangled = if p.proto == UDP {
-        BPF_F_MARK_MANGLED_0
-    } else {
-        0
-    } as u64;
-    ctx.l4_csum_replace(p.csum_at(), old as u64, new as u64, mangled | 2)?;
+    ctx.l4_csum_replace(p.csum_at(), old as u64, new as u64, p.csum_flags() | 2)?;
     ctx.store(at, &new, 0)
 }
 
