@@ -305,16 +305,27 @@ impl Gossip {
 
     /// The networks this node has and, for each, the nodes that have it too (from the
     /// managers). Entries of networks it no longer has are forgotten; for a network it
-    /// just got, it swaps tables with a node of that network at once.
+    /// just got, it swaps tables with a node of that network at once, and likewise with a
+    /// node that just joined one of its networks: whichever of the two learns of the
+    /// other last makes the swap, so an entry written while neither knew the other (sent
+    /// to nobody) is not left waiting for the periodic push/pull.
     pub fn set_scopes(&self, scopes: HashMap<String, Vec<GossipPeer>>) {
         let me = self.inner.me.node_id.clone();
-        let gained: Vec<GossipPeer> = {
+        let gained: HashMap<String, GossipPeer> = {
             let mut current = self.inner.scopes.lock().expect("poisoned");
-            let gained = scopes
-                .iter()
-                .filter(|(n, _)| !current.contains_key(*n))
-                .filter_map(|(_, peers)| peers.iter().find(|p| p.node_id != me).cloned())
-                .collect();
+            let mut gained = HashMap::new();
+            for (network, peers) in &scopes {
+                let others = peers.iter().filter(|p| p.node_id != me);
+                let new: Vec<&GossipPeer> = match current.get(network) {
+                    None => others.take(1).collect(),
+                    Some(known) => others
+                        .filter(|p| !known.iter().any(|k| k.node_id == p.node_id))
+                        .collect(),
+                };
+                for p in new {
+                    gained.insert(p.node_id.clone(), p.clone());
+                }
+            }
             *current = scopes;
             gained
         };
@@ -325,8 +336,8 @@ impl Gossip {
             .expect("poisoned")
             .retain(|r| r.endpoint.node_id == me || scopes.contains_key(&r.endpoint.network_id));
         self.notify();
-        for p in gained {
-            if let Some(m) = self.member_for(&p) {
+        for p in gained.values() {
+            if let Some(m) = self.member_for(p) {
                 tokio::spawn(self.clone().push_pull(m));
             }
         }
@@ -654,5 +665,75 @@ impl Gossip {
             tracing::info!(task = %e.task_id, "withdrawing an endpoint this node no longer has");
             self.write(e, true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn node(id: &str, ip: Ipv4Addr, view: &watch::Sender<ClusterView>) -> Gossip {
+        Gossip::start(id, ip, 17946, view.subscribe())
+            .await
+            .unwrap()
+    }
+
+    fn scope(peers: &[(&str, Ipv4Addr)]) -> HashMap<String, Vec<GossipPeer>> {
+        let peers = peers
+            .iter()
+            .map(|(id, ip)| GossipPeer {
+                node_id: id.to_string(),
+                addr: ip.to_string(),
+            })
+            .collect();
+        HashMap::from([("net1".to_string(), peers)])
+    }
+
+    /// B joins the network first and pulls an empty table from A; A then writes an entry
+    /// while its own list of the network's nodes still lacks B (the write goes to
+    /// nobody). When A learns B joined, B must get the entry from that swap, not from
+    /// the periodic push/pull five seconds later: until then B's tasks could not answer
+    /// A's (a reply needs the sender's neighbour entry).
+    #[tokio::test]
+    async fn a_node_joining_a_network_gets_entries_written_before_anyone_knew() {
+        let (a_ip, b_ip) = (Ipv4Addr::new(127, 79, 0, 1), Ipv4Addr::new(127, 79, 0, 2));
+        let view = watch::Sender::new(ClusterView {
+            keys: vec![NetworkKey {
+                id: 1,
+                key: vec![7; 32],
+                created_unix_nanos: 0,
+            }],
+            primary_key: 1,
+            peers: vec![],
+        });
+        let a = node("A", a_ip, &view).await;
+        let b = node("B", b_ip, &view).await;
+        a.set_scopes(scope(&[("A", a_ip)]));
+        b.set_scopes(scope(&[("A", a_ip), ("B", b_ip)]));
+        let pulled = Instant::now();
+        while !b.inner.pulled.lock().unwrap().contains("net1") {
+            assert!(pulled.elapsed() < Duration::from_secs(2), "B's pull from A");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        a.publish(table::endpoint("leg-a", "A", [10, 0, 0, 2]));
+        a.set_scopes(scope(&[("A", a_ip), ("B", b_ip)]));
+        let learnt = Instant::now();
+        while !b
+            .inner
+            .table
+            .lock()
+            .unwrap()
+            .live(|_| true)
+            .iter()
+            .any(|e| e.task_id == "leg-a")
+        {
+            assert!(
+                learnt.elapsed() < PUSH_PULL_EVERY / 2,
+                "B did not get A's entry when A learnt that B joined the network"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        a.stop();
+        b.stop();
     }
 }
