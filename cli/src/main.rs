@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! `shoal`: the one binary. Client commands named and flagged like docker's, the per-node
 //! daemon, and the lab (a whole cluster in network namespaces on one machine).
 

@@ -156,6 +156,26 @@ impl Lab {
         shoal(&full)
     }
 
+    /// Runs the docker CLI inside `node`: `lab exec` points DOCKER_HOST at the node's
+    /// Docker Engine API.
+    pub fn docker(&self, node: &str, args: &[&str]) -> Output {
+        let mut full = vec!["lab", "exec", "--name", &self.name, node, "--", "docker"];
+        full.extend_from_slice(args);
+        shoal(&full)
+    }
+
+    /// Like `docker`, but the command must succeed; returns its stdout.
+    pub fn docker_ok(&self, node: &str, args: &[&str]) -> String {
+        let out = self.docker(node, args);
+        assert!(
+            out.status.success(),
+            "{node}: docker {} failed:\n{}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Like exec, but the command must succeed; returns its stdout.
     pub fn ok(&self, node: &str, args: &[&str]) -> String {
         let out = self.exec(node, args);

@@ -202,7 +202,7 @@ pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn name(n: &Network) -> &str {
+pub fn name(n: &Network) -> &str {
     n.spec
         .as_ref()
         .and_then(|s| s.annotations.as_ref())

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 use shoal_proto::service_spec::Mode;
-use shoal_proto::{Service, ServiceSpec, UpdateConfig, UpdateState};
+use shoal_proto::{Service, ServiceSpec, TaskSpec, UpdateConfig, UpdateState};
 
 use crate::output::rfc3339;
 
@@ -34,12 +34,56 @@ fn update_json(c: &Option<UpdateConfig>) -> Value {
     })
 }
 
-pub fn spec_json(spec: &ServiceSpec) -> Value {
-    let task = spec.task.clone().unwrap_or_default();
+/// A task template (TaskSpec) as the Engine API shows it.
+pub fn task_spec_json(task: &TaskSpec) -> Value {
     let c = task.container.clone().unwrap_or_default();
     let res = task.resources.unwrap_or_default();
     let restart = task.restart.unwrap_or_default();
     let placement = task.placement.clone().unwrap_or_default();
+    let mut container = json!({
+        "Image": c.image,
+        "Command": c.command,
+        "Args": c.args,
+        "Env": c.env,
+        "Hostname": c.hostname,
+        "User": c.user,
+        "Dir": c.dir,
+        "Labels": c.labels,
+        "StopSignal": c.stop_signal,
+        "StopGracePeriod": c.stop_grace_period_nanos,
+    });
+    if let Some(h) = &c.healthcheck {
+        container["HealthCheck"] = json!({
+            "Test": h.test,
+            "Interval": h.interval_nanos,
+            "Timeout": h.timeout_nanos,
+            "StartPeriod": h.start_period_nanos,
+            "Retries": h.retries,
+        });
+    }
+    json!({
+        "ContainerSpec": container,
+        "Resources": {
+            "Limits": {"NanoCPUs": res.limits.unwrap_or_default().nano_cpus, "MemoryBytes": res.limits.unwrap_or_default().memory_bytes},
+            "Reservations": {"NanoCPUs": res.reservations.unwrap_or_default().nano_cpus, "MemoryBytes": res.reservations.unwrap_or_default().memory_bytes},
+        },
+        "RestartPolicy": {
+            "Condition": RESTART_CONDITIONS[restart.condition.clamp(0, 2) as usize],
+            "Delay": restart.delay_nanos,
+            "MaxAttempts": restart.max_attempts,
+            "Window": restart.window_nanos,
+        },
+        "Placement": {
+            "Constraints": placement.constraints,
+            "Preferences": placement.preferences.iter().map(|p| json!({"Spread": {"SpreadDescriptor": p.spread_descriptor}})).collect::<Vec<_>>(),
+            "MaxReplicas": placement.max_replicas,
+        },
+        "Networks": task.networks.iter().map(|n| json!({"Target": n.target, "Aliases": n.aliases})).collect::<Vec<_>>(),
+        "ForceUpdate": task.force_update,
+    })
+}
+
+pub fn spec_json(spec: &ServiceSpec) -> Value {
     let endpoint = spec.endpoint.clone().unwrap_or_default();
     let mode = match spec.mode {
         Some(Mode::Global(_)) => json!({"Global": {}}),
@@ -49,37 +93,7 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
     json!({
         "Name": spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
         "Labels": spec.annotations.as_ref().map(|a| a.labels.clone()).unwrap_or_default(),
-        "TaskTemplate": {
-            "ContainerSpec": {
-                "Image": c.image,
-                "Command": c.command,
-                "Args": c.args,
-                "Env": c.env,
-                "Hostname": c.hostname,
-                "User": c.user,
-                "Dir": c.dir,
-                "Labels": c.labels,
-                "StopSignal": c.stop_signal,
-                "StopGracePeriod": c.stop_grace_period_nanos,
-            },
-            "Resources": {
-                "Limits": {"NanoCPUs": res.limits.unwrap_or_default().nano_cpus, "MemoryBytes": res.limits.unwrap_or_default().memory_bytes},
-                "Reservations": {"NanoCPUs": res.reservations.unwrap_or_default().nano_cpus, "MemoryBytes": res.reservations.unwrap_or_default().memory_bytes},
-            },
-            "RestartPolicy": {
-                "Condition": RESTART_CONDITIONS[restart.condition.clamp(0, 2) as usize],
-                "Delay": restart.delay_nanos,
-                "MaxAttempts": restart.max_attempts,
-                "Window": restart.window_nanos,
-            },
-            "Placement": {
-                "Constraints": placement.constraints,
-                "Preferences": placement.preferences.iter().map(|p| json!({"Spread": {"SpreadDescriptor": p.spread_descriptor}})).collect::<Vec<_>>(),
-                "MaxReplicas": placement.max_replicas,
-            },
-            "Networks": task.networks.iter().map(|n| json!({"Target": n.target, "Aliases": n.aliases})).collect::<Vec<_>>(),
-            "ForceUpdate": task.force_update,
-        },
+        "TaskTemplate": task_spec_json(&spec.task.clone().unwrap_or_default()),
         "Mode": mode,
         "UpdateConfig": update_json(&spec.update),
         "RollbackConfig": update_json(&spec.rollback),
@@ -90,7 +104,7 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
     })
 }
 
-fn port_json(p: &shoal_proto::PortConfig) -> Value {
+pub fn port_json(p: &shoal_proto::PortConfig) -> Value {
     json!({
         "Protocol": p.protocol,
         "TargetPort": p.target_port,

@@ -1,10 +1,13 @@
 //! `shoal daemon`: the per-node process. It serves the CLI on <run-dir>/shoal.sock (root
-//! only), and while the node is in a swarm runs its components (see runtime.rs). Swarm
-//! membership survives restarts through <data-dir>/swarm.
+//! only) and the Docker Engine API on <run-dir>/docker.sock (engine_api/), and while the
+//! node is in a swarm runs its components (see runtime.rs). Swarm membership survives
+//! restarts through <data-dir>/swarm.
 
 mod addr;
 mod connect;
 mod control;
+mod engine_api;
+pub use engine_api::SOCKET_NAME as DOCKER_SOCKET_NAME;
 mod lifecycle;
 mod logs;
 mod runtime;
@@ -123,6 +126,15 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         *daemon.runtime.lock().await = Some(rt);
     }
     tokio::spawn(lifecycle::handle_session_events(daemon.clone(), events_rx));
+    let docker_socket = args.run_dir.join(engine_api::SOCKET_NAME);
+    let engine = tokio::spawn({
+        let (daemon, socket) = (daemon.clone(), docker_socket.clone());
+        async move {
+            if let Err(e) = engine_api::serve(daemon, &socket).await {
+                tracing::error!(socket = %socket.display(), "Docker Engine API: {e:#}");
+            }
+        }
+    });
 
     let server = tonic::transport::Server::builder()
         .add_service(ControlServer::new(control::ControlService::local(
@@ -134,6 +146,8 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         );
     server.await.context("control socket server")?;
     tracing::info!("shutting down");
+    engine.abort();
+    let _ = std::fs::remove_file(&docker_socket);
     if let Some(rt) = daemon.runtime.lock().await.take() {
         rt.stop().await;
     }

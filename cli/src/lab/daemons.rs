@@ -162,6 +162,10 @@ pub fn exec_in(node: &LabNode, command: &[String]) -> anyhow::Result<()> {
         .args(["netns", "exec", &node.netns])
         .args(command)
         .env("SHOAL_HOST", format!("unix://{}", node.socket().display()))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", node.docker_socket().display()),
+        )
         .exec();
     Err(anyhow!("running {:?} in {}: {err}", command, node.name))
 }

@@ -61,7 +61,7 @@ pub enum LabCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Run a command inside a node, with SHOAL_HOST set to its daemon
+    /// Run a command inside a node, with SHOAL_HOST and DOCKER_HOST set to its daemon
     Exec {
         #[arg(long, default_value = DEFAULT_NAME)]
         name: String,
@@ -119,6 +119,10 @@ impl LabNode {
     }
     pub fn socket(&self) -> PathBuf {
         self.run_dir().join(SOCKET_NAME)
+    }
+    /// The daemon's Docker Engine API, which `lab exec` gives the docker CLI.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.run_dir().join(crate::daemon::DOCKER_SOCKET_NAME)
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")

@@ -1,0 +1,133 @@
+//! GET /services/{id}/logs: the lines the `shoal service logs` call streams, framed as
+//! dockerd frames a non-TTY stream (8-byte headers), with the details the docker CLI
+//! reads to print `web.1.<task>@<node> | line`.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use shoal_proto as pb;
+use shoal_proto::control_server::Control;
+use tonic::Request;
+
+use super::routes::Api;
+use super::{ApiError, ApiResult};
+
+/// One frame of a multiplexed stream: stream 1 (stdout), then the length, big-endian.
+fn frame(payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&[1, 0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+fn tail(q: &HashMap<String, String>) -> ApiResult<i64> {
+    match q.get("tail").map(String::as_str) {
+        None | Some("") | Some("all") => Ok(-1),
+        Some(n) => n.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "tail: invalid value {n:?}: a number of lines, or all"
+            ))
+        }),
+    }
+}
+
+pub async fn service_logs(
+    State(api): State<std::sync::Arc<Api>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let on = |k: &str| {
+        q.get(k)
+            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
+    };
+    if !on("stdout") && !on("stderr") {
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    for unsupported in ["since", "until"] {
+        if q.get(unsupported)
+            .is_some_and(|v| !v.is_empty() && v != "0")
+        {
+            return Err(ApiError::bad_request(format!(
+                "{unsupported}: shoal's log lines carry no time yet; use tail instead"
+            )));
+        }
+    }
+    if on("timestamps") {
+        return Err(ApiError::bad_request(
+            "timestamps: shoal's log lines carry no time yet; drop --timestamps",
+        ));
+    }
+    let details = on("details");
+    let service = api
+        .ctl
+        .get_service(Request::new(pb::ServiceRef { id_or_name: id }))
+        .await?
+        .into_inner();
+    let nodes: HashMap<String, String> = api
+        .ctl
+        .list_nodes(Request::new(pb::Empty {}))
+        .await?
+        .into_inner()
+        .nodes
+        .into_iter()
+        .filter_map(|n| Some((n.description?.hostname, n.id)))
+        .collect();
+    let lines = api
+        .ctl
+        .service_logs(Request::new(pb::ServiceLogsRequest {
+            service: service.id.clone(),
+            follow: on("follow"),
+            tail: tail(&q)?,
+        }))
+        .await?
+        .into_inner();
+    let service_id = service.id;
+    let body = lines.filter_map(move |line| {
+        let out = match line {
+            Ok(l) => {
+                let mut payload = Vec::new();
+                if details {
+                    let node = nodes.get(&l.node).map(String::as_str).unwrap_or(&l.node);
+                    payload.extend_from_slice(
+                        format!(
+                            "com.docker.swarm.node.id={node},com.docker.swarm.service.id={service_id},com.docker.swarm.task.id={} ",
+                            l.task_id
+                        )
+                        .as_bytes(),
+                    );
+                }
+                payload.extend_from_slice(&l.data);
+                payload.push(b'\n');
+                Some(Ok::<_, std::io::Error>(frame(&payload)))
+            }
+            Err(e) => {
+                tracing::debug!("service logs: {e}");
+                None
+            }
+        };
+        std::future::ready(out)
+    });
+    Ok((
+        [("content-type", "application/vnd.docker.multiplexed-stream")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_stdout_and_a_big_endian_length() {
+        let f = frame(b"hello\n");
+        assert_eq!(&f[..8], &[1, 0, 0, 0, 0, 0, 0, 6]);
+        assert_eq!(&f[8..], b"hello\n");
+    }
+}

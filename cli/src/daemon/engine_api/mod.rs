@@ -1,0 +1,219 @@
+//! The Docker Engine API's swarm-mode subset, served on <run-dir>/docker.sock so the
+//! docker CLI (and tools such as Portainer) drive shoal. Every operation goes through the
+//! same Control service the `shoal` CLI calls, so both lead to the same state; this layer
+//! only translates JSON shapes (spec.rs in, render.rs out), filters and versions.
+
+mod filters;
+mod logs;
+mod render;
+mod routes;
+mod spec;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Daemon;
+
+/// The newest API version served: Docker 20.10's, where the swarm types shoal speaks
+/// (ServiceStatus, jobs excepted) are complete. Older clients down to MIN get it too.
+pub const API_VERSION: (u32, u32) = (1, 41);
+const MIN_API_VERSION: (u32, u32) = (1, 24);
+pub const SOCKET_NAME: &str = "docker.sock";
+
+fn version_text(v: (u32, u32)) -> String {
+    format!("{}.{}", v.0, v.1)
+}
+
+/// An error as dockerd answers it: a status code and `{"message": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+/// gRPC codes as dockerd maps swarmkit's (errdefs); "not a manager" is 503, as there.
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        use tonic::Code;
+        let status = match s.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::FailedPrecondition
+                if s.message().starts_with("This node is not a swarm manager") =>
+            {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: s.message().to_string(),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Serves the API on `socket` (root only, as dockerd's) until the daemon stops.
+pub async fn serve(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    axum::serve(listener, app(daemon)).await?;
+    Ok(())
+}
+
+fn app(daemon: Arc<Daemon>) -> Router {
+    // The version prefix is taken off before routing, so one table serves /v1.41/x and /x.
+    Router::new()
+        .fallback_service(routes::router(daemon))
+        .layer(axum::middleware::from_fn(versioned))
+}
+
+/// Strips and checks `/vX.Y`, then stamps dockerd's headers on every answer.
+async fn versioned(mut req: Request, next: Next) -> Response {
+    if let Some((version, rest)) = split_version(req.uri().path()) {
+        if let Err(e) = check_version(version) {
+            return with_headers(e.into_response());
+        }
+        let mut uri = rest.to_string();
+        if let Some(q) = req.uri().query() {
+            uri = format!("{uri}?{q}");
+        }
+        *req.uri_mut() = uri.parse::<Uri>().unwrap_or_default();
+    }
+    tracing::debug!(method = %req.method(), uri = %req.uri(), "engine api");
+    with_headers(next.run(req).await)
+}
+
+fn split_version(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/v")?;
+    let slash = rest.find('/')?;
+    let version = &rest[..slash];
+    version
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.')
+        .then_some((version, &rest[slash..]))
+}
+
+fn check_version(v: &str) -> ApiResult<()> {
+    let parsed = v
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        .ok_or_else(|| ApiError::bad_request(format!("invalid API version {v:?}")))?;
+    if parsed > API_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "client version {v} is too new. Maximum supported API version is {}",
+            version_text(API_VERSION)
+        )));
+    }
+    if parsed < MIN_API_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "client version {v} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+            version_text(MIN_API_VERSION)
+        )));
+    }
+    Ok(())
+}
+
+fn with_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let server = format!("shoal/{} (linux)", env!("CARGO_PKG_VERSION"));
+    for (k, v) in [
+        ("api-version", version_text(API_VERSION)),
+        ("docker-experimental", "false".into()),
+        ("ostype", "linux".into()),
+        ("server", server),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_split_off_and_checked_as_dockerd_does() {
+        assert_eq!(
+            split_version("/v1.41/services/web"),
+            Some(("1.41", "/services/web"))
+        );
+        assert_eq!(split_version("/services/web"), None);
+        assert_eq!(split_version("/volumes/x"), None);
+        assert!(check_version("1.41").is_ok());
+        assert!(check_version("1.24").is_ok());
+        let new = check_version("1.50").unwrap_err();
+        assert_eq!(new.status, StatusCode::BAD_REQUEST);
+        assert!(
+            new.message
+                .contains("Maximum supported API version is 1.41")
+        );
+        assert!(
+            check_version("1.12")
+                .unwrap_err()
+                .message
+                .contains("too old")
+        );
+        assert!(check_version("x").is_err());
+    }
+
+    #[test]
+    fn grpc_codes_map_to_dockerd_status_codes() {
+        let code = |s: tonic::Status| ApiError::from(s).status;
+        assert_eq!(code(tonic::Status::not_found("x")), StatusCode::NOT_FOUND);
+        assert_eq!(
+            code(tonic::Status::invalid_argument("x")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            code(tonic::Status::already_exists("x")),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            code(tonic::Status::failed_precondition(
+                "This node is not a swarm manager. Use ..."
+            )),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Response bodies in the Engine API's shapes that the `shoal` CLI does not already
+//! render (services, nodes and networks: commands/*::engine_json).
+
+use serde_json::{Value, json};
+use shoal_proto::{InfoResponse, Task, TaskState};
+
+use super::{API_VERSION, MIN_API_VERSION, version_text};
+use crate::commands::service::state_name;
+use crate::commands::service_json::task_spec_json;
+use crate::output::rfc3339;
+
+fn task_state(s: TaskState) -> String {
+    state_name(s).to_lowercase()
+}
+
+pub fn task(t: &Task) -> Value {
+    let meta = t.meta.unwrap_or_default();
+    let status = t.status.clone().unwrap_or_default();
+    let mut container =
+        json!({"ContainerID": status.container_id, "PID": 0, "ExitCode": status.exit_code});
+    if status.container_id.is_empty() {
+        container = Value::Null;
+    }
+    let mut doc = json!({
+        "ID": t.id,
+        "Version": {"Index": meta.version.map(|v| v.index).unwrap_or_default()},
+        "CreatedAt": rfc3339(meta.created_at_unix_nanos),
+        "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
+        "Labels": {},
+        "Spec": task_spec_json(&t.spec.clone().unwrap_or_default()),
+        "ServiceID": t.service_id,
+        "Slot": t.slot,
+        "NodeID": t.node_id,
+        "Status": {
+            "Timestamp": rfc3339(status.timestamp_unix_nanos),
+            "State": task_state(status.state()),
+            "Message": status.message,
+            "PortStatus": {},
+        },
+        "DesiredState": task_state(t.desired_state()),
+        "NetworksAttachments": t.networks.iter().map(|n| json!({
+            "Network": {"ID": n.network_id},
+            "Addresses": n.addresses,
+        })).collect::<Vec<_>>(),
+    });
+    if !status.err.is_empty() {
+        doc["Status"]["Err"] = json!(status.err);
+    }
+    if !container.is_null() {
+        doc["Status"]["ContainerStatus"] = container;
+    }
+    doc
+}
+
+/// The swarm's settings as shoal has them (fixed but for the heartbeat).
+pub fn swarm_spec(info: &InfoResponse) -> Value {
+    json!({
+        "Name": "default",
+        "Labels": {},
+        "Orchestration": {"TaskHistoryRetentionLimit": 5},
+        "Raft": {"SnapshotInterval": 10000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1},
+        "Dispatcher": {"HeartbeatPeriod": info.heartbeat_period_ms * 1_000_000},
+        "CAConfig": {"NodeCertExpiry": 7_776_000_000_000_000u64},
+        "TaskDefaults": {},
+        "EncryptionConfig": {"AutoLockManagers": false},
+    })
+}
+
+/// ClusterInfo: what /swarm and /info's Swarm.Cluster share.
+pub fn cluster(info: &InfoResponse) -> Value {
+    json!({
+        "ID": info.cluster_id,
+        "Version": {"Index": 0},
+        "CreatedAt": rfc3339(0),
+        "UpdatedAt": rfc3339(0),
+        "Spec": swarm_spec(info),
+        "TLSInfo": {"TrustRoot": "", "CertIssuerSubject": "", "CertIssuerPublicKey": ""},
+        "RootRotationInProgress": false,
+        "DefaultAddrPool": ["10.0.0.0/8"],
+        "SubnetSize": 24,
+        "DataPathPort": 4789,
+    })
+}
+
+pub fn swarm_info(info: &InfoResponse) -> Value {
+    let mut doc = json!({
+        "NodeID": info.node_id,
+        "NodeAddr": info.node_addr,
+        "LocalNodeState": info.local_node_state,
+        "ControlAvailable": info.control_available,
+        "Error": info.error,
+        "RemoteManagers": info.remote_managers.iter().map(|a| json!({"NodeID": "", "Addr": a})).collect::<Vec<_>>(),
+    });
+    if info.control_available {
+        doc["Nodes"] = json!(info.nodes);
+        doc["Managers"] = json!(info.managers);
+        doc["Cluster"] = cluster(info);
+    }
+    doc
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or_default()
+}
+
+/// GET /info: the node and its swarm; container counts belong to the node's dockerd.
+pub fn system_info(info: &InfoResponse, root_dir: &str) -> Value {
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    json!({
+        "ID": info.node_id,
+        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Images": 0,
+        "Driver": "",
+        "DriverStatus": [],
+        "Plugins": {"Volume": [], "Network": ["overlay"], "Authorization": null, "Log": []},
+        "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+        "Debug": false,
+        "NFd": 0, "NGoroutines": 0,
+        "SystemTime": rfc3339(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or_default()),
+        "LoggingDriver": "",
+        "CgroupDriver": "",
+        "CgroupVersion": "",
+        "NEventsListener": 0,
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": "shoal",
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "",
+        "RegistryConfig": null,
+        "NCPU": ncpu,
+        "MemTotal": mem_total(),
+        "DockerRootDir": root_dir,
+        "Name": info.hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": info.version,
+        "Runtimes": {},
+        "DefaultRuntime": "",
+        "Swarm": swarm_info(info),
+        "LiveRestoreEnabled": false,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": ""},
+        "RuncCommit": {"ID": ""},
+        "InitCommit": {"ID": ""},
+        "SecurityOptions": [],
+        "Warnings": null,
+    })
+}
+
+/// GET /version.
+pub fn version() -> Value {
+    let v = env!("CARGO_PKG_VERSION");
+    json!({
+        "Platform": {"Name": "shoal"},
+        "Components": [{"Name": "shoal", "Version": v, "Details": {"ApiVersion": version_text(API_VERSION)}}],
+        "Version": v,
+        "ApiVersion": version_text(API_VERSION),
+        "MinAPIVersion": version_text(MIN_API_VERSION),
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": std::env::consts::ARCH,
+        "KernelVersion": kernel_version(),
+        "BuildTime": "",
+    })
+}

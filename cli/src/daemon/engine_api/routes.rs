@@ -1,0 +1,608 @@
+//! The routing table and its handlers. Each handler turns a request into Control calls
+//! (the same ones the `shoal` CLI makes) and the answers into Engine API JSON.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::{Value, json};
+use shoal_proto as pb;
+use shoal_proto::control_server::Control;
+use tonic::Request;
+
+use super::filters::Filters;
+use super::spec::{self, parse};
+use super::{ApiError, ApiResult, logs, render};
+use crate::commands::{network, node, service_json};
+use crate::daemon::Daemon;
+use crate::daemon::control::ControlService;
+
+pub struct Api {
+    pub ctl: ControlService,
+    pub daemon: Arc<Daemon>,
+}
+
+type Shared = State<Arc<Api>>;
+type Params = Query<HashMap<String, String>>;
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    let api = Arc::new(Api {
+        ctl: ControlService::local(daemon.clone()),
+        daemon,
+    });
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(|| async { axum::Json(render::version()) }))
+        .route("/info", get(info))
+        .route("/swarm", get(swarm_inspect))
+        .route("/swarm/init", post(swarm_init))
+        .route("/swarm/join", post(swarm_join))
+        .route("/swarm/leave", post(swarm_leave))
+        .route("/swarm/update", post(swarm_update))
+        .route(
+            "/swarm/unlockkey",
+            get(|| async { axum::Json(json!({"UnlockKey": ""})) }),
+        )
+        .route("/nodes", get(node_list))
+        .route("/nodes/{id}", get(node_inspect).delete(node_remove))
+        .route("/nodes/{id}/update", post(node_update))
+        .route("/services", get(service_list))
+        .route("/services/create", post(service_create))
+        .route(
+            "/services/{id}",
+            get(service_inspect).delete(service_remove),
+        )
+        .route("/services/{id}/update", post(service_update))
+        .route("/services/{id}/logs", get(logs::service_logs))
+        .route("/tasks", get(task_list))
+        .route("/tasks/{id}", get(task_inspect))
+        .route("/networks", get(network_list))
+        .route("/networks/create", post(network_create))
+        .route("/networks/{id}", get(network_inspect))
+        .route("/networks/{id}", delete(network_remove))
+        .route("/distribution/{*name}", get(distribution))
+        .fallback(|| async { ApiError::not_found("page not found") })
+        .with_state(api)
+}
+
+fn ok<T>(resp: tonic::Response<T>) -> T {
+    resp.into_inner()
+}
+
+async fn ping(State(api): Shared) -> Response {
+    let info = api.daemon.info().await;
+    let swarm = match (info.local_node_state.as_str(), info.control_available) {
+        ("active", true) => "active/manager",
+        ("active", false) => "active/worker",
+        _ => "inactive",
+    };
+    (
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("cache-control", "no-cache, no-store, must-revalidate"),
+            ("pragma", "no-cache"),
+            ("swarm", swarm),
+        ],
+        "OK",
+    )
+        .into_response()
+}
+
+/// Counts of nodes and managers, which /info carries for managers.
+async fn full_info(api: &Api) -> pb::InfoResponse {
+    let mut info = api.daemon.info().await;
+    if info.control_available
+        && let Ok(nodes) = api.ctl.list_nodes(Request::new(pb::Empty {})).await
+    {
+        let nodes = nodes.into_inner().nodes;
+        info.nodes = nodes.len() as u32;
+        info.managers = nodes.iter().filter(|n| n.manager_status.is_some()).count() as u32;
+    }
+    info
+}
+
+async fn info(State(api): Shared) -> axum::Json<Value> {
+    let info = full_info(&api).await;
+    let root = api.daemon.args.data_dir.display().to_string();
+    axum::Json(render::system_info(&info, &root))
+}
+
+async fn swarm_inspect(State(api): Shared) -> ApiResult<axum::Json<Value>> {
+    let info = full_info(&api).await;
+    if !info.control_available {
+        // The same refusal every manager-only call gets, from the Control service.
+        api.ctl.list_nodes(Request::new(pb::Empty {})).await?;
+    }
+    let token = |role: pb::NodeRole| {
+        api.ctl.join_token(Request::new(pb::JoinTokenRequest {
+            role: role as i32,
+            rotate: false,
+        }))
+    };
+    let worker = ok(token(pb::NodeRole::Worker).await?).token;
+    let manager = ok(token(pb::NodeRole::Manager).await?).token;
+    let mut doc = render::cluster(&info);
+    doc["JoinTokens"] = json!({"Worker": worker, "Manager": manager});
+    Ok(axum::Json(doc))
+}
+
+async fn swarm_init(State(api): Shared, body: Bytes) -> ApiResult<axum::Json<Value>> {
+    let req = parse::<spec::SwarmInit>(&body)?.into_proto()?;
+    let resp = ok(api.ctl.swarm_init(Request::new(req)).await?);
+    Ok(axum::Json(json!(resp.node_id)))
+}
+
+async fn swarm_join(State(api): Shared, body: Bytes) -> ApiResult<StatusCode> {
+    let req = parse::<spec::SwarmJoin>(&body)?.into_proto()?;
+    api.ctl.swarm_join(Request::new(req)).await?;
+    Ok(StatusCode::OK)
+}
+
+fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+    q.get(key)
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
+}
+
+async fn swarm_leave(State(api): Shared, Query(q): Params) -> ApiResult<StatusCode> {
+    let force = flag(&q, "force");
+    api.ctl
+        .swarm_leave(Request::new(pb::SwarmLeaveRequest { force }))
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// Token rotation; the settings themselves are fixed in shoal, so a spec that differs
+/// from what /swarm shows is refused, naming the first setting that differs.
+async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiResult<StatusCode> {
+    let sent: Value = parse(&body)?;
+    let info = full_info(&api).await;
+    if let Some(path) = first_difference(&sent, &render::swarm_spec(&info), String::new()) {
+        return Err(ApiError::bad_request(format!(
+            "changing the swarm setting {path} is not supported by shoal; only join tokens can be rotated"
+        )));
+    }
+    if flag(&q, "rotateManagerUnlockKey") {
+        return Err(ApiError::bad_request(
+            "shoal has no autolock, so no unlock key to rotate",
+        ));
+    }
+    for (key, role) in [
+        ("rotateWorkerToken", pb::NodeRole::Worker),
+        ("rotateManagerToken", pb::NodeRole::Manager),
+    ] {
+        if flag(&q, key) {
+            api.ctl
+                .join_token(Request::new(pb::JoinTokenRequest {
+                    role: role as i32,
+                    rotate: true,
+                }))
+                .await?;
+        }
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Where `sent` sets something `have` does not say (absent and zero values agree).
+fn first_difference(sent: &Value, have: &Value, path: String) -> Option<String> {
+    match (sent, have) {
+        (Value::Object(s), _) => s.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            first_difference(v, have.get(k).unwrap_or(&Value::Null), here)
+        }),
+        (Value::Null, _) => None,
+        (s, Value::Null)
+            if s == &json!(0) || s == &json!("") || s == &json!(false) || s == &json!([]) =>
+        {
+            None
+        }
+        (s, h) if s == h || (s.as_f64().is_some() && s.as_f64() == h.as_f64()) => None,
+        _ => Some(path),
+    }
+}
+
+async fn node_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json<Value>> {
+    let f = Filters::parse(
+        q.get("filters").map(String::as_str),
+        &["id", "label", "membership", "name", "node.label", "role"],
+    )?;
+    let nodes = ok(api.ctl.list_nodes(Request::new(pb::Empty {})).await?).nodes;
+    let list: Vec<Value> = nodes
+        .iter()
+        .filter(|n| {
+            let hostname = n
+                .description
+                .as_ref()
+                .map(|d| d.hostname.as_str())
+                .unwrap_or("");
+            let spec = n.spec.clone().unwrap_or_default();
+            let labels = spec.annotations.map(|a| a.labels).unwrap_or_default();
+            let role = if spec.desired_role == pb::NodeRole::Manager as i32 {
+                "manager"
+            } else {
+                "worker"
+            };
+            f.any("id", |v| n.id.starts_with(v))
+                && f.any("name", |v| hostname == v)
+                && f.any("role", |v| v == role)
+                && f.any("membership", |v| v == "accepted")
+                && f.labels("node.label", &labels)
+        })
+        .map(node::engine_json)
+        .collect();
+    Ok(axum::Json(json!(list)))
+}
+
+async fn get_node(api: &Api, id: String) -> ApiResult<pb::Node> {
+    Ok(ok(api
+        .ctl
+        .get_node(Request::new(pb::GetNodeRequest { id_or_name: id }))
+        .await?))
+}
+
+async fn node_inspect(State(api): Shared, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(node::engine_json(&get_node(&api, id).await?)))
+}
+
+async fn node_remove(
+    State(api): Shared,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> ApiResult<StatusCode> {
+    api.ctl
+        .remove_node(Request::new(pb::RemoveNodeRequest {
+            id_or_name: id,
+            force: flag(&q, "force"),
+        }))
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// The Engine API sends the whole NodeSpec; shoal's call takes the changes.
+async fn node_update(
+    State(api): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let want = parse::<spec::NodeSpec>(&body)?;
+    let have = get_node(&api, id.clone()).await?;
+    let current = have
+        .spec
+        .unwrap_or_default()
+        .annotations
+        .map(|a| a.labels)
+        .unwrap_or_default();
+    let role = match want.role.as_deref() {
+        None | Some("") => None,
+        Some("worker") => Some(pb::NodeRole::Worker as i32),
+        Some("manager") => Some(pb::NodeRole::Manager as i32),
+        Some(r) => {
+            return Err(ApiError::bad_request(format!(
+                "Role: invalid value {r:?}: use worker or manager"
+            )));
+        }
+    };
+    let availability = match want.availability.as_deref() {
+        None | Some("") => None,
+        Some("active") => Some(pb::NodeAvailability::Active as i32),
+        Some("pause") => Some(pb::NodeAvailability::Pause as i32),
+        Some("drain") => Some(pb::NodeAvailability::Drain as i32),
+        Some(a) => {
+            return Err(ApiError::bad_request(format!(
+                "Availability: invalid value {a:?}: use active, pause or drain"
+            )));
+        }
+    };
+    if want.name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return Err(ApiError::bad_request(
+            "Name: shoal names nodes by their hostname",
+        ));
+    }
+    let label_rm = current
+        .keys()
+        .filter(|k| !want.labels.contains_key(*k))
+        .cloned()
+        .collect();
+    let label_add = want
+        .labels
+        .into_iter()
+        .filter(|(k, v)| current.get(k) != Some(v))
+        .collect();
+    api.ctl
+        .update_node(Request::new(pb::UpdateNodeRequest {
+            id_or_name: have.id,
+            availability,
+            label_add,
+            label_rm,
+            role,
+        }))
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+fn service_mode(s: &pb::Service) -> &'static str {
+    match s.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+        Some(pb::service_spec::Mode::Global(_)) => "global",
+        _ => "replicated",
+    }
+}
+
+async fn service_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json<Value>> {
+    let f = Filters::parse(
+        q.get("filters").map(String::as_str),
+        &["id", "label", "mode", "name"],
+    )?;
+    let listed = ok(api.ctl.list_services(Request::new(pb::Empty {})).await?);
+    let status = flag(&q, "status");
+    let list: Vec<Value> = listed
+        .services
+        .iter()
+        .filter(|s| {
+            let ann = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.annotations.clone())
+                .unwrap_or_default();
+            f.any("id", |v| s.id.starts_with(v))
+                && f.any("name", |v| ann.name.starts_with(v))
+                && f.any("mode", |v| v == service_mode(s))
+                && f.labels("label", &ann.labels)
+        })
+        .map(|s| {
+            let mut doc = service_json::engine_json(s);
+            if status {
+                doc["ServiceStatus"] = json!({
+                    "RunningTasks": listed.running.get(&s.id).copied().unwrap_or_default(),
+                    "DesiredTasks": listed.desired.get(&s.id).copied().unwrap_or_default(),
+                    "CompletedTasks": 0,
+                });
+            }
+            doc
+        })
+        .collect();
+    Ok(axum::Json(json!(list)))
+}
+
+async fn get_service(api: &Api, id: String) -> ApiResult<pb::Service> {
+    Ok(ok(api
+        .ctl
+        .get_service(Request::new(pb::ServiceRef { id_or_name: id }))
+        .await?))
+}
+
+async fn service_inspect(
+    State(api): Shared,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(service_json::engine_json(
+        &get_service(&api, id).await?,
+    )))
+}
+
+async fn service_create(State(api): Shared, body: Bytes) -> ApiResult<Response> {
+    let spec = parse::<spec::ServiceSpec>(&body)?.into_proto()?;
+    let created = ok(api.ctl.create_service(Request::new(spec)).await?);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"ID": created.id, "Warnings": null})),
+    )
+        .into_response())
+}
+
+async fn service_update(
+    State(api): Shared,
+    Path(id): Path<String>,
+    Query(q): Params,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let version = q
+        .get("version")
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid or missing version: pass ?version= with the service's Version.Index",
+            )
+        })?;
+    let rollback = match q.get("rollback").map(String::as_str) {
+        None | Some("") => false,
+        Some("previous") => true,
+        Some(r) => {
+            return Err(ApiError::bad_request(format!(
+                "rollback: invalid value {r:?}: use previous"
+            )));
+        }
+    };
+    let spec = parse::<spec::ServiceSpec>(&body)?.into_proto()?;
+    api.ctl
+        .update_service(Request::new(pb::UpdateServiceRequest {
+            id_or_name: id,
+            version,
+            spec: Some(spec),
+            rollback,
+        }))
+        .await?;
+    Ok(axum::Json(json!({"Warnings": null})))
+}
+
+async fn service_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    api.ctl
+        .remove_service(Request::new(pb::ServiceRef { id_or_name: id }))
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+async fn task_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json<Value>> {
+    let f = Filters::parse(
+        q.get("filters").map(String::as_str),
+        &[
+            "desired-state",
+            "id",
+            "label",
+            "name",
+            "node",
+            "service",
+            "_up-to-date",
+        ],
+    )?;
+    let services = ok(api.ctl.list_services(Request::new(pb::Empty {})).await?).services;
+    let current: HashMap<&str, (&str, u64)> = services
+        .iter()
+        .map(|s| {
+            let name = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.annotations.as_ref())
+                .map(|a| a.name.as_str())
+                .unwrap_or("");
+            (s.id.as_str(), (name, s.spec_version))
+        })
+        .collect();
+    let listed = ok(api
+        .ctl
+        .list_tasks(Request::new(pb::ListTasksRequest::default()))
+        .await?);
+    let up_to_date = f.values("_up-to-date").is_some();
+    let list: Vec<Value> = listed
+        .tasks
+        .iter()
+        .filter(|t| {
+            let (service_name, version) = current
+                .get(t.service_id.as_str())
+                .copied()
+                .unwrap_or(("", 0));
+            let hostname = listed
+                .node_names
+                .get(&t.node_id)
+                .map(String::as_str)
+                .unwrap_or("");
+            let name = format!("{service_name}.{}", t.slot);
+            let desired = t.desired_state();
+            f.any("id", |v| t.id.starts_with(v))
+                && f.any("service", |v| {
+                    t.service_id.starts_with(v) || service_name == v
+                })
+                && f.any("node", |v| t.node_id.starts_with(v) || hostname == v)
+                && f.any("name", |v| name == v || name.starts_with(v))
+                && f.any("desired-state", |v| match v {
+                    "running" => desired == pb::TaskState::Running,
+                    "shutdown" => desired >= pb::TaskState::Shutdown,
+                    "accepted" => desired == pb::TaskState::Accepted,
+                    _ => false,
+                })
+                && f.labels("label", &HashMap::new())
+                && (!up_to_date || t.spec_version == version)
+        })
+        .map(render::task)
+        .collect();
+    Ok(axum::Json(json!(list)))
+}
+
+async fn task_inspect(State(api): Shared, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+    let listed = ok(api
+        .ctl
+        .list_tasks(Request::new(pb::ListTasksRequest::default()))
+        .await?);
+    let found: Vec<&pb::Task> = listed
+        .tasks
+        .iter()
+        .filter(|t| t.id == id || t.id.starts_with(&id))
+        .collect();
+    match found.as_slice() {
+        [t] => Ok(axum::Json(render::task(t))),
+        [] => Err(ApiError::not_found(format!("task {id} not found"))),
+        _ => Err(ApiError::bad_request(format!(
+            "task {id} is ambiguous ({} matches)",
+            found.len()
+        ))),
+    }
+}
+
+async fn network_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json<Value>> {
+    let f = Filters::parse(
+        q.get("filters").map(String::as_str),
+        &["dangling", "driver", "id", "label", "name", "scope", "type"],
+    )?;
+    let nets = ok(api.ctl.list_networks(Request::new(pb::Empty {})).await?).networks;
+    let list: Vec<Value> = nets
+        .iter()
+        .filter(|n| {
+            let name = network::name(n);
+            let labels = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.annotations.clone())
+                .map(|a| a.labels)
+                .unwrap_or_default();
+            f.any("id", |v| n.id.starts_with(v))
+                && f.any("name", |v| name.contains(v))
+                && f.any("driver", |v| v == "overlay")
+                && f.any("scope", |v| v == "swarm")
+                && f.any("type", |v| v == "custom")
+                && f.labels("label", &labels)
+        })
+        .map(network::engine_json)
+        .collect();
+    Ok(axum::Json(json!(list)))
+}
+
+async fn network_create(State(api): Shared, body: Bytes) -> ApiResult<Response> {
+    let spec = parse::<spec::NetworkCreate>(&body)?.into_proto()?;
+    let created = ok(api.ctl.create_network(Request::new(spec)).await?);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"Id": created.id, "Warning": ""})),
+    )
+        .into_response())
+}
+
+async fn network_inspect(
+    State(api): Shared,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let n = ok(api
+        .ctl
+        .get_network(Request::new(pb::NetworkRef { id_or_name: id }))
+        .await?);
+    Ok(axum::Json(network::engine_json(&n)))
+}
+
+async fn network_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    api.ctl
+        .remove_network(Request::new(pb::NetworkRef { id_or_name: id }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Image digests come from a registry; shoal asks none (each node resolves the image
+/// itself), which the docker CLI reports as a warning and goes on.
+async fn distribution(Path(name): Path<String>) -> ApiError {
+    let image = name.strip_suffix("/json").unwrap_or(&name);
+    ApiError::not_found(format!(
+        "shoal does not query registries: each node resolves image {image} from its own store"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swarm_update_finds_the_setting_that_changed() {
+        let have = json!({"Dispatcher": {"HeartbeatPeriod": 5000000000u64}, "Name": "default"});
+        let same = json!({"Dispatcher": {"HeartbeatPeriod": 5000000000u64}, "Name": "default", "Labels": {}, "TaskDefaults": {}});
+        assert_eq!(first_difference(&same, &have, String::new()), None);
+        let changed = json!({"Dispatcher": {"HeartbeatPeriod": 1000000000u64}});
+        assert_eq!(
+            first_difference(&changed, &have, String::new()).as_deref(),
+            Some("Dispatcher.HeartbeatPeriod")
+        );
+    }
+}

@@ -1,0 +1,805 @@
+//! Request bodies of the Engine API, parsed strictly: a field the API does not have is a
+//! 400 naming it (with its path), and a field the API has but shoal does not implement is
+//! accepted only at its zero value (what the docker CLI sends by default), else refused by
+//! name. Nothing of a refused request is applied.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use shoal_proto as pb;
+
+use super::{ApiError, ApiResult};
+
+/// Parses a JSON body, naming the path of whatever is wrong.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() || !inner.is_data() {
+                ApiError::bad_request(format!("malformed JSON body: {inner}"))
+            } else {
+                ApiError::bad_request(format!("invalid JSON at {path}: {inner}"))
+            }
+        })
+        .and_then(|v| {
+            de.end()
+                .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+            Ok(v)
+        })
+}
+
+/// A known Engine API field shoal does not implement: fine when absent or zero.
+type Unsupported = Option<Value>;
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty() || s == "default",
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_zero),
+    }
+}
+
+fn refuse_set(fields: &[(&str, &Unsupported)]) -> ApiResult<()> {
+    for (name, v) in fields {
+        if v.as_ref().is_some_and(|v| !is_zero(v)) {
+            return Err(ApiError::bad_request(format!(
+                "{name} is not supported by shoal: remove it from the request"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    #[serde(default)]
+    pub task_template: TaskTemplate,
+    pub mode: Option<Mode>,
+    pub update_config: Option<UpdateConfig>,
+    pub rollback_config: Option<UpdateConfig>,
+    pub networks: Option<Vec<NetworkAttachment>>,
+    pub endpoint_spec: Option<EndpointSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct TaskTemplate {
+    pub container_spec: Option<ContainerSpec>,
+    pub resources: Option<Resources>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub placement: Option<Placement>,
+    pub networks: Option<Vec<NetworkAttachment>>,
+    #[serde(default)]
+    pub force_update: u64,
+    plugin_spec: Unsupported,
+    network_attachment_spec: Unsupported,
+    log_driver: Unsupported,
+    runtime: Unsupported,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ContainerSpec {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub dir: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub stop_signal: String,
+    pub stop_grace_period: Option<i64>,
+    pub health_check: Option<HealthCheck>,
+    groups: Unsupported,
+    privileges: Unsupported,
+    #[serde(rename = "TTY")]
+    tty: Unsupported,
+    open_stdin: Unsupported,
+    read_only: Unsupported,
+    mounts: Unsupported,
+    hosts: Unsupported,
+    #[serde(rename = "DNSConfig")]
+    dns_config: Unsupported,
+    secrets: Unsupported,
+    configs: Unsupported,
+    isolation: Unsupported,
+    init: Unsupported,
+    sysctls: Unsupported,
+    capability_add: Unsupported,
+    capability_drop: Unsupported,
+    ulimits: Unsupported,
+    oom_score_adj: Unsupported,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: i64,
+    #[serde(default)]
+    pub timeout: i64,
+    #[serde(default)]
+    pub start_period: i64,
+    #[serde(default)]
+    pub retries: i32,
+    start_interval: Unsupported,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Resources {
+    pub limits: Option<Limit>,
+    pub reservations: Option<Limit>,
+}
+
+/// Limits and reservations share a shape; Pids (limits) and GenericResources
+/// (reservations) are the parts shoal lacks.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Limit {
+    #[serde(default, rename = "NanoCPUs")]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub memory_bytes: i64,
+    pids: Unsupported,
+    generic_resources: Unsupported,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RestartPolicy {
+    pub condition: Option<String>,
+    pub delay: Option<i64>,
+    pub max_attempts: Option<u64>,
+    pub window: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Placement {
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    #[serde(default)]
+    pub preferences: Vec<Preference>,
+    #[serde(default)]
+    pub max_replicas: u64,
+    platforms: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Preference {
+    pub spread: Spread,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Spread {
+    pub spread_descriptor: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NetworkAttachment {
+    pub target: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    driver_opts: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Mode {
+    pub replicated: Option<Replicated>,
+    pub global: Option<Value>,
+    replicated_job: Unsupported,
+    global_job: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Replicated {
+    pub replicas: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UpdateConfig {
+    #[serde(default)]
+    pub parallelism: u64,
+    #[serde(default)]
+    pub delay: i64,
+    #[serde(default)]
+    pub failure_action: String,
+    #[serde(default)]
+    pub monitor: i64,
+    #[serde(default)]
+    pub max_failure_ratio: f32,
+    #[serde(default)]
+    pub order: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EndpointSpec {
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PortConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub protocol: String,
+    pub target_port: u32,
+    #[serde(default)]
+    pub published_port: u32,
+    #[serde(default)]
+    pub publish_mode: String,
+}
+
+fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> ApiResult<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| !n.is_empty())
+                .collect();
+            ApiError::bad_request(format!(
+                "{field}: invalid value {value:?}: use one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
+fn update_config(field: &str, c: UpdateConfig) -> ApiResult<pb::UpdateConfig> {
+    use pb::{UpdateFailureAction as A, UpdateOrder as O};
+    let action = one_of(
+        &format!("{field}.FailureAction"),
+        &c.failure_action,
+        &[
+            ("", A::Pause),
+            ("pause", A::Pause),
+            ("continue", A::Continue),
+            ("rollback", A::Rollback),
+        ],
+    )?;
+    let order = one_of(
+        &format!("{field}.Order"),
+        &c.order,
+        &[
+            ("", O::StopFirst),
+            ("stop-first", O::StopFirst),
+            ("start-first", O::StartFirst),
+        ],
+    )?;
+    Ok(pb::UpdateConfig {
+        parallelism: c.parallelism,
+        delay_nanos: c.delay,
+        failure_action: action as i32,
+        monitor_nanos: c.monitor,
+        max_failure_ratio: c.max_failure_ratio,
+        order: order as i32,
+    })
+}
+
+fn attachments(list: Vec<NetworkAttachment>) -> ApiResult<Vec<pb::NetworkAttachmentConfig>> {
+    list.into_iter()
+        .map(|n| {
+            refuse_set(&[("TaskTemplate.Networks.DriverOpts", &n.driver_opts)])?;
+            Ok(pb::NetworkAttachmentConfig {
+                target: n.target,
+                aliases: n.aliases,
+            })
+        })
+        .collect()
+}
+
+impl ServiceSpec {
+    /// The spec in shoal's terms; the manager validates what it means (names, ports, ...).
+    pub fn into_proto(self) -> ApiResult<pb::ServiceSpec> {
+        let t = self.task_template;
+        refuse_set(&[
+            ("TaskTemplate.PluginSpec", &t.plugin_spec),
+            (
+                "TaskTemplate.NetworkAttachmentSpec",
+                &t.network_attachment_spec,
+            ),
+            ("TaskTemplate.LogDriver", &t.log_driver),
+            ("TaskTemplate.Runtime", &t.runtime),
+        ])?;
+        let c = t.container_spec.unwrap_or_default();
+        refuse_set(&[
+            ("ContainerSpec.Groups", &c.groups),
+            ("ContainerSpec.Privileges", &c.privileges),
+            ("ContainerSpec.TTY", &c.tty),
+            ("ContainerSpec.OpenStdin", &c.open_stdin),
+            ("ContainerSpec.ReadOnly", &c.read_only),
+            ("ContainerSpec.Mounts", &c.mounts),
+            ("ContainerSpec.Hosts", &c.hosts),
+            ("ContainerSpec.DNSConfig", &c.dns_config),
+            ("ContainerSpec.Secrets", &c.secrets),
+            ("ContainerSpec.Configs", &c.configs),
+            ("ContainerSpec.Isolation", &c.isolation),
+            ("ContainerSpec.Init", &c.init),
+            ("ContainerSpec.Sysctls", &c.sysctls),
+            ("ContainerSpec.CapabilityAdd", &c.capability_add),
+            ("ContainerSpec.CapabilityDrop", &c.capability_drop),
+            ("ContainerSpec.Ulimits", &c.ulimits),
+            ("ContainerSpec.OomScoreAdj", &c.oom_score_adj),
+        ])?;
+        let healthcheck = match c.health_check {
+            Some(h) => {
+                refuse_set(&[("ContainerSpec.HealthCheck.StartInterval", &h.start_interval)])?;
+                Some(pb::HealthConfig {
+                    test: h.test,
+                    interval_nanos: h.interval,
+                    timeout_nanos: h.timeout,
+                    start_period_nanos: h.start_period,
+                    retries: h.retries,
+                })
+            }
+            None => None,
+        };
+        let container = pb::ContainerSpec {
+            image: c.image,
+            command: c.command,
+            args: c.args,
+            env: c.env,
+            hostname: c.hostname,
+            user: c.user,
+            dir: c.dir,
+            healthcheck,
+            stop_signal: c.stop_signal,
+            stop_grace_period_nanos: c.stop_grace_period.unwrap_or(0),
+            labels: c.labels,
+        };
+        let res = t.resources.unwrap_or_default();
+        let limit = |field: &str, l: Option<Limit>| -> ApiResult<Option<pb::ResourceValues>> {
+            let Some(l) = l else { return Ok(None) };
+            refuse_set(&[
+                (&format!("TaskTemplate.Resources.{field}.Pids"), &l.pids),
+                (
+                    &format!("TaskTemplate.Resources.{field}.GenericResources"),
+                    &l.generic_resources,
+                ),
+            ])?;
+            Ok(Some(pb::ResourceValues {
+                nano_cpus: l.nano_cpus,
+                memory_bytes: l.memory_bytes,
+            }))
+        };
+        let restart = t.restart_policy.unwrap_or_default();
+        use pb::RestartCondition as R;
+        let condition = one_of(
+            "TaskTemplate.RestartPolicy.Condition",
+            restart.condition.as_deref().unwrap_or(""),
+            &[
+                ("", R::Any),
+                ("any", R::Any),
+                ("on-failure", R::OnFailure),
+                ("none", R::None),
+            ],
+        )?;
+        let placement = t.placement.unwrap_or_default();
+        refuse_set(&[("TaskTemplate.Placement.Platforms", &placement.platforms)])?;
+        // The top-level Networks is the deprecated spelling of TaskTemplate.Networks.
+        let networks = attachments(t.networks.or(self.networks).unwrap_or_default())?;
+        let mode = match self.mode {
+            None => pb::service_spec::Mode::Replicated(pb::ReplicatedService { replicas: 1 }),
+            Some(m) => {
+                refuse_set(&[
+                    ("Mode.ReplicatedJob", &m.replicated_job),
+                    ("Mode.GlobalJob", &m.global_job),
+                ])?;
+                match (m.replicated, m.global) {
+                    (Some(_), Some(_)) => {
+                        return Err(ApiError::bad_request(
+                            "Mode: give either Replicated or Global, not both",
+                        ));
+                    }
+                    (_, Some(_)) => pb::service_spec::Mode::Global(pb::GlobalService {}),
+                    (r, None) => pb::service_spec::Mode::Replicated(pb::ReplicatedService {
+                        replicas: r.and_then(|r| r.replicas).unwrap_or(1),
+                    }),
+                }
+            }
+        };
+        let endpoint = self.endpoint_spec.unwrap_or_default();
+        use pb::{EndpointMode as E, PublishMode as P};
+        let endpoint_mode = one_of(
+            "EndpointSpec.Mode",
+            &endpoint.mode,
+            &[("", E::Vip), ("vip", E::Vip), ("dnsrr", E::Dnsrr)],
+        )?;
+        let ports = endpoint
+            .ports
+            .into_iter()
+            .map(|p| {
+                let mode = one_of(
+                    "EndpointSpec.Ports.PublishMode",
+                    &p.publish_mode,
+                    &[("", P::Ingress), ("ingress", P::Ingress), ("host", P::Host)],
+                )?;
+                Ok(pb::PortConfig {
+                    name: p.name,
+                    protocol: if p.protocol.is_empty() {
+                        "tcp".into()
+                    } else {
+                        p.protocol
+                    },
+                    target_port: p.target_port,
+                    published_port: p.published_port,
+                    publish_mode: mode as i32,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(pb::ServiceSpec {
+            annotations: Some(pb::Annotations {
+                name: self.name.unwrap_or_default(),
+                labels: self.labels,
+            }),
+            task: Some(pb::TaskSpec {
+                container: Some(container),
+                resources: Some(pb::ResourceRequirements {
+                    limits: limit("Limits", res.limits)?,
+                    reservations: limit("Reservations", res.reservations)?,
+                }),
+                restart: Some(pb::RestartPolicy {
+                    condition: condition as i32,
+                    delay_nanos: restart.delay.unwrap_or(5_000_000_000),
+                    max_attempts: restart.max_attempts.unwrap_or(0),
+                    window_nanos: restart.window.unwrap_or(0),
+                }),
+                placement: Some(pb::Placement {
+                    constraints: placement.constraints,
+                    preferences: placement
+                        .preferences
+                        .into_iter()
+                        .map(|p| pb::SpreadOver {
+                            spread_descriptor: p.spread.spread_descriptor,
+                        })
+                        .collect(),
+                    max_replicas: placement.max_replicas,
+                }),
+                networks,
+                force_update: t.force_update,
+                attachment: None,
+            }),
+            mode: Some(mode),
+            update: self
+                .update_config
+                .map(|c| update_config("UpdateConfig", c))
+                .transpose()?,
+            rollback: self
+                .rollback_config
+                .map(|c| update_config("RollbackConfig", c))
+                .transpose()?,
+            endpoint: Some(pb::EndpointSpec {
+                mode: endpoint_mode as i32,
+                ports,
+            }),
+        })
+    }
+}
+
+/// POST /networks/create.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub attachable: bool,
+    #[serde(default)]
+    pub ingress: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Option<Ipam>,
+    #[serde(default)]
+    pub options: HashMap<String, String>,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    check_duplicate: Unsupported,
+    scope: Option<String>,
+    internal: Unsupported,
+    config_only: Unsupported,
+    config_from: Unsupported,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Ipam {
+    driver: Option<String>,
+    #[serde(default)]
+    config: Vec<IpamConfig>,
+    options: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct IpamConfig {
+    #[serde(default)]
+    subnet: String,
+    #[serde(default)]
+    gateway: String,
+    #[serde(rename = "IPRange")]
+    ip_range: Unsupported,
+    auxiliary_addresses: Unsupported,
+}
+
+impl NetworkCreate {
+    pub fn into_proto(self) -> ApiResult<pb::NetworkSpec> {
+        let _ = &self.check_duplicate; // shoal always refuses a duplicate name
+        refuse_set(&[
+            ("Internal", &self.internal),
+            ("ConfigOnly", &self.config_only),
+            ("ConfigFrom", &self.config_from),
+            ("EnableIPv6", &self.enable_ipv6),
+        ])?;
+        if !matches!(self.driver.as_str(), "" | "overlay") {
+            return Err(ApiError::bad_request(format!(
+                "driver {:?}: shoal serves swarm-scoped overlay networks only: use -d overlay",
+                self.driver
+            )));
+        }
+        if !matches!(self.scope.as_deref(), None | Some("") | Some("swarm")) {
+            return Err(ApiError::bad_request(
+                "Scope: shoal's networks are swarm-scoped",
+            ));
+        }
+        let ipam = match self.ipam {
+            None => vec![],
+            Some(i) => {
+                refuse_set(&[("IPAM.Options", &i.options)])?;
+                if !matches!(i.driver.as_deref(), None | Some("") | Some("default")) {
+                    return Err(ApiError::bad_request(
+                        "IPAM.Driver: only the default IPAM driver exists in shoal",
+                    ));
+                }
+                i.config
+                    .into_iter()
+                    .map(|c| {
+                        refuse_set(&[
+                            ("IPAM.Config.IPRange", &c.ip_range),
+                            ("IPAM.Config.AuxiliaryAddresses", &c.auxiliary_addresses),
+                        ])?;
+                        Ok(pb::IpamConfig {
+                            subnet: c.subnet,
+                            gateway: c.gateway,
+                        })
+                    })
+                    .collect::<ApiResult<Vec<_>>>()?
+            }
+        };
+        Ok(pb::NetworkSpec {
+            annotations: Some(pb::Annotations {
+                name: self.name,
+                labels: self.labels,
+            }),
+            driver: "overlay".into(),
+            options: self.options,
+            ipam,
+            attachable: self.attachable,
+            ingress: self.ingress,
+        })
+    }
+}
+
+/// POST /nodes/{id}/update: the whole NodeSpec.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    pub role: Option<String>,
+    pub availability: Option<String>,
+}
+
+/// POST /swarm/init.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SwarmInit {
+    #[serde(default)]
+    pub listen_addr: String,
+    #[serde(default)]
+    pub advertise_addr: String,
+    #[serde(default)]
+    pub force_new_cluster: bool,
+    #[serde(default)]
+    pub default_addr_pool: Vec<String>,
+    #[serde(default)]
+    pub subnet_size: u32,
+    pub spec: Option<Value>,
+    data_path_addr: Unsupported,
+    data_path_port: Option<u32>,
+    auto_lock_managers: Unsupported,
+    availability: Option<String>,
+}
+
+impl SwarmInit {
+    pub fn into_proto(self) -> ApiResult<pb::SwarmInitRequest> {
+        refuse_set(&[
+            ("DataPathAddr", &self.data_path_addr),
+            ("AutoLockManagers", &self.auto_lock_managers),
+        ])?;
+        if !matches!(self.data_path_port, None | Some(0) | Some(4789)) {
+            return Err(ApiError::bad_request(
+                "DataPathPort: shoal's VXLAN port is 4789",
+            ));
+        }
+        if !matches!(
+            self.availability.as_deref(),
+            None | Some("") | Some("active")
+        ) {
+            return Err(ApiError::bad_request(
+                "Availability: a new node starts active; change it afterwards with node update",
+            ));
+        }
+        let heartbeat = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.pointer("/Dispatcher/HeartbeatPeriod"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(pb::SwarmInitRequest {
+            advertise_addr: self.advertise_addr,
+            listen_addr: self.listen_addr,
+            force_new_cluster: self.force_new_cluster,
+            heartbeat_period_ms: heartbeat / 1_000_000,
+            default_addr_pool: self.default_addr_pool,
+            default_addr_pool_mask_length: self.subnet_size,
+        })
+    }
+}
+
+/// POST /swarm/join.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SwarmJoin {
+    #[serde(default)]
+    pub listen_addr: String,
+    #[serde(default)]
+    pub advertise_addr: String,
+    #[serde(default)]
+    pub remote_addrs: Vec<String>,
+    pub join_token: String,
+    data_path_addr: Unsupported,
+    availability: Option<String>,
+}
+
+impl SwarmJoin {
+    pub fn into_proto(self) -> ApiResult<pb::SwarmJoinRequest> {
+        refuse_set(&[("DataPathAddr", &self.data_path_addr)])?;
+        if !matches!(
+            self.availability.as_deref(),
+            None | Some("") | Some("active")
+        ) {
+            return Err(ApiError::bad_request(
+                "Availability: a new node starts active; change it afterwards with node update",
+            ));
+        }
+        let remote = self.remote_addrs.into_iter().next().ok_or_else(|| {
+            ApiError::bad_request("RemoteAddrs: give the address of a manager to join through")
+        })?;
+        Ok(pb::SwarmJoinRequest {
+            token: self.join_token,
+            remote_addr: remote,
+            advertise_addr: self.advertise_addr,
+            listen_addr: self.listen_addr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docker_clis_service_create_body_becomes_a_spec() {
+        let body = br#"{"Name":"web","Labels":{},"TaskTemplate":{"ContainerSpec":{"Image":"shoal/demo-web:latest","Init":false,"DNSConfig":{}},"Resources":{"Limits":{},"Reservations":{}},"Placement":{},"ForceUpdate":0},"Mode":{"Replicated":{"Replicas":3}},"EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"}]}}"#;
+        let spec = parse::<ServiceSpec>(body).unwrap().into_proto().unwrap();
+        assert_eq!(spec.annotations.unwrap().name, "web");
+        let task = spec.task.unwrap();
+        assert_eq!(task.container.unwrap().image, "shoal/demo-web:latest");
+        assert_eq!(
+            spec.mode,
+            Some(pb::service_spec::Mode::Replicated(pb::ReplicatedService {
+                replicas: 3
+            }))
+        );
+        let port = &spec.endpoint.unwrap().ports[0];
+        assert_eq!((port.target_port, port.published_port), (80, 8080));
+        assert_eq!(port.protocol, "tcp");
+    }
+
+    #[test]
+    fn unknown_and_unsupported_fields_are_refused_by_name() {
+        let unknown = parse::<ServiceSpec>(
+            br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Colour":"red"}}}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(unknown.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            unknown.message.contains("TaskTemplate.ContainerSpec"),
+            "{}",
+            unknown.message
+        );
+        assert!(unknown.message.contains("Colour"), "{}", unknown.message);
+        let mounts = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Mounts":[{"Type":"bind"}]}}}"#)
+            .unwrap()
+            .into_proto()
+            .err()
+            .unwrap();
+        assert!(
+            mounts
+                .message
+                .contains("ContainerSpec.Mounts is not supported"),
+            "{}",
+            mounts.message
+        );
+        let bad = parse::<ServiceSpec>(b"{\"Name\": ").err().unwrap();
+        assert!(bad.message.contains("malformed JSON"), "{}", bad.message);
+        let condition = parse::<ServiceSpec>(
+            br#"{"TaskTemplate":{"RestartPolicy":{"Condition":"sometimes"}}}"#,
+        )
+        .unwrap()
+        .into_proto()
+        .err()
+        .unwrap();
+        assert!(
+            condition.message.contains("any, on-failure, none"),
+            "{}",
+            condition.message
+        );
+    }
+
+    #[test]
+    fn the_docker_clis_network_create_body_becomes_a_spec() {
+        let body = br#"{"Driver":"overlay","Scope":"","IPAM":{"Driver":"default","Options":{},"Config":[]},"Internal":false,"Attachable":false,"Ingress":false,"ConfigOnly":false,"ConfigFrom":null,"Options":{},"Labels":{"a":"b"},"Name":"webnet","CheckDuplicate":true}"#;
+        let spec = parse::<NetworkCreate>(body).unwrap().into_proto().unwrap();
+        assert_eq!(spec.annotations.as_ref().unwrap().name, "webnet");
+        assert_eq!(spec.annotations.unwrap().labels["a"], "b");
+        let bridge = parse::<NetworkCreate>(br#"{"Name":"n","Driver":"bridge"}"#)
+            .unwrap()
+            .into_proto()
+            .err()
+            .unwrap();
+        assert!(bridge.message.contains("overlay"), "{}", bridge.message);
+    }
+}

@@ -1,0 +1,400 @@
+//! The real docker CLI drives shoal through the Docker Engine API each daemon serves on
+//! <run-dir>/docker.sock (`shoal lab exec` points DOCKER_HOST at it), and the state it
+//! makes is the state the `shoal` CLI sees.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Lab, parse_table, text, wait_for};
+
+/// What each node's published port answers, over `tries` requests per node.
+fn answers(lab: &Lab, nodes: &[u32], port: u16, tries: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for &i in nodes {
+        for _ in 0..tries {
+            let out = Command::new("curl")
+                .args([
+                    "-s",
+                    "--max-time",
+                    "3",
+                    &format!("http://{}:{port}/", lab.ip(i)),
+                ])
+                .output()
+                .unwrap();
+            let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert!(
+                body.starts_with("Hello from "),
+                "node {i}:{port} answered {body:?} ({})",
+                text(&out)
+            );
+            seen.insert(body);
+        }
+    }
+    seen
+}
+
+fn row<'a>(
+    rows: &'a [std::collections::HashMap<String, String>],
+    col: &str,
+    value: &str,
+) -> &'a std::collections::HashMap<String, String> {
+    rows.iter()
+        .find(|r| r[col] == value)
+        .unwrap_or_else(|| panic!("no row with {col} = {value} in {rows:?}"))
+}
+
+#[test]
+fn the_docker_cli_drives_the_cluster() {
+    let lab = Lab::up("eng-cli", 81, 3, 1, "1s");
+    let info = lab.docker_ok("manager1", &["info"]);
+    for want in [
+        "Swarm: active",
+        "Is Manager: true",
+        "Managers: 1",
+        "Nodes: 3",
+    ] {
+        assert!(info.contains(want), "docker info lacks {want:?}:\n{info}");
+    }
+
+    let nodes = parse_table(&lab.docker_ok("manager1", &["node", "ls"]));
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["STATUS"] == "Ready" && n["AVAILABILITY"] == "Active")
+    );
+    assert_eq!(
+        row(&nodes, "MANAGER STATUS", "Leader")["HOSTNAME"],
+        "manager1"
+    );
+    let me: Vec<_> = nodes.iter().filter(|n| n["ID"].ends_with('*')).collect();
+    assert_eq!(me.len(), 1, "docker marks the node it talks to: {nodes:?}");
+    assert_eq!(me[0]["HOSTNAME"], "manager1");
+    let inspected: serde_json::Value =
+        serde_json::from_str(&lab.docker_ok("manager1", &["node", "inspect", "worker1"])).unwrap();
+    assert_eq!(inspected[0]["Description"]["Hostname"], "worker1");
+    assert_eq!(inspected[0]["Spec"]["Role"], "worker");
+
+    lab.docker_ok(
+        "manager1",
+        &["network", "create", "-d", "overlay", "webnet"],
+    );
+    let nets = parse_table(&lab.docker_ok("manager1", &["network", "ls"]));
+    let webnet = row(&nets, "NAME", "webnet");
+    assert_eq!(
+        (webnet["DRIVER"].as_str(), webnet["SCOPE"].as_str()),
+        ("overlay", "swarm")
+    );
+    assert!(
+        lab.ok("manager1", &["network", "ls"]).contains("webnet"),
+        "shoal sees docker's network"
+    );
+
+    // Attached (no -d): the CLI follows the tasks until the service converges.
+    let created = lab.docker(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "-p",
+            "8080:80",
+            "--network",
+            "webnet",
+            "shoal/demo-web",
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "service create: {}",
+        text(&created)
+    );
+    assert!(text(&created).contains("converged"), "{}", text(&created));
+    let services = parse_table(&lab.docker_ok("manager1", &["service", "ls"]));
+    let web = row(&services, "NAME", "web");
+    assert_eq!(web["MODE"], "replicated");
+    assert_eq!(web["REPLICAS"], "3/3");
+    assert_eq!(web["PORTS"], "*:8080->80/tcp");
+    let shoal_view = parse_table(&lab.ok("manager1", &["service", "ls"]));
+    assert_eq!(
+        row(&shoal_view, "NAME", "web")["REPLICAS"],
+        "3/3",
+        "shoal sees docker's service"
+    );
+    assert_eq!(
+        answers(&lab, &[1, 2, 3], 8080, 12).len(),
+        3,
+        "the mesh reaches all 3 replicas"
+    );
+
+    let ps = parse_table(&lab.docker_ok("manager1", &["service", "ps", "web"]));
+    assert_eq!(ps.len(), 3, "{ps:?}");
+    let hosts: BTreeSet<&str> = ps.iter().map(|t| t["NODE"].as_str()).collect();
+    assert_eq!(hosts, BTreeSet::from(["manager1", "worker1", "worker2"]));
+    assert!(
+        ps.iter()
+            .all(|t| t["DESIRED STATE"] == "Running" && t["CURRENT STATE"].starts_with("Running")),
+        "{ps:?}"
+    );
+    let names: BTreeSet<&str> = ps.iter().map(|t| t["NAME"].as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["web.1", "web.2", "web.3"]));
+
+    let pretty = lab.docker_ok("manager1", &["service", "inspect", "--pretty", "web"]);
+    for want in [
+        "Name:\t\tweb",
+        "Replicated",
+        "Replicas:\t3",
+        "PublishedPort = 8080",
+        "TargetPort = 80",
+        "Image:\t\tshoal/demo-web",
+    ] {
+        assert!(
+            pretty.contains(want),
+            "inspect --pretty lacks {want:?}:\n{pretty}"
+        );
+    }
+
+    lab.docker_ok("manager1", &["service", "scale", "web=5"]);
+    let shoal_view = parse_table(&lab.ok("manager1", &["service", "ls"]));
+    assert_eq!(row(&shoal_view, "NAME", "web")["REPLICAS"], "5/5");
+    assert_eq!(
+        answers(&lab, &[1, 2, 3], 8080, 20).len(),
+        5,
+        "the mesh reaches all 5 replicas"
+    );
+
+    let before: BTreeSet<String> = lab.running("web").into_iter().map(|(id, _)| id).collect();
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "update",
+            "--image",
+            "shoal/demo-web:latest",
+            "--env-add",
+            "ROUND=2",
+            "web",
+        ],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&lab.ok("manager1", &["service", "inspect", "web"])).unwrap();
+    let spec = &doc[0]["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(spec["Image"], "shoal/demo-web:latest");
+    assert_eq!(spec["Env"], serde_json::json!(["ROUND=2"]));
+    assert_eq!(
+        doc[0]["Spec"]["EndpointSpec"]["Ports"][0]["PublishedPort"], 8080,
+        "the update kept the rest of the spec"
+    );
+    let after: BTreeSet<String> = lab
+        .wait_running("web", 5)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        before.is_disjoint(&after),
+        "every task was replaced by the update"
+    );
+
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "talker",
+            "--replicas",
+            "2",
+            "shoal/demo-web",
+            "sh",
+            "-c",
+            "echo talking on $(hostname); exec sleep 600",
+        ],
+    );
+    let talkers = lab.wait_running("talker", 2);
+    let logs = wait_for(Duration::from_secs(15), "talker's logs", || {
+        let out = lab.docker("manager1", &["service", "logs", "talker"]);
+        let all = text(&out);
+        (out.status.success() && all.matches("talking on").count() == 2).then_some(all)
+    })
+    .0;
+    for (task, node) in &talkers {
+        let prefix = logs
+            .lines()
+            .find(|l| l.contains(&task[..12]) || l.contains(task.as_str()))
+            .unwrap_or_else(|| panic!("no line from task {task}:\n{logs}"));
+        assert!(prefix.starts_with("talker."), "{prefix}");
+        assert!(prefix.contains(&format!("@{node}")), "{prefix}");
+    }
+
+    lab.docker_ok("manager1", &["service", "rm", "web", "talker"]);
+    wait_for(Duration::from_secs(10), "the services to go", || {
+        lab.ok("manager1", &["service", "ls"])
+            .lines()
+            .count()
+            .eq(&1)
+            .then_some(())
+    });
+    let closed = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://{}:8080/", lab.ip(2)),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !closed.status.success(),
+        "port 8080 still answers: {}",
+        text(&closed)
+    );
+    lab.docker_ok("manager1", &["network", "rm", "webnet"]);
+    assert!(!lab.ok("manager1", &["network", "ls"]).contains("webnet"));
+}
+
+/// One request to a node's docker.sock: (status code, body).
+fn request(
+    lab: &Lab,
+    node: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let socket = lab.dir().join(node).join("run/docker.sock");
+    let mut args = vec![
+        "-s".to_string(),
+        "--unix-socket".into(),
+        socket.display().to_string(),
+        "-X".into(),
+        method.into(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+    ];
+    if let Some(b) = body {
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "-d".into(),
+            b.into(),
+        ]);
+    }
+    args.push(format!("http://docker{path}"));
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = all
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("curl: {}", text(&out)));
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+    (code.parse().unwrap(), json)
+}
+
+#[test]
+fn bad_requests_get_dockerds_errors_and_change_nothing() {
+    let lab = Lab::up("eng-bad", 82, 2, 1, "1s");
+    let (code, body) = request(&lab, "manager1", "GET", "/_ping", None);
+    assert_eq!((code, body.as_str()), (200, Some("OK")));
+    let (code, body) = request(&lab, "manager1", "GET", "/v1.41/version", None);
+    assert_eq!(code, 200);
+    assert_eq!(body["ApiVersion"], "1.41");
+
+    let cases = [
+        (
+            "POST",
+            "/v1.41/services/create",
+            Some(r#"{"Name": "web", "TaskTemplate": "#),
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/v1.41/services/create",
+            Some(
+                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Colour": "red"}}}"#,
+            ),
+            "Colour",
+        ),
+        (
+            "POST",
+            "/v1.41/services/create",
+            Some(
+                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Mounts": [{"Type": "bind", "Source": "/", "Target": "/x"}]}}}"#,
+            ),
+            "Mounts is not supported",
+        ),
+        (
+            "POST",
+            "/v1.41/services/create",
+            Some(
+                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web"}}, "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080, "Protocol": "sctp"}]}}"#,
+            ),
+            "sctp",
+        ),
+        (
+            "POST",
+            "/v1.41/networks/create",
+            Some(r#"{"Name": "n1", "Driver": "bridge"}"#),
+            "overlay",
+        ),
+        (
+            "POST",
+            "/v1.41/networks/create",
+            Some(r#"{"Name": "n1", "Driver": "overlay", "Shape": "round"}"#),
+            "Shape",
+        ),
+        (
+            "GET",
+            "/v1.41/services?filters=%7B%22colour%22%3A%7B%22red%22%3Atrue%7D%7D",
+            None,
+            "invalid filter 'colour'",
+        ),
+        (
+            "GET",
+            "/v1.99/services",
+            None,
+            "Maximum supported API version is 1.41",
+        ),
+    ];
+    for (method, path, body, why) in cases {
+        let (code, answer) = request(&lab, "manager1", method, path, body);
+        assert_eq!(code, 400, "{method} {path} {body:?}: {answer}");
+        let message = answer["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message: {answer}"));
+        assert!(
+            message.contains(why),
+            "{method} {path}: {message:?} lacks {why:?}"
+        );
+    }
+    let (code, answer) = request(&lab, "manager1", "GET", "/v1.41/services/nope", None);
+    assert_eq!(code, 404, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("nope"),
+        "{answer}"
+    );
+    let (code, _) = request(&lab, "manager1", "GET", "/v1.41/containers/json", None);
+    assert_eq!(code, 404);
+    let (code, answer) = request(&lab, "worker1", "GET", "/v1.41/services", None);
+    assert_eq!(code, 503, "a worker refuses as dockerd does: {answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a swarm manager")
+    );
+
+    assert_eq!(
+        lab.ok("manager1", &["service", "ls"]).lines().count(),
+        1,
+        "no service was written"
+    );
+    assert!(
+        !lab.ok("manager1", &["network", "ls"]).contains("n1"),
+        "no network was written"
+    );
+}
