@@ -7,21 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, addr_of, text, wait_for};
-
-/// `dig +short ARGS` from inside a namespace: the answer lines.
-fn dig(ns: &str, args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "dig", "+short", "+tries=1", "+time=3"])
-        .args(args)
-        .output()
-        .expect("dig");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty() && !l.starts_with(";;"))
-        .collect()
-}
+use common::{Lab, addr_of, dig, text, wait_for};
 
 /// The full dig output (header, flags, sections).
 fn dig_full(ns: &str, args: &[&str]) -> String {

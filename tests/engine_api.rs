@@ -10,32 +10,6 @@ use std::time::Duration;
 
 use common::{Lab, parse_table, text, wait_for};
 
-/// What each node's published port answers, over `tries` requests per node.
-fn answers(lab: &Lab, nodes: &[u32], port: u16, tries: usize) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    for &i in nodes {
-        for _ in 0..tries {
-            let out = Command::new("curl")
-                .args([
-                    "-s",
-                    "--max-time",
-                    "3",
-                    &format!("http://{}:{port}/", lab.ip(i)),
-                ])
-                .output()
-                .unwrap();
-            let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            assert!(
-                body.starts_with("Hello from "),
-                "node {i}:{port} answered {body:?} ({})",
-                text(&out)
-            );
-            seen.insert(body);
-        }
-    }
-    seen
-}
-
 fn row<'a>(
     rows: &'a [std::collections::HashMap<String, String>],
     col: &str,
@@ -127,11 +101,7 @@ fn the_docker_cli_drives_the_cluster() {
         "3/3",
         "shoal sees docker's service"
     );
-    assert_eq!(
-        answers(&lab, &[1, 2, 3], 8080, 12).len(),
-        3,
-        "the mesh reaches all 3 replicas"
-    );
+    lab.wait_mesh(&[1, 2, 3], 8080, 12, 3);
 
     let ps = parse_table(&lab.docker_ok("manager1", &["service", "ps", "web"]));
     assert_eq!(ps.len(), 3, "{ps:?}");
@@ -163,11 +133,7 @@ fn the_docker_cli_drives_the_cluster() {
     lab.docker_ok("manager1", &["service", "scale", "web=5"]);
     let shoal_view = parse_table(&lab.ok("manager1", &["service", "ls"]));
     assert_eq!(row(&shoal_view, "NAME", "web")["REPLICAS"], "5/5");
-    assert_eq!(
-        answers(&lab, &[1, 2, 3], 8080, 20).len(),
-        5,
-        "the mesh reaches all 5 replicas"
-    );
+    lab.wait_mesh(&[1, 2, 3], 8080, 20, 5);
 
     let before: BTreeSet<String> = lab.running("web").into_iter().map(|(id, _)| id).collect();
     lab.docker_ok(
@@ -241,20 +207,11 @@ fn the_docker_cli_drives_the_cluster() {
             .eq(&1)
             .then_some(())
     });
-    let closed = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "2",
-            &format!("http://{}:8080/", lab.ip(2)),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        !closed.status.success(),
-        "port 8080 still answers: {}",
-        text(&closed)
-    );
+    wait_for(Duration::from_secs(10), "port 8080 to close", || {
+        (1..=3)
+            .all(|i| lab.http_get(i, 8080).is_none())
+            .then_some(())
+    });
     lab.docker_ok("manager1", &["network", "rm", "webnet"]);
     assert!(!lab.ok("manager1", &["network", "ls"]).contains("webnet"));
 }

@@ -44,6 +44,9 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Manage stacks (compose files)
+    #[command(subcommand)]
+    Stack(commands::stack::StackCommand),
     /// Troubleshoot this node's data plane
     #[command(subcommand)]
     Debug(commands::debug::DebugCommand),
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
             Command::Node(cmd) => commands::node::run(&target, cmd).await,
             Command::Service(cmd) => commands::service::run(&target, *cmd).await,
             Command::Network(cmd) => commands::network::run(&target, cmd).await,
+            Command::Stack(cmd) => commands::stack::run(&target, cmd).await,
             Command::Debug(cmd) => commands::debug::run(&target, cmd).await,
             Command::Info => commands::info::info(&target).await,
             Command::Version => commands::info::version(&target).await,

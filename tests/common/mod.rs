@@ -382,6 +382,39 @@ impl Lab {
             .collect()
     }
 
+    /// The demo page `node` answers on a published `port`, if it answers.
+    pub fn http_get(&self, node: u32, port: u16) -> Option<String> {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "3",
+                &format!("http://{}:{port}/", self.ip(node)),
+            ])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        body.starts_with("Hello from ").then_some(body)
+    }
+
+    /// Waits until `tries` requests to each of `nodes` on `port` all succeed and together
+    /// reach `replicas` different tasks.
+    pub fn wait_mesh(&self, nodes: &[u32], port: u16, tries: usize, replicas: usize) {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("port {port} on nodes {nodes:?} to reach {replicas} replicas"),
+            || {
+                let mut seen = std::collections::BTreeSet::new();
+                for &i in nodes {
+                    for _ in 0..tries {
+                        seen.insert(self.http_get(i, port)?);
+                    }
+                }
+                (seen.len() == replicas).then_some(())
+            },
+        );
+    }
+
     /// Waits until exactly `n` tasks of `service` run; returns them.
     pub fn wait_running(&self, service: &str, n: usize) -> Vec<(String, String)> {
         wait_for(
@@ -441,4 +474,18 @@ pub fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'stati
     })
     .join()
     .expect("thread in namespace")
+}
+
+/// `dig +short ARGS` from inside a namespace: the answer lines.
+pub fn dig(ns: &str, args: &[&str]) -> std::collections::BTreeSet<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "dig", "+short", "+tries=1", "+time=3"])
+        .args(args)
+        .output()
+        .expect("dig");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with(";;"))
+        .collect()
 }

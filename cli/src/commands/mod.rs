@@ -7,4 +7,5 @@ pub mod node;
 pub mod service;
 pub mod service_json;
 pub mod service_spec;
+pub mod stack;
 pub mod swarm;

@@ -202,31 +202,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                 resp.services.iter().for_each(|s| println!("{}", s.id));
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = resp
-                .services
-                .iter()
-                .map(|s| {
-                    let spec = s.spec.clone().unwrap_or_default();
-                    let running = resp.running.get(&s.id).copied().unwrap_or(0);
-                    let desired = resp.desired.get(&s.id).copied().unwrap_or(0);
-                    let mode = match spec.mode {
-                        Some(Mode::Global(_)) => "global",
-                        _ => "replicated",
-                    };
-                    vec![
-                        shoal_proto::ids::short(&s.id).to_string(),
-                        name_of(s).to_string(),
-                        mode.to_string(),
-                        format!("{running}/{desired}"),
-                        image_of(&spec),
-                        ports_of(s),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
-            );
+            print!("{}", services_table(&resp, |_| true));
         }
         ServiceCommand::Ps {
             quiet,
@@ -484,7 +460,7 @@ async fn get(client: &mut Client, key: &str) -> anyhow::Result<Service> {
         .into_inner())
 }
 
-async fn update(
+pub async fn update(
     client: &mut Client,
     svc: &Service,
     spec: ServiceSpec,
@@ -506,7 +482,37 @@ async fn update(
         .into_inner())
 }
 
-fn name_of(s: &Service) -> &str {
+/// `service ls` rows of the services `keep` accepts.
+pub fn services_table(
+    resp: &shoal_proto::ListServicesResponse,
+    keep: impl Fn(&Service) -> bool,
+) -> String {
+    let rows: Vec<Vec<String>> = resp
+        .services
+        .iter()
+        .filter(|s| keep(s))
+        .map(|s| {
+            let spec = s.spec.clone().unwrap_or_default();
+            let running = resp.running.get(&s.id).copied().unwrap_or(0);
+            let desired = resp.desired.get(&s.id).copied().unwrap_or(0);
+            let mode = match spec.mode {
+                Some(Mode::Global(_)) => "global",
+                _ => "replicated",
+            };
+            vec![
+                shoal_proto::ids::short(&s.id).to_string(),
+                name_of(s).to_string(),
+                mode.to_string(),
+                format!("{running}/{desired}"),
+                image_of(&spec),
+                ports_of(s),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
+}
+
+pub fn name_of(s: &Service) -> &str {
     s.spec
         .as_ref()
         .and_then(|s| s.annotations.as_ref())

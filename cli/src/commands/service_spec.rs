@@ -447,6 +447,26 @@ pub fn parse_preference(p: &str) -> anyhow::Result<SpreadOver> {
     })
 }
 
+/// The value named `value` among `choices`, or an error naming `field` and the choices
+/// (an empty name stands for "not given" and is not offered).
+pub fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| !n.is_empty())
+                .collect();
+            format!(
+                "{field}: invalid value {value:?}: use one of {}",
+                names.join(", ")
+            )
+        })
+}
+
 pub fn key_value(kv: &str, what: &str) -> anyhow::Result<(String, String)> {
     Ok(key_values(&[kv.to_string()], what)?.remove(0))
 }

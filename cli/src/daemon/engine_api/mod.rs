@@ -2,6 +2,9 @@
 //! docker CLI (and tools such as Portainer) drive shoal. Every operation goes through the
 //! same Control service the `shoal` CLI calls, so both lead to the same state; this layer
 //! only translates JSON shapes (spec.rs in, render.rs out), filters and versions.
+//! It lives with the daemon rather than in manager/ (where DESIGN.md's layout first put
+//! it) because /swarm init, join and leave and /info are node operations the daemon owns;
+//! every cluster call still lands in manager/ through the Control service.
 
 mod filters;
 mod logs;

@@ -66,6 +66,12 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/networks/{id}", get(network_inspect))
         .route("/networks/{id}", delete(network_remove))
         .route("/distribution/{*name}", get(distribution))
+        // No secrets or configs exist in shoal yet; listing them (as `stack rm` does)
+        // finds none, and creating one is refused by name.
+        .route("/secrets", get(none_listed))
+        .route("/configs", get(none_listed))
+        .route("/secrets/create", post(|| unsupported("secrets")))
+        .route("/configs/create", post(|| unsupported("configs")))
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(api)
 }
@@ -453,16 +459,15 @@ async fn task_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json
         ],
     )?;
     let services = ok(api.ctl.list_services(Request::new(pb::Empty {})).await?).services;
-    let current: HashMap<&str, (&str, u64)> = services
+    // A task's labels, for filtering, are its service's (as swarmkit matches them).
+    let no_labels = HashMap::new();
+    let current: HashMap<&str, (&str, u64, &HashMap<String, String>)> = services
         .iter()
         .map(|s| {
-            let name = s
-                .spec
-                .as_ref()
-                .and_then(|s| s.annotations.as_ref())
-                .map(|a| a.name.as_str())
-                .unwrap_or("");
-            (s.id.as_str(), (name, s.spec_version))
+            let ann = s.spec.as_ref().and_then(|s| s.annotations.as_ref());
+            let name = ann.map(|a| a.name.as_str()).unwrap_or("");
+            let labels = ann.map(|a| &a.labels).unwrap_or(&no_labels);
+            (s.id.as_str(), (name, s.spec_version, labels))
         })
         .collect();
     let listed = ok(api
@@ -474,10 +479,10 @@ async fn task_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json
         .tasks
         .iter()
         .filter(|t| {
-            let (service_name, version) = current
+            let (service_name, version, labels) = current
                 .get(t.service_id.as_str())
                 .copied()
-                .unwrap_or(("", 0));
+                .unwrap_or(("", 0, &no_labels));
             let hostname = listed
                 .node_names
                 .get(&t.node_id)
@@ -497,7 +502,7 @@ async fn task_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json
                     "accepted" => desired == pb::TaskState::Accepted,
                     _ => false,
                 })
-                && f.labels("label", &HashMap::new())
+                && f.labels("label", labels)
                 && (!up_to_date || t.spec_version == version)
         })
         .map(render::task)
@@ -579,6 +584,21 @@ async fn network_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult
         .remove_network(Request::new(pb::NetworkRef { id_or_name: id }))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn none_listed(Query(q): Params) -> ApiResult<axum::Json<Value>> {
+    Filters::parse(
+        q.get("filters").map(String::as_str),
+        &["id", "label", "name", "names"],
+    )?;
+    Ok(axum::Json(json!([])))
+}
+
+async fn unsupported(what: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: format!("{what} are not supported by shoal yet"),
+    }
 }
 
 /// Image digests come from a registry; shoal asks none (each node resolves the image

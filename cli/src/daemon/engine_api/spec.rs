@@ -32,6 +32,15 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         })
 }
 
+/// Go clients send nil maps and slices as null: the same as absent.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A known Engine API field shoal does not implement: fine when absent or zero.
 type Unsupported = Option<Value>;
 
@@ -61,9 +70,9 @@ fn refuse_set(fields: &[(&str, &Unsupported)]) -> ApiResult<()> {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub task_template: TaskTemplate,
     pub mode: Option<Mode>,
     pub update_config: Option<UpdateConfig>,
@@ -80,7 +89,7 @@ pub struct TaskTemplate {
     pub restart_policy: Option<RestartPolicy>,
     pub placement: Option<Placement>,
     pub networks: Option<Vec<NetworkAttachment>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub force_update: u64,
     plugin_spec: Unsupported,
     network_attachment_spec: Unsupported,
@@ -91,23 +100,23 @@ pub struct TaskTemplate {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ContainerSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub image: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub command: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub args: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub hostname: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub env: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub dir: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub user: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub stop_signal: String,
     pub stop_grace_period: Option<i64>,
     pub health_check: Option<HealthCheck>,
@@ -135,15 +144,15 @@ pub struct ContainerSpec {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct HealthCheck {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub test: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub interval: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub timeout: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub start_period: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub retries: i32,
     start_interval: Unsupported,
 }
@@ -160,9 +169,9 @@ pub struct Resources {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Limit {
-    #[serde(default, rename = "NanoCPUs")]
+    #[serde(default, rename = "NanoCPUs", deserialize_with = "null_default")]
     pub nano_cpus: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub memory_bytes: i64,
     pids: Unsupported,
     generic_resources: Unsupported,
@@ -180,11 +189,11 @@ pub struct RestartPolicy {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Placement {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub constraints: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub preferences: Vec<Preference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub max_replicas: u64,
     platforms: Unsupported,
 }
@@ -205,7 +214,7 @@ pub struct Spread {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct NetworkAttachment {
     pub target: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub aliases: Vec<String>,
     driver_opts: Unsupported,
 }
@@ -228,59 +237,45 @@ pub struct Replicated {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct UpdateConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub parallelism: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub delay: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub failure_action: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub monitor: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub max_failure_ratio: f32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub order: String,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct EndpointSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub ports: Vec<PortConfig>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct PortConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub protocol: String,
     pub target_port: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub published_port: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub publish_mode: String,
 }
 
 fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> ApiResult<T> {
-    choices
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = choices
-                .iter()
-                .map(|(n, _)| *n)
-                .filter(|n| !n.is_empty())
-                .collect();
-            ApiError::bad_request(format!(
-                "{field}: invalid value {value:?}: use one of {}",
-                names.join(", ")
-            ))
-        })
+    crate::commands::service_spec::one_of(field, value, choices).map_err(ApiError::bad_request)
 }
 
 fn update_config(field: &str, c: UpdateConfig) -> ApiResult<pb::UpdateConfig> {
@@ -519,17 +514,17 @@ impl ServiceSpec {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct NetworkCreate {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub driver: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub attachable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub ingress: bool,
     #[serde(rename = "IPAM")]
     pub ipam: Option<Ipam>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub options: HashMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
     check_duplicate: Unsupported,
     scope: Option<String>,
@@ -544,7 +539,7 @@ pub struct NetworkCreate {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Ipam {
     driver: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     config: Vec<IpamConfig>,
     options: Unsupported,
 }
@@ -552,9 +547,9 @@ pub struct Ipam {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct IpamConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     subnet: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     gateway: String,
     #[serde(rename = "IPRange")]
     ip_range: Unsupported,
@@ -624,7 +619,7 @@ impl NetworkCreate {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct NodeSpec {
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
     pub role: Option<String>,
     pub availability: Option<String>,
@@ -634,15 +629,15 @@ pub struct NodeSpec {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SwarmInit {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub listen_addr: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub advertise_addr: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub force_new_cluster: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub default_addr_pool: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub subnet_size: u32,
     pub spec: Option<Value>,
     data_path_addr: Unsupported,
@@ -691,11 +686,11 @@ impl SwarmInit {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SwarmJoin {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub listen_addr: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub advertise_addr: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub remote_addrs: Vec<String>,
     pub join_token: String,
     data_path_addr: Unsupported,
