@@ -124,6 +124,16 @@ impl shoal_proto::raft_transport_server::RaftTransport for ManagerApi {
         Ok(Response::new(self.0.propose_local(req.into_inner()).await?))
     }
 
+    async fn read_index(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<shoal_proto::ReadIndexResponse>, Status> {
+        authorize(&self.0, &req, Access::Manager)?;
+        Ok(Response::new(shoal_proto::ReadIndexResponse {
+            index: self.0.read_index().await?,
+        }))
+    }
+
     async fn leave_raft(&self, req: Request<JoinRaftRequest>) -> Result<Response<Empty>, Status> {
         let (_, req) = self.raft_member_request(req)?;
         if !self.0.is_leader() {

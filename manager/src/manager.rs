@@ -26,6 +26,8 @@ use crate::store::{Store, action, proposal};
 /// Docker's words for quorum loss, which operators already know.
 pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read waits to catch up with the leader before reading what it has.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -326,6 +328,58 @@ impl Manager {
         }
     }
 
+    /// The index a read must see, confirmed by a quorum (only on the leader).
+    pub async fn read_index(&self) -> Result<u64> {
+        match tokio::time::timeout(READ_BARRIER_TIMEOUT, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            _ => Err(ManagerError::NoLeader),
+        }
+    }
+
+    /// Waits until this manager's store holds every write committed before the call, so
+    /// a read made on any manager sees what another manager just wrote (Swarm forwards
+    /// reads to the leader for the same reason). Without a leader within the bound, the
+    /// store is read as it is: stale but available, as when quorum is lost.
+    pub async fn read_barrier(&self) {
+        let index = if self.is_leader() {
+            self.read_index().await
+        } else {
+            match self.leader_addr() {
+                Some(addr) => self.forward_read_index(&addr).await,
+                None => Err(ManagerError::NoLeader),
+            }
+        };
+        let Ok(index) = index else {
+            tracing::debug!("read barrier: no leader answered; reading the local store");
+            return;
+        };
+        let waited = self
+            .raft
+            .wait(Some(READ_BARRIER_TIMEOUT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await;
+        if waited.is_err() {
+            tracing::debug!(
+                index,
+                "read barrier: not applied in time; reading the local store"
+            );
+        }
+    }
+
+    async fn forward_read_index(&self, leader_addr: &str) -> Result<u64> {
+        let channel = self
+            .config
+            .tls
+            .channel(leader_addr)
+            .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        let mut client = RaftTransportClient::new(channel);
+        let call = client.read_index(shoal_proto::Empty {});
+        match tokio::time::timeout(READ_BARRIER_TIMEOUT, call).await {
+            Ok(Ok(r)) => Ok(r.into_inner().index),
+            _ => Err(ManagerError::NoLeader),
+        }
+    }
+
     /// Applies locally; only on the leader (forwarded proposals land here). Bounded in
     /// time: a leader that loses its quorum mid-write reports that instead of hanging.
     pub async fn propose_local(&self, p: Proposal) -> Result<ProposalResult> {
@@ -352,7 +406,8 @@ impl Manager {
     }
 
     /// Reads the state, builds actions from it and proposes them; retries when another
-    /// write got in between (version conflict).
+    /// write got in between: a version conflict, or an address the allocator handed out
+    /// meanwhile (the rebuilt actions pick another, or say clearly why they cannot).
     pub async fn update_with_retry<F>(&self, mut build: F) -> Result<ProposalResult>
     where
         F: FnMut(&crate::store::State) -> Result<Vec<shoal_proto::StoreAction>>,
@@ -365,7 +420,8 @@ impl Manager {
             }
             match self.propose(proposal(actions)).await {
                 Err(ManagerError::Rejected(msg))
-                    if msg.contains("out of sequence") && attempts < 5 =>
+                    if (msg.contains("out of sequence") || msg.contains("is already held by"))
+                        && attempts < 5 =>
                 {
                     attempts += 1;
                     // Let this manager's store catch up with the write that got in first.

@@ -59,6 +59,13 @@ impl ControlService {
         }
     }
 
+    /// The local manager for a read: it has caught up with the leader's writes first.
+    async fn reader<T>(&self, req: &Request<T>) -> Result<Arc<shoal_manager::Manager>, Status> {
+        let m = self.manager(req).await?;
+        m.read_barrier().await;
+        Ok(m)
+    }
+
     /// The local manager, after checking a remote caller holds a manager certificate.
     async fn manager<T>(&self, req: &Request<T>) -> Result<Arc<shoal_manager::Manager>, Status> {
         let m = self.daemon.manager().await?;
@@ -112,7 +119,7 @@ impl Control for ControlService {
     }
 
     async fn list_nodes(&self, req: Request<Empty>) -> Result<Response<ListNodesResponse>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         Ok(Response::new(ListNodesResponse {
             nodes: nodes::list_nodes(&m),
             self_node_id: self.daemon.self_node_id().await,
@@ -120,7 +127,7 @@ impl Control for ControlService {
     }
 
     async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         let key = self.resolve_self(req.into_inner().id_or_name).await;
         Ok(Response::new(nodes::get_node(&m, &key)?))
     }
@@ -165,12 +172,12 @@ impl Control for ControlService {
         &self,
         req: Request<Empty>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         Ok(Response::new(services::list(&m)))
     }
 
     async fn get_service(&self, req: Request<ServiceRef>) -> Result<Response<Service>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         Ok(Response::new(services::get(
             &m,
             &req.into_inner().id_or_name,
@@ -181,7 +188,7 @@ impl Control for ControlService {
         &self,
         req: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         let req = req.into_inner();
         let node = self.resolve_self(req.node).await;
         Ok(Response::new(services::tasks(&m, &req.service, &node)?))
@@ -194,7 +201,7 @@ impl Control for ControlService {
         &self,
         req: Request<ServiceLogsRequest>,
     ) -> Result<Response<Self::ServiceLogsStream>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         let r = req.into_inner();
         let listed = services::tasks(&m, &r.service, "")?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -213,14 +220,14 @@ impl Control for ControlService {
         &self,
         req: Request<Empty>,
     ) -> Result<Response<ListNetworksResponse>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         Ok(Response::new(ListNetworksResponse {
             networks: networks::list(&m),
         }))
     }
 
     async fn get_network(&self, req: Request<NetworkRef>) -> Result<Response<Network>, Status> {
-        let m = self.manager(&req).await?;
+        let m = self.reader(&req).await?;
         Ok(Response::new(networks::get(
             &m,
             &req.into_inner().id_or_name,
