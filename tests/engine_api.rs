@@ -355,3 +355,65 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
         "no network was written"
     );
 }
+
+/// `docker --tlsverify` against a node's Engine API on TCP with `node`'s certificate.
+fn docker_tls(lab: &Lab, cert_of: &str, args: &[&str]) -> std::process::Output {
+    let certs = lab.certs(cert_of);
+    let file = |f: &str| certs.join(f).display().to_string();
+    Command::new("docker")
+        .args([
+            "--tlsverify",
+            "--tlscacert",
+            &file("ca.crt"),
+            "--tlscert",
+            &file("node.crt"),
+            "--tlskey",
+            &file("node.key"),
+            "-H",
+            &format!("tcp://{}:2376", lab.ip(1)),
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_engine_api_over_tcp_needs_a_manager_certificate() {
+    let lab = Lab::up("eng-tcp", 83, 2, 1, "1s");
+    // The server certificate names the address dialled: --tlsverify passes.
+    let out = docker_tls(&lab, "manager1", &["node", "ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let nodes = parse_table(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+
+    let out = docker_tls(&lab, "worker1", &["node", "ls"]);
+    assert!(!out.status.success(), "a worker certificate was accepted");
+    assert!(text(&out).contains("managers only"), "{}", text(&out));
+
+    // No client certificate at all: the handshake fails.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--cacert",
+            &lab.certs("manager1").join("ca.crt").display().to_string(),
+            &format!("https://{}:2376/_ping", lab.ip(1)),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in: {}",
+        text(&out)
+    );
+    // Nor does a worker serve it: the TCP API lives on managers.
+    let worker = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("https://{}:2376/_ping", lab.ip(2)),
+        ])
+        .output()
+        .unwrap();
+    assert!(!worker.status.success());
+}

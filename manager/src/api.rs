@@ -30,7 +30,16 @@ pub enum Access {
 /// Checks the caller's certificate: signed by our CA (TLS did that), of this cluster, not
 /// removed, and of a manager where `access` demands it.
 pub fn authorize<T>(m: &Manager, req: &Request<T>, access: Access) -> Result<PeerIdentity, Status> {
-    let id = request_identity(req).ok_or_else(|| {
+    authorize_identity(m, request_identity(req), access)
+}
+
+/// `authorize` for a caller whose certificate came through another TLS listener.
+pub fn authorize_identity(
+    m: &Manager,
+    id: Option<PeerIdentity>,
+    access: Access,
+) -> Result<PeerIdentity, Status> {
+    let id = id.ok_or_else(|| {
         Status::unauthenticated(
             "this call needs a node certificate of this swarm, and none was presented",
         )

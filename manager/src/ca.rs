@@ -98,6 +98,38 @@ pub fn sign_node_csr(
     Ok(cert.pem())
 }
 
+/// A server certificate for a node's own HTTPS listener (the Docker Engine API over TCP):
+/// the cluster CA vouches for `names` (IP addresses and host names) so clients such as
+/// `docker --tlsverify` can check the address they dialled. Returns (cert, key) PEM.
+pub fn sign_server_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    cluster_id: &str,
+    names: &[String],
+) -> Result<(String, String), CaError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(signing)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(signing)?;
+    let key = KeyPair::generate().map_err(signing)?;
+    // rcgen makes an IP SAN of a name that parses as an address, a DNS SAN otherwise.
+    let mut params = CertificateParams::new(names.to_vec()).map_err(signing)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "shoal-engine-api");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, cluster_id);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + NODE_VALIDITY;
+    let cert = params.signed_by(&key, &issuer).map_err(signing)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

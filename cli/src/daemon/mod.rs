@@ -67,6 +67,11 @@ pub struct DaemonArgs {
     /// conntrack); ebpf falls back to nftables where its programs cannot be loaded
     #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "nftables"])]
     pub lb_engine: String,
+    /// Also serve the Docker Engine API on this TCP address (e.g. 0.0.0.0:2376) while the
+    /// node is a manager, behind mutual TLS: clients present a manager certificate of the
+    /// swarm (docker --tlsverify --tlscacert ca.crt --tlscert node.crt --tlskey node.key)
+    #[arg(long)]
+    pub engine_api_addr: Option<String>,
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -32,6 +32,8 @@ pub struct Runtime {
     pub tls: NodeTls,
     pub manager: Option<Arc<Manager>>,
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The Docker Engine API over TCP (--engine-api-addr), on managers.
+    engine_tcp: Option<tokio::task::AbortHandle>,
     session: JoinHandle<()>,
     executor: JoinHandle<()>,
     pub gossip: Option<Gossip>,
@@ -74,6 +76,27 @@ impl Runtime {
         } else {
             (None, None)
         };
+        let engine_tcp = match (&manager, &daemon.args.engine_api_addr) {
+            (Some(m), Some(addr)) => {
+                let mut names = vec![
+                    state.advertise_ip.clone(),
+                    "127.0.0.1".to_string(),
+                    "localhost".to_string(),
+                    daemon.hostname.clone(),
+                ];
+                names.dedup();
+                match super::engine_api::tcp::serve(daemon.clone(), m.clone(), addr, names, &tls)
+                    .await
+                {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::error!("the Docker Engine API over TCP is unavailable: {e:#}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let session_status = Arc::new(Mutex::new(SessionStatus::default()));
         let mut managers = state.manager_addrs.clone();
         if state.manager && !managers.contains(&state.control_addr()) {
@@ -114,6 +137,7 @@ impl Runtime {
             tls,
             manager,
             server,
+            engine_tcp,
             session,
             executor,
             gossip,
@@ -141,6 +165,9 @@ impl Runtime {
         self.session.abort();
         // Tasks keep running: a restarted agent adopts them.
         self.executor.abort();
+        if let Some(h) = self.engine_tcp.take() {
+            h.abort();
+        }
         if let Some((tx, handle)) = self.server.take() {
             let _ = tx.send(());
             let abort = handle.abort_handle();

@@ -41,6 +41,9 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             &node.netns,
             "--lb-engine",
             &node.lb_engine,
+            // docker -H tcp://NODE:2376 --tlsverify ... from the host, on managers.
+            "--engine-api-addr",
+            &format!("{}:2376", node.ip),
         ])
         // The lab has no uplink: unless told of a resolver, tasks resolve cluster names only.
         .args(if node.dns_upstreams.is_empty() {

@@ -11,6 +11,7 @@ mod logs;
 mod render;
 mod routes;
 mod spec;
+pub mod tcp;
 
 use std::path::Path;
 use std::sync::Arc;
