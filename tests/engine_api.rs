@@ -417,3 +417,100 @@ fn the_engine_api_over_tcp_needs_a_manager_certificate() {
         .unwrap();
     assert!(!worker.status.success());
 }
+
+#[test]
+fn swarm_membership_and_tokens_through_the_docker_cli() {
+    let lab = Lab::up("eng-swarm", 84, 2, 1, "1s");
+    let token = lab.docker_ok("manager1", &["swarm", "join-token", "-q", "worker"]);
+    assert_eq!(
+        token,
+        lab.ok("manager1", &["swarm", "join-token", "-q", "worker"])
+    );
+    lab.docker_ok("manager1", &["swarm", "join-token", "--rotate", "worker"]);
+    let rotated = lab.docker_ok("manager1", &["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(rotated, token, "the worker token was rotated");
+    let refused = lab.docker(
+        "manager1",
+        &["swarm", "update", "--task-history-limit", "9"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("Orchestration.TaskHistoryRetentionLimit"),
+        "{}",
+        text(&refused)
+    );
+
+    lab.docker_ok(
+        "manager1",
+        &[
+            "node",
+            "update",
+            "--label-add",
+            "zone=a",
+            "--availability",
+            "drain",
+            "worker1",
+        ],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&lab.ok("manager1", &["node", "inspect", "worker1"])).unwrap();
+    assert_eq!(doc[0]["Spec"]["Labels"]["zone"], "a");
+    assert_eq!(doc[0]["Spec"]["Availability"], "drain");
+    lab.docker_ok(
+        "manager1",
+        &["node", "update", "--label-rm", "zone", "worker1"],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&lab.ok("manager1", &["node", "inspect", "worker1"])).unwrap();
+    assert!(doc[0]["Spec"]["Labels"].get("zone").is_none(), "{doc}");
+    assert_eq!(
+        doc[0]["Spec"]["Availability"], "drain",
+        "the rest of the spec stays"
+    );
+
+    lab.docker_ok("worker1", &["swarm", "leave"]);
+    assert!(
+        lab.docker_ok("worker1", &["info"])
+            .contains("Swarm: inactive")
+    );
+    // A swarm of its own, then back out of it.
+    lab.docker_ok(
+        "worker1",
+        &["swarm", "init", "--advertise-addr", &lab.ip(2)],
+    );
+    let info = lab.docker_ok("worker1", &["info"]);
+    assert!(
+        info.contains("Is Manager: true") && info.contains("Nodes: 1"),
+        "{info}"
+    );
+    lab.docker_ok("worker1", &["swarm", "leave", "--force"]);
+    assert!(
+        lab.docker_ok("worker1", &["info"])
+            .contains("Swarm: inactive")
+    );
+    lab.docker_ok(
+        "worker1",
+        &[
+            "swarm",
+            "join",
+            "--token",
+            rotated.trim(),
+            &format!("{}:2377", lab.ip(1)),
+        ],
+    );
+    assert!(
+        lab.docker_ok("worker1", &["info"])
+            .contains("Swarm: active")
+    );
+    wait_for(
+        Duration::from_secs(15),
+        "the rejoined worker1 to be Ready",
+        || {
+            let nodes = parse_table(&lab.docker_ok("manager1", &["node", "ls"]));
+            nodes
+                .iter()
+                .any(|n| n["HOSTNAME"] == "worker1" && n["STATUS"] == "Ready")
+                .then_some(())
+        },
+    );
+}

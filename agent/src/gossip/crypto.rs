@@ -22,6 +22,8 @@ pub enum Rejected {
     Malformed,
     /// Sealed under a key this node does not hold (unknown id or failed authentication).
     BadKey,
+    /// This node holds no key yet (it has just joined): it cannot tell good from bad.
+    NoKeys,
 }
 
 /// The keys a node accepts, and the one it seals with.
@@ -76,6 +78,9 @@ impl Keyring {
     pub fn open(&self, frame: &[u8]) -> Result<Vec<u8>, Rejected> {
         if frame.len() < OVERHEAD || &frame[..4] != MAGIC {
             return Err(Rejected::Malformed);
+        }
+        if self.keys.is_empty() {
+            return Err(Rejected::NoKeys);
         }
         let id = u32::from_be_bytes(frame[4..8].try_into().expect("4 bytes"));
         let (_, cipher) = self
@@ -135,5 +140,10 @@ mod tests {
         assert_eq!(ring.open(b"garbage"), Err(Rejected::Malformed));
         assert_eq!(ring.open(&[0u8; 200]), Err(Rejected::Malformed));
         assert!(Keyring::default().seal(b"x").is_none());
+        // A node that has just joined holds no key: it cannot call a frame bad.
+        assert_eq!(
+            Keyring::default().open(&ring.seal(b"early").unwrap()),
+            Err(Rejected::NoKeys)
+        );
     }
 }

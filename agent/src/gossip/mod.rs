@@ -338,7 +338,7 @@ impl Gossip {
         self.notify();
         for p in gained.values() {
             if let Some(m) = self.member_for(p) {
-                tokio::spawn(self.clone().push_pull(m));
+                tokio::spawn(self.clone().push_pull_new_peer(m));
             }
         }
     }
@@ -518,6 +518,8 @@ impl Gossip {
         match r {
             Rejected::BadKey => c.dropped_bad_key.fetch_add(1, Ordering::Relaxed),
             Rejected::Malformed => c.dropped_malformed.fetch_add(1, Ordering::Relaxed),
+            // Expected for a moment after joining: the sender got its keys first.
+            Rejected::NoKeys => 0,
         };
     }
 

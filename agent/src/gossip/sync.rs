@@ -85,7 +85,19 @@ impl Gossip {
     }
 
     /// Swaps tables with one member.
-    pub(super) async fn push_pull(self, peer: Member) {
+    /// A swap with a node that just joined one of this node's networks: retried for a
+    /// moment, since that node may not hold the gossip keys yet.
+    pub(super) async fn push_pull_new_peer(self, peer: Member) {
+        for attempt in 1..=4u32 {
+            if self.clone().push_pull(peer.clone()).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+        }
+    }
+
+    /// Swaps tables with one member; true when both sides' tables were exchanged.
+    pub(super) async fn push_pull(self, peer: Member) -> bool {
         let swap = async {
             let mut stream = TcpStream::connect(peer.addr).await?;
             let frame = self
@@ -96,17 +108,25 @@ impl Gossip {
         };
         match tokio::time::timeout(Duration::from_secs(5), swap).await {
             Ok(Ok(reply)) => {
-                if let Some(x) = self.decode(&reply) {
-                    self.inner
-                        .counters
-                        .push_pulls
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.absorb(x.records);
-                    self.pulled(&x.networks);
-                }
+                let Some(x) = self.decode(&reply) else {
+                    return false;
+                };
+                self.inner
+                    .counters
+                    .push_pulls
+                    .fetch_add(1, Ordering::Relaxed);
+                self.absorb(x.records);
+                self.pulled(&x.networks);
+                true
             }
-            Ok(Err(e)) => tracing::debug!(peer = %peer.addr, "push/pull: {e}"),
-            Err(_) => tracing::debug!(peer = %peer.addr, "push/pull timed out"),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer.addr, "push/pull: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::debug!(peer = %peer.addr, "push/pull timed out");
+                false
+            }
         }
     }
 
