@@ -476,11 +476,22 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
     // A swarm of its own, then back out of it.
     lab.docker_ok(
         "worker1",
-        &["swarm", "init", "--advertise-addr", &lab.ip(2)],
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &lab.ip(2),
+            "--default-addr-pool",
+            "10.20.0.0/16",
+        ],
     );
     let info = lab.docker_ok("worker1", &["info"]);
     assert!(
         info.contains("Is Manager: true") && info.contains("Nodes: 1"),
+        "{info}"
+    );
+    assert!(
+        info.contains("Default Address Pool: 10.20.0.0/16"),
         "{info}"
     );
     lab.docker_ok("worker1", &["swarm", "leave", "--force"]);

@@ -2,7 +2,7 @@
 //! render (services, nodes and networks: commands/*::engine_json).
 
 use serde_json::{Value, json};
-use shoal_proto::{InfoResponse, Task, TaskState};
+use shoal_proto::{Cluster, InfoResponse, Task, TaskState};
 
 use super::{API_VERSION, MIN_API_VERSION, version_text};
 use crate::commands::service::state_name;
@@ -67,22 +67,29 @@ pub fn swarm_spec(info: &InfoResponse) -> Value {
 }
 
 /// ClusterInfo: what /swarm and /info's Swarm.Cluster share.
-pub fn cluster(info: &InfoResponse) -> Value {
+pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
+    let meta = cluster.and_then(|c| c.meta).unwrap_or_default();
+    let spec = cluster.and_then(|c| c.spec.clone()).unwrap_or_default();
+    let pool = if spec.default_addr_pool.is_empty() {
+        vec![shoal_manager::networks::ipam::DEFAULT_POOL.to_string()]
+    } else {
+        spec.default_addr_pool
+    };
     json!({
         "ID": info.cluster_id,
-        "Version": {"Index": 0},
-        "CreatedAt": rfc3339(0),
-        "UpdatedAt": rfc3339(0),
+        "Version": {"Index": meta.version.map(|v| v.index).unwrap_or_default()},
+        "CreatedAt": rfc3339(meta.created_at_unix_nanos),
+        "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
         "Spec": swarm_spec(info),
         "TLSInfo": {"TrustRoot": "", "CertIssuerSubject": "", "CertIssuerPublicKey": ""},
         "RootRotationInProgress": false,
-        "DefaultAddrPool": ["10.0.0.0/8"],
-        "SubnetSize": 24,
+        "DefaultAddrPool": pool,
+        "SubnetSize": if spec.subnet_size == 0 { 24 } else { spec.subnet_size },
         "DataPathPort": 4789,
     })
 }
 
-pub fn swarm_info(info: &InfoResponse) -> Value {
+pub fn swarm_info(info: &InfoResponse, c: Option<&Cluster>) -> Value {
     let mut doc = json!({
         "NodeID": info.node_id,
         "NodeAddr": info.node_addr,
@@ -94,7 +101,7 @@ pub fn swarm_info(info: &InfoResponse) -> Value {
     if info.control_available {
         doc["Nodes"] = json!(info.nodes);
         doc["Managers"] = json!(info.managers);
-        doc["Cluster"] = cluster(info);
+        doc["Cluster"] = cluster(info, c);
     }
     doc
 }
@@ -118,7 +125,7 @@ fn mem_total() -> u64 {
 }
 
 /// GET /info: the node and its swarm; container counts belong to the node's dockerd.
-pub fn system_info(info: &InfoResponse, root_dir: &str) -> Value {
+pub fn system_info(info: &InfoResponse, c: Option<&Cluster>, root_dir: &str) -> Value {
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -154,7 +161,7 @@ pub fn system_info(info: &InfoResponse, root_dir: &str) -> Value {
         "ServerVersion": info.version,
         "Runtimes": {},
         "DefaultRuntime": "",
-        "Swarm": swarm_info(info),
+        "Swarm": swarm_info(info, c),
         "LiveRestoreEnabled": false,
         "Isolation": "",
         "InitBinary": "",

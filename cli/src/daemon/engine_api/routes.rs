@@ -99,27 +99,33 @@ async fn ping(State(api): Shared) -> Response {
         .into_response()
 }
 
-/// Counts of nodes and managers, which /info carries for managers.
-async fn full_info(api: &Api) -> pb::InfoResponse {
+/// The node's info with the counts of nodes and managers, and the cluster object, which
+/// /info and /swarm carry for managers.
+async fn full_info(api: &Api) -> (pb::InfoResponse, Option<pb::Cluster>) {
     let mut info = api.daemon.info().await;
-    if info.control_available
-        && let Ok(nodes) = api.ctl.list_nodes(Request::new(pb::Empty {})).await
-    {
+    if !info.control_available {
+        return (info, None);
+    }
+    if let Ok(nodes) = api.ctl.list_nodes(Request::new(pb::Empty {})).await {
         let nodes = nodes.into_inner().nodes;
         info.nodes = nodes.len() as u32;
         info.managers = nodes.iter().filter(|n| n.manager_status.is_some()).count() as u32;
     }
-    info
+    let cluster = match api.daemon.manager().await {
+        Ok(m) => m.cluster().ok(),
+        Err(_) => None,
+    };
+    (info, cluster)
 }
 
 async fn info(State(api): Shared) -> axum::Json<Value> {
-    let info = full_info(&api).await;
+    let (info, cluster) = full_info(&api).await;
     let root = api.daemon.args.data_dir.display().to_string();
-    axum::Json(render::system_info(&info, &root))
+    axum::Json(render::system_info(&info, cluster.as_ref(), &root))
 }
 
 async fn swarm_inspect(State(api): Shared) -> ApiResult<axum::Json<Value>> {
-    let info = full_info(&api).await;
+    let (info, cluster) = full_info(&api).await;
     if !info.control_available {
         // The same refusal every manager-only call gets, from the Control service.
         api.ctl.list_nodes(Request::new(pb::Empty {})).await?;
@@ -132,7 +138,7 @@ async fn swarm_inspect(State(api): Shared) -> ApiResult<axum::Json<Value>> {
     };
     let worker = ok(token(pb::NodeRole::Worker).await?).token;
     let manager = ok(token(pb::NodeRole::Manager).await?).token;
-    let mut doc = render::cluster(&info);
+    let mut doc = render::cluster(&info, cluster.as_ref());
     doc["JoinTokens"] = json!({"Worker": worker, "Manager": manager});
     Ok(axum::Json(doc))
 }
@@ -166,7 +172,7 @@ async fn swarm_leave(State(api): Shared, Query(q): Params) -> ApiResult<StatusCo
 /// from what /swarm shows is refused, naming the first setting that differs.
 async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiResult<StatusCode> {
     let sent: Value = parse(&body)?;
-    let info = full_info(&api).await;
+    let (info, _) = full_info(&api).await;
     if let Some(path) = first_difference(&sent, &render::swarm_spec(&info), String::new()) {
         return Err(ApiError::bad_request(format!(
             "changing the swarm setting {path} is not supported by shoal; only join tokens can be rotated"
