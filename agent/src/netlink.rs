@@ -68,6 +68,30 @@ pub struct Netlink {
     handle: Handle,
 }
 
+/// Runs `f` on a thread of its own inside the network namespace at `path` (/run/netns/NAME
+/// or /proc/PID/ns/net) and returns what `f` returns. Only that thread enters the
+/// namespace, and it ends with `f`: no other thread (a pool's least of all) is moved.
+pub fn run_in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns on this scoped thread only; it ends when `f` returns.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("entering {}: {e}", path.display()),
+                    ));
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    })
+}
+
 impl Netlink {
     /// A socket in the namespace the calling thread is in (the agent's own).
     pub fn here() -> Result<Netlink> {
@@ -79,23 +103,15 @@ impl Netlink {
 
     /// A socket in the namespace at `path` (/run/netns/NAME or /proc/PID/ns/net).
     pub async fn in_netns(path: &Path) -> Result<Netlink> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| NetlinkError::Io(format!("opening {}: {e}", path.display())))?;
         let runtime = tokio::runtime::Handle::current();
-        let opened = std::thread::spawn(move || {
-            // SAFETY: setns on this thread only; the thread ends right after.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        let (conn, handle, _) = run_in_netns(path, move || {
             let _guard = runtime.enter();
-            let (conn, handle, _) = rtnetlink::new_connection()?;
-            Ok((conn, handle))
+            rtnetlink::new_connection()
         })
-        .join()
-        .map_err(|_| NetlinkError::Io("the netns thread panicked".into()))?
-        .map_err(|e| NetlinkError::Io(format!("entering {}: {e}", path.display())))?;
-        tokio::spawn(opened.0);
-        Ok(Netlink { handle: opened.1 })
+        .and_then(|opened| opened)
+        .map_err(|e| NetlinkError::Io(e.to_string()))?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
     }
 
     pub async fn link(&self, name: &str) -> Result<Option<LinkMessage>> {
@@ -450,21 +466,12 @@ pub fn link_controller(l: &LinkMessage) -> Option<u32> {
 /// sockets in LISTEN, UDP sockets bound and unconnected. Read from /proc/thread-self/net
 /// by a thread inside the namespace.
 pub async fn listening_ports(path: &Path) -> std::io::Result<Listening> {
-    let file = std::fs::File::open(path)?;
+    let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        // A dedicated thread enters the namespace and ends (pool threads must not).
-        std::thread::spawn(move || {
-            // SAFETY: setns on this short-lived thread only.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(Listening {
-                tcp: bound_ports(&["tcp", "tcp6"], "0A"),
-                udp: bound_ports(&["udp", "udp6"], "07"),
-            })
+        run_in_netns(&path, || Listening {
+            tcp: bound_ports(&["tcp", "tcp6"], "0A"),
+            udp: bound_ports(&["udp", "udp6"], "07"),
         })
-        .join()
-        .map_err(|_| std::io::Error::other("the netns thread panicked"))?
     })
     .await
     .map_err(std::io::Error::other)?

@@ -8,7 +8,6 @@ pub mod names;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,22 +73,15 @@ impl Dns {
         networks: HashSet<String>,
     ) -> Result<(), String> {
         self.stop(task_id).await;
-        let file =
-            std::fs::File::open(netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
         let bind = SocketAddr::from((RESOLVER, 53));
-        let (udp, tcp) = std::thread::spawn(move || {
-            // SAFETY: setns on this thread only; it ends right after binding.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        let (udp, tcp) = crate::netlink::run_in_netns(netns, || {
             let udp = std::net::UdpSocket::bind(bind)?;
             let tcp = std::net::TcpListener::bind(bind)?;
             udp.set_nonblocking(true)?;
             tcp.set_nonblocking(true)?;
-            Ok((udp, tcp))
+            Ok::<_, std::io::Error>((udp, tcp))
         })
-        .join()
-        .map_err(|_| "the DNS thread panicked".to_string())?
+        .map_err(|e| e.to_string())?
         .map_err(|e| format!("binding the resolver at {bind}: {e}"))?;
         let handler = Handler {
             gossip: self.gossip.clone(),

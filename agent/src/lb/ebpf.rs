@@ -314,27 +314,9 @@ impl EbpfEngine {
         };
         let index = match netns {
             None => attach()?,
+            // Interface names and tcx links resolve in the calling thread's namespace.
             Some(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
-                // Interface names and tcx links resolve in the calling thread's namespace.
-                std::thread::scope(|scope| {
-                    scope
-                        .spawn(|| {
-                            use std::os::fd::AsRawFd;
-                            // SAFETY: setns on this scoped thread only; it ends right after.
-                            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                                return Err(format!(
-                                    "entering {}: {}",
-                                    path.display(),
-                                    std::io::Error::last_os_error()
-                                ));
-                            }
-                            attach()
-                        })
-                        .join()
-                        .map_err(|_| "the attaching thread panicked".to_string())?
-                })?
+                crate::netlink::run_in_netns(path, attach).map_err(|e| e.to_string())??
             }
         };
         loaded.done.attached.insert(key, index);
