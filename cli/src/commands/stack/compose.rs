@@ -119,7 +119,7 @@ enum Words {
 }
 
 /// `["K=V", ...]` or `{K: V, ...}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum Pairs {
     List(Vec<String>),
@@ -152,7 +152,7 @@ struct ServiceNetwork {
     ipv6_address: Refused,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Deploy {
     mode: Option<String>,
@@ -183,7 +183,7 @@ struct ResourceAmounts {
     generic_resources: Refused,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RestartPolicy {
     condition: Option<String>,
@@ -824,103 +824,51 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
             .unwrap_or(0),
             labels: container_labels.into_iter().collect(),
         };
-        let deploy = svc.deploy;
+        let d = svc.deploy.unwrap_or_default();
         let dp = format!("{path}.deploy");
-        let mut labels = match &deploy {
-            Some(d) => pairs(d.labels.as_ref().map(clone_pairs), &format!("{dp}.labels"))?,
-            None => BTreeMap::new(),
-        };
+        let mut labels = pairs(d.labels, &format!("{dp}.labels"))?;
         labels.extend(namespace.clone());
         labels.insert(IMAGE_LABEL.to_string(), image);
-        let (mode, resources, restart, placement, update, rollback, endpoint_mode) = match deploy {
-            None => (
-                Mode::Replicated(pb::ReplicatedService { replicas: 1 }),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            ),
-            Some(d) => {
-                let mode = match d.mode.as_deref().unwrap_or("replicated") {
-                    "replicated" => Mode::Replicated(pb::ReplicatedService {
-                        replicas: d.replicas.unwrap_or(1),
-                    }),
-                    "global" if d.replicas.is_some() => bail!(
-                        "{dp}.replicas: a global service runs one task per node; drop replicas"
-                    ),
-                    "global" => Mode::Global(pb::GlobalService {}),
-                    other => bail!("{dp}.mode: invalid value {other:?}: use replicated or global"),
-                };
-                let resources = d
-                    .resources
-                    .map(|r| resources(&format!("{dp}.resources"), r))
-                    .transpose()?;
-                let restart = d
-                    .restart_policy
-                    .map(|r| -> anyhow::Result<pb::RestartPolicy> {
-                        let rp = format!("{dp}.restart_policy");
-                        use pb::RestartCondition as C;
-                        Ok(pb::RestartPolicy {
-                            condition: one_of(
-                                &format!("{rp}.condition"),
-                                r.condition.as_deref().unwrap_or("any"),
-                                &[
-                                    ("any", C::Any),
-                                    ("on-failure", C::OnFailure),
-                                    ("none", C::None),
-                                ],
-                            )? as i32,
-                            delay_nanos: nanos(&format!("{rp}.delay"), r.delay.as_deref())?
-                                .unwrap_or(5_000_000_000),
-                            max_attempts: r.max_attempts.unwrap_or(0),
-                            window_nanos: nanos(&format!("{rp}.window"), r.window.as_deref())?
-                                .unwrap_or(0),
-                        })
-                    })
-                    .transpose()?;
-                let placement = d.placement.map(|p| pb::Placement {
-                    constraints: p.constraints,
-                    preferences: p
-                        .preferences
-                        .into_iter()
-                        .map(|p| pb::SpreadOver {
-                            spread_descriptor: p.spread,
-                        })
-                        .collect(),
-                    max_replicas: p.max_replicas_per_node.unwrap_or(0),
-                });
-                let update = d
-                    .update_config
-                    .map(|c| update_config(&format!("{dp}.update_config"), c))
-                    .transpose()?;
-                let rollback = d
-                    .rollback_config
-                    .map(|c| update_config(&format!("{dp}.rollback_config"), c))
-                    .transpose()?;
-                use pb::EndpointMode as E;
-                let endpoint_mode = d
-                    .endpoint_mode
-                    .map(|m| {
-                        one_of(
-                            &format!("{dp}.endpoint_mode"),
-                            &m,
-                            &[("vip", E::Vip), ("dnsrr", E::Dnsrr)],
-                        )
-                    })
-                    .transpose()?;
-                (
-                    mode,
-                    resources,
-                    restart,
-                    placement,
-                    update,
-                    rollback,
-                    endpoint_mode,
-                )
+        let mode = match d.mode.as_deref().unwrap_or("replicated") {
+            "replicated" => Mode::Replicated(pb::ReplicatedService {
+                replicas: d.replicas.unwrap_or(1),
+            }),
+            "global" if d.replicas.is_some() => {
+                bail!("{dp}.replicas: a global service runs one task per node; drop replicas")
             }
+            "global" => Mode::Global(pb::GlobalService {}),
+            other => bail!("{dp}.mode: invalid value {other:?}: use replicated or global"),
         };
+        let resources = d
+            .resources
+            .map(|r| resources(&format!("{dp}.resources"), r))
+            .transpose()?;
+        let restart = restart_policy(&format!("{dp}.restart_policy"), d.restart_policy)?;
+        let placement = d.placement.map(|p| pb::Placement {
+            constraints: p.constraints,
+            preferences: p
+                .preferences
+                .into_iter()
+                .map(|p| pb::SpreadOver {
+                    spread_descriptor: p.spread,
+                })
+                .collect(),
+            max_replicas: p.max_replicas_per_node.unwrap_or(0),
+        });
+        let update = d
+            .update_config
+            .map(|c| update_config(&format!("{dp}.update_config"), c))
+            .transpose()?;
+        let rollback = d
+            .rollback_config
+            .map(|c| update_config(&format!("{dp}.rollback_config"), c))
+            .transpose()?;
+        use pb::EndpointMode as E;
+        let endpoint_mode = one_of(
+            &format!("{dp}.endpoint_mode"),
+            d.endpoint_mode.as_deref().unwrap_or("vip"),
+            &[("vip", E::Vip), ("dnsrr", E::Dnsrr)],
+        )?;
         services.push(pb::ServiceSpec {
             annotations: Some(pb::Annotations {
                 name: format!("{stack}_{key}"),
@@ -929,10 +877,7 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
             task: Some(pb::TaskSpec {
                 container: Some(container),
                 resources,
-                restart: Some(restart.unwrap_or(pb::RestartPolicy {
-                    delay_nanos: 5_000_000_000,
-                    ..Default::default()
-                })),
+                restart: Some(restart),
                 placement,
                 networks: task_networks,
                 force_update: 0,
@@ -942,7 +887,7 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
             update,
             rollback,
             endpoint: Some(pb::EndpointSpec {
-                mode: endpoint_mode.unwrap_or(pb::EndpointMode::Vip) as i32,
+                mode: endpoint_mode as i32,
                 ports: ports(&format!("{path}.ports"), svc.ports)?,
             }),
         });
@@ -954,11 +899,24 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
     })
 }
 
-fn clone_pairs(p: &Pairs) -> Pairs {
-    match p {
-        Pairs::List(l) => Pairs::List(l.clone()),
-        Pairs::Map(m) => Pairs::Map(m.clone()),
-    }
+/// The restart policy, with swarm's defaults (any condition, 5 s delay) where unset.
+fn restart_policy(path: &str, r: Option<RestartPolicy>) -> anyhow::Result<pb::RestartPolicy> {
+    let r = r.unwrap_or_default();
+    use pb::RestartCondition as C;
+    Ok(pb::RestartPolicy {
+        condition: one_of(
+            &format!("{path}.condition"),
+            r.condition.as_deref().unwrap_or("any"),
+            &[
+                ("any", C::Any),
+                ("on-failure", C::OnFailure),
+                ("none", C::None),
+            ],
+        )? as i32,
+        delay_nanos: nanos(&format!("{path}.delay"), r.delay.as_deref())?.unwrap_or(5_000_000_000),
+        max_attempts: r.max_attempts.unwrap_or(0),
+        window_nanos: nanos(&format!("{path}.window"), r.window.as_deref())?.unwrap_or(0),
+    })
 }
 
 fn resources(path: &str, r: DeployResources) -> anyhow::Result<pb::ResourceRequirements> {
@@ -1025,10 +983,7 @@ fn network_spec(
                 n.driver.as_deref().unwrap_or("")
             );
         }
-        labels = pairs(
-            n.labels.as_ref().map(clone_pairs),
-            &format!("{path}.labels"),
-        )?;
+        labels = pairs(n.labels.clone(), &format!("{path}.labels"))?;
         spec.options = n.driver_opts.clone().into_iter().collect();
         spec.attachable = n.attachable;
         if let Some(ipam) = &n.ipam {
