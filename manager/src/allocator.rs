@@ -247,7 +247,7 @@ pub fn clash<'a>(
         let ip = ip_of(addr)?;
         held.iter()
             .find(|(h, n, a)| *h != holder && *n == network && ip_of(a) == Some(ip))
-            .map(|(h, _, _)| format!("address {addr} is already held by {h}"))
+            .map(|(h, _, _)| format!("address {addr} {} {h}", crate::store::ALREADY_HELD))
     })
 }
 

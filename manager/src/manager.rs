@@ -420,8 +420,7 @@ impl Manager {
             }
             match self.propose(proposal(actions)).await {
                 Err(ManagerError::Rejected(msg))
-                    if (msg.contains("out of sequence") || msg.contains("is already held by"))
-                        && attempts < 5 =>
+                    if crate::store::built_on_stale_state(&msg) && attempts < 5 =>
                 {
                     attempts += 1;
                     // Let this manager's store catch up with the write that got in first.

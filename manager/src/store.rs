@@ -14,6 +14,16 @@ use shoal_proto::{
 };
 use tokio::sync::broadcast;
 
+/// Refusals meaning a proposal was built from a view of the state that has since moved
+/// on (a concurrent write, or an address the allocator handed out meanwhile): building
+/// it again from the current state may succeed, or say plainly why it cannot.
+pub const OUT_OF_SEQUENCE: &str = "out of sequence";
+pub const ALREADY_HELD: &str = "is already held by";
+
+pub fn built_on_stale_state(refusal: &str) -> bool {
+    refusal.contains(OUT_OF_SEQUENCE) || refusal.contains(ALREADY_HELD)
+}
+
 /// Kinds of object, in the order snapshots list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -294,7 +304,7 @@ impl State {
             }
             (StoreActionKind::Update, Some(cur)) if cur.version() != obj.version() => {
                 return Err(format!(
-                    "update out of sequence: {kind:?} {id} is at version {}, the update was made against version {}; read it again and retry",
+                    "update {OUT_OF_SEQUENCE}: {kind:?} {id} is at version {}, the update was made against version {}; read it again and retry",
                     cur.version(),
                     obj.version()
                 ));
