@@ -452,27 +452,24 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
             "worker1",
         ],
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&lab.ok("manager1", &["node", "inspect", "worker1"])).unwrap();
-    assert_eq!(doc[0]["Spec"]["Labels"]["zone"], "a");
-    assert_eq!(doc[0]["Spec"]["Availability"], "drain");
+    let worker_spec = || -> serde_json::Value {
+        let out = lab.ok("manager1", &["node", "inspect", "worker1"]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["Spec"].clone()
+    };
+    let spec = worker_spec();
+    assert_eq!(spec["Labels"]["zone"], "a");
+    assert_eq!(spec["Availability"], "drain");
     lab.docker_ok(
         "manager1",
         &["node", "update", "--label-rm", "zone", "worker1"],
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&lab.ok("manager1", &["node", "inspect", "worker1"])).unwrap();
-    assert!(doc[0]["Spec"]["Labels"].get("zone").is_none(), "{doc}");
-    assert_eq!(
-        doc[0]["Spec"]["Availability"], "drain",
-        "the rest of the spec stays"
-    );
+    let spec = worker_spec();
+    assert!(spec["Labels"].get("zone").is_none(), "{spec}");
+    assert_eq!(spec["Availability"], "drain", "the rest of the spec stays");
 
+    let worker_info = || lab.docker_ok("worker1", &["info"]);
     lab.docker_ok("worker1", &["swarm", "leave"]);
-    assert!(
-        lab.docker_ok("worker1", &["info"])
-            .contains("Swarm: inactive")
-    );
+    assert!(worker_info().contains("Swarm: inactive"));
     // A swarm of its own, then back out of it.
     lab.docker_ok(
         "worker1",
@@ -485,7 +482,7 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
             "10.20.0.0/16",
         ],
     );
-    let info = lab.docker_ok("worker1", &["info"]);
+    let info = worker_info();
     assert!(
         info.contains("Is Manager: true") && info.contains("Nodes: 1"),
         "{info}"
@@ -495,10 +492,7 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
         "{info}"
     );
     lab.docker_ok("worker1", &["swarm", "leave", "--force"]);
-    assert!(
-        lab.docker_ok("worker1", &["info"])
-            .contains("Swarm: inactive")
-    );
+    assert!(worker_info().contains("Swarm: inactive"));
     lab.docker_ok(
         "worker1",
         &[
@@ -509,10 +503,7 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
             &format!("{}:2377", lab.ip(1)),
         ],
     );
-    assert!(
-        lab.docker_ok("worker1", &["info"])
-            .contains("Swarm: active")
-    );
+    assert!(worker_info().contains("Swarm: active"));
     wait_for(
         Duration::from_secs(15),
         "the rejoined worker1 to be Ready",

@@ -12,7 +12,7 @@ use shoal_proto as pb;
 use shoal_proto::control_server::Control;
 use tonic::Request;
 
-use super::routes::Api;
+use super::routes::{Api, flag};
 use super::{ApiError, ApiResult};
 
 /// One frame of a multiplexed stream: stream 1 (stdout), then the length, big-endian.
@@ -40,10 +40,7 @@ pub async fn service_logs(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let on = |k: &str| {
-        q.get(k)
-            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
-    };
+    let on = |k: &str| flag(&q, k);
     if !on("stdout") && !on("stderr") {
         return Err(ApiError::bad_request(
             "Bad parameters: you must choose at least one stream",

@@ -118,6 +118,13 @@ async fn full_info(api: &Api) -> (pb::InfoResponse, Option<pb::Cluster>) {
     (info, cluster)
 }
 
+/// The refusal every manager-only call gets on a worker (or outside a swarm), as the
+/// Control service words it.
+async fn manager_only(api: &Api) -> ApiResult<()> {
+    api.daemon.manager().await?;
+    Ok(())
+}
+
 async fn info(State(api): Shared) -> axum::Json<Value> {
     let (info, cluster) = full_info(&api).await;
     let root = api.daemon.args.data_dir.display().to_string();
@@ -125,11 +132,8 @@ async fn info(State(api): Shared) -> axum::Json<Value> {
 }
 
 async fn swarm_inspect(State(api): Shared) -> ApiResult<axum::Json<Value>> {
+    manager_only(&api).await?;
     let (info, cluster) = full_info(&api).await;
-    if !info.control_available {
-        // The same refusal every manager-only call gets, from the Control service.
-        api.ctl.list_nodes(Request::new(pb::Empty {})).await?;
-    }
     let token = |role: pb::NodeRole| {
         api.ctl.join_token(Request::new(pb::JoinTokenRequest {
             role: role as i32,
@@ -155,7 +159,8 @@ async fn swarm_join(State(api): Shared, body: Bytes) -> ApiResult<StatusCode> {
     Ok(StatusCode::OK)
 }
 
-fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+/// A boolean query parameter as dockerd reads one.
+pub(super) fn flag(q: &HashMap<String, String>, key: &str) -> bool {
     q.get(key)
         .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
 }
@@ -172,7 +177,8 @@ async fn swarm_leave(State(api): Shared, Query(q): Params) -> ApiResult<StatusCo
 /// from what /swarm shows is refused, naming the first setting that differs.
 async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiResult<StatusCode> {
     let sent: Value = parse(&body)?;
-    let (info, _) = full_info(&api).await;
+    manager_only(&api).await?;
+    let info = api.daemon.info().await;
     if let Some(path) = first_difference(&sent, &render::swarm_spec(&info), String::new()) {
         return Err(ApiError::bad_request(format!(
             "changing the swarm setting {path} is not supported by shoal; only join tokens can be rotated"

@@ -526,7 +526,9 @@ pub struct NetworkCreate {
     pub options: HashMap<String, String>,
     #[serde(default, deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
-    check_duplicate: Unsupported,
+    /// Read and ignored: shoal refuses a duplicate name whatever the client asks.
+    #[allow(dead_code)]
+    check_duplicate: Option<bool>,
     scope: Option<String>,
     internal: Unsupported,
     config_only: Unsupported,
@@ -558,7 +560,6 @@ pub struct IpamConfig {
 
 impl NetworkCreate {
     pub fn into_proto(self) -> ApiResult<pb::NetworkSpec> {
-        let _ = &self.check_duplicate; // shoal always refuses a duplicate name
         refuse_set(&[
             ("Internal", &self.internal),
             ("ConfigOnly", &self.config_only),

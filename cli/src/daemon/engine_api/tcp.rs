@@ -91,16 +91,12 @@ pub async fn serve(
     names: Vec<String>,
     tls: &NodeTls,
 ) -> anyhow::Result<tokio::task::AbortHandle> {
-    let root = manager
-        .cluster()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .root_ca
-        .unwrap_or_default();
-    let cluster_id = manager.cluster().map(|c| c.id).unwrap_or_default();
+    let cluster = manager.cluster().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let root = cluster.root_ca.unwrap_or_default();
     let (cert, key) = shoal_manager::ca::sign_server_cert(
         &root.ca_cert_pem,
         &root.ca_key_pem,
-        &cluster_id,
+        &cluster.id,
         &names,
     )?;
     let acceptor = TlsAcceptor::from(Arc::new(server_config(tls, &cert, &key)?));
