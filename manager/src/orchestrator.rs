@@ -21,6 +21,11 @@ use crate::store::{State, action};
 /// Terminal tasks kept per slot (or per node, for global services), as in Swarm.
 pub const TASK_HISTORY: usize = 5;
 
+/// The most tasks one pass creates for a service: a large scale-up becomes several
+/// bounded proposals (the leader wakes again as soon as one is applied) instead of one
+/// entry as large as the count.
+const CREATE_BATCH: usize = 500;
+
 pub fn is_terminal(s: TaskState) -> bool {
     s >= TaskState::Complete
 }
@@ -272,9 +277,11 @@ fn plan_replicated(
         slots.entry(t.slot).or_default().push(t);
     }
     let mut kept = Vec::new();
+    let mut created = 0;
     for slot in 1..=replicas {
         let history = slots.remove(&slot).unwrap_or_default();
-        if !tend_slot(state, service, &history, now, actions) {
+        if !tend_slot(state, service, &history, now, actions) && created < CREATE_BATCH {
+            created += 1;
             actions.push(action(
                 StoreActionKind::Create,
                 Object::Task(new_task(service, slot, "", now)),
@@ -448,6 +455,25 @@ mod tests {
             vec![action(StoreActionKind::Update, Object::Task(t))],
             idx,
         );
+    }
+
+    #[test]
+    fn a_large_scale_up_is_created_in_bounded_batches() {
+        let svc = service(
+            Mode::Replicated(ReplicatedService { replicas: 1_200 }),
+            RestartCondition::Any,
+        );
+        let (mut s, mut idx) = state_with(
+            vec![node("n1", NodeState::Ready, NodeAvailability::Active)],
+            svc,
+        );
+        let mut sizes = vec![];
+        for _ in 0..4 {
+            let before = s.tasks().count();
+            step(&mut s, &mut idx);
+            sizes.push(s.tasks().count() - before);
+        }
+        assert_eq!(sizes, [CREATE_BATCH, CREATE_BATCH, 200, 0]);
     }
 
     #[test]

@@ -19,6 +19,23 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
 /// A node is marked Down after this many missed heartbeat periods.
 pub const MISSED_HEARTBEATS_DOWN: u32 = 3;
 
+/// The largest count a service spec may hold (replicas, tasks per node, update and
+/// rollback parallelism): every task is an object in Raft that the leader plans each
+/// pass, so an absurd count would exhaust the managers' memory and take quorum with it.
+pub const MAX_REPLICAS: u64 = 10_000;
+/// The most ports one service may publish (a published range counts every port).
+pub const MAX_PORTS: usize = 1_000;
+
+/// Refuses a count above `max`, naming the setting (`what`, as the flag is spelled).
+pub fn check_count(what: &str, value: u64, max: u64) -> Result<(), String> {
+    if value > max {
+        return Err(format!(
+            "{what} {value} is more than shoal allows ({max}): give at most {max}"
+        ));
+    }
+    Ok(())
+}
+
 impl Task {
     /// The container a network-attachment task connects, if this is one.
     pub fn attached_container(&self) -> Option<&str> {

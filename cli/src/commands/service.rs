@@ -144,11 +144,7 @@ pub enum ServiceCommand {
 type Client = ControlClient<Channel>;
 
 fn parse_replicas(s: &str) -> Result<u64, String> {
-    s.parse::<u64>().map_err(|_| {
-        format!(
-            "invalid replicas value {s:?}: the number of replicas must be a whole number, 0 or more"
-        )
-    })
+    super::service_spec::parse_count(s)
 }
 
 pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
@@ -263,11 +259,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                 let (name, n) = s.split_once('=').ok_or_else(|| {
                     anyhow!("invalid scale specifier {s:?}: use SERVICE=REPLICAS")
                 })?;
-                let n: u64 = n.parse().map_err(|_| {
-                    anyhow!(
-                        "invalid replicas value {n:?} for {name}: use a whole number of 0 or more"
-                    )
-                })?;
+                let n = parse_replicas(n).map_err(|e| anyhow!("{name}: {e}"))?;
                 let svc = get(&mut client, name).await?;
                 let mut spec = svc.spec.clone().unwrap_or_default();
                 match spec.mode {

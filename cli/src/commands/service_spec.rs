@@ -37,11 +37,24 @@ pub struct CreateLists {
     pub network: Vec<String>,
 }
 
+/// A count flag (replicas, tasks per node, parallelism): a whole number within the
+/// limit the managers enforce, so a typo is caught before anything is sent.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let n: u64 = s.trim().parse().map_err(|_| {
+        format!(
+            "invalid value {s:?}: give a whole number from 0 to {}",
+            shoal_proto::MAX_REPLICAS
+        )
+    })?;
+    shoal_proto::check_count("the value", n, shoal_proto::MAX_REPLICAS)?;
+    Ok(n)
+}
+
 /// Flags `service create` and `service update` share.
 #[derive(clap::Args, Clone, Default)]
 pub struct SpecFlags {
     /// Maximum number of tasks per node (0 = unlimited)
-    #[arg(long = "replicas-max-per-node")]
+    #[arg(long = "replicas-max-per-node", value_parser = parse_count)]
     pub replicas_max_per_node: Option<u64>,
     /// Endpoint mode (vip or dnsrr)
     #[arg(long = "endpoint-mode", value_parser = ["vip", "dnsrr"])]
@@ -81,7 +94,7 @@ pub struct SpecFlags {
     #[arg(long = "restart-window", value_parser = duration::parse)]
     pub restart_window: Option<std::time::Duration>,
     /// Maximum number of tasks updated simultaneously (0 to update all at once)
-    #[arg(long = "update-parallelism")]
+    #[arg(long = "update-parallelism", value_parser = parse_count)]
     pub update_parallelism: Option<u64>,
     #[arg(long = "update-delay", value_parser = duration::parse)]
     pub update_delay: Option<std::time::Duration>,
@@ -93,7 +106,7 @@ pub struct SpecFlags {
     pub update_max_failure_ratio: Option<f32>,
     #[arg(long = "update-order", value_parser = ["start-first", "stop-first"])]
     pub update_order: Option<String>,
-    #[arg(long = "rollback-parallelism")]
+    #[arg(long = "rollback-parallelism", value_parser = parse_count)]
     pub rollback_parallelism: Option<u64>,
     #[arg(long = "rollback-delay", value_parser = duration::parse)]
     pub rollback_delay: Option<std::time::Duration>,

@@ -1,7 +1,7 @@
 //! Checks a service spec before anything is written, with messages that say what is wrong.
 
 use shoal_proto::service_spec::Mode;
-use shoal_proto::{ServiceSpec, TaskSpec};
+use shoal_proto::{MAX_PORTS, MAX_REPLICAS, ServiceSpec, TaskSpec, check_count};
 
 use super::constraints;
 
@@ -30,6 +30,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
     }
     let task = spec.task.clone().unwrap_or_default();
     validate_task(&task)?;
+    validate_counts(spec)?;
     match &spec.mode {
         None => return Err("the service mode is missing: replicated or global".into()),
         Some(Mode::Global(_)) if task.placement.as_ref().is_some_and(|p| p.max_replicas > 0) => {
@@ -92,6 +93,34 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Every count against its limit, before anything is planned from it.
+fn validate_counts(spec: &ServiceSpec) -> Result<(), String> {
+    if let Some(Mode::Replicated(r)) = &spec.mode {
+        check_count("--replicas", r.replicas, MAX_REPLICAS)?;
+    }
+    let task = spec.task.as_ref();
+    if let Some(p) = task.and_then(|t| t.placement.as_ref()) {
+        check_count("--replicas-max-per-node", p.max_replicas, MAX_REPLICAS)?;
+    }
+    for (which, cfg) in [("update", &spec.update), ("rollback", &spec.rollback)] {
+        if let Some(c) = cfg {
+            check_count(
+                &format!("--{which}-parallelism"),
+                c.parallelism,
+                MAX_REPLICAS,
+            )?;
+        }
+    }
+    if let Some(e) = &spec.endpoint {
+        check_count(
+            "the number of published ports",
+            e.ports.len() as u64,
+            MAX_PORTS as u64,
+        )?;
     }
     Ok(())
 }
@@ -202,5 +231,56 @@ mod tests {
             });
             assert!(validate(&s).unwrap_err().contains(why), "{why}");
         }
+    }
+
+    #[test]
+    fn absurd_counts_are_refused_naming_the_setting() {
+        let mut s = spec();
+        s.mode = Some(Mode::Replicated(ReplicatedService {
+            replicas: 9_223_372_036_854_775_808,
+        }));
+        let e = validate(&s).unwrap_err();
+        assert!(
+            e.contains("--replicas 9223372036854775808") && e.contains("10000"),
+            "{e}"
+        );
+
+        let mut s = spec();
+        s.mode = Some(Mode::Replicated(ReplicatedService {
+            replicas: MAX_REPLICAS,
+        }));
+        validate(&s).unwrap();
+
+        let mut s = spec();
+        s.task.as_mut().unwrap().placement = Some(Placement {
+            max_replicas: u64::MAX,
+            ..Default::default()
+        });
+        assert!(
+            validate(&s)
+                .unwrap_err()
+                .contains("--replicas-max-per-node")
+        );
+
+        let mut s = spec();
+        s.rollback = Some(shoal_proto::UpdateConfig {
+            parallelism: MAX_REPLICAS + 1,
+            ..Default::default()
+        });
+        assert!(validate(&s).unwrap_err().contains("--rollback-parallelism"));
+
+        let mut s = spec();
+        s.endpoint = Some(EndpointSpec {
+            ports: (1..=1001)
+                .map(|p| PortConfig {
+                    protocol: "tcp".into(),
+                    target_port: p,
+                    published_port: p,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+        assert!(validate(&s).unwrap_err().contains("published ports"));
     }
 }
