@@ -16,12 +16,62 @@ use shoal_proto::{
 use crate::manager::{Manager, ManagerError, Result};
 use crate::store::action;
 
-#[derive(Default)]
+/// How often the stall watch ticks, and a tick this late means the process did not run
+/// (SIGSTOP, swapped out, a starved runtime): nodes could not reach this manager then,
+/// so their silence is not theirs to answer for.
+pub const STALL_TICK: Duration = Duration::from_millis(250);
+const STALLED_AFTER: Duration = Duration::from_secs(1);
+
 pub struct Dispatcher {
     last_seen: Mutex<HashMap<String, Instant>>,
+    stalls: Mutex<StallWatch>,
+}
+
+struct StallWatch {
+    ticked: Instant,
+    resumed: Option<Instant>,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Dispatcher {
+            last_seen: Mutex::default(),
+            stalls: Mutex::new(StallWatch {
+                ticked: Instant::now(),
+                resumed: None,
+            }),
+        }
+    }
 }
 
 impl Dispatcher {
+    /// Called every STALL_TICK by a task of its own (leader.rs).
+    pub fn tick(&self) {
+        let mut w = self.stalls.lock().expect("poisoned");
+        let now = Instant::now();
+        if now.duration_since(w.ticked) > STALLED_AFTER {
+            tracing::warn!(
+                "this manager did not run for {:.1} s: every node gets a fresh heartbeat grace period",
+                now.duration_since(w.ticked).as_secs_f64()
+            );
+            w.resumed = Some(now);
+        }
+        w.ticked = now;
+    }
+
+    /// Since when nodes' silence counts: the later of `leading_since` and the end of
+    /// this manager's last stall. None while a stall is not yet over (the watch has not
+    /// ticked for too long): judge no node then.
+    fn silence_counts_from(&self, leading_since: Instant) -> Option<Instant> {
+        let mut w = self.stalls.lock().expect("poisoned");
+        let now = Instant::now();
+        if now.duration_since(w.ticked) > STALLED_AFTER {
+            w.resumed = Some(now);
+            return None;
+        }
+        Some(w.resumed.map_or(leading_since, |r| r.max(leading_since)))
+    }
+
     fn seen(&self, node_id: &str) {
         self.last_seen
             .lock()
@@ -140,9 +190,13 @@ fn gossip_peer(n: &shoal_proto::Node) -> Option<GossipPeer> {
 }
 
 /// On the leader: marks Down every Ready node not heard from for too long. `leading_since`
-/// gives nodes a full grace period after a leader change.
+/// gives nodes a full grace period after a leader change, and so does a stall of this
+/// manager's own.
 pub async fn expire_silent_nodes(m: &Manager, leading_since: Instant) -> Result<()> {
     let limit = heartbeat_period(m) * MISSED_HEARTBEATS_DOWN;
+    let Some(leading_since) = m.dispatcher.silence_counts_from(leading_since) else {
+        return Ok(());
+    };
     let now = Instant::now();
     let silent: Vec<String> = m.store.view(|s| {
         s.nodes()

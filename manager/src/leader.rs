@@ -20,6 +20,7 @@ pub async fn run(manager: Weak<Manager>) {
     let Some(mut changes) = manager.upgrade().map(|m| m.store.watch()) else {
         return;
     };
+    tokio::spawn(watch_stalls(manager.clone()));
     loop {
         // Wake on the tick, or as soon as the store changes (a new service, a task that
         // stopped), so convergence does not wait for the tick.
@@ -54,6 +55,17 @@ pub async fn run(manager: Weak<Manager>) {
             && let Err(e) = update_manager_status(&m).await
         {
             tracing::debug!("updating manager status: {e}");
+        }
+    }
+}
+
+/// Ticks the dispatcher's stall watch until the manager is gone.
+async fn watch_stalls(manager: Weak<Manager>) {
+    loop {
+        tokio::time::sleep(crate::dispatcher::STALL_TICK).await;
+        match manager.upgrade() {
+            Some(m) => m.dispatcher.tick(),
+            None => return,
         }
     }
 }
