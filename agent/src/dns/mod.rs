@@ -52,6 +52,33 @@ pub struct Dns {
     ttl: u32,
     /// Per task: how to stop its server, and the server's task.
     servers: Mutex<HashMap<String, Serving>>,
+    malformed: Arc<Malformed>,
+}
+
+/// Malformed queries, answered FORMERR and reported in one warning a minute at most:
+/// a task sending garbage must not be able to fill the node's disk with log lines.
+#[derive(Default)]
+struct Malformed {
+    since_warning: std::sync::atomic::AtomicU64,
+    warned: Mutex<Option<std::time::Instant>>,
+}
+
+const MALFORMED_WARN_EVERY: Duration = Duration::from_secs(60);
+
+impl Malformed {
+    fn note(&self) {
+        use std::sync::atomic::Ordering;
+        self.since_warning.fetch_add(1, Ordering::Relaxed);
+        let mut warned = self.warned.lock().expect("poisoned");
+        if warned.is_some_and(|w| w.elapsed() < MALFORMED_WARN_EVERY) {
+            return;
+        }
+        *warned = Some(std::time::Instant::now());
+        let n = self.since_warning.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            "answered {n} malformed DNS queries with FORMERR since the last warning (at most one warning a minute)"
+        );
+    }
 }
 
 impl Dns {
@@ -61,6 +88,7 @@ impl Dns {
             ttl,
             forwarder: Arc::new(Forwarder::new(upstreams)),
             servers: Mutex::default(),
+            malformed: Arc::default(),
         })
     }
 
@@ -88,6 +116,7 @@ impl Dns {
             networks,
             forwarder: self.forwarder.clone(),
             ttl: self.ttl,
+            malformed: self.malformed.clone(),
         };
         let mut server = Server::new(handler);
         server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?);
@@ -132,6 +161,7 @@ struct Handler {
     networks: HashSet<String>,
     forwarder: Arc<Forwarder>,
     ttl: u32,
+    malformed: Arc<Malformed>,
 }
 
 impl Handler {
@@ -160,6 +190,7 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
         let Ok(info) = request.request_info() else {
+            self.malformed.note();
             let msg = builder.error_msg(&request.metadata, ResponseCode::FormErr);
             return send(&mut response, msg, &request.metadata).await;
         };

@@ -9,6 +9,7 @@ mod control;
 mod engine_api;
 pub use engine_api::SOCKET_NAME as DOCKER_SOCKET_NAME;
 mod lifecycle;
+mod logfile;
 mod logs;
 mod runtime;
 pub mod state;
@@ -75,9 +76,17 @@ pub struct DaemonArgs {
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Log filter, e.g. info or shoal_manager=debug
+    /// Log filter, e.g. info or shoal_manager=debug. The DNS library's own lines (one per
+    /// query at info) are kept to errors unless the filter names hickory
     #[arg(long, env = "SHOAL_LOG", default_value = "info,openraft=off")]
     pub log_level: String,
+    /// Write the log to this file instead of standard error, starting FILE.1 afresh
+    /// whenever it reaches --log-max-size
+    #[arg(long)]
+    pub log_file: Option<std::path::PathBuf>,
+    /// Largest size of --log-file in MiB before it is rotated
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_240))]
+    pub log_max_size: u64,
 }
 
 pub struct Daemon {
@@ -88,7 +97,7 @@ pub struct Daemon {
 }
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
-    init_logging(&args);
+    init_logging(&args)?;
     if let Some(a) = &args.advertise_addr {
         addr::resolve_advertise(Some(a), shoal_proto::CONTROL_PORT)?;
     }
@@ -170,19 +179,44 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(args: &DaemonArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if args.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+fn init_logging(args: &DaemonArgs) -> anyhow::Result<()> {
+    let mut directives = args.log_level.clone();
+    // hickory-server logs every query at info: a task could fill the disk through DNS.
+    if !directives.contains("hickory") {
+        directives.push_str(",hickory_server=error,hickory_proto=error");
     }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).with_context(|| {
+        format!(
+            "--log-level {:?} is not a log filter: try info or shoal_agent=debug",
+            args.log_level
+        )
+    })?;
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let json = args.log_format == "json";
+    match &args.log_file {
+        Some(path) => {
+            let file = logfile::RotatingFile::open(path, args.log_max_size << 20)
+                .with_context(|| format!("opening --log-file {}", path.display()))?;
+            let builder = builder.with_ansi(false).with_writer(Arc::new(file));
+            if json {
+                builder.json().init()
+            } else {
+                builder.init()
+            }
+        }
+        None => {
+            let builder = builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr);
+            if json {
+                builder.json().init()
+            } else {
+                builder.init()
+            }
+        }
+    }
+    Ok(())
 }
 
 fn system_hostname() -> String {

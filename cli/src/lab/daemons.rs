@@ -8,17 +8,22 @@ use anyhow::{Context, anyhow, bail};
 
 use super::LabNode;
 
+/// Each lab daemon's log rotates at this size (MiB): a lab of many nodes stays small.
+const LOG_MAX_MIB: &str = "10";
+
 /// Starts the node's daemon inside its namespace, detached, logging to its log file.
 pub fn start(node: &LabNode) -> anyhow::Result<()> {
     if let Some(pid) = running_pid(node) {
         bail!("the daemon of {} is already running (pid {pid})", node.name);
     }
     let exe = std::env::current_exe().context("locating the shoal binary")?;
-    let log = std::fs::OpenOptions::new()
+    // The log proper rotates (--log-file); what is written to stderr (a panic) goes to
+    // a file of its own, which only grows by a panic's worth.
+    let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(node.log())
-        .with_context(|| format!("opening {}", node.log().display()))?;
+        .open(node.stderr_log())
+        .with_context(|| format!("opening {}", node.stderr_log().display()))?;
     // Enter only the node's network namespace: unlike `ip netns exec`, this keeps the
     // host's mount namespace, so the namespaces the daemon makes for tasks are visible to
     // the host (and to `lab down`).
@@ -44,7 +49,10 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             // docker -H tcp://NODE:2376 --tlsverify ... from the host, on managers.
             "--engine-api-addr",
             &format!("{}:2376", node.ip),
+            "--log-file",
         ])
+        .arg(node.log())
+        .args(["--log-max-size", LOG_MAX_MIB])
         // The lab has no uplink: unless told of a resolver, tasks resolve cluster names only.
         .args(if node.dns_upstreams.is_empty() {
             vec!["--dns-upstream".to_string(), "none".to_string()]
@@ -55,8 +63,8 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
                 .collect()
         })
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .stdout(stderr.try_clone()?)
+        .stderr(stderr);
     use std::os::fd::AsRawFd;
     let fd = netns.as_raw_fd();
     // SAFETY: setsid and setns are async-signal-safe; the fd stays open until exec.
@@ -173,10 +181,21 @@ pub fn exec_in(node: &LabNode, command: &[String]) -> anyhow::Result<()> {
     Err(anyhow!("running {:?} in {}: {err}", command, node.name))
 }
 
+/// The last lines of the node's log, and whatever its daemon wrote to stderr.
 pub fn log_tail(node: &LabNode, lines: usize) -> Option<String> {
     let text = std::fs::read_to_string(node.log()).ok()?;
     let all: Vec<&str> = text.lines().collect();
-    Some(all[all.len().saturating_sub(lines)..].join("\n"))
+    let mut tail = all[all.len().saturating_sub(lines)..].join("\n");
+    if let Ok(err) = std::fs::read_to_string(node.stderr_log())
+        && !err.trim().is_empty()
+    {
+        tail.push_str(&format!(
+            "\n--- {}:\n{}",
+            node.stderr_log().display(),
+            err.trim()
+        ));
+    }
+    Some(tail)
 }
 
 /// Removes every task workload a node's daemon left (they outlive the daemon by design,

@@ -127,6 +127,9 @@ impl LabNode {
     pub fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")
     }
+    pub fn stderr_log(&self) -> PathBuf {
+        self.dir.join("daemon.stderr")
+    }
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("daemon.pid")
     }
