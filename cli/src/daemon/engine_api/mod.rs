@@ -6,6 +6,7 @@
 //! it) because /swarm init, join and leave and /info are node operations the daemon owns;
 //! every cluster call still lands in manager/ through the Control service.
 
+mod body;
 mod filters;
 mod logs;
 mod render;
@@ -105,9 +106,13 @@ pub async fn serve(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<()> {
 
 fn app(daemon: Arc<Daemon>) -> Router {
     // The version prefix is taken off before routing, so one table serves /v1.41/x and /x.
+    // Bodies are bounded outermost, so even a refused request has its body read (or
+    // timed out) before the answer; the handlers then see bounded bytes only.
     Router::new()
         .fallback_service(routes::router(daemon))
         .layer(axum::middleware::from_fn(versioned))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(body::bounded))
 }
 
 /// Strips and checks `/vX.Y`, then stamps dockerd's headers on every answer.
