@@ -216,48 +216,12 @@ fn the_docker_cli_drives_the_cluster() {
     assert!(!lab.ok("manager1", &["network", "ls"]).contains("webnet"));
 }
 
-/// One request to a node's docker.sock: (status code, body).
-fn request(
-    lab: &Lab,
-    node: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, serde_json::Value) {
-    let socket = lab.dir().join(node).join("run/docker.sock");
-    let mut args = vec![
-        "-s".to_string(),
-        "--unix-socket".into(),
-        socket.display().to_string(),
-        "-X".into(),
-        method.into(),
-        "-w".into(),
-        "\n%{http_code}".into(),
-    ];
-    if let Some(b) = body {
-        args.extend([
-            "-H".into(),
-            "Content-Type: application/json".into(),
-            "-d".into(),
-            b.into(),
-        ]);
-    }
-    args.push(format!("http://docker{path}"));
-    let out = Command::new("curl").args(&args).output().unwrap();
-    let all = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = all
-        .rsplit_once('\n')
-        .unwrap_or_else(|| panic!("curl: {}", text(&out)));
-    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
-    (code.parse().unwrap(), json)
-}
-
 #[test]
 fn bad_requests_get_dockerds_errors_and_change_nothing() {
     let lab = Lab::up("eng-bad", 82, 2, 1, "1s");
-    let (code, body) = request(&lab, "manager1", "GET", "/_ping", None);
+    let (code, body) = lab.engine_api("manager1", "GET", "/_ping", None);
     assert_eq!((code, body.as_str()), (200, Some("OK")));
-    let (code, body) = request(&lab, "manager1", "GET", "/v1.41/version", None);
+    let (code, body) = lab.engine_api("manager1", "GET", "/v1.41/version", None);
     assert_eq!(code, 200);
     assert_eq!(body["ApiVersion"], "1.41");
 
@@ -318,7 +282,7 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
         ),
     ];
     for (method, path, body, why) in cases {
-        let (code, answer) = request(&lab, "manager1", method, path, body);
+        let (code, answer) = lab.engine_api("manager1", method, path, body);
         assert_eq!(code, 400, "{method} {path} {body:?}: {answer}");
         let message = answer["message"]
             .as_str()
@@ -328,15 +292,15 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
             "{method} {path}: {message:?} lacks {why:?}"
         );
     }
-    let (code, answer) = request(&lab, "manager1", "GET", "/v1.41/services/nope", None);
+    let (code, answer) = lab.engine_api("manager1", "GET", "/v1.41/services/nope", None);
     assert_eq!(code, 404, "{answer}");
     assert!(
         answer["message"].as_str().unwrap().contains("nope"),
         "{answer}"
     );
-    let (code, _) = request(&lab, "manager1", "GET", "/v1.41/containers/json", None);
+    let (code, _) = lab.engine_api("manager1", "GET", "/v1.41/containers/json", None);
     assert_eq!(code, 404);
-    let (code, answer) = request(&lab, "worker1", "GET", "/v1.41/services", None);
+    let (code, answer) = lab.engine_api("worker1", "GET", "/v1.41/services", None);
     assert_eq!(code, 503, "a worker refuses as dockerd does: {answer}");
     assert!(
         answer["message"]

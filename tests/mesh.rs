@@ -5,46 +5,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::load::{Load, hello, spread};
 use common::{Lab, text, wait_for};
-
-/// One HTTP GET with a new connection: the demo page's "Hello from HOST" host.
-fn hello(addr: &str) -> Result<String, String> {
-    let sa: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
-        .map_err(|e| format!("sending to {addr}: {e}"))?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)
-        .map_err(|e| format!("reading from {addr}: {e}"))?;
-    reply
-        .lines()
-        .find_map(|l| l.strip_prefix("Hello from "))
-        .map(|h| h.trim().to_string())
-        .ok_or_else(|| format!("{addr} answered {reply:?}"))
-}
-
-/// `n` requests to `addr`: the hosts that answered, and the failures.
-fn spread(addr: &str, n: usize) -> (BTreeSet<String>, Vec<String>) {
-    let (mut hosts, mut failures) = (BTreeSet::new(), vec![]);
-    for _ in 0..n {
-        match hello(addr) {
-            Ok(h) => {
-                hosts.insert(h);
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-    (hosts, failures)
-}
 
 /// The hostnames of the running tasks of `service` (a process task's is its short ID).
 fn hostnames(lab: &Lab, service: &str, n: usize) -> BTreeSet<String> {
@@ -420,66 +385,28 @@ fn host_mode_ports_open_only_where_a_task_runs(engine: &str, net: u8) {
     );
 }
 
-/// Sends requests to `addr` one after another until told to stop; returns the failures
-/// and how many requests were made.
-fn request_loop(
-    addr: String,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(Vec<String>, usize)> {
-    std::thread::spawn(move || {
-        let (mut failures, mut made) = (vec![], 0);
-        let start = std::time::Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            if let Err(e) = hello(&addr) {
-                failures.push(format!("at {:.2?}: {e}", start.elapsed()));
-            }
-            made += 1;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (failures, made)
-    })
-}
-
 fn rolling_updates_and_agent_crashes_drop_no_requests(engine: &str, net: u8) {
     let lab = mesh_lab("mr", net, 3, engine);
     lab.ok("manager1", &words("service create --name web --replicas 3 -p 8080:80 --update-parallelism 1 --update-delay 1s shoal/demo-web"));
     settle(&lab, &[1, 2, 3], 8080, &hostnames(&lab, "web", 3));
 
     // kill -9 the agent on the node receiving the traffic, then start it again.
-    let stop = Arc::new(AtomicBool::new(false));
-    let looping = request_loop(format!("{}:8080", lab.ip(2)), stop.clone());
+    let load = Load::start(&[format!("{}:8080", lab.ip(2))]);
     std::thread::sleep(Duration::from_secs(1));
     lab.stop("worker1", true);
     std::thread::sleep(Duration::from_secs(3));
     lab.start("worker1");
     lab.wait_ready("worker1", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(12));
-    stop.store(true, Ordering::Relaxed);
-    let (failures, made) = looping.join().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} of {made} requests failed across the agent restart: {failures:?}",
-        failures.len()
-    );
-    eprintln!("{made} requests through worker1 while its agent was killed and restarted");
+    load.finish_without_failures("worker1's agent killed and restarted");
 
     // A rolling update, one task at a time, under load through every node.
-    let stop = Arc::new(AtomicBool::new(false));
-    let loops: Vec<_> = (1..=3)
-        .map(|i| request_loop(format!("{}:8080", lab.ip(i)), stop.clone()))
-        .collect();
+    let load = Load::start(
+        &(1..=3)
+            .map(|i| format!("{}:8080", lab.ip(i)))
+            .collect::<Vec<_>>(),
+    );
     lab.ok("manager1", &["service", "update", "--force", "web"]);
-    wait_for(Duration::from_secs(60), "the update to complete", || {
-        let out = lab.ok("manager1", &["service", "inspect", "web"]);
-        out.contains("\"State\": \"completed\"").then_some(())
-    });
-    stop.store(true, Ordering::Relaxed);
-    for (i, l) in loops.into_iter().enumerate() {
-        let (failures, made) = l.join().unwrap();
-        assert!(
-            failures.is_empty(),
-            "node {i}: {} of {made} requests failed during the update: {failures:?}",
-            failures.len()
-        );
-    }
+    lab.wait_update_completed("web", Duration::from_secs(60));
+    load.finish_without_failures("a rolling update");
 }

@@ -14,9 +14,17 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 pub type Mac = [u8; 6];
+
+/// One forwarding entry of a bridge (see `Netlink::bridge_fdb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeEntry {
+    pub mac: Mac,
+    pub port: u32,
+    pub programmed: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -370,6 +378,79 @@ impl Netlink {
             .execute()
             .await
             .map_err(request(format!("deleting fdb {}", mac_string(&mac))))
+    }
+
+    /// Turns MAC learning off on a bridge port: the reconciler programs every entry
+    /// itself. A learned entry outlives an address that moved to another node, and the
+    /// moved task may never send the frame that would re-teach it (a black hole).
+    pub async fn port_learning_off(&self, port: u32) -> Result<()> {
+        // Port settings travel in RTM_NEWLINK (set_port); RTM_SETLINK ignores them.
+        let msg = LinkBridgePort::new(port).learning(false).build();
+        self.handle
+            .link()
+            .set_port(msg)
+            .execute()
+            .await
+            .map_err(request(format!(
+                "turning learning off on bridge port {port}"
+            )))
+    }
+
+    /// The bridge's forwarding entries (`bridge fdb show ... master`) other than the
+    /// bridge's and ports' own addresses: MAC, port, and whether it was programmed
+    /// (static) rather than learned.
+    pub async fn bridge_fdb(&self) -> Result<Vec<BridgeEntry>> {
+        let msgs = self.neighbour_dump(AddressFamily::Bridge).await?;
+        Ok(msgs
+            .iter()
+            .filter(|m| {
+                m.attributes
+                    .iter()
+                    .any(|a| matches!(a, NeighbourAttribute::Controller(_)))
+            })
+            .filter(|m| m.header.state != NeighbourState::Permanent)
+            .filter_map(|m| {
+                Some(BridgeEntry {
+                    mac: lladdr(m)?,
+                    port: m.header.ifindex,
+                    programmed: m.header.state == NeighbourState::Noarp,
+                })
+            })
+            .collect())
+    }
+
+    /// A static bridge entry: frames for `mac` leave through `port` (and nowhere else).
+    pub async fn bridge_fdb_replace(&self, port: u32, mac: Mac) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add_bridge(port, &mac)
+            .flags(NeighbourFlags::Controller)
+            .state(NeighbourState::Noarp)
+            .replace()
+            .execute()
+            .await
+            .map_err(request(format!(
+                "adding bridge entry {} on port {port}",
+                mac_string(&mac)
+            )))
+    }
+
+    pub async fn bridge_fdb_del(&self, port: u32, mac: Mac) -> Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = port;
+        msg.header.flags = NeighbourFlags::Controller;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(request(format!(
+                "deleting bridge entry {}",
+                mac_string(&mac)
+            )))
     }
 
     /// Permanent IPv4 neighbours on a device: IP -> MAC.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -412,6 +414,59 @@ impl Lab {
                 }
                 (seen.len() == replicas).then_some(())
             },
+        );
+    }
+
+    /// One request to a node's docker.sock: (status code, body).
+    pub fn engine_api(
+        &self,
+        node: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let socket = self.dir().join(node).join("run/docker.sock");
+        let mut args = vec![
+            "-s".to_string(),
+            "--unix-socket".into(),
+            socket.display().to_string(),
+            "-X".into(),
+            method.into(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+        ];
+        if let Some(b) = body {
+            args.extend([
+                "-H".into(),
+                "Content-Type: application/json".into(),
+                "-d".into(),
+                b.into(),
+            ]);
+        }
+        args.push(format!("http://docker{path}"));
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let all = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = all
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("curl: {}", text(&out)));
+        let json =
+            serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+        (code.parse().unwrap(), json)
+    }
+
+    /// `service inspect` of `service` from manager1, parsed (the first object).
+    pub fn inspect(&self, service: &str) -> serde_json::Value {
+        let out = self.ok("manager1", &["service", "inspect", service]);
+        let mut doc: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        doc[0].take()
+    }
+
+    /// Waits until the last update of `service` has completed.
+    pub fn wait_update_completed(&self, service: &str, limit: Duration) {
+        wait_for(
+            limit,
+            &format!("the update of {service} to complete"),
+            || (self.inspect(service)["UpdateStatus"]["State"] == "completed").then_some(()),
         );
     }
 

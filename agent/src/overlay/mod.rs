@@ -541,6 +541,8 @@ impl Overlay {
             .await?;
         let host = sb.nl.index(&leg.host_veth).await?;
         sb.nl.up(host, Some(mtu), None, Some(sb.bridge)).await?;
+        sb.nl.port_learning_off(host).await?;
+        sb.nl.bridge_fdb_replace(host, leg.endpoint.mac).await?;
         Ok(())
     }
 

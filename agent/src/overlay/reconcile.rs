@@ -14,7 +14,7 @@ use super::{Attachment, Overlay, RECONCILE_EVERY, Result, State};
 /// stopping task drains (executor.rs), so its open connections finish.
 const FADE: Duration = Duration::from_secs(5);
 use crate::gossip::Endpoint;
-use crate::netlink::{Netlink, link_controller};
+use crate::netlink::{BridgeEntry, Mac, Netlink, errno, link_controller, mac_string};
 
 impl Overlay {
     /// One pass of the reconciler; returns the endpoints it programmed, which the load
@@ -73,7 +73,10 @@ impl Overlay {
         let endpoints = self.gossip.endpoints_shared();
         let alive = self.gossip.alive_addrs();
         let State {
-            sandboxes, fading, ..
+            sandboxes,
+            fading,
+            attached,
+            ..
         } = &mut *st;
         for (id, sb) in sandboxes.iter() {
             let remote: Vec<&Endpoint> = endpoints
@@ -81,8 +84,20 @@ impl Overlay {
                 .filter(|e| &e.network_id == id && e.node_id != self.cfg.node_id)
                 .collect();
             let fading = prune.then(|| fading.entry(id.clone()).or_default());
-            if let Err(e) = program_remote(sb, &remote, fading, &alive).await {
-                tracing::warn!(network = %sb.plan.name, "programming remote endpoints: {e}");
+            let kept = match program_remote(sb, &remote, fading, &alive).await {
+                Ok(kept) => kept,
+                Err(e) => {
+                    tracing::warn!(network = %sb.plan.name, "programming remote endpoints: {e}");
+                    continue;
+                }
+            };
+            let local: Vec<&Attachment> = attached
+                .values()
+                .flatten()
+                .filter(|l| &l.network_id == id)
+                .collect();
+            if let Err(e) = program_bridge(sb, &local, &kept).await {
+                tracing::warn!(network = %sb.plan.name, "programming the bridge: {e}");
             }
         }
         if let Some(leg) = st.attached.get(super::INGRESS_LEG).and_then(|l| l.first()) {
@@ -133,16 +148,51 @@ async fn veth_on_bridge(sb: &Sandbox, name: &str) -> bool {
     matches!(sb.nl.link(name).await, Ok(Some(l)) if link_controller(&l) == Some(sb.bridge))
 }
 
+/// Makes the bridge forward each local task's MAC to its veth and each remote MAC the
+/// vxlan device still knows (`remote`) to vxlan0, and nothing else: an entry it did not
+/// program (learned, or left by an older agent) is removed. A MAC that is local now wins
+/// over gossip still naming it on its old node.
+async fn program_bridge(sb: &Sandbox, local: &[&Attachment], remote: &HashSet<Mac>) -> Result<()> {
+    let mut wanted: HashMap<Mac, u32> = remote.iter().map(|mac| (*mac, sb.vxlan)).collect();
+    for leg in local {
+        if let Ok(port) = sb.nl.index(&leg.host_veth).await {
+            wanted.insert(leg.endpoint.mac, port);
+        }
+    }
+    let present = sb.nl.bridge_fdb().await?;
+    for (mac, port) in &wanted {
+        let entry = BridgeEntry {
+            mac: *mac,
+            port: *port,
+            programmed: true,
+        };
+        if !present.contains(&entry) {
+            sb.nl.bridge_fdb_replace(*port, *mac).await?;
+        }
+    }
+    for e in present {
+        if wanted.get(&e.mac) != Some(&e.port) || !e.programmed {
+            tracing::debug!(mac = %mac_string(&e.mac), port = e.port, "removing a bridge entry shoal did not program");
+            match sb.nl.bridge_fdb_del(e.port, e.mac).await {
+                // Replaced above by the entry on the right port.
+                Err(err) if errno(&err) == Some(libc::ENOENT) => {}
+                r => r?,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes the vxlan device's FDB and neighbour table say what gossip says. An entry
 /// gossip no longer lists is removed after FADE while its node is `alive` (its task is
 /// draining, and open connections still flow), at once when its node is gone, and not
-/// at all while `fading` is None (gossip unsettled).
+/// at all while `fading` is None (gossip unsettled). Returns the MACs left in the FDB.
 async fn program_remote(
     sb: &Sandbox,
     remote: &[&Endpoint],
     fading: Option<&mut HashMap<[u8; 6], Instant>>,
     alive: &HashSet<Ipv4Addr>,
-) -> Result<()> {
+) -> Result<HashSet<Mac>> {
     let fdb = sb.nl.fdb(sb.vxlan).await?;
     let neighbours = sb.nl.neighbours(sb.vxlan).await?;
     for e in remote {
@@ -154,8 +204,10 @@ async fn program_remote(
             sb.nl.neighbour_replace(sb.vxlan, e.ip, e.mac).await?;
         }
     }
+    let mut kept: HashSet<Mac> = fdb.iter().map(|(mac, _)| *mac).collect();
+    kept.extend(remote.iter().map(|e| e.mac));
     let Some(fading) = fading else {
-        return Ok(());
+        return Ok(kept);
     };
     let wanted: HashSet<[u8; 6]> = remote.iter().map(|e| e.mac).collect();
     fading.retain(|mac, _| !wanted.contains(mac));
@@ -173,6 +225,9 @@ async fn program_remote(
         }
         tracing::debug!(vtep = %vtep, "removing a stale fdb entry");
         sb.nl.fdb_del(sb.vxlan, mac, vtep).await?;
+        if !wanted.contains(&mac) {
+            kept.remove(&mac);
+        }
     }
     for (ip, mac) in neighbours.into_iter().filter(|n| !wanted_neigh.contains(n)) {
         if !wanted.contains(&mac) && !faded(mac) {
@@ -180,7 +235,7 @@ async fn program_remote(
         }
         sb.nl.neighbour_del(sb.vxlan, ip).await?;
     }
-    Ok(())
+    Ok(kept)
 }
 
 pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {

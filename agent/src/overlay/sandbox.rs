@@ -2,7 +2,8 @@
 //! gateway address) and a vxlan device (vxlan0). The vxlan device is made in the node's
 //! namespace, so its UDP socket stays bound to the node's address there, and then moved
 //! in, as Docker does. Every step checks what exists first, so a re-run after a crash
-//! adopts what is left instead of failing with "file exists".
+//! adopts what is left instead of failing with "file exists". No bridge port learns:
+//! every forwarding entry is programmed (reconcile.rs), so none can outlive a move.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,7 @@ impl Sandbox {
             }
         };
         nl.up(vxlan, Some(plan.mtu), None, Some(bridge)).await?;
+        nl.port_learning_off(vxlan).await?;
         Ok(Sandbox {
             plan: plan.clone(),
             netns: netns.to_string(),

@@ -1,0 +1,310 @@
+//! Faults a production cluster meets, each on a lab of its own, asserting what a user
+//! would count: requests that failed while tasks moved between nodes, nodes marked Down
+//! and tasks replaced after a manager stalled, and bad input that must be refused
+//! without taking the daemon (or its disk) down.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::load::{Load, hello};
+use common::{Lab, text, wait_for};
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+fn mesh_addrs(lab: &Lab, nodes: u32) -> Vec<String> {
+    (1..=nodes).map(|i| format!("{}:8080", lab.ip(i))).collect()
+}
+
+/// Waits until every node answers on 8080 and together they reach `replicas` tasks.
+fn wait_serving(lab: &Lab, nodes: u32, replicas: usize) {
+    let all: Vec<u32> = (1..=nodes).collect();
+    lab.wait_mesh(&all, 8080, 10, replicas);
+}
+
+/// Task addresses move between nodes (rolling updates at parallelism 2 and 1, a scale
+/// down and up, a remove and re-create) with docker containers, which never send the
+/// frame that would re-teach a bridge where a moved address now lives; the daemons of a
+/// worker and of the curled node are killed under load. No request may fail.
+#[test]
+fn tasks_that_change_node_lose_no_request() {
+    let lab = Lab::up_with("ch-move", 91, 3, 1, "2s", "docker");
+    let addrs = mesh_addrs(&lab, 3);
+    let create =
+        "service create --name web --replicas 6 -p 8080:80 --update-parallelism 2 shoal/demo-web";
+    lab.ok("manager1", &words(create));
+    lab.wait_running("web", 6);
+    wait_serving(&lab, 3, 6);
+
+    let load = Load::start(&addrs);
+    lab.ok("manager1", &words("service update --env-add ROUND=1 web"));
+    lab.wait_update_completed("web", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(3));
+    load.finish_without_failures("rolling update, parallelism 2");
+
+    let load = Load::start(&addrs);
+    lab.ok(
+        "manager1",
+        &words("service update --update-parallelism 1 --env-add ROUND=2 web"),
+    );
+    lab.wait_update_completed("web", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(3));
+    load.finish_without_failures("rolling update, parallelism 1");
+
+    let load = Load::start(&addrs);
+    lab.ok("manager1", &words("service scale web=1"));
+    lab.wait_running("web", 1);
+    lab.ok("manager1", &words("service scale web=6"));
+    lab.wait_running("web", 6);
+    std::thread::sleep(Duration::from_secs(5));
+    let tallies = load.finish();
+    report_and_assert("scale 6 -> 1 -> 6", &tallies, 6);
+
+    // Removed and made again: the new tasks take addresses the old ones had, often on
+    // another node. Once the port answers everywhere, every request must succeed.
+    lab.ok("manager1", &words("service rm web"));
+    wait_for(Duration::from_secs(30), "port 8080 to close", || {
+        addrs.iter().all(|a| hello(a).is_err()).then_some(())
+    });
+    lab.ok("manager1", &words(create));
+    lab.wait_running("web", 6);
+    wait_for(Duration::from_secs(30), "port 8080 on every node", || {
+        addrs.iter().all(|a| hello(a).is_ok()).then_some(())
+    });
+    let load = Load::start(&addrs);
+    std::thread::sleep(Duration::from_secs(10));
+    let tallies = load.finish();
+    report_and_assert("service rm + create", &tallies, 6);
+
+    // kill -9 of a worker's daemon, then of the daemon of a node being curled.
+    for (node, curled) in [("worker2", &addrs[1..2]), ("worker1", &addrs[1..2])] {
+        let load = Load::start(curled);
+        std::thread::sleep(Duration::from_secs(1));
+        lab.stop(node, true);
+        std::thread::sleep(Duration::from_secs(2));
+        lab.start(node);
+        lab.wait_ready(node, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(5));
+        load.finish_without_failures(&format!("{node}'s daemon killed (-9) and restarted"));
+    }
+}
+
+/// Asserts no request failed and the load reached `replicas` different tasks.
+fn report_and_assert(during: &str, tallies: &[common::load::Tally], replicas: usize) {
+    let made: usize = tallies.iter().map(|t| t.made).sum();
+    let failed: Vec<&String> = tallies.iter().flat_map(|t| &t.failures).collect();
+    let hosts: std::collections::BTreeSet<&String> =
+        tallies.iter().flat_map(|t| &t.hosts).collect();
+    eprintln!(
+        "{during}: {made} requests sent, {} failed, {} tasks answered",
+        failed.len(),
+        hosts.len()
+    );
+    assert!(failed.is_empty(), "{during}: {failed:#?}");
+    assert!(hosts.len() >= replicas, "{during}: only {hosts:?} answered");
+}
+
+fn daemon_pid(lab: &Lab, node: &str) -> i32 {
+    std::fs::read_to_string(lab.dir().join(node).join("daemon.pid"))
+        .expect("daemon.pid")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Sends `signal` to the daemon of `node`.
+fn signal(lab: &Lab, node: &str, signal: libc::c_int) {
+    // SAFETY: kill(2) on a pid this lab started.
+    assert_eq!(unsafe { libc::kill(daemon_pid(lab, node), signal) }, 0);
+}
+
+/// Continues a stopped daemon even when the test fails while it is stopped, so the lab
+/// can be taken down.
+struct Continue<'a>(&'a Lab, &'a str);
+
+impl Drop for Continue<'_> {
+    fn drop(&mut self) {
+        signal(self.0, self.1, libc::SIGCONT);
+    }
+}
+
+/// The only manager is frozen (SIGSTOP) for 20 s, then continued: the heartbeats it
+/// could not receive meanwhile are not the nodes' fault. No node is marked Down and no
+/// task is replaced.
+#[test]
+fn a_manager_that_stalls_marks_no_node_down() {
+    let lab = Lab::up("ch-stall", 92, 3, 1, "1s");
+    lab.ok(
+        "manager1",
+        &words("service create --name web --replicas 3 shoal/demo-web"),
+    );
+    let before = {
+        let mut t = lab.wait_running("web", 3);
+        t.sort();
+        t
+    };
+    signal(&lab, "manager1", libc::SIGSTOP);
+    let resume = Continue(&lab, "manager1");
+    std::thread::sleep(Duration::from_secs(20));
+    drop(resume);
+
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(10) {
+        if let Some(nodes) = lab.try_nodes("manager1") {
+            let down: Vec<_> = nodes.iter().filter(|n| n.status != "Ready").collect();
+            assert!(
+                down.is_empty(),
+                "nodes marked down after the stall: {down:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut after = lab.running("web");
+    after.sort();
+    assert_eq!(after, before, "tasks were replaced after the stall");
+    let shut: Vec<_> = lab
+        .tasks("web")
+        .into_iter()
+        .filter(|t| t["DESIRED STATE"] != "Running")
+        .collect();
+    assert!(shut.is_empty(), "tasks were shut down: {shut:?}");
+}
+
+/// A request written by hand to a node's docker.sock: sends `head` and `body`, then
+/// returns whatever comes back within `wait` (the connection may be closed).
+fn raw_request(lab: &Lab, head: &str, body: &[u8], wait: Duration) -> (String, Duration) {
+    let socket = lab.dir().join("manager1/run/docker.sock");
+    let mut s = UnixStream::connect(&socket).expect("docker.sock");
+    s.set_read_timeout(Some(wait)).unwrap();
+    let start = Instant::now();
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut reply = vec![];
+    let _ = s.read_to_end(&mut reply);
+    (
+        String::from_utf8_lossy(&reply).into_owned(),
+        start.elapsed(),
+    )
+}
+
+fn log_size(lab: &Lab, node: &str) -> u64 {
+    std::fs::metadata(lab.dir().join(node).join("daemon.log"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// Garbage, absurd and oversized input, bounded: each is refused with an error that
+/// says what is wrong, nothing is half-created, the daemon stays up and its log small.
+#[test]
+fn bad_input_is_refused_and_the_daemon_stays_up_and_small() {
+    let lab = Lab::up("ch-bad", 93, 2, 1, "1s");
+
+    // Absurd counts, through both APIs.
+    let absurd = r#"{"Name": "huge", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web"}}, "Mode": {"Replicated": {"Replicas": 9223372036854775808}}}"#;
+    let (code, answer) = lab.engine_api("manager1", "POST", "/v1.41/services/create", Some(absurd));
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("--replicas"),
+        "{answer}"
+    );
+    lab.refused(
+        "manager1",
+        &words("service create --name huge --replicas 10001 shoal/demo-web"),
+        "10000",
+    );
+    lab.refused(
+        "manager1",
+        &words("service create --name huge --replicas 99999999999999999999 shoal/demo-web"),
+        "whole number",
+    );
+    lab.refused(
+        "manager1",
+        &words("service create --name huge --update-parallelism 20000 shoal/demo-web"),
+        "10000",
+    );
+    lab.ok(
+        "manager1",
+        &words("service create --name web --replicas 1 shoal/demo-web"),
+    );
+    lab.refused("manager1", &words("service scale web=50000"), "10000");
+    assert_eq!(lab.running("web").len(), 1);
+
+    // Oversized bodies: refused with 413, whether or not the client waits for
+    // "100 Continue"; the connection is not reset under the client.
+    let big = vec![b' '; 10 << 20];
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let head = format!(
+            "POST /v1.41/services/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{expect}\r\n",
+            big.len()
+        );
+        let body: &[u8] = if expect.is_empty() { &big } else { &[] };
+        let (reply, _) = raw_request(&lab, &head, body, Duration::from_secs(20));
+        assert!(reply.starts_with("HTTP/1.1 413"), "{expect:?}: {reply:?}");
+        assert!(reply.contains("larger than"), "{reply}");
+    }
+    // A body shorter than its Content-Length: answered 408 within the body timeout,
+    // instead of holding the connection until the client gives up.
+    let head =
+        "POST /v1.41/services/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 100\r\n\r\n";
+    let (reply, took) = raw_request(&lab, head, b"{\"Name\":", Duration::from_secs(30));
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    assert!(took < Duration::from_secs(15), "answered after {took:?}");
+    assert!(!lab.ok("manager1", &["service", "ls"]).contains("huge"));
+
+    // Garbage DNS from inside a task, and garbage gossip datagrams from outside.
+    lab.ok(
+        "manager1",
+        &words("network create -d overlay --attachable chnet"),
+    );
+    lab.ok("manager1", &words("service create --name dnsd --network chnet --constraint node.hostname==worker1 shoal/demo-web"));
+    let (id, _) = lab.wait_running("dnsd", 1).remove(0);
+    let task_ns = lab.task_ns("worker1", &id);
+    let log_before = log_size(&lab, "worker1");
+    let sent = common::within(&task_ns, || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut sent = 0;
+        for i in 0u32..10_000 {
+            let len = 12 + (i as usize * 7919) % 300;
+            let junk: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j * 17) as u8).collect();
+            if s.send_to(&junk, "127.0.0.11:53").is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    assert_eq!(sent, 10_000);
+    let gossip = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    for i in 0u32..10_000 {
+        let junk: Vec<u8> = (0..(i % 1400) as usize)
+            .map(|j| (j as u32 ^ i) as u8)
+            .collect();
+        gossip
+            .send_to(&junk, format!("{}:7946", lab.ip(2)))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let answers = common::dig(&task_ns, &["@127.0.0.11", "dnsd"]);
+    assert_eq!(answers.len(), 1, "the resolver still answers: {answers:?}");
+    let grew = log_size(&lab, "worker1").saturating_sub(log_before);
+    assert!(
+        grew < 20_000,
+        "20,000 garbage datagrams added {grew} bytes to worker1's log"
+    );
+    eprintln!("20,000 garbage DNS and gossip datagrams added {grew} bytes to the log");
+    lab.wait_ready("worker1", Duration::from_secs(5));
+    let out = lab.exec("worker1", &["debug", "gossip"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Nothing was half-created along the way.
+    let services = lab.ok("manager1", &["service", "ls"]);
+    assert_eq!(services.lines().count(), 3, "{services}");
+    for node in ["manager1", "worker1"] {
+        // SAFETY: kill(2) with signal 0 only checks the pid.
+        let alive = unsafe { libc::kill(daemon_pid(&lab, node), 0) } == 0;
+        assert!(alive, "{node}'s daemon exited");
+    }
+}
