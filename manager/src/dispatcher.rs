@@ -269,7 +269,8 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
 }
 
 /// The nodes with a task (or a connected container, or, on the ingress network, their
-/// own leg) holding an address on a network.
+/// own leg) holding an address on a network, and the tasks there that may publish an
+/// endpoint.
 fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
     let legs = s
         .nodes()
@@ -279,22 +280,40 @@ fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
                 .is_some_and(|a| a.network_id == network_id)
         })
         .map(|n| n.id.as_str());
-    let mut ids: Vec<&str> = s
+    let holders: Vec<&Task> = s
         .tasks()
         .filter(|t| !t.node_id.is_empty() && crate::allocator::holds_addresses(t))
         .filter(|t| t.networks.iter().any(|a| a.network_id == network_id))
+        .collect();
+    let mut ids: Vec<&str> = holders
+        .iter()
         .map(|t| t.node_id.as_str())
         .chain(legs)
         .collect();
     ids.sort();
     ids.dedup();
+    let mut tasks: Vec<String> = holders
+        .iter()
+        .filter(|t| may_publish(t))
+        .map(|t| t.id.clone())
+        .collect();
+    tasks.sort();
     NetworkPeers {
         network_id: network_id.to_string(),
         nodes: ids
             .into_iter()
             .filter_map(|id| gossip_peer(s.node(id)?))
             .collect(),
+        tasks,
     }
+}
+
+/// Whether a task's agent may publish its endpoint: wanted running and not stopped. A
+/// task told to stop withdraws its endpoint before it stops (its connections drain on
+/// the kernel entries the agents keep a while), so it is no longer listed.
+fn may_publish(t: &Task) -> bool {
+    let state = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
+    t.desired_state() <= TaskState::Running && !crate::orchestrator::is_terminal(state)
 }
 
 /// Records what an agent reports about its tasks. A node may only report on its own

@@ -19,6 +19,8 @@ pub const MANAGER_SERVER_NAME: &str = "swarm-manager";
 /// Name worker certificates carry: a worker can never pass for a manager.
 pub const WORKER_SERVER_NAME: &str = "swarm-worker";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// PEM material a node uses to prove who it is.
 #[derive(Clone, Debug)]
@@ -98,7 +100,13 @@ pub fn der_to_pem(der: &[u8]) -> String {
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("https://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
+        // A partition leaves a long-lived stream (assignments) looking open, and once it
+        // heals TCP's backed-off retransmissions take many seconds to deliver what was
+        // queued: pings find the dead connection so the node reconnects at once.
+        .http2_keep_alive_interval(KEEPALIVE_EVERY)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true))
 }
 
 /// A channel to a manager at `addr`, trusting only `ca_pem`, presenting `identity` if given.

@@ -35,6 +35,12 @@ const DEPARTED_TTL: Duration = Duration::from_secs(60);
 /// Entries of this node found in others' tables but not published since the start are
 /// withdrawn after this grace (the executor re-publishes adopted tasks before it).
 const ADOPTION_GRACE: Duration = Duration::from_secs(15);
+/// How long a new entry of a task the managers do not (yet) list is used anyway: its
+/// node may publish it before this node's assignments catch up with the new task.
+const LISTING_GRACE: Duration = Duration::from_secs(10);
+/// How long a task the managers stopped listing is remembered as gone (task IDs are
+/// never reused; this only bounds the memory).
+const DELISTED_TTL: Duration = Duration::from_secs(3600);
 /// How long after the start the tables may still lack what other nodes publish (it comes
 /// with the first push/pulls): until then what an earlier agent programmed is kept.
 const SETTLING: Duration = Duration::from_secs(10);
@@ -97,6 +103,16 @@ struct Inner {
     peers: Mutex<Vec<GossipPeer>>,
     /// The networks this node has, each with the nodes the managers list for it.
     scopes: Mutex<HashMap<String, Vec<GossipPeer>>>,
+    /// Per network, the tasks the managers say may have an endpoint: the entries of
+    /// other tasks are stale and not used (None until the managers said).
+    listed: Mutex<Option<HashMap<String, HashSet<String>>>>,
+    /// (Network, task) pairs the managers listed once and no longer do, since when: their entries are
+    /// never used again, even rewritten by a node that has not yet heard (a worker
+    /// back from a partition re-publishing tasks replaced meanwhile).
+    delisted: Mutex<HashMap<Key, Instant>>,
+    /// Whether the view holds an unlisted entry still in its LISTING_GRACE, so the view
+    /// is computed again once that grace is over.
+    unlisted_in_grace: std::sync::atomic::AtomicBool,
     /// This node's entries from an earlier life to withdraw as soon as a copy arrives.
     retracted: Mutex<HashSet<Key>>,
     /// Networks whose table has been swapped with another node at least once.
@@ -110,6 +126,18 @@ struct Inner {
     loops: Mutex<Vec<tokio::task::AbortHandle>>,
     /// The live endpoints as of a `changed` version.
     view: Mutex<Option<(u64, Arc<Vec<Endpoint>>)>>,
+}
+
+/// Whether an entry of `task`, last changed `age` ago, may be used when the managers
+/// list `listed` for its network, and whether only its grace allows it.
+fn listing_allows(listed: Option<&HashSet<String>>, task: &str, age: Duration) -> (bool, bool) {
+    match listed {
+        Some(tasks) if !tasks.contains(task) => {
+            let young = age < LISTING_GRACE;
+            (young, young)
+        }
+        _ => (true, false),
+    }
 }
 
 /// The node's gossip agent. Cheap to clone.
@@ -166,6 +194,9 @@ impl Gossip {
             alive: Mutex::default(),
             peers: Mutex::default(),
             scopes: Mutex::default(),
+            listed: Mutex::default(),
+            delisted: Mutex::default(),
+            unlisted_in_grace: Default::default(),
             retracted: Mutex::default(),
             pulled: Mutex::default(),
             udp: udp.clone(),
@@ -372,15 +403,60 @@ impl Gossip {
     }
 
     /// Live endpoints of every network: this node's, and those of nodes gossip
-    /// considers alive.
+    /// considers alive, of tasks the managers list (or too new to be listed yet).
     pub fn endpoints(&self) -> Vec<Endpoint> {
         let alive = self.inner.alive.lock().expect("poisoned").clone();
+        let listed = self.inner.listed.lock().expect("poisoned").clone();
+        let delisted = self.inner.delisted.lock().expect("poisoned").clone();
         let me = &self.inner.me.node_id;
-        self.inner
+        let now = Instant::now();
+        let in_grace = std::cell::Cell::new(false);
+        let live = self
+            .inner
             .table
             .lock()
             .expect("poisoned")
-            .live(|n| n == me || alive.contains_key(n))
+            .live(|e, changed| {
+                if !(&e.node_id == me || alive.contains_key(&e.node_id))
+                    || delisted.contains_key(&e.key())
+                {
+                    return false;
+                }
+                let tasks = listed.as_ref().and_then(|l| l.get(&e.network_id));
+                let (usable, grace) =
+                    listing_allows(tasks, &e.task_id, now.duration_since(changed));
+                in_grace.set(in_grace.get() || grace);
+                usable
+            });
+        self.inner
+            .unlisted_in_grace
+            .store(in_grace.get(), Ordering::Relaxed);
+        live
+    }
+
+    /// What the managers say may have an endpoint: per network, its tasks (and the
+    /// ingress legs of its nodes). Gossip entries of anything else are ignored from now
+    /// on, whatever version they carry: a tombstone lost in a partition leaves no
+    /// stale backend behind.
+    pub fn set_listed(&self, listed: HashMap<String, HashSet<String>>) {
+        let mut current = self.inner.listed.lock().expect("poisoned");
+        if current.as_ref() == Some(&listed) {
+            return;
+        }
+        let now = Instant::now();
+        let mut delisted = self.inner.delisted.lock().expect("poisoned");
+        for (network, tasks) in current.iter().flatten() {
+            let kept = listed.get(network);
+            for t in tasks
+                .iter()
+                .filter(|t| kept.is_none_or(|k| !k.contains(*t)))
+            {
+                delisted.entry((network.clone(), t.clone())).or_insert(now);
+            }
+        }
+        *current = Some(listed);
+        drop((current, delisted));
+        self.notify();
     }
 
     /// `endpoints()`, computed once per change: what the resolvers read on every query.
@@ -631,6 +707,14 @@ impl Gossip {
                 tokio::spawn(self.clone().push_pull(m.clone()));
             }
             self.announce_to_missing();
+            if self.inner.unlisted_in_grace.load(Ordering::Relaxed) {
+                self.notify();
+            }
+            self.inner
+                .delisted
+                .lock()
+                .expect("poisoned")
+                .retain(|_, since| since.elapsed() < DELISTED_TTL);
             if self.inner.started.elapsed() > ADOPTION_GRACE {
                 self.withdraw_orphans();
             }
@@ -659,7 +743,7 @@ impl Gossip {
             .table
             .lock()
             .expect("poisoned")
-            .live(|n| n == me)
+            .live(|e, _| e.node_id == me)
             .into_iter()
             .filter(|e| !local.contains(&e.key()))
             .collect();
@@ -673,6 +757,20 @@ impl Gossip {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_of_tasks_the_managers_do_not_list_are_not_used() {
+        let listed: HashSet<String> = ["t1".to_string()].into();
+        let old = LISTING_GRACE * 30;
+        // Before the managers said anything, gossip is trusted.
+        assert_eq!(listing_allows(None, "t2", old), (true, false));
+        assert_eq!(listing_allows(Some(&listed), "t1", old), (true, false));
+        // A stale entry (its tombstone lost in a partition) is dropped at once...
+        assert_eq!(listing_allows(Some(&listed), "t2", old), (false, false));
+        // ...but a new task's entry may arrive before the list naming it.
+        let new = Duration::from_millis(200);
+        assert_eq!(listing_allows(Some(&listed), "t3", new), (true, true));
+    }
 
     async fn node(id: &str, ip: Ipv4Addr, view: &watch::Sender<ClusterView>) -> Gossip {
         Gossip::start(id, ip, 17946, view.subscribe())
@@ -725,7 +823,7 @@ mod tests {
             .table
             .lock()
             .unwrap()
-            .live(|_| true)
+            .live(|_, _| true)
             .iter()
             .any(|e| e.task_id == "leg-a")
         {

@@ -124,12 +124,12 @@ impl Table {
         self.records.values().map(|s| s.record.clone()).collect()
     }
 
-    /// Live endpoints whose owner `alive` accepts.
-    pub fn live(&self, alive: impl Fn(&str) -> bool) -> Vec<Endpoint> {
+    /// Live endpoints that `keep` accepts, given when each last changed.
+    pub fn live(&self, keep: impl Fn(&Endpoint, Instant) -> bool) -> Vec<Endpoint> {
         let mut v: Vec<Endpoint> = self
             .records
             .values()
-            .filter(|s| !s.record.deleted && alive(&s.record.endpoint.node_id))
+            .filter(|s| !s.record.deleted && keep(&s.record.endpoint, s.changed))
             .map(|s| s.record.endpoint.clone())
             .collect();
         v.sort_by_key(|e| e.key());
@@ -218,7 +218,7 @@ mod tests {
             !a.merge(rec("t1", 3, false), now),
             "an equal version is not news"
         );
-        assert!(a.live(|_| true).is_empty());
+        assert!(a.live(|_, _| true).is_empty());
     }
 
     #[test]
@@ -231,7 +231,7 @@ mod tests {
         t.merge(other, now);
         t.merge(rec("t3", 1, true), now);
         let live: Vec<String> = t
-            .live(|n| n == "nodeA")
+            .live(|e, _| e.node_id == "nodeA")
             .into_iter()
             .map(|e| e.task_id)
             .collect();

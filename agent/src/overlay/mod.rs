@@ -70,6 +70,11 @@ struct State {
 
 /// Where the node's own leg on the ingress network is kept in `State::attached`.
 const INGRESS_LEG: &str = "ingress-leg";
+
+/// The gossip entry of a node's ingress leg is named like a task's.
+fn leg_task_id(node_id: &str) -> String {
+    format!("{INGRESS_LEG}-{node_id}")
+}
 /// The node's interface on the ingress network (published ports leave through it).
 pub const INGRESS_IFNAME: &str = "shoal_ingress";
 
@@ -141,6 +146,19 @@ impl Overlay {
                 .map(|p| (p.network_id.clone(), p.nodes.clone()))
                 .collect(),
         );
+        // The ingress legs are this module's own entries, one per node of the network.
+        self.gossip.set_listed(
+            set.network_peers
+                .iter()
+                .map(|p| {
+                    let legs = p.nodes.iter().map(|n| leg_task_id(&n.node_id));
+                    (
+                        p.network_id.clone(),
+                        p.tasks.iter().cloned().chain(legs).collect(),
+                    )
+                })
+                .collect(),
+        );
         let mut st = self.state.lock().await;
         for n in networks {
             st.networks.insert(n.id.clone(), n.clone());
@@ -181,7 +199,7 @@ impl Overlay {
             host_veth: "shoal_ileg".into(),
             endpoint: Endpoint {
                 network_id: ingress.network_id.clone(),
-                task_id: format!("{INGRESS_LEG}-{}", self.cfg.node_id),
+                task_id: leg_task_id(&self.cfg.node_id),
                 node_id: self.cfg.node_id.clone(),
                 ip,
                 prefix,
