@@ -131,9 +131,12 @@ impl Manager {
             .unwrap_or(1000u64);
         let raft_config = openraft::Config {
             cluster_name: "shoal".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            // A follower calls an election after the leader's lease (election_timeout_max)
+            // plus its own random timeout: 1.2-1.6 s of silence, eight or more heartbeats
+            // missed, so a busy leader is not deposed by a slow tick.
+            heartbeat_interval: 150,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
             max_in_snapshot_log_to_keep: snapshot_every / 5,
             purge_batch_size: 1,
@@ -304,8 +307,14 @@ impl Manager {
             .map(|n| n.addr.clone())
     }
 
-    /// Applies a proposal through Raft, forwarding to the leader if need be.
-    pub async fn propose(&self, p: Proposal) -> Result<ProposalResult> {
+    /// Applies a proposal through Raft, forwarding to the leader if need be. A leader
+    /// that goes away mid-write leaves its outcome unknown: the write is sent again
+    /// (to the next leader) under the same proposal ID, so it is applied at most once
+    /// and the answer says what happened to it.
+    pub async fn propose(&self, mut p: Proposal) -> Result<ProposalResult> {
+        if p.id.is_empty() {
+            p.id = shoal_proto::ids::new_id();
+        }
         let deadline = Instant::now() + PROPOSE_TIMEOUT;
         loop {
             let outcome = if self.is_leader() {
@@ -400,8 +409,12 @@ impl Manager {
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
         match RaftTransportClient::new(channel).propose(p).await {
             Ok(r) => Ok(r.into_inner()),
-            Err(s) if s.code() == tonic::Code::Unavailable => Err(ManagerError::NoLeader),
-            Err(s) => Err(ManagerError::Raft(s.message().to_string())),
+            // The leader's own refusals come back as results; a failed call (the leader
+            // died, the connection broke) is worth a retry under the same proposal ID.
+            Err(s) => {
+                tracing::debug!(leader = %leader_addr, "forwarding a write: {}", s.message());
+                Err(ManagerError::NoLeader)
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! every applied change is published to watchers.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use shoal_proto::stored_object::Object;
@@ -341,6 +341,7 @@ impl State {
 pub struct Store {
     state: Arc<RwLock<State>>,
     events: broadcast::Sender<Event>,
+    results: Arc<Mutex<RecentResults>>,
 }
 
 impl Default for Store {
@@ -348,6 +349,33 @@ impl Default for Store {
         Store {
             state: Arc::default(),
             events: broadcast::channel(1024).0,
+            results: Arc::default(),
+        }
+    }
+}
+
+/// The results of the last proposals applied, by proposal ID. A proposal applied again
+/// (a retry after its leader died unanswered, though it had committed) changes nothing
+/// anyway (its creates exist, its versions moved on): what this adds is the answer the
+/// first application gave, so the writer is told it succeeded. Kept in memory only: it
+/// changes no state, so replicas may hold different windows of it.
+#[derive(Default)]
+struct RecentResults {
+    order: std::collections::VecDeque<String>,
+    by_id: std::collections::HashMap<String, ProposalResult>,
+}
+
+const RECENT_RESULTS: usize = 4096;
+
+impl RecentResults {
+    fn record(&mut self, id: &str, result: &ProposalResult) {
+        if self.by_id.insert(id.to_string(), result.clone()).is_none() {
+            self.order.push_back(id.to_string());
+        }
+        while self.order.len() > RECENT_RESULTS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
         }
     }
 }
@@ -364,11 +392,18 @@ impl Store {
     }
 
     pub(crate) fn apply(&self, index: u64, proposal: &Proposal) -> (ProposalResult, Vec<Event>) {
+        let mut results = self.results.lock().expect("poisoned");
+        if let Some(first) = results.by_id.get(&proposal.id) {
+            return (first.clone(), vec![]);
+        }
         let (result, events) = self
             .state
             .write()
             .expect("store lock poisoned")
             .apply(index, proposal);
+        if !proposal.id.is_empty() {
+            results.record(&proposal.id, &result);
+        }
         for e in &events {
             let _ = self.events.send(e.clone());
         }
@@ -426,7 +461,10 @@ pub fn action(kind: StoreActionKind, object: Object) -> StoreAction {
 }
 
 pub fn proposal(actions: Vec<StoreAction>) -> Proposal {
-    Proposal { actions }
+    Proposal {
+        actions,
+        id: String::new(),
+    }
 }
 
 #[cfg(test)]
