@@ -312,6 +312,13 @@ async fn control(
     };
     *runtime_id.lock().expect("poisoned") = Some(rid.clone());
     if let Err(e) = attach_networks(&task, &runtime, &rid, overlay.as_deref()).await {
+        // A task that exits at once takes its namespace along: say so, not the symptom.
+        let e = match tokio::time::timeout(Duration::from_millis(300), runtime.wait(&rid)).await {
+            Ok(Ok(code)) => {
+                format!("the task exited (status {code}) while its networks were being attached")
+            }
+            _ => e,
+        };
         let _ = runtime.stop(&rid, &c.stop_signal, grace).await;
         let mut st = status(TaskState::Failed, "starting failed", &e);
         st.container_id = rid;

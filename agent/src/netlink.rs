@@ -220,11 +220,22 @@ impl Netlink {
             &format!("veth {host}"),
         )
         .await?;
-        let peer = self.index(&staging).await?;
-        let file = std::fs::File::open(task_path)
-            .map_err(|e| NetlinkError::Io(format!("opening {}: {e}", task_path.display())))?;
-        self.move_link(peer, &file, ifname).await?;
-        task.index(ifname).await
+        let moved = async {
+            let peer = self.index(&staging).await?;
+            let file = std::fs::File::open(task_path)
+                .map_err(|e| NetlinkError::Io(format!("opening {}: {e}", task_path.display())))?;
+            self.move_link(peer, &file, ifname).await?;
+            task.index(ifname).await
+        };
+        let moved = moved.await;
+        if moved.is_err()
+            && let Ok(Some(l)) = self.link(host).await
+        {
+            // The task went away meanwhile (its namespace with it): deleting this end
+            // deletes the pair, which would otherwise stay behind here.
+            let _ = self.del_link(l.header.index).await;
+        }
+        moved
     }
 
     /// Brings a link up, with its MTU, MAC and bridge (when given).

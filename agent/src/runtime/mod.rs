@@ -27,6 +27,23 @@ pub struct Existing {
     pub running: bool,
 }
 
+/// Stops (SIGTERM, then SIGKILL after `grace`) and removes every workload of this node:
+/// what leaving the swarm does to its tasks, as Docker does.
+pub async fn remove_all(rt: &dyn Runtime, grace: Duration) {
+    let workloads = rt.existing().await.unwrap_or_default();
+    futures::future::join_all(workloads.iter().map(|w| async move {
+        if w.running
+            && let Err(e) = rt.stop(&w.runtime_id, "SIGTERM", grace).await
+        {
+            tracing::warn!(task = %w.task_id, "stopping the task's workload: {e}");
+        }
+        if let Err(e) = rt.remove(&w.runtime_id).await {
+            tracing::warn!(task = %w.task_id, "removing the task's workload: {e}");
+        }
+    }))
+    .await;
+}
+
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync {
     fn name(&self) -> &'static str;

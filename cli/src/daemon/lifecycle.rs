@@ -25,6 +25,9 @@ const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoa
 const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.";
 const WORKER_NODE: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
+/// How long a task may take to stop when its node leaves the swarm.
+const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("{e:#}"))
 }
@@ -362,7 +365,11 @@ impl Daemon {
             tracing::warn!("could not leave the managers' Raft group cleanly: {e}");
         }
         rt.leave_gossip().await;
+        let tasks = rt.task_runtime.clone();
         rt.stop().await;
+        // The node's tasks belong to the swarm it left: stopped and removed, as Docker
+        // does (they would otherwise linger, and nothing would know them any more).
+        shoal_agent::runtime::remove_all(tasks.as_ref(), LEAVE_GRACE).await;
         self.swarm_dir().wipe().map_err(internal)?;
         tracing::info!("left the swarm");
         Ok(())

@@ -201,19 +201,16 @@ pub fn log_tail(node: &LabNode, lines: usize) -> Option<String> {
 /// Removes every task workload a node's daemon left (they outlive the daemon by design,
 /// so a restarted agent can adopt them).
 pub async fn remove_workloads(node: &LabNode) {
-    use shoal_agent::runtime::Runtime;
+    use shoal_agent::runtime::remove_all;
+    let now = std::time::Duration::ZERO;
     let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.netns);
-    for w in process.existing().await.unwrap_or_default() {
-        let _ = process.remove(&w.runtime_id).await;
-    }
+    remove_all(&process, now).await;
     let saved = crate::daemon::state::SwarmDir::new(&node.data_dir()).load();
     let node_id = saved.ok().flatten().map(|(state, _)| state.node_id);
     if let Some(id) = node_id
         && std::path::Path::new("/var/run/docker.sock").exists()
         && let Ok(docker) = shoal_agent::runtime::docker::DockerRuntime::connect(&id).await
     {
-        for w in docker.existing().await.unwrap_or_default() {
-            let _ = docker.remove(&w.runtime_id).await;
-        }
+        remove_all(&docker, now).await;
     }
 }
