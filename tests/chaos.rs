@@ -91,6 +91,76 @@ fn tasks_that_change_node_lose_no_request() {
         std::thread::sleep(Duration::from_secs(5));
         load.finish_without_failures(&format!("{node}'s daemon killed (-9) and restarted"));
     }
+
+    // A task that exits while its networks are being attached: its failure says so, and
+    // no veth of it stays behind in any of the lab's namespaces.
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "quit",
+            "--restart-condition",
+            "none",
+            "-p",
+            "9999:80",
+            // httpd cannot listen on port "bad": the container exits at once.
+            "-e",
+            "PORT=bad",
+            "shoal/demo-web",
+        ],
+    );
+    let ((task, error), _) = wait_for(Duration::from_secs(60), "the quitting task to fail", || {
+        lab.tasks("quit")
+            .into_iter()
+            .find(|t| !t["ERROR"].is_empty())
+            .map(|t| (t["ID"].clone(), t["ERROR"].clone()))
+    });
+    assert!(error.contains("exited (status 1)"), "{error}");
+    for ns in lab_namespaces(&lab) {
+        let links = std::process::Command::new("ip")
+            .args(["-n", &ns, "-o", "link", "show"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8_lossy(&links.stdout);
+        assert!(
+            !links.contains(&task[..8]),
+            "a link of task {task} left in {ns}: {links}"
+        );
+    }
+
+    // A node leaving the swarm takes its task containers with it, as Docker does.
+    let rows = lab.nodes("manager1");
+    let id = &rows
+        .iter()
+        .find(|n| n.hostname == "worker2")
+        .expect("worker2")
+        .id;
+    let filter = format!("label=com.docker.swarm.node.id={id}");
+    let containers = || common::docker(&["ps", "-aq", "--filter", &filter]);
+    assert!(!containers().trim().is_empty(), "worker2 runs tasks");
+    lab.ok("worker2", &["swarm", "leave"]);
+    let left = containers();
+    assert!(
+        left.trim().is_empty(),
+        "containers outlived worker2's leave: {left}"
+    );
+}
+
+/// Every network namespace of the lab (nodes, overlays, tasks).
+fn lab_namespaces(lab: &Lab) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| ns.starts_with(&format!("shoal-{}-", lab.name)))
+        .map(String::from)
+        .collect()
 }
 
 /// Asserts no request failed and the load reached `replicas` different tasks.
@@ -415,4 +485,158 @@ fn a_partitioned_worker_leaves_no_stale_backend_behind() {
         assert_eq!((unique.len(), overlay.len()), (6, 6), "chnet: {overlay:?}");
         assert!(!overlay.contains(&vip), "the VIP {vip} is also a task's");
     }
+}
+
+/// Whether `node`'s manager leads, as `shoal info` says (a read of the node's own Raft
+/// view: it waits on no quorum, so polling it while there is none costs nothing).
+fn leads(lab: &Lab, node: &str) -> bool {
+    let out = lab.exec(node, &["info"]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Is Leader: true")
+}
+
+fn leader(lab: &Lab, among: &[&'static str]) -> Option<&'static str> {
+    among.iter().copied().find(|m| leads(lab, m))
+}
+
+/// One `service create` a writer made, and what it was told.
+struct Written {
+    name: String,
+    node: &'static str,
+    acknowledged: bool,
+    answer: String,
+    sent: Instant,
+    answered: Instant,
+}
+
+/// Creates services through `node` one after another until `stop` (at most 400).
+fn write_loop(lab: &Lab, node: &'static str, stop: &std::sync::atomic::AtomicBool) -> Vec<Written> {
+    let mut writes = vec![];
+    for i in 0..400 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let name = format!("{node}-w{i}");
+        let sent = Instant::now();
+        let out = lab.exec(
+            node,
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                &name,
+                "--replicas",
+                "0",
+                "shoal/demo-web",
+            ],
+        );
+        writes.push(Written {
+            name,
+            node,
+            acknowledged: out.status.success(),
+            answer: text(&out),
+            sent,
+            answered: Instant::now(),
+        });
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    writes
+}
+
+/// The leader is killed (-9) three times while every manager takes writes: a new one
+/// leads within 2 s (median), no other election happens meanwhile, every acknowledged
+/// write survives, and no write reported failed was committed anyway (except those
+/// sent to the killed manager itself, whose outcome its client cannot know).
+#[test]
+fn leader_kills_lose_no_acknowledged_write_and_fail_over_fast() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lab = Lab::up("ch-lead", 95, 3, 3, "1s");
+    let managers: [&'static str; 3] = ["manager1", "manager2", "manager3"];
+    let (mut current, _) = wait_for(Duration::from_secs(20), "a leader", || {
+        leader(&lab, &managers)
+    });
+    let stop = AtomicBool::new(false);
+    let mut failovers = vec![];
+    let mut kills: Vec<(&str, Instant, Instant)> = vec![];
+    let writes: Vec<Written> = std::thread::scope(|s| {
+        let writers: Vec<_> = managers
+            .iter()
+            .map(|m| {
+                let (lab, stop) = (&lab, &stop);
+                s.spawn(move || write_loop(lab, m, stop))
+            })
+            .collect();
+        for round in 1..=3 {
+            std::thread::sleep(Duration::from_secs(2));
+            let now_leading = leader(&lab, &managers);
+            assert_eq!(
+                now_leading,
+                Some(current),
+                "round {round}: an election happened without a kill"
+            );
+            let killed_at = Instant::now();
+            lab.stop(current, true);
+            let survivors: Vec<&'static str> =
+                managers.iter().copied().filter(|m| *m != current).collect();
+            let (next, took) = wait_for(Duration::from_secs(15), "a new leader", || {
+                leader(&lab, &survivors)
+            });
+            eprintln!("round {round}: {next} leads {took:.2?} after {current} was killed");
+            failovers.push(took);
+            lab.start(current);
+            lab.wait_ready(current, Duration::from_secs(30));
+            kills.push((current, killed_at, Instant::now()));
+            current = next;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+
+    let services: std::collections::BTreeSet<String> =
+        common::parse_table(&lab.ok(current, &["service", "ls"]))
+            .into_iter()
+            .map(|row| row["NAME"].clone())
+            .collect();
+    let outcome_unknown = |w: &Written| {
+        kills
+            .iter()
+            .any(|(node, from, to)| *node == w.node && w.sent < *to && w.answered > *from)
+    };
+    let acked: Vec<&Written> = writes.iter().filter(|w| w.acknowledged).collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .map(|w| &w.name)
+        .filter(|n| !services.contains(*n))
+        .collect();
+    let failed: Vec<&Written> = writes.iter().filter(|w| !w.acknowledged).collect();
+    let unknown = failed.iter().filter(|w| outcome_unknown(w)).count();
+    let false_failures: Vec<(&String, &String)> = failed
+        .iter()
+        .filter(|w| !outcome_unknown(w) && services.contains(&w.name))
+        .map(|w| (&w.name, &w.answer))
+        .collect();
+    eprintln!(
+        "{} writes: {} acknowledged, {} lost, {} failed ({unknown} sent to the manager being killed), {} reported failed but committed",
+        writes.len(),
+        acked.len(),
+        lost.len(),
+        failed.len(),
+        false_failures.len()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(
+        false_failures.is_empty(),
+        "reported failed, committed anyway: {false_failures:#?}"
+    );
+    assert!(acked.len() > 30, "too few writes went through to judge");
+    failovers.sort();
+    let median = failovers[failovers.len() / 2];
+    assert!(
+        median <= Duration::from_secs(2),
+        "failover took {failovers:?}"
+    );
 }

@@ -320,7 +320,7 @@ fn invalid_specs_are_refused_and_nothing_is_written() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["--name", "a", "--replicas", "-1", "shoal/demo-web"],
-            "0 or more",
+            "a whole number from 0 to 10000",
         ),
         (&["--name", "b", ""], "image is empty"),
         (

@@ -259,7 +259,8 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                 let (name, n) = s.split_once('=').ok_or_else(|| {
                     anyhow!("invalid scale specifier {s:?}: use SERVICE=REPLICAS")
                 })?;
-                let n = parse_replicas(n).map_err(|e| anyhow!("{name}: {e}"))?;
+                let n = parse_replicas(n)
+                    .map_err(|e| anyhow!("invalid replicas value {n:?} for {name}: {e}"))?;
                 let svc = get(&mut client, name).await?;
                 let mut spec = svc.spec.clone().unwrap_or_default();
                 match spec.mode {

@@ -42,7 +42,7 @@ pub struct CreateLists {
 pub fn parse_count(s: &str) -> Result<u64, String> {
     let n: u64 = s.trim().parse().map_err(|_| {
         format!(
-            "invalid value {s:?}: give a whole number from 0 to {}",
+            "give a whole number from 0 to {}",
             shoal_proto::MAX_REPLICAS
         )
     })?;
