@@ -285,12 +285,16 @@ impl EbpfEngine {
             let adopted = match PinnedLink::from_pin(&pin) {
                 Err(_) => None,
                 Ok(old) => match SchedClassifierLink::try_from(FdLink::from(old))
-                    .map_err(|e| e.to_string())
-                    .and_then(|link| prog.attach_to_link(link).map_err(|e| e.to_string()))
+                    .map_err(|e| Some(e.to_string()))
+                    .and_then(|link| prog.attach_to_link(link).map_err(link_update_error))
                 {
                     Ok(id) => Some(id),
-                    Err(e) => {
-                        tracing::warn!(%ifname, "could not take over the pinned link: {e}");
+                    Err(None) => {
+                        tracing::debug!(%ifname, "the pinned link's interface was made again since: attaching anew");
+                        None
+                    }
+                    Err(Some(e)) => {
+                        tracing::warn!(%ifname, "could not take over the pinned link, attaching anew: {e}");
                         None
                     }
                 },
@@ -624,5 +628,25 @@ impl EbpfEngine {
                     .collect(),
             })
             .collect()
+    }
+}
+
+/// Why a pinned link could not take the new program, or None when that is expected: a
+/// tcx link whose interface was deleted (a task's veth made again while the agent was
+/// down, under the same name) is defunct, and the kernel answers ENOLINK. The new
+/// program is then attached afresh, which is all that was needed.
+fn link_update_error(e: aya::programs::ProgramError) -> Option<String> {
+    match &e {
+        aya::programs::ProgramError::SyscallError(s)
+            if s.io_error.raw_os_error() == Some(libc::ENOLINK) =>
+        {
+            None
+        }
+        _ => Some(format!(
+            "{e} ({})",
+            std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        )),
     }
 }
