@@ -373,22 +373,38 @@ impl Netlink {
     }
 
     pub async fn fdb_del(&self, vxlan: u32, mac: Mac, vtep: Ipv4Addr) -> Result<()> {
+        self.del_bridge_entry(vxlan, mac, NeighbourFlags::Own, Some(vtep), "fdb")
+            .await
+    }
+
+    /// Deletes one AF_BRIDGE neighbour: the vxlan device's own (with its VTEP) or a
+    /// bridge's (Controller).
+    async fn del_bridge_entry(
+        &self,
+        index: u32,
+        mac: Mac,
+        flags: NeighbourFlags,
+        vtep: Option<Ipv4Addr>,
+        what: &str,
+    ) -> Result<()> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
-        msg.header.ifindex = vxlan;
-        msg.header.flags = NeighbourFlags::Own;
+        msg.header.ifindex = index;
+        msg.header.flags = flags;
         msg.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                vtep,
-            )));
+        if let Some(vtep) = vtep {
+            msg.attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                    vtep,
+                )));
+        }
         self.handle
             .neighbours()
             .del(msg)
             .execute()
             .await
-            .map_err(request(format!("deleting fdb {}", mac_string(&mac))))
+            .map_err(request(format!("deleting {what} {}", mac_string(&mac))))
     }
 
     /// Turns MAC learning off on a bridge port: the reconciler programs every entry
@@ -447,21 +463,8 @@ impl Netlink {
     }
 
     pub async fn bridge_fdb_del(&self, port: u32, mac: Mac) -> Result<()> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Bridge;
-        msg.header.ifindex = port;
-        msg.header.flags = NeighbourFlags::Controller;
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        self.handle
-            .neighbours()
-            .del(msg)
-            .execute()
+        self.del_bridge_entry(port, mac, NeighbourFlags::Controller, None, "bridge entry")
             .await
-            .map_err(request(format!(
-                "deleting bridge entry {}",
-                mac_string(&mac)
-            )))
     }
 
     /// Permanent IPv4 neighbours on a device: IP -> MAC.
