@@ -132,11 +132,11 @@ impl Manager {
         let raft_config = openraft::Config {
             cluster_name: "shoal".into(),
             // A follower calls an election after the leader's lease (election_timeout_max)
-            // plus its own random timeout: 1.2-1.6 s of silence, eight or more heartbeats
+            // plus its own random timeout: 0.9-1.2 s of silence, nine or more heartbeats
             // missed, so a busy leader is not deposed by a slow tick.
-            heartbeat_interval: 150,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
             max_in_snapshot_log_to_keep: snapshot_every / 5,
             purge_batch_size: 1,
