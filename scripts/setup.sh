@@ -63,6 +63,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found; install Rust with rustup first" >&2
     exit 1
 fi
+# The tests check formatting and lints (scripts/test.sh).
+for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+        log "adding $component"
+        rustup component add "$component"
+    fi
+done
 if ! rustup toolchain list | grep -q '^nightly'; then
     log "installing the nightly toolchain (for ebpf/)"
     rustup toolchain install nightly --profile minimal

@@ -7,5 +7,8 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 # The TC programs first: the agent embeds them.
 ./scripts/build-ebpf.sh
+# The house rules first: formatted, and clippy-clean with warnings as errors.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace
