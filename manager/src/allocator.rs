@@ -16,14 +16,8 @@ use shoal_proto::{
 
 use crate::networks::ipam::Cidr;
 use crate::networks::network_name;
-use crate::orchestrator::is_terminal;
 use crate::store::{State, action};
-
-/// Whether a task still holds its addresses.
-pub fn holds_addresses(t: &Task) -> bool {
-    !(t.desired_state() >= TaskState::Shutdown
-        && is_terminal(t.status.as_ref().map(|s| s.state()).unwrap_or_default()))
-}
+use crate::tasks::holds_addresses;
 
 /// Who holds an address: a task, a service (its VIP) or a node (its ingress leg).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +197,7 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
             Some(err) => {
                 // Give back what this task took before failing, and do not repeat itself.
                 attachments.iter().for_each(|a| give_back(&mut used, a));
-                actions.extend(crate::orchestrator::pending(
+                actions.extend(crate::tasks::pending(
                     t,
                     "pending network allocation",
                     err,

@@ -236,8 +236,7 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
             .filter(|t| {
                 let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
                 st >= TaskState::Assigned
-                    && !(t.desired_state() >= TaskState::Shutdown
-                        && crate::orchestrator::is_terminal(st))
+                    && !(t.desired_state() >= TaskState::Shutdown && crate::tasks::is_terminal(st))
             })
             .cloned()
             .collect()
@@ -282,7 +281,7 @@ fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
         .map(|n| n.id.as_str());
     let holders: Vec<&Task> = s
         .tasks()
-        .filter(|t| !t.node_id.is_empty() && crate::allocator::holds_addresses(t))
+        .filter(|t| !t.node_id.is_empty() && crate::tasks::holds_addresses(t))
         .filter(|t| t.networks.iter().any(|a| a.network_id == network_id))
         .collect();
     let mut ids: Vec<&str> = holders
@@ -294,7 +293,7 @@ fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
     ids.dedup();
     let mut tasks: Vec<String> = holders
         .iter()
-        .filter(|t| may_publish(t))
+        .filter(|t| crate::tasks::may_publish(t))
         .map(|t| t.id.clone())
         .collect();
     tasks.sort();
@@ -306,14 +305,6 @@ fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
             .collect(),
         tasks,
     }
-}
-
-/// Whether a task's agent may publish its endpoint: wanted running and not stopped. A
-/// task told to stop withdraws its endpoint before it stops (its connections drain on
-/// the kernel entries the agents keep a while), so it is no longer listed.
-fn may_publish(t: &Task) -> bool {
-    let state = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
-    t.desired_state() <= TaskState::Running && !crate::orchestrator::is_terminal(state)
 }
 
 /// Records what an agent reports about its tasks. A node may only report on its own

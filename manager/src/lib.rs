@@ -17,4 +17,5 @@ pub mod nodes;
 pub mod orchestrator;
 pub mod scheduler;
 pub mod services;
+pub mod tasks;
 pub mod updater;

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use shoal_proto::service_spec::Mode;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
-    Meta, Node, NodeAvailability, NodeState, RestartCondition, Service, StoreAction,
-    StoreActionKind, Task, TaskSpec, TaskState, TaskStatus,
+    Node, NodeAvailability, NodeState, RestartCondition, Service, StoreAction, StoreActionKind,
+    Task, TaskState,
 };
 
 use crate::services::constraints;
-use crate::services::service_name;
 use crate::store::{State, action};
+use crate::tasks::{created, is_terminal, new_task, state_of, status_time};
 
 /// Terminal tasks kept per slot (or per node, for global services), as in Swarm.
 pub const TASK_HISTORY: usize = 5;
@@ -25,28 +25,6 @@ pub const TASK_HISTORY: usize = 5;
 /// bounded proposals (the leader wakes again as soon as one is applied) instead of one
 /// entry as large as the count.
 const CREATE_BATCH: usize = 500;
-
-pub fn is_terminal(s: TaskState) -> bool {
-    s >= TaskState::Complete
-}
-
-fn state_of(t: &Task) -> TaskState {
-    t.status.as_ref().map(|s| s.state()).unwrap_or_default()
-}
-
-fn status_time(t: &Task) -> i64 {
-    t.status
-        .as_ref()
-        .map(|s| s.timestamp_unix_nanos)
-        .unwrap_or_default()
-}
-
-fn created(t: &Task) -> i64 {
-    t.meta
-        .as_ref()
-        .map(|m| m.created_at_unix_nanos)
-        .unwrap_or_default()
-}
 
 /// A node that can take new tasks.
 pub fn node_available(n: &Node) -> bool {
@@ -70,57 +48,6 @@ fn node_drained(state: &State, node_id: &str) -> bool {
         .node(node_id)
         .and_then(|n| n.spec.as_ref())
         .is_some_and(|s| s.availability() == NodeAvailability::Drain)
-}
-
-pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
-    Task {
-        service_id: service.id.clone(),
-        slot,
-        spec_version: service.spec_version,
-        service_name: service_name(service).to_string(),
-        endpoint: service.endpoint.clone(),
-        ..created_task(
-            node_id,
-            service.spec.as_ref().and_then(|s| s.task.clone()),
-            now,
-        )
-    }
-}
-
-/// A new task, wanted running, not yet allocated or scheduled.
-pub fn created_task(node_id: &str, spec: Option<TaskSpec>, now: i64) -> Task {
-    Task {
-        id: shoal_proto::ids::new_id(),
-        meta: Some(Meta {
-            created_at_unix_nanos: now,
-            updated_at_unix_nanos: now,
-            ..Default::default()
-        }),
-        node_id: node_id.to_string(),
-        spec,
-        desired_state: TaskState::Running as i32,
-        status: Some(TaskStatus {
-            state: TaskState::New as i32,
-            message: "created".into(),
-            timestamp_unix_nanos: now,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Marks `task` pending with `err`, the reason a user reads in `service ps`; None when it
-/// already says so (nothing to write).
-pub fn pending(mut task: Task, message: &str, err: String, now: i64) -> Option<StoreAction> {
-    let status = task.status.get_or_insert_default();
-    if status.state() == TaskState::Pending && status.err == err {
-        return None;
-    }
-    status.state = TaskState::Pending as i32;
-    status.message = message.to_string();
-    status.err = err;
-    status.timestamp_unix_nanos = now;
-    Some(action(StoreActionKind::Update, Object::Task(task)))
 }
 
 fn shut_down(mut t: Task, why: &str) -> StoreAction {

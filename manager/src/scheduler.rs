@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{Node, StoreAction, StoreActionKind, Task, TaskState};
 
-use crate::orchestrator::{is_terminal, node_available};
+use crate::orchestrator::node_available;
 use crate::services::constraints;
 use crate::store::{State, action};
+use crate::tasks::is_terminal;
 
 #[derive(Default, Clone, Copy)]
 struct Usage {
@@ -262,7 +263,7 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                     .extend(host_ports(task));
             }
             None => {
-                actions.extend(crate::orchestrator::pending(
+                actions.extend(crate::tasks::pending(
                     task.clone(),
                     "pending task scheduling",
                     refused.reason(),

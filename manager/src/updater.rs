@@ -12,8 +12,8 @@ use shoal_proto::{
     UpdateState, UpdateStatus,
 };
 
-use crate::orchestrator::{is_terminal, new_task};
 use crate::store::action;
+use crate::tasks::{is_terminal, new_task};
 
 fn state_of(t: &Task) -> TaskState {
     t.status.as_ref().map(|s| s.state()).unwrap_or_default()

@@ -65,7 +65,7 @@ pub async fn attach(m: &Manager, req: NetworkConnectRequest) -> Result<Task> {
             }),
             ..Default::default()
         };
-        let task = crate::orchestrator::created_task(&req.node_id, Some(spec), now);
+        let task = crate::tasks::created_task(&req.node_id, Some(spec), now);
         created = Some(task.clone());
         Ok(vec![action(StoreActionKind::Create, Object::Task(task))])
     })
