@@ -241,7 +241,7 @@ pub fn clash<'a>(
         let ip = ip_of(addr)?;
         held.iter()
             .find(|(h, n, a)| *h != holder && *n == network && ip_of(a) == Some(ip))
-            .map(|(h, _, _)| format!("address {addr} {} {h}", crate::store::ALREADY_HELD))
+            .map(|(h, _, _)| format!("address {addr} is already held by {h}"))
     })
 }
 
@@ -368,6 +368,7 @@ mod tests {
             )]),
         );
         assert!(r.error.contains("already held"), "{}", r.error);
+        assert_eq!(r.refusal(), shoal_proto::Refusal::AddressHeld);
 
         first.desired_state = TaskState::Shutdown as i32;
         first.status.as_mut().unwrap().state = TaskState::Shutdown as i32;

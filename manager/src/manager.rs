@@ -33,8 +33,9 @@ const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum ManagerError {
     #[error("{NO_LEADER}")]
     NoLeader,
-    #[error("{0}")]
-    Rejected(String),
+    /// The store refused the write: why (for retries), and what a user reads.
+    #[error("{1}")]
+    Rejected(shoal_proto::Refusal, String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -52,7 +53,7 @@ impl From<ManagerError> for tonic::Status {
         let msg = e.to_string();
         match e {
             ManagerError::NoLeader => tonic::Status::unavailable(msg),
-            ManagerError::Rejected(_) => tonic::Status::aborted(msg),
+            ManagerError::Rejected(..) => tonic::Status::aborted(msg),
             ManagerError::NotFound(_) => tonic::Status::not_found(msg),
             ManagerError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
@@ -330,7 +331,7 @@ impl Manager {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(result) if !result.error.is_empty() => {
-                    return Err(ManagerError::Rejected(result.error));
+                    return Err(ManagerError::Rejected(result.refusal(), result.error));
                 }
                 other => return other,
             }
@@ -432,8 +433,8 @@ impl Manager {
                 return Ok(ProposalResult::default());
             }
             match self.propose(proposal(actions)).await {
-                Err(ManagerError::Rejected(msg))
-                    if crate::store::built_on_stale_state(&msg) && attempts < 5 =>
+                Err(ManagerError::Rejected(refusal, _))
+                    if crate::store::built_on_stale_state(refusal) && attempts < 5 =>
                 {
                     attempts += 1;
                     // Let this manager's store catch up with the write that got in first.

@@ -9,20 +9,21 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
-    Cluster, Meta, Node, Proposal, ProposalResult, Service, StoreAction, StoreActionKind,
+    Cluster, Meta, Node, Proposal, ProposalResult, Refusal, Service, StoreAction, StoreActionKind,
     StoredObject, Task, Version,
 };
 use tokio::sync::broadcast;
 
-/// Refusals meaning a proposal was built from a view of the state that has since moved
-/// on (a concurrent write, or an address the allocator handed out meanwhile): building
-/// it again from the current state may succeed, or say plainly why it cannot.
-pub const OUT_OF_SEQUENCE: &str = "out of sequence";
-pub const ALREADY_HELD: &str = "is already held by";
-
-pub fn built_on_stale_state(refusal: &str) -> bool {
-    refusal.contains(OUT_OF_SEQUENCE) || refusal.contains(ALREADY_HELD)
+/// Whether a refusal means the proposal was built from a view of the state that has
+/// since moved on (a concurrent write, or an address the allocator handed out
+/// meanwhile): building it again from the current state may succeed, or say plainly
+/// why it cannot.
+pub fn built_on_stale_state(refusal: Refusal) -> bool {
+    matches!(refusal, Refusal::OutOfSequence | Refusal::AddressHeld)
 }
+
+/// A refused action: the kind, and the words a user reads.
+type Refused = (Refusal, String);
 
 /// Kinds of object, in the order snapshots list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -160,11 +161,12 @@ impl State {
                     staged.insert(key, value);
                     events.push(event);
                 }
-                Err(error) => {
+                Err((refusal, error)) => {
                     return (
                         ProposalResult {
                             objects: vec![],
                             error,
+                            refusal: refusal as i32,
                         },
                         vec![],
                     );
@@ -186,6 +188,7 @@ impl State {
             ProposalResult {
                 objects: stored,
                 error: String::new(),
+                refusal: Refusal::None as i32,
             },
             events,
         )
@@ -239,15 +242,18 @@ impl State {
         index: u64,
         action: &StoreAction,
         staged: &BTreeMap<(Kind, String), Option<Object>>,
-    ) -> Result<((Kind, String), Option<Object>, Event), String> {
+    ) -> Result<((Kind, String), Option<Object>, Event), Refused> {
         let mut obj = action
             .object
             .as_ref()
             .and_then(|o| o.object.clone())
-            .ok_or("store action without an object")?;
+            .ok_or((
+                Refusal::Malformed,
+                "store action without an object".to_string(),
+            ))?;
         let (kind, id) = (obj.kind(), obj.id().to_string());
         if id.is_empty() {
-            return Err(format!("{kind:?} without an ID"));
+            return Err((Refusal::Malformed, format!("{kind:?} without an ID")));
         }
         let key = (kind, id.clone());
         let current = match staged.get(&key) {
@@ -266,17 +272,21 @@ impl State {
             }) || staged.values().flatten().any(|o| matches!(o, Object::Service(other)
                 if other.id != svc.id && other.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| a.name.as_str()) == name));
             if taken {
-                return Err(format!(
-                    "name conflicts with an existing object: service {} already exists",
-                    name.unwrap_or_default()
+                return Err((
+                    Refusal::NameTaken,
+                    format!(
+                        "name conflicts with an existing object: service {} already exists",
+                        name.unwrap_or_default()
+                    ),
                 ));
             }
         }
+        let held = |why: Option<String>| why.map(|w| (Refusal::AddressHeld, w));
         let clash = match (action_kind, &obj) {
             (StoreActionKind::Remove, _) => None,
-            (_, Object::Task(task)) => crate::allocator::task_clash(self, task),
+            (_, Object::Task(task)) => held(crate::allocator::task_clash(self, task)),
             (_, Object::Service(svc)) => crate::services::endpoint::clash(self, svc),
-            (_, Object::Node(node)) => crate::allocator::clash(
+            (_, Object::Node(node)) => held(crate::allocator::clash(
                 self,
                 crate::allocator::Holder::Node(&node.id),
                 node.ingress.iter().flat_map(|a| {
@@ -284,7 +294,7 @@ impl State {
                         .iter()
                         .map(|x| (a.network_id.as_str(), x.as_str()))
                 }),
-            ),
+            )),
             _ => None,
         };
         if let Some(clash) = clash {
@@ -293,20 +303,26 @@ impl State {
         if let (StoreActionKind::Create, Object::Network(net)) = (action_kind, &obj)
             && let Some(clash) = self.network_clash(net, staged)
         {
-            return Err(clash);
+            return Err((Refusal::NetworkClash, clash));
         }
         match (action_kind, current) {
             (StoreActionKind::Create, Some(_)) => {
-                return Err(format!("{kind:?} {id} already exists"));
+                return Err((
+                    Refusal::AlreadyExists,
+                    format!("{kind:?} {id} already exists"),
+                ));
             }
             (StoreActionKind::Update | StoreActionKind::Remove, None) => {
-                return Err(format!("{kind:?} {id} not found"));
+                return Err((Refusal::NotFound, format!("{kind:?} {id} not found")));
             }
             (StoreActionKind::Update, Some(cur)) if cur.version() != obj.version() => {
-                return Err(format!(
-                    "update {OUT_OF_SEQUENCE}: {kind:?} {id} is at version {}, the update was made against version {}; read it again and retry",
-                    cur.version(),
-                    obj.version()
+                return Err((
+                    Refusal::OutOfSequence,
+                    format!(
+                        "update out of sequence: {kind:?} {id} is at version {}, the update was made against version {}; read it again and retry",
+                        cur.version(),
+                        obj.version()
+                    ),
                 ));
             }
             _ => {}
@@ -498,6 +514,8 @@ mod tests {
             &proposal(vec![action(StoreActionKind::Update, node("a", 4))]),
         );
         assert!(r.error.contains("out of sequence"), "{}", r.error);
+        assert_eq!(r.refusal(), Refusal::OutOfSequence);
+        assert!(built_on_stale_state(r.refusal()));
         assert_eq!(s.get(Kind::Node, "a").unwrap().version(), 5);
 
         let (r, _) = s.apply(
@@ -524,8 +542,29 @@ mod tests {
             ]),
         );
         assert!(r.error.contains("already exists"));
+        assert_eq!(r.refusal(), Refusal::AlreadyExists);
+        assert!(!built_on_stale_state(r.refusal()));
         assert!(ev.is_empty());
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_proposal_applied_again_answers_with_its_first_result_and_changes_nothing() {
+        let store = Store::default();
+        let mut create = proposal(vec![action(StoreActionKind::Create, node("a", 0))]);
+        create.id = "p1".into();
+        let (first, events) = store.apply(3, &create);
+        assert!(first.error.is_empty() && events.len() == 1);
+        // The same write retried after its leader died unanswered, committed at 4.
+        let (again, events) = store.apply(4, &create);
+        assert_eq!(again, first, "the retry is told the write succeeded");
+        assert!(events.is_empty());
+        assert_eq!(store.view(|s| s.get(Kind::Node, "a").unwrap().version()), 3);
+        // Without an ID, the repeat is refused as the duplicate it is.
+        let mut anonymous = create.clone();
+        anonymous.id.clear();
+        let (r, _) = store.apply(5, &anonymous);
+        assert_eq!(r.refusal(), Refusal::AlreadyExists);
     }
 
     #[test]

@@ -218,7 +218,7 @@ pub async fn create(m: &Manager, spec: NetworkSpec) -> Result<Network> {
             )]))
             .await
         {
-            Err(ManagerError::Rejected(e)) if e.contains("allocated to") && attempts < 5 => {
+            Err(ManagerError::Rejected(shoal_proto::Refusal::NetworkClash, _)) if attempts < 5 => {
                 attempts += 1
             }
             Err(e) => return Err(e),

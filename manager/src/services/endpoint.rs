@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use shoal_proto::{
-    EndpointMode, EndpointSpec, PortConfig, PublishMode, Service, ServiceEndpoint, ServiceSpec,
-    VirtualIp,
+    EndpointMode, EndpointSpec, PortConfig, PublishMode, Refusal, Service, ServiceEndpoint,
+    ServiceSpec, VirtualIp,
 };
 
 use crate::store::{Kind, State};
@@ -155,14 +155,14 @@ pub fn allocate(
 }
 
 /// A reason the store must refuse `svc`: an ingress port or a VIP another holds.
-pub fn clash(state: &State, svc: &Service) -> Option<String> {
+pub fn clash(state: &State, svc: &Service) -> Option<(Refusal, String)> {
     let endpoint = svc.endpoint.as_ref()?;
     if let Some(why) = endpoint
         .ports
         .iter()
         .find_map(|p| port_clash(state, &svc.id, p))
     {
-        return Some(why);
+        return Some((Refusal::PortInUse, why));
     }
     crate::allocator::clash(
         state,
@@ -172,6 +172,7 @@ pub fn clash(state: &State, svc: &Service) -> Option<String> {
             .iter()
             .map(|v| (v.network_id.as_str(), v.addr.as_str())),
     )
+    .map(|why| (Refusal::AddressHeld, why))
 }
 
 #[cfg(test)]

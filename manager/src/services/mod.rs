@@ -108,11 +108,14 @@ pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
         .map(|v| v.index)
         .unwrap_or_default();
     if req.version != 0 && req.version != version {
-        return Err(ManagerError::Rejected(format!(
-            "update out of sequence: service {} is at version {version}, the update was made against version {}; inspect it again and retry",
-            service_name(&current),
-            req.version
-        )));
+        return Err(ManagerError::Rejected(
+            shoal_proto::Refusal::OutOfSequence,
+            format!(
+                "update out of sequence: service {} is at version {version}, the update was made against version {}; inspect it again and retry",
+                service_name(&current),
+                req.version
+            ),
+        ));
     }
     let mut spec = if req.rollback {
         current.previous_spec.clone().ok_or_else(|| {
