@@ -6,6 +6,7 @@ pub mod pb {
     tonic::include_proto!("shoal.v1");
 }
 
+pub mod docker_names;
 pub mod ids;
 pub mod tls;
 pub mod token;

@@ -3,6 +3,7 @@
 use anyhow::bail;
 use clap::Subcommand;
 use serde_json::json;
+use shoal_proto::docker_names::DockerName;
 use shoal_proto::{
     Empty, GetNodeRequest, Node, NodeAvailability, NodeRole, RemoveNodeRequest, UpdateNodeRequest,
 };
@@ -128,11 +129,8 @@ pub async fn run(target: &Target, cmd: NodeCommand) -> anyhow::Result<()> {
                 }
                 labels.insert(k.to_string(), v.to_string());
             }
-            let availability = availability.map(|a| match a.as_str() {
-                "pause" => NodeAvailability::Pause as i32,
-                "drain" => NodeAvailability::Drain as i32,
-                _ => NodeAvailability::Active as i32,
-            });
+            let availability = availability
+                .map(|a| NodeAvailability::from_docker_name(&a).unwrap_or_default() as i32);
             client
                 .update_node(UpdateNodeRequest {
                     id_or_name: node.clone(),

@@ -1,12 +1,15 @@
 //! Services as the Docker Engine API shows them, and `service inspect --pretty`.
 
 use serde_json::{Value, json};
+use shoal_proto::docker_names::name_of;
 use shoal_proto::service_spec::Mode;
-use shoal_proto::{Service, ServiceSpec, TaskSpec, UpdateConfig, UpdateState};
+use shoal_proto::{
+    EndpointMode, PublishMode, RestartCondition, Service, ServiceSpec, TaskSpec, UpdateConfig,
+    UpdateFailureAction, UpdateOrder, UpdateState,
+};
 
 use crate::output::rfc3339;
 
-const FAILURE_ACTIONS: [&str; 3] = ["pause", "continue", "rollback"];
 /// An update's state as the Engine API spells it.
 fn update_state_name(state: UpdateState) -> &'static str {
     match state {
@@ -20,17 +23,15 @@ fn update_state_name(state: UpdateState) -> &'static str {
     }
 }
 
-const RESTART_CONDITIONS: [&str; 3] = ["any", "on-failure", "none"];
-
 fn update_json(c: &Option<UpdateConfig>) -> Value {
     let c = c.unwrap_or_default();
     json!({
         "Parallelism": c.parallelism,
         "Delay": c.delay_nanos,
-        "FailureAction": FAILURE_ACTIONS[c.failure_action.clamp(0, 2) as usize],
+        "FailureAction": name_of::<UpdateFailureAction>(c.failure_action),
         "Monitor": c.monitor_nanos,
         "MaxFailureRatio": c.max_failure_ratio,
-        "Order": if c.order == 1 { "start-first" } else { "stop-first" },
+        "Order": name_of::<UpdateOrder>(c.order),
     })
 }
 
@@ -68,7 +69,7 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
             "Reservations": {"NanoCPUs": res.reservations.unwrap_or_default().nano_cpus, "MemoryBytes": res.reservations.unwrap_or_default().memory_bytes},
         },
         "RestartPolicy": {
-            "Condition": RESTART_CONDITIONS[restart.condition.clamp(0, 2) as usize],
+            "Condition": name_of::<RestartCondition>(restart.condition),
             "Delay": restart.delay_nanos,
             "MaxAttempts": restart.max_attempts,
             "Window": restart.window_nanos,
@@ -98,7 +99,7 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
         "UpdateConfig": update_json(&spec.update),
         "RollbackConfig": update_json(&spec.rollback),
         "EndpointSpec": {
-            "Mode": if endpoint.mode == 1 { "dnsrr" } else { "vip" },
+            "Mode": name_of::<EndpointMode>(endpoint.mode),
             "Ports": endpoint.ports.iter().map(port_json).collect::<Vec<_>>(),
         },
     })
@@ -109,7 +110,7 @@ pub fn port_json(p: &shoal_proto::PortConfig) -> Value {
         "Protocol": p.protocol,
         "TargetPort": p.target_port,
         "PublishedPort": p.published_port,
-        "PublishMode": if p.publish_mode == 1 { "host" } else { "ingress" },
+        "PublishMode": name_of::<PublishMode>(p.publish_mode),
     })
 }
 
@@ -139,7 +140,7 @@ pub fn engine_json(s: &Service) -> Value {
         let spec = e.spec.clone().unwrap_or_default();
         doc["Endpoint"] = json!({
             "Spec": {
-                "Mode": if spec.mode == 1 { "dnsrr" } else { "vip" },
+                "Mode": name_of::<EndpointMode>(spec.mode),
                 "Ports": spec.ports.iter().map(port_json).collect::<Vec<_>>(),
             },
             "Ports": e.ports.iter().map(port_json).collect::<Vec<_>>(),
@@ -231,17 +232,13 @@ pub fn pretty(s: &Service) -> String {
         }
         line(format!(
             " On failure:\t{}",
-            FAILURE_ACTIONS[cfg.failure_action.clamp(0, 2) as usize]
+            name_of::<UpdateFailureAction>(cfg.failure_action)
         ));
         line(format!(" Monitoring Period: {}", secs(cfg.monitor_nanos)));
         line(format!(" Max failure ratio: {}", cfg.max_failure_ratio));
         line(format!(
             " Update order:      {}",
-            if cfg.order == 1 {
-                "start-first"
-            } else {
-                "stop-first"
-            }
+            name_of::<UpdateOrder>(cfg.order)
         ));
     }
     line("ContainerSpec:".into());
@@ -276,7 +273,7 @@ pub fn pretty(s: &Service) -> String {
     let endpoint = spec.endpoint.unwrap_or_default();
     line(format!(
         "Endpoint Mode:\t{}",
-        if endpoint.mode == 1 { "dnsrr" } else { "vip" }
+        name_of::<EndpointMode>(endpoint.mode)
     ));
     let ports = allocated_ports(s);
     if !ports.is_empty() {
@@ -287,11 +284,7 @@ pub fn pretty(s: &Service) -> String {
             line(format!("  TargetPort = {}", p.target_port));
             line(format!(
                 "  PublishMode = {}",
-                if p.publish_mode == 1 {
-                    "host"
-                } else {
-                    "ingress"
-                }
+                name_of::<PublishMode>(p.publish_mode)
             ));
         }
     }

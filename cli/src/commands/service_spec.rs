@@ -1,6 +1,7 @@
 //! Building a ServiceSpec from docker's `service create` / `service update` flags.
 
 use anyhow::{Context, anyhow, bail};
+use shoal_proto::docker_names::DockerName;
 use shoal_proto::service_spec::Mode;
 use shoal_proto::{
     Annotations, ContainerSpec, EndpointMode, EndpointSpec, GlobalService, HealthConfig,
@@ -218,13 +219,9 @@ pub fn parse_port(s: &str) -> anyhow::Result<PortConfig> {
                 "target" => p.target_port = port(v)?,
                 "protocol" => p.protocol = v.trim().to_string(),
                 "mode" => {
-                    p.publish_mode = match v.trim() {
-                        "ingress" => PublishMode::Ingress,
-                        "host" => PublishMode::Host,
-                        other => {
-                            return Err(bad(&format!("mode {other:?} is not ingress or host")));
-                        }
-                    } as i32
+                    p.publish_mode = PublishMode::from_docker_name(v.trim()).ok_or_else(|| {
+                        bad(&format!("mode {:?} is not ingress or host", v.trim()))
+                    })? as i32
                 }
                 other => return Err(bad(&format!("unknown field {other:?}"))),
             }
@@ -270,11 +267,7 @@ fn update_config(
         c.delay_nanos = nanos(d);
     }
     if let Some(f) = failure {
-        c.failure_action = match f.as_str() {
-            "continue" => UpdateFailureAction::Continue,
-            "rollback" => UpdateFailureAction::Rollback,
-            _ => UpdateFailureAction::Pause,
-        } as i32;
+        c.failure_action = UpdateFailureAction::from_docker_name(f).unwrap_or_default() as i32;
     }
     if let Some(m) = monitor {
         c.monitor_nanos = nanos(m);
@@ -283,11 +276,7 @@ fn update_config(
         c.max_failure_ratio = r;
     }
     if let Some(o) = order {
-        c.order = if o == "start-first" {
-            UpdateOrder::StartFirst
-        } else {
-            UpdateOrder::StopFirst
-        } as i32;
+        c.order = UpdateOrder::from_docker_name(o).unwrap_or_default() as i32;
     }
     c
 }
@@ -350,11 +339,7 @@ impl SpecFlags {
             ..Default::default()
         });
         if let Some(c) = &self.restart_condition {
-            restart.condition = match c.as_str() {
-                "none" => RestartCondition::None,
-                "on-failure" => RestartCondition::OnFailure,
-                _ => RestartCondition::Any,
-            } as i32;
+            restart.condition = RestartCondition::from_docker_name(c).unwrap_or_default() as i32;
         }
         if let Some(d) = self.restart_delay {
             restart.delay_nanos = nanos(d);
@@ -390,11 +375,7 @@ impl SpecFlags {
         ));
         let endpoint = spec.endpoint.get_or_insert_with(EndpointSpec::default);
         if let Some(m) = &self.endpoint_mode {
-            endpoint.mode = if m == "dnsrr" {
-                EndpointMode::Dnsrr
-            } else {
-                EndpointMode::Vip
-            } as i32;
+            endpoint.mode = EndpointMode::from_docker_name(m).unwrap_or_default() as i32;
         }
         Ok(())
     }
@@ -460,24 +441,18 @@ pub fn parse_preference(p: &str) -> anyhow::Result<SpreadOver> {
     })
 }
 
-/// The value named `value` among `choices`, or an error naming `field` and the choices
-/// (an empty name stands for "not given" and is not offered).
-pub fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> Result<T, String> {
-    choices
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = choices
-                .iter()
-                .map(|(n, _)| *n)
-                .filter(|n| !n.is_empty())
-                .collect();
-            format!(
-                "{field}: invalid value {value:?}: use one of {}",
-                names.join(", ")
-            )
-        })
+/// The value docker names `value` (empty: the default), or an error naming `field` and
+/// the accepted names.
+pub fn one_of<T: DockerName + Default>(field: &str, value: &str) -> Result<T, String> {
+    if value.is_empty() {
+        return Ok(T::default());
+    }
+    T::from_docker_name(value).ok_or_else(|| {
+        format!(
+            "{field}: invalid value {value:?}: use one of {}",
+            T::docker_names()
+        )
+    })
 }
 
 pub fn key_value(kv: &str, what: &str) -> anyhow::Result<(String, String)> {

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use serde_norway::Value;
 use shoal_proto as pb;
+use shoal_proto::docker_names::DockerName;
 use shoal_proto::service_spec::Mode;
 
 use crate::commands::service_spec::{parse_bytes, parse_cpus, parse_port};
@@ -520,8 +521,8 @@ fn nanos(path: &str, d: Option<&str>) -> anyhow::Result<Option<i64>> {
     .transpose()
 }
 
-fn one_of<T: Copy>(path: &str, value: &str, choices: &[(&str, T)]) -> anyhow::Result<T> {
-    crate::commands::service_spec::one_of(path, value, choices).map_err(|e| anyhow!(e))
+fn one_of<T: DockerName + Default>(path: &str, value: &str) -> anyhow::Result<T> {
+    crate::commands::service_spec::one_of(path, value).map_err(|e| anyhow!(e))
 }
 
 fn update_config(path: &str, c: UpdateConfig) -> anyhow::Result<pb::UpdateConfig> {
@@ -529,22 +530,16 @@ fn update_config(path: &str, c: UpdateConfig) -> anyhow::Result<pb::UpdateConfig
     Ok(pb::UpdateConfig {
         parallelism: c.parallelism.unwrap_or(1),
         delay_nanos: nanos(&format!("{path}.delay"), c.delay.as_deref())?.unwrap_or(0),
-        failure_action: one_of(
+        failure_action: one_of::<A>(
             &format!("{path}.failure_action"),
             c.failure_action.as_deref().unwrap_or("pause"),
-            &[
-                ("pause", A::Pause),
-                ("continue", A::Continue),
-                ("rollback", A::Rollback),
-            ],
         )? as i32,
         monitor_nanos: nanos(&format!("{path}.monitor"), c.monitor.as_deref())?
             .unwrap_or(5_000_000_000),
         max_failure_ratio: c.max_failure_ratio.unwrap_or(0.0),
-        order: one_of(
+        order: one_of::<O>(
             &format!("{path}.order"),
             c.order.as_deref().unwrap_or("stop-first"),
-            &[("stop-first", O::StopFirst), ("start-first", O::StartFirst)],
         )? as i32,
     })
 }
@@ -864,10 +859,9 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
             .map(|c| update_config(&format!("{dp}.rollback_config"), c))
             .transpose()?;
         use pb::EndpointMode as E;
-        let endpoint_mode = one_of(
+        let endpoint_mode = one_of::<E>(
             &format!("{dp}.endpoint_mode"),
             d.endpoint_mode.as_deref().unwrap_or("vip"),
-            &[("vip", E::Vip), ("dnsrr", E::Dnsrr)],
         )?;
         services.push(pb::ServiceSpec {
             annotations: Some(pb::Annotations {
@@ -904,14 +898,9 @@ fn restart_policy(path: &str, r: Option<RestartPolicy>) -> anyhow::Result<pb::Re
     let r = r.unwrap_or_default();
     use pb::RestartCondition as C;
     Ok(pb::RestartPolicy {
-        condition: one_of(
+        condition: one_of::<C>(
             &format!("{path}.condition"),
             r.condition.as_deref().unwrap_or("any"),
-            &[
-                ("any", C::Any),
-                ("on-failure", C::OnFailure),
-                ("none", C::None),
-            ],
         )? as i32,
         delay_nanos: nanos(&format!("{path}.delay"), r.delay.as_deref())?.unwrap_or(5_000_000_000),
         max_attempts: r.max_attempts.unwrap_or(0),

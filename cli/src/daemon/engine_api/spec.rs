@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_proto as pb;
+use shoal_proto::docker_names::DockerName;
 
 use super::{ApiError, ApiResult};
 
@@ -274,31 +275,14 @@ pub struct PortConfig {
     pub publish_mode: String,
 }
 
-fn one_of<T: Copy>(field: &str, value: &str, choices: &[(&str, T)]) -> ApiResult<T> {
-    crate::commands::service_spec::one_of(field, value, choices).map_err(ApiError::bad_request)
+fn one_of<T: DockerName + Default>(field: &str, value: &str) -> ApiResult<T> {
+    crate::commands::service_spec::one_of(field, value).map_err(ApiError::bad_request)
 }
 
 fn update_config(field: &str, c: UpdateConfig) -> ApiResult<pb::UpdateConfig> {
     use pb::{UpdateFailureAction as A, UpdateOrder as O};
-    let action = one_of(
-        &format!("{field}.FailureAction"),
-        &c.failure_action,
-        &[
-            ("", A::Pause),
-            ("pause", A::Pause),
-            ("continue", A::Continue),
-            ("rollback", A::Rollback),
-        ],
-    )?;
-    let order = one_of(
-        &format!("{field}.Order"),
-        &c.order,
-        &[
-            ("", O::StopFirst),
-            ("stop-first", O::StopFirst),
-            ("start-first", O::StartFirst),
-        ],
-    )?;
+    let action = one_of::<A>(&format!("{field}.FailureAction"), &c.failure_action)?;
+    let order = one_of::<O>(&format!("{field}.Order"), &c.order)?;
     Ok(pb::UpdateConfig {
         parallelism: c.parallelism,
         delay_nanos: c.delay,
@@ -397,15 +381,9 @@ impl ServiceSpec {
         };
         let restart = t.restart_policy.unwrap_or_default();
         use pb::RestartCondition as R;
-        let condition = one_of(
+        let condition = one_of::<R>(
             "TaskTemplate.RestartPolicy.Condition",
             restart.condition.as_deref().unwrap_or(""),
-            &[
-                ("", R::Any),
-                ("any", R::Any),
-                ("on-failure", R::OnFailure),
-                ("none", R::None),
-            ],
         )?;
         let placement = t.placement.unwrap_or_default();
         refuse_set(&[("TaskTemplate.Placement.Platforms", &placement.platforms)])?;
@@ -433,20 +411,12 @@ impl ServiceSpec {
         };
         let endpoint = self.endpoint_spec.unwrap_or_default();
         use pb::{EndpointMode as E, PublishMode as P};
-        let endpoint_mode = one_of(
-            "EndpointSpec.Mode",
-            &endpoint.mode,
-            &[("", E::Vip), ("vip", E::Vip), ("dnsrr", E::Dnsrr)],
-        )?;
+        let endpoint_mode = one_of::<E>("EndpointSpec.Mode", &endpoint.mode)?;
         let ports = endpoint
             .ports
             .into_iter()
             .map(|p| {
-                let mode = one_of(
-                    "EndpointSpec.Ports.PublishMode",
-                    &p.publish_mode,
-                    &[("", P::Ingress), ("ingress", P::Ingress), ("host", P::Host)],
-                )?;
+                let mode = one_of::<P>("EndpointSpec.Ports.PublishMode", &p.publish_mode)?;
                 Ok(pb::PortConfig {
                     name: p.name,
                     protocol: if p.protocol.is_empty() {
