@@ -271,13 +271,7 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
     wait_for(Duration::from_secs(10), "the resolver", || {
         (dig(&ns, &["probe"]).len() == 1).then_some(())
     });
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    let replies = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+    let replies = common::within(&ns, || {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
@@ -295,9 +289,7 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
             replies.push(s.recv(&mut buf).ok().map(|n| buf[..n].to_vec()));
         }
         replies
-    })
-    .join()
-    .unwrap();
+    });
     for r in replies.iter().flatten() {
         // Any answer to garbage is an error: FORMERR (1) or SERVFAIL (2), never data.
         let rcode = r.get(3).map(|b| b & 0x0f).unwrap_or(1);
