@@ -1,9 +1,19 @@
-//! The shoal node agent: joins a swarm, keeps its certificate, and holds a session with the
-//! leader's dispatcher. Later issues add the task executor, network driver, gossip, DNS and
-//! load balancer here.
+//! The shoal node agent: joins a swarm and keeps its certificate, holds the heartbeat
+//! session, runs the tasks it is assigned (executor, runtimes), plumbs them into their
+//! overlays (overlay, netlink), spreads their endpoints (gossip), answers their DNS (dns)
+//! and balances service VIPs and published ports (lb). ARCHITECTURE.md has the map.
 
 pub mod certs;
+pub mod dns;
+pub mod executor;
+pub mod gossip;
 pub mod join;
+pub mod lb;
+pub mod logs;
+pub mod netlink;
+pub mod nft;
+pub mod overlay;
+pub mod runtime;
 pub mod session;
 
 /// What this node is, as reported to the managers.
@@ -34,12 +44,3 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
-pub mod dns;
-pub mod executor;
-pub mod gossip;
-pub mod lb;
-pub mod logs;
-pub mod netlink;
-pub mod nft;
-pub mod overlay;
-pub mod runtime;
