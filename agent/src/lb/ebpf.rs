@@ -21,7 +21,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::nft::NftEngine;
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Counted, Engine, HostPort, Leg, PortCounters, TaskLeg, maglev};
+use super::{Counted, Engine, HostPort, LbError, Leg, PortCounters, TaskLeg, kernel, maglev};
 use crate::gossip::Protocol;
 
 #[allow(dead_code)]
@@ -122,18 +122,18 @@ fn proto_number(p: Protocol) -> u8 {
     }
 }
 
-fn map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, String>
+fn map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, LbError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
     let m = ebpf
         .take_map(name)
-        .ok_or_else(|| format!("the eBPF object has no map {name}"))?;
-    T::try_from(m).map_err(|e| format!("map {name}: {e}"))
+        .ok_or_else(|| LbError::Unavailable(format!("the eBPF object has no map {name}")))?;
+    T::try_from(m).map_err(kernel(format!("map {name}")))
 }
 
 /// Mounts the BPF filesystem where it is missing (pins live there).
-fn ensure_bpffs() -> Result<(), String> {
+fn ensure_bpffs() -> Result<(), LbError> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let path = c"/sys/fs/bpf";
     // SAFETY: statfs into a zeroed struct we own.
@@ -141,7 +141,7 @@ fn ensure_bpffs() -> Result<(), String> {
     if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
         return Ok(());
     }
-    std::fs::create_dir_all(BPFFS).map_err(|e| format!("creating {BPFFS}: {e}"))?;
+    std::fs::create_dir_all(BPFFS).map_err(kernel(format!("creating {BPFFS}")))?;
     let fstype: &CStr = c"bpf";
     // SAFETY: mount with constant, NUL-terminated arguments.
     if unsafe {
@@ -154,9 +154,8 @@ fn ensure_bpffs() -> Result<(), String> {
         )
     } != 0
     {
-        return Err(format!(
-            "mounting the BPF filesystem at {BPFFS}: {}",
-            std::io::Error::last_os_error()
+        return Err(kernel(format!("mounting the BPF filesystem at {BPFFS}"))(
+            std::io::Error::last_os_error(),
         ));
     }
     Ok(())
@@ -197,42 +196,46 @@ fn ifindex(name: &str) -> Option<u32> {
 
 impl EbpfEngine {
     /// Loads the programs (the kernel verifies them here) and adopts pinned maps.
-    pub fn load(node_addr: Ipv4Addr, node_name: &str) -> Result<EbpfEngine, String> {
+    pub fn load(node_addr: Ipv4Addr, node_name: &str) -> Result<EbpfEngine, LbError> {
         if OBJECT.is_empty() {
-            return Err("the eBPF programs were not built with this agent (run scripts/build-ebpf.sh, then rebuild)".into());
+            return Err(LbError::Unavailable("the eBPF programs were not built with this agent (run scripts/build-ebpf.sh, then rebuild)".into()));
         }
         ensure_bpffs()?;
         let pin_dir = Path::new(BPFFS).join("shoal").join(node_name).join(LAYOUT);
         std::fs::create_dir_all(&pin_dir)
-            .map_err(|e| format!("creating {}: {e}", pin_dir.display()))?;
+            .map_err(kernel(format!("creating {}", pin_dir.display())))?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pin_dir)
             .load(OBJECT)
-            .map_err(|e| format!("loading the eBPF object: {e}"))?;
+            .map_err(|e| LbError::Unavailable(format!("loading the eBPF object: {e}")))?;
         for name in [MESH_IN, MESH_REPLY, VIP_OUT, VIP_BACK] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
-                .ok_or_else(|| format!("the eBPF object has no program {name}"))?
+                .ok_or_else(|| {
+                    LbError::Unavailable(format!("the eBPF object has no program {name}"))
+                })?
                 .try_into()
-                .map_err(|e| format!("{name}: {e}"))?;
-            prog.load().map_err(|e| match e {
-                aya::programs::ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => format!(
-                    "the kernel's verifier refused {name} ({io_error}); its log ends:\n{}",
-                    verifier_log
-                        .to_string()
-                        .lines()
-                        .rev()
-                        .take(15)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-                other => format!("loading {name}: {other}"),
+                .map_err(|e| LbError::Unavailable(format!("{name}: {e}")))?;
+            prog.load().map_err(|e| {
+                LbError::Unavailable(match e {
+                    aya::programs::ProgramError::LoadError {
+                        io_error,
+                        verifier_log,
+                    } => format!(
+                        "the kernel's verifier refused {name} ({io_error}); its log ends:\n{}",
+                        verifier_log
+                            .to_string()
+                            .lines()
+                            .rev()
+                            .take(15)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
+                    other => format!("loading {name}: {other}"),
+                })
             })?;
         }
         let maps = Maps {
@@ -266,7 +269,7 @@ impl EbpfEngine {
         ifname: &str,
         netns: Option<&Path>,
         direction: TcAttachType,
-    ) -> Result<(), String> {
+    ) -> Result<(), LbError> {
         let key = (prog_name, ifname.to_string());
         let pin = self.link_pin(prog_name, ifname);
         let prog: &mut SchedClassifier = loaded
@@ -274,10 +277,10 @@ impl EbpfEngine {
             .program_mut(prog_name)
             .expect("loaded above")
             .try_into()
-            .map_err(|e| format!("{prog_name}: {e}"))?;
+            .map_err(kernel(prog_name))?;
         let known = loaded.done.attached.get(&key).copied();
-        let mut attach = || -> Result<u32, String> {
-            let index = ifindex(ifname).ok_or_else(|| format!("no interface {ifname}"))?;
+        let mut attach = || -> Result<u32, LbError> {
+            let index = ifindex(ifname).ok_or_else(|| LbError::NoInterface(ifname.to_string()))?;
             // Attached already, to this very interface (not one made again since).
             if known == Some(index) && pin.exists() {
                 return Ok(index);
@@ -304,24 +307,23 @@ impl EbpfEngine {
                 None => {
                     let _ = std::fs::remove_file(&pin);
                     prog.attach(ifname, direction)
-                        .map_err(|e| format!("attaching {prog_name} to {ifname}: {e}"))?
+                        .map_err(kernel(format!("attaching {prog_name} to {ifname}")))?
                 }
             };
-            let link = prog.take_link(id).map_err(|e| e.to_string())?;
-            let fd: FdLink = link.try_into().map_err(|e| format!("{e}"))?;
+            let link = prog.take_link(id).map_err(kernel("taking the link"))?;
+            let fd: FdLink = link.try_into().map_err(kernel("the link's descriptor"))?;
             if !pin.exists() {
                 let _ = std::fs::create_dir_all(&self.pin_dir);
                 fd.pin(&pin)
-                    .map_err(|e| format!("pinning the link at {}: {e}", pin.display()))?;
+                    .map_err(kernel(format!("pinning the link at {}", pin.display())))?;
             }
             Ok(index)
         };
         let index = match netns {
             None => attach()?,
             // Interface names and tcx links resolve in the calling thread's namespace.
-            Some(path) => {
-                crate::netlink::run_in_netns(path, attach).map_err(|e| e.to_string())??
-            }
+            Some(path) => crate::netlink::run_in_netns(path, attach)
+                .map_err(kernel("entering the namespace"))??,
         };
         loaded.done.attached.insert(key, index);
         Ok(())
@@ -331,7 +333,7 @@ impl EbpfEngine {
         done: &mut Programmed,
         maps: &mut Maps,
         b: (Ipv4Addr, u16),
-    ) -> Result<u32, String> {
+    ) -> Result<u32, LbError> {
         if let Some(id) = done.backend_ids.get(&b) {
             return Ok(*id);
         }
@@ -339,13 +341,15 @@ impl EbpfEngine {
         let id = done
             .backend_slots
             .take(1, MAX_BACKENDS)
-            .ok_or("no free backend slot left")?;
+            .ok_or(LbError::Full("backend"))?;
         let value = Backend {
             addr: raw_addr(b.0),
             port: raw_port(b.1),
             pad: 0,
         };
-        maps.backends.set(id, value, 0).map_err(|e| e.to_string())?;
+        maps.backends
+            .set(id, value, 0)
+            .map_err(kernel("writing a backend"))?;
         done.backend_ids.insert(b, id);
         Ok(id)
     }
@@ -358,7 +362,7 @@ fn sync_frontends(
     loaded: &mut Loaded,
     wanted: HashMap<FrontendKey, Vec<(Ipv4Addr, u16)>>,
     mine: impl Fn(&FrontendKey) -> bool,
-) -> Result<(), String> {
+) -> Result<(), LbError> {
     let Loaded { maps, done, .. } = loaded;
     let gone: Vec<FrontendKey> = done
         .frontends
@@ -379,7 +383,7 @@ fn sync_frontends(
             None => done
                 .frontend_slots
                 .take(0, MAX_FRONTENDS)
-                .ok_or("no free frontend slot left")?,
+                .ok_or(LbError::Full("frontend"))?,
         };
         let ids: Vec<u32> = backends
             .iter()
@@ -391,7 +395,7 @@ fn sync_frontends(
         {
             maps.maglev
                 .set(id * MAGLEV_SLOTS + slot as u32, ids[index as usize], 0)
-                .map_err(|e| e.to_string())?;
+                .map_err(kernel("writing a Maglev table"))?;
         }
         let value = Frontend {
             id,
@@ -399,7 +403,7 @@ fn sync_frontends(
         };
         maps.frontends
             .insert(key, value, 0)
-            .map_err(|e| e.to_string())?;
+            .map_err(kernel("writing a frontend"))?;
         done.frontends.insert(*key, (id, backends.clone()));
     }
     let in_use: HashSet<(Ipv4Addr, u16)> = done
@@ -416,7 +420,7 @@ fn sync_frontends(
     for (b, id) in unused {
         maps.backends
             .set(id, Backend::default(), 0)
-            .map_err(|e| e.to_string())?;
+            .map_err(kernel("freeing a backend"))?;
         done.backend_ids.remove(&b);
         done.backend_slots.free(id);
     }
@@ -458,14 +462,14 @@ impl Engine for EbpfEngine {
         "ebpf"
     }
 
-    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String> {
+    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), LbError> {
         let mut guard = self.loaded.lock().expect("not poisoned");
         let loaded = &mut *guard;
         let config = Config {
             node_addr: raw_addr(self.node_addr),
             leg_addr: raw_addr(leg.addr),
             leg_ifindex: ifindex(&leg.ifname)
-                .ok_or_else(|| format!("no interface {}", leg.ifname))?,
+                .ok_or_else(|| LbError::NoInterface(leg.ifname.clone()))?,
             leg_mac: crate::netlink::mac_for(leg.addr),
             pad: [0; 2],
         };
@@ -474,11 +478,12 @@ impl Engine for EbpfEngine {
                 .maps
                 .config
                 .set(0, config, 0)
-                .map_err(|e| e.to_string())?;
+                .map_err(kernel("writing the node's configuration"))?;
             loaded.done.config = Some(config);
         }
-        let uplink = interface_with(self.node_addr)
-            .ok_or_else(|| format!("no interface holds the node's address {}", self.node_addr))?;
+        let uplink = interface_with(self.node_addr).ok_or_else(|| {
+            LbError::NoInterface(format!("holding the node's address {}", self.node_addr))
+        })?;
         self.attach(loaded, MESH_IN, &uplink, None, TcAttachType::Ingress)?;
         if ifindex(GATEWAY_BRIDGE).is_some() {
             self.attach(loaded, MESH_IN, GATEWAY_BRIDGE, None, TcAttachType::Ingress)?;
@@ -501,7 +506,7 @@ impl Engine for EbpfEngine {
         sync_frontends(loaded, wanted, |k| k.addr == 0)
     }
 
-    fn program_vips(&self, vips: &[VipFrontend]) -> Result<(), String> {
+    fn program_vips(&self, vips: &[VipFrontend]) -> Result<(), LbError> {
         let mut wanted = HashMap::new();
         for f in vips.iter().filter(|f| !f.backends.is_empty()) {
             // Port 0: any port, to the same port on the backend.
@@ -526,7 +531,7 @@ impl Engine for EbpfEngine {
         _netns: &Path,
         legs: &[TaskLeg],
         _vips: &[VipFrontend],
-    ) -> Result<(), String> {
+    ) -> Result<(), LbError> {
         let mut guard = self.loaded.lock().expect("not poisoned");
         for leg in legs {
             let sandbox = Some(leg.sandbox.as_path());
@@ -550,7 +555,7 @@ impl Engine for EbpfEngine {
         Ok(())
     }
 
-    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String> {
+    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), LbError> {
         self.host.program_host_ports(ports)
     }
 
@@ -564,7 +569,7 @@ impl Engine for EbpfEngine {
         }
     }
 
-    fn clear_node(&self) -> Result<(), String> {
+    fn clear_node(&self) -> Result<(), LbError> {
         self.host.clear_node()?;
         let mut loaded = self.loaded.lock().expect("not poisoned");
         let Loaded { maps, done, .. } = &mut *loaded;

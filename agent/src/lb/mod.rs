@@ -25,6 +25,36 @@ pub(crate) const NODE_SITE: &str = "node";
 
 /// A way to balance connections. Calls block (they write kernel state) and are made off
 /// the async runtime.
+/// What went wrong programming the load balancer.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    /// The engine cannot run on this node (its programs did not load, say why): the
+    /// agent balances with nftables instead.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An interface to attach to is not there (a task's veth goes with its task).
+    #[error("no interface {0}")]
+    NoInterface(String),
+    /// A table of the eBPF engine is full.
+    #[error("no free {0} slot left")]
+    Full(&'static str),
+    /// A kernel call failed: what was being done, and the kernel's answer.
+    #[error("{what}: {why}")]
+    Kernel { what: String, why: String },
+    /// nft refused a ruleset, or could not be run.
+    #[error("nftables: {0}")]
+    Nft(String),
+}
+
+/// Turns an error from the kernel (a syscall, a map, aya) into `LbError::Kernel`.
+pub(crate) fn kernel<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> LbError {
+    let what = what.into();
+    move |e| LbError::Kernel {
+        what,
+        why: e.to_string(),
+    }
+}
+
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     /// Makes connections from task `task_id` (namespace `netns`, its `legs` on the
@@ -35,21 +65,21 @@ pub trait Engine: Send + Sync {
         netns: &Path,
         legs: &[TaskLeg],
         vips: &[VipFrontend],
-    ) -> Result<(), String>;
+    ) -> Result<(), LbError>;
     /// The VIPs of every local task's networks, before program_task (engines that hold
     /// them node-wide).
-    fn program_vips(&self, _vips: &[VipFrontend]) -> Result<(), String> {
+    fn program_vips(&self, _vips: &[VipFrontend]) -> Result<(), LbError> {
         Ok(())
     }
     /// Makes connections to the node's address on `mesh` ports reach their backends
     /// through `leg`, the node's interface on the ingress network.
-    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String>;
+    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), LbError>;
     /// Makes connections to the node's address on each host-mode port reach its task.
-    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String>;
+    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), LbError>;
     /// Forgets what it knew of a task that is gone.
     fn forget(&self, task_id: &str);
     /// Removes the node's rules (the node leaves the swarm).
-    fn clear_node(&self) -> Result<(), String>;
+    fn clear_node(&self) -> Result<(), LbError>;
     /// Whether an earlier agent left programmed state on this node.
     fn has_state(&self) -> bool;
     /// Per published port, what the engine counted (None: it does not count).

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Engine, HostPort, Leg, NODE_SITE, TaskLeg};
+use super::{Engine, HostPort, LbError, Leg, NODE_SITE, TaskLeg};
 use crate::nft;
 
 const TABLE: &str = "shoal_lb";
@@ -115,7 +115,7 @@ fn host_rules(ports: &[HostPort]) -> String {
 
 impl NftEngine {
     /// Writes `script` in `netns` unless the same was written there recently.
-    fn apply(&self, key: &str, netns: Option<&Path>, script: String) -> Result<(), String> {
+    fn apply(&self, key: &str, netns: Option<&Path>, script: String) -> Result<(), LbError> {
         let fresh = self
             .applied
             .lock()
@@ -125,7 +125,7 @@ impl NftEngine {
         if fresh {
             return Ok(());
         }
-        nft::apply(netns, &script)?;
+        nft::apply(netns, &script).map_err(LbError::Nft)?;
         self.applied
             .lock()
             .expect("not poisoned")
@@ -145,7 +145,7 @@ impl Engine for NftEngine {
         netns: &Path,
         _legs: &[TaskLeg],
         vips: &[VipFrontend],
-    ) -> Result<(), String> {
+    ) -> Result<(), LbError> {
         let script = if vips.is_empty() {
             nft::remove_table("ip", TABLE)
         } else {
@@ -154,7 +154,7 @@ impl Engine for NftEngine {
         self.apply(task_id, Some(netns), script)
     }
 
-    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), String> {
+    fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), LbError> {
         let script = if mesh.is_empty() {
             nft::remove_table("ip", TABLE)
         } else {
@@ -163,7 +163,7 @@ impl Engine for NftEngine {
         self.apply(NODE_SITE, None, script)
     }
 
-    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), String> {
+    fn program_host_ports(&self, ports: &[HostPort]) -> Result<(), LbError> {
         let script = if ports.is_empty() {
             nft::remove_table("ip", HOST_TABLE)
         } else {
@@ -176,11 +176,11 @@ impl Engine for NftEngine {
         self.applied.lock().expect("not poisoned").remove(task_id);
     }
 
-    fn clear_node(&self) -> Result<(), String> {
+    fn clear_node(&self) -> Result<(), LbError> {
         self.forget(NODE_SITE);
         self.forget(HOST_SITE);
-        nft::apply(None, &nft::remove_table("ip", TABLE))?;
-        nft::apply(None, &nft::remove_table("ip", HOST_TABLE))
+        nft::apply(None, &nft::remove_table("ip", TABLE)).map_err(LbError::Nft)?;
+        nft::apply(None, &nft::remove_table("ip", HOST_TABLE)).map_err(LbError::Nft)
     }
 
     fn has_state(&self) -> bool {
