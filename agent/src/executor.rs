@@ -412,7 +412,10 @@ async fn connect(
             .as_ref()
             .ok_or("the node's network driver is not running")?;
         let netns = container_netns(&runtime, &container).await?;
-        overlay.attach(&task, &netns, &container).await
+        overlay
+            .attach(&task, &netns, &container)
+            .await
+            .map_err(|e| e.to_string())
     };
     if let Err(e) = connected.await {
         tracing::warn!(task = %id, %container, "connecting: {e}");
@@ -432,7 +435,8 @@ async fn connect(
     reporter.report(&id, status(TaskState::Shutdown, "disconnected", ""));
 }
 
-/// Plumbs a started task into its networks and the gateway bridge.
+/// Plumbs a started task into its networks and the gateway bridge. The error is the text
+/// the task's status shows (`service ps`), whichever layer it came from.
 async fn attach_networks(
     task: &Task,
     runtime: &Arc<dyn Runtime>,
@@ -451,6 +455,7 @@ async fn attach_networks(
     overlay
         .attach(task, &netns, &runtime.hostname(task, rid))
         .await
+        .map_err(|e| e.to_string())
 }
 
 /// Reports healthcheck changes while the task runs, publishing the task's endpoints only

@@ -7,7 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Applies `script` with `nft -f -`, inside `netns` when given.
+/// Applies `script` with `nft -f -`, inside `netns` when given. The error is nft's own
+/// words, which say best what it refused.
 pub fn apply(netns: Option<&Path>, script: &str) -> Result<(), String> {
     run(netns, script, false)
 }

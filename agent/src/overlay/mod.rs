@@ -88,6 +88,33 @@ pub struct Overlay {
     state: Mutex<State>,
 }
 
+/// Why a task (or the node's own ingress leg) could not be attached to its networks.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("network {0} is not known to this node yet")]
+    UnknownNetwork(String),
+    #[error("the task has no address on network {0}")]
+    NoAddress(String),
+    #[error("bad address {addr:?} on network {network}")]
+    BadAddress { network: String, addr: String },
+    #[error("attaching to network {network}: {source}")]
+    Network {
+        network: String,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("attaching to the gateway bridge: {0}")]
+    Gateway(#[source] NetlinkError),
+    /// The task's network namespace could not be entered or read (it may be gone).
+    #[error("{0}")]
+    Namespace(#[source] NetlinkError),
+    #[error("serving the task's DNS: {0}")]
+    Dns(String),
+}
+
+/// How the ingress network is named in errors about the node's own leg on it.
+const INGRESS_NETWORK: &str = "ingress";
+
 type Result<T> = std::result::Result<T, NetlinkError>;
 
 impl Overlay {
@@ -184,9 +211,15 @@ impl Overlay {
         &self,
         st: &mut State,
         ingress: &shoal_proto::NetworkAttachment,
-    ) -> std::result::Result<(), String> {
-        let addr = ingress.addresses.first().ok_or("no address")?;
-        let (ip, prefix) = parse_cidr(addr).ok_or_else(|| format!("bad address {addr:?}"))?;
+    ) -> std::result::Result<(), AttachError> {
+        let addr = ingress
+            .addresses
+            .first()
+            .ok_or_else(|| AttachError::NoAddress(INGRESS_NETWORK.into()))?;
+        let (ip, prefix) = parse_cidr(addr).ok_or_else(|| AttachError::BadAddress {
+            network: INGRESS_NETWORK.into(),
+            addr: addr.clone(),
+        })?;
         let present = st.attached.get(INGRESS_LEG).and_then(|l| l.first());
         if present.is_some_and(|l| l.endpoint.ip == ip && l.network_id == ingress.network_id) {
             return Ok(());
@@ -214,8 +247,15 @@ impl Overlay {
                 ports: vec![],
             },
         };
-        let nl = Netlink::in_netns(&netns).await.map_err(|e| e.to_string())?;
-        self.plumb(st, &leg, &nl).await.map_err(|e| e.to_string())?;
+        let nl = Netlink::in_netns(&netns)
+            .await
+            .map_err(AttachError::Namespace)?;
+        self.plumb(st, &leg, &nl)
+            .await
+            .map_err(|source| AttachError::Network {
+                network: INGRESS_NETWORK.into(),
+                source,
+            })?;
         tracing::info!(%ip, "joined the ingress network");
         self.gossip.publish(leg.endpoint.clone());
         st.attached.insert(INGRESS_LEG.into(), vec![leg]);
@@ -247,22 +287,24 @@ impl Overlay {
         task: &Task,
         task_netns: &Path,
         hostname: &str,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), AttachError> {
         let mut st = self.state.lock().await;
         let task_nl = Netlink::in_netns(task_netns)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(AttachError::Namespace)?;
         let mut names = InterfaceNames::new(
             task_nl
                 .addresses_by_link()
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(AttachError::Namespace)?,
         );
         let mut legs = Vec::new();
         for (i, att) in task.networks.iter().enumerate() {
-            let net = st.networks.get(&att.network_id).cloned().ok_or_else(|| {
-                format!("network {} is not known to this node yet", att.network_id)
-            })?;
+            let net = st
+                .networks
+                .get(&att.network_id)
+                .cloned()
+                .ok_or_else(|| AttachError::UnknownNetwork(att.network_id.clone()))?;
             let name = net
                 .spec
                 .as_ref()
@@ -272,9 +314,11 @@ impl Overlay {
             let addr = att
                 .addresses
                 .first()
-                .ok_or_else(|| format!("the task has no address on network {name}"))?;
-            let (ip, prefix) = parse_cidr(addr)
-                .ok_or_else(|| format!("bad address {addr:?} on network {name}"))?;
+                .ok_or_else(|| AttachError::NoAddress(name.clone()))?;
+            let (ip, prefix) = parse_cidr(addr).ok_or_else(|| AttachError::BadAddress {
+                network: name.clone(),
+                addr: addr.clone(),
+            })?;
             let vip = task
                 .endpoint
                 .iter()
@@ -327,14 +371,17 @@ impl Overlay {
         for leg in &legs {
             self.plumb(&mut st, leg, &task_nl)
                 .await
-                .map_err(|e| format!("attaching to network {}: {e}", leg.network_id))?;
+                .map_err(|source| AttachError::Network {
+                    network: leg.network_id.clone(),
+                    source,
+                })?;
         }
         // A connected container that already reaches out another way keeps its route.
         let own_route = match task.attached_container() {
             Some(_) => task_nl
                 .default_gateway()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(AttachError::Namespace)?
                 .is_some_and(|gw| gw != gateway::GATEWAY),
             None => false,
         };
@@ -348,7 +395,7 @@ impl Overlay {
             let gw = self
                 .plumb_gateway(&mut st, &task.id, gw, &task_nl)
                 .await
-                .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
+                .map_err(AttachError::Gateway)?;
             st.gateway.insert(task.id.clone(), gw);
         }
         // Names and VIPs are served on the task's own networks, not on ingress.
@@ -375,7 +422,8 @@ impl Overlay {
         if !networks.is_empty() {
             self.dns
                 .serve(&task.id, task_netns, networks.clone())
-                .await?;
+                .await
+                .map_err(AttachError::Dns)?;
         }
         let host_ports = match st.gateway.get(&task.id).and_then(|g| g.ip) {
             Some(addr) => host_ports(task, addr),
