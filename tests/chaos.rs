@@ -179,7 +179,7 @@ fn report_and_assert(during: &str, tallies: &[common::load::Tally], replicas: us
 }
 
 fn daemon_pid(lab: &Lab, node: &str) -> i32 {
-    std::fs::read_to_string(lab.dir().join(node).join("daemon.pid"))
+    std::fs::read_to_string(lab.node(node).pid_file())
         .expect("daemon.pid")
         .trim()
         .parse()
@@ -247,7 +247,7 @@ fn a_manager_that_stalls_marks_no_node_down() {
 /// A request written by hand to a node's docker.sock: sends `head` and `body`, then
 /// returns whatever comes back within `wait` (the connection may be closed).
 fn raw_request(lab: &Lab, head: &str, body: &[u8], wait: Duration) -> (String, Duration) {
-    let socket = lab.dir().join("manager1/run/docker.sock");
+    let socket = lab.node("manager1").docker_socket();
     let mut s = UnixStream::connect(&socket).expect("docker.sock");
     s.set_read_timeout(Some(wait)).unwrap();
     let start = Instant::now();
@@ -262,7 +262,7 @@ fn raw_request(lab: &Lab, head: &str, body: &[u8], wait: Duration) -> (String, D
 }
 
 fn log_size(lab: &Lab, node: &str) -> u64 {
-    std::fs::metadata(lab.dir().join(node).join("daemon.log"))
+    std::fs::metadata(lab.node(node).log())
         .map(|m| m.len())
         .unwrap_or(0)
 }
@@ -449,7 +449,7 @@ fn a_partitioned_worker_leaves_no_stale_backend_behind() {
     lab.wait_running("web", 6);
     wait_serving(&lab, 3, 6);
     let nodes = ["manager1", "worker1", "worker2"];
-    let worker2 = format!("shoal-{}-worker2", lab.name);
+    let worker2 = lab.netns("worker2");
     for round in 1..=2 {
         let cut = Uplink::down(&worker2);
         std::thread::sleep(Duration::from_secs(20));

@@ -51,7 +51,7 @@ fn three_node_lab_shows_every_node_ready_and_one_leader() {
     );
 
     // The control socket is root's alone.
-    let run = lab.dir().join("manager1/run");
+    let run = lab.node("manager1").run_dir();
     let sock = std::fs::metadata(run.join("shoal.sock"))
         .unwrap()
         .permissions()
@@ -172,7 +172,7 @@ fn join_is_refused_for_bad_tokens_and_nothing_is_written() {
         .trim()
         .to_string();
     let manager_addr = format!("{}:2377", lab.ip(1));
-    let swarm_dir = lab.dir().join("worker1/data/swarm");
+    let swarm_dir = lab.node("worker1").data_dir().join("swarm");
     let count = || lab.nodes("manager1").len();
     let before = count();
 
@@ -363,7 +363,7 @@ fn lab_down_leaves_nothing_behind() {
     let dir = lab.dir();
     let pids: Vec<String> = ["manager1", "worker1"]
         .iter()
-        .map(|n| std::fs::read_to_string(dir.join(n).join("daemon.pid")).unwrap())
+        .map(|n| std::fs::read_to_string(lab.node(n).pid_file()).unwrap())
         .collect();
     drop(lab);
     let netns: Vec<String> = std::fs::read_dir("/run/netns")
@@ -495,6 +495,6 @@ fn a_manager_that_fell_behind_catches_up_from_a_snapshot() {
             (out.status.success() && text(&out).contains("\"round\": \"39\"")).then_some(())
         },
     );
-    let log = std::fs::read_to_string(lab.dir().join("manager3/daemon.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(lab.node("manager3").log()).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
 }

@@ -47,14 +47,10 @@ fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-fn node_ns(lab: &Lab, node: &str) -> String {
-    format!("shoal-{}-{node}", lab.name)
-}
-
 /// Whether the node's load balancer publishes nothing: no nftables table, or no eBPF
 /// frontend in its pinned map.
 fn nothing_published(lab: &Lab, node: &str, engine: &str) -> bool {
-    let ns = node_ns(lab, node);
+    let ns = lab.netns(node);
     if engine == "ebpf" {
         let out = Command::new("bpftool")
             .args(["-j", "map", "dump", "pinned"])
@@ -93,7 +89,7 @@ fn mesh_lab(name: &str, net: u8, nodes: u32, engine: &str) -> Lab {
         } else {
             format!("worker{i}")
         };
-        let log = std::fs::read_to_string(lab.dir().join(&node).join("daemon.log")).unwrap();
+        let log = std::fs::read_to_string(lab.node(&node).log()).unwrap();
         assert!(
             log.contains(&format!("engine=\"{engine}\"")),
             "{node} does not run the {engine} engine:\n{log}"

@@ -26,11 +26,7 @@ fn sh(ns: &str, script: &str) -> Output {
 
 impl Lab {
     fn sandbox_ns(&self, node: &str, vni: &str) -> String {
-        format!("shoal-{}-{node}-ov{vni}", self.name)
-    }
-
-    fn node_ns(&self, node: &str) -> String {
-        format!("shoal-{}-{node}", self.name)
+        format!("{}-ov{vni}", self.netns(node))
     }
 
     fn vni(&self, network: &str) -> String {
@@ -151,7 +147,7 @@ fn replicas_on_two_nodes_reach_each_other_over_vxlan() {
     assert!(pings(&ns_b, ip_a));
 
     // On the wire: UDP 4789 between the nodes, carrying the network's VNI.
-    let fabric = format!("shoal-{}-fabric", lab.name);
+    let fabric = shoal_lab::Lab::load(&lab.name).unwrap().fabric_ns;
     let capture = std::thread::spawn(move || {
         in_ns(
             &fabric,
@@ -173,7 +169,7 @@ fn replicas_on_two_nodes_reach_each_other_over_vxlan() {
     );
 
     // Egress through the gateway bridge, masqueraded as the node's own address.
-    let listener_ns = lab.node_ns(&b.1);
+    let listener_ns = lab.netns(&b.1);
     let node_b_ip: Ipv4Addr = lab
         .ip(if b.1 == "manager1" { 1 } else { 2 })
         .parse()
@@ -427,7 +423,7 @@ fn the_reconciler_repairs_drift_and_a_restarted_agent_keeps_connections() {
     );
 
     // No duplicates: one veth per task, one gateway bridge, no staging vxlan left.
-    let node_links = links(&lab.node_ns("worker1"));
+    let node_links = links(&lab.netns("worker1"));
     assert_eq!(
         node_links.iter().filter(|l| *l == "shoal_gwbridge").count(),
         1
@@ -483,7 +479,7 @@ fn bad_gossip_is_dropped_and_counted() {
         1,
     );
     let forged = impostor.seal(b"a member list from an impostor").unwrap();
-    common::within(&lab.node_ns("worker1"), move || {
+    common::within(&lab.netns("worker1"), move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.send_to(b"garbage, not gossip at all", target).unwrap();
         s.send_to(&[0u8; 300], target).unwrap();
@@ -682,7 +678,7 @@ fn gossip_heals_after_a_partition() {
     let lab = Lab::up("ov-part", 48, 2, 1, "1s");
     lab.ok("manager1", &["network", "create", "app"]);
     let vni = lab.vni("app");
-    let worker = lab.node_ns("worker1");
+    let worker = lab.netns("worker1");
     cut_gossip(&lab, &worker, true);
     wait_for(Duration::from_secs(15), "the partition detected", || {
         (gossip_members(&lab, "manager1") == 0).then_some(())

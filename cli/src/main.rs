@@ -1,13 +1,12 @@
 #![recursion_limit = "256"]
-//! `shoal`: the one binary. Client commands named and flagged like docker's, the per-node
-//! daemon, and the lab (a whole cluster in network namespaces on one machine).
+//! `shoal`: the one binary. Client commands named and flagged like docker's (this crate:
+//! clap and printing), the per-node daemon (shoal-node) and the lab (shoal-lab, a whole
+//! cluster in network namespaces on one machine).
 
-mod client;
 mod commands;
-mod daemon;
-mod duration;
-mod lab;
-mod output;
+
+use shoal_lab as lab;
+use shoal_node::{self as daemon, client};
 
 use clap::{Parser, Subcommand};
 

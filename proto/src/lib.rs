@@ -19,6 +19,9 @@ pub const CONTROL_PORT: u16 = 2377;
 pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
 /// A node is marked Down after this many missed heartbeat periods.
 pub const MISSED_HEARTBEATS_DOWN: u32 = 3;
+/// Where overlay subnets come from when the cluster names no default address pool, as in
+/// Swarm.
+pub const DEFAULT_ADDR_POOL: &str = "10.0.0.0/8";
 
 /// The largest count a service spec may hold (replicas, tasks per node, update and
 /// rollback parallelism): every task is an object in Raft that the leader plans each

@@ -125,9 +125,23 @@ impl Lab {
         lab
     }
 
-    /// The network namespace of a process-runtime task on `node`.
+    /// `node` as the lab laid it out: its address, namespace and files (shoal-lab's own
+    /// record, so tests and the lab cannot disagree on where things are).
+    pub fn node(&self, node: &str) -> shoal_lab::LabNode {
+        let lab = shoal_lab::Lab::load(&self.name).expect("the lab's record");
+        let found = lab.node(node).unwrap_or_else(|e| panic!("{node}: {e}"));
+        found.clone()
+    }
+
+    /// The network namespace `node` lives in.
+    pub fn netns(&self, node: &str) -> String {
+        self.node(node).netns
+    }
+
+    /// The network namespace of a process-runtime task on `node` (the node's daemon
+    /// starts task namespaces with the node's own namespace name).
     pub fn task_ns(&self, node: &str, task_id: &str) -> String {
-        format!("shoal-{}-{node}-{}", self.name, &task_id[..12])
+        format!("{}-{}", self.node(node).netns, &task_id[..12])
     }
 
     pub fn ip(&self, index: u32) -> String {
@@ -135,11 +149,11 @@ impl Lab {
     }
 
     pub fn dir(&self) -> PathBuf {
-        PathBuf::from("/var/lib/shoal/labs").join(&self.name)
+        shoal_lab::lab_dir(&self.name)
     }
 
     pub fn certs(&self, node: &str) -> PathBuf {
-        self.dir().join(node).join("data/swarm/certificates")
+        shoal_node::state::SwarmDir::new(&self.node(node).data_dir()).certs_dir()
     }
 
     /// Runs `shoal ARGS` inside `node`, talking to its daemon.

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 use shoal_proto::Empty;
 
-use crate::client::{Target, daemon_error};
-use crate::output::table;
+use shoal_docker::text::table;
+use shoal_node::client::{Target, daemon_error};
 
 #[derive(Subcommand, Debug)]
 pub enum DebugCommand {

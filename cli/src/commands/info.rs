@@ -2,7 +2,7 @@
 
 use shoal_proto::Empty;
 
-use crate::client::{Target, daemon_error};
+use shoal_node::client::{Target, daemon_error};
 
 pub async fn info(target: &Target) -> anyhow::Result<()> {
     let info = target

@@ -5,7 +5,5 @@ pub mod info;
 pub mod network;
 pub mod node;
 pub mod service;
-pub mod service_json;
-pub mod service_spec;
 pub mod stack;
 pub mod swarm;

@@ -7,8 +7,9 @@ use shoal_proto::{
     Annotations, Empty, IpamConfig, Network, NetworkConnectRequest, NetworkRef, NetworkSpec,
 };
 
-use crate::client::{Target, daemon_error};
-use crate::output::{rfc3339, table};
+use shoal_docker::render::network::{engine_json, name};
+use shoal_docker::text::table;
+use shoal_node::client::{Target, daemon_error};
 
 #[derive(Subcommand)]
 pub enum NetworkCommand {
@@ -202,14 +203,6 @@ pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn name(n: &Network) -> &str {
-    n.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
-}
-
 /// `--verbose`: the network's peers (nodes with tasks on it) and, per service, its tasks
 /// with their endpoint addresses and nodes, as the managers know them.
 async fn add_verbose(
@@ -308,38 +301,4 @@ async fn add_verbose(
     );
     doc["Services"] = serde_json::Value::Object(services);
     Ok(())
-}
-
-/// A network as the Docker Engine API shows it.
-pub fn engine_json(n: &Network) -> serde_json::Value {
-    let spec = n.spec.clone().unwrap_or_default();
-    let mut options: serde_json::Map<String, serde_json::Value> = spec
-        .options
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    options.insert(
-        "com.docker.network.driver.overlay.vxlanid_list".into(),
-        json!(n.vni.to_string()),
-    );
-    json!({
-        "Name": name(n),
-        "Id": n.id,
-        "Created": rfc3339(n.meta.map(|m| m.created_at_unix_nanos).unwrap_or_default()),
-        "Scope": "swarm",
-        "Driver": "overlay",
-        "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": null,
-            "Config": n.ipam.iter().map(|c| json!({"Subnet": c.subnet, "Gateway": c.gateway})).collect::<Vec<_>>(),
-        },
-        "Internal": false,
-        "Attachable": spec.attachable,
-        "Ingress": spec.ingress,
-        "ConfigOnly": false,
-        "Containers": {},
-        "Options": options,
-        "Labels": spec.annotations.map(|a| a.labels).unwrap_or_default(),
-    })
 }

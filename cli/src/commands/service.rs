@@ -14,9 +14,9 @@ use shoal_proto::{
 };
 use tonic::transport::Channel;
 
-use super::service_spec::{self, CreateLists, SpecFlags, key_value, parse_port, parse_preference};
-use crate::client::{Target, daemon_error};
-use crate::output::table;
+use shoal_docker::flags::{self, CreateLists, SpecFlags, key_value, parse_port, parse_preference};
+use shoal_docker::tables::{name_of, ps_table, services_table};
+use shoal_node::client::{Target, daemon_error};
 
 #[derive(Subcommand)]
 pub enum ServiceCommand {
@@ -144,7 +144,7 @@ pub enum ServiceCommand {
 type Client = ControlClient<Channel>;
 
 fn parse_replicas(s: &str) -> Result<u64, String> {
-    super::service_spec::parse_count(s)
+    flags::parse_count(s)
 }
 
 pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
@@ -173,7 +173,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                     }),
                     ..Default::default()
                 }),
-                mode: Some(service_spec::mode(&mode, replicas)?),
+                mode: Some(flags::mode(&mode, replicas)?),
                 ..Default::default()
             };
             lists.apply(&mut spec)?;
@@ -246,10 +246,13 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             }
             if pretty {
                 for s in &found {
-                    print!("{}", super::service_json::pretty(s));
+                    print!("{}", shoal_docker::render::service::pretty(s));
                 }
             } else {
-                let docs: Vec<_> = found.iter().map(super::service_json::engine_json).collect();
+                let docs: Vec<_> = found
+                    .iter()
+                    .map(shoal_docker::render::service::engine_json)
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&docs)?);
             }
         }
@@ -473,167 +476,6 @@ pub async fn update(
         .await
         .map_err(daemon_error)?
         .into_inner())
-}
-
-/// `service ls` rows of the services `keep` accepts.
-pub fn services_table(
-    resp: &shoal_proto::ListServicesResponse,
-    keep: impl Fn(&Service) -> bool,
-) -> String {
-    let rows: Vec<Vec<String>> = resp
-        .services
-        .iter()
-        .filter(|s| keep(s))
-        .map(|s| {
-            let spec = s.spec.clone().unwrap_or_default();
-            let running = resp.running.get(&s.id).copied().unwrap_or(0);
-            let desired = resp.desired.get(&s.id).copied().unwrap_or(0);
-            let mode = match spec.mode {
-                Some(Mode::Global(_)) => "global",
-                _ => "replicated",
-            };
-            vec![
-                shoal_proto::ids::short(&s.id).to_string(),
-                name_of(s).to_string(),
-                mode.to_string(),
-                format!("{running}/{desired}"),
-                image_of(&spec),
-                ports_of(s),
-            ]
-        })
-        .collect();
-    table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
-}
-
-pub fn name_of(s: &Service) -> &str {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
-}
-
-pub fn image_of(spec: &ServiceSpec) -> String {
-    spec.task
-        .as_ref()
-        .and_then(|t| t.container.as_ref())
-        .map(|c| c.image.clone())
-        .unwrap_or_default()
-}
-
-pub fn ports_of(s: &Service) -> String {
-    super::service_json::allocated_ports(s)
-        .iter()
-        .map(|p| {
-            let published = if p.published_port == 0 {
-                String::new()
-            } else {
-                p.published_port.to_string()
-            };
-            format!("*:{published}->{}/{}", p.target_port, p.protocol)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub fn state_name(s: TaskState) -> &'static str {
-    match s {
-        TaskState::New => "New",
-        TaskState::Pending => "Pending",
-        TaskState::Assigned => "Assigned",
-        TaskState::Accepted => "Accepted",
-        TaskState::Preparing => "Preparing",
-        TaskState::Ready => "Ready",
-        TaskState::Starting => "Starting",
-        TaskState::Running => "Running",
-        TaskState::Complete => "Complete",
-        TaskState::Shutdown => "Shutdown",
-        TaskState::Failed => "Failed",
-        TaskState::Rejected => "Rejected",
-        TaskState::Remove => "Remove",
-        TaskState::Orphaned => "Orphaned",
-    }
-}
-
-/// "3 seconds ago", as docker's go-units phrases it.
-pub fn ago(nanos: i64) -> String {
-    let secs = ((shoal_proto::now_nanos() - nanos) / 1_000_000_000).max(0);
-    let human = match secs {
-        0 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".to_string(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".to_string(),
-        s if s < 172_800 => format!("{} hours", s / 3600),
-        s => format!("{} days", s / 86_400),
-    };
-    format!("{human} ago")
-}
-
-fn task_display_name(t: &Task) -> String {
-    if t.slot > 0 {
-        format!("{}.{}", t.service_name, t.slot)
-    } else {
-        format!("{}.{}", t.service_name, t.node_id)
-    }
-}
-
-pub fn ps_table(tasks: &[Task], node_names: &HashMap<String, String>, no_trunc: bool) -> String {
-    let mut rows = Vec::new();
-    let mut previous_name = String::new();
-    for t in tasks {
-        let name = task_display_name(t);
-        let shown = if name == previous_name {
-            format!(" \\_ {name}")
-        } else {
-            name.clone()
-        };
-        previous_name = name;
-        let status = t.status.clone().unwrap_or_default();
-        let mut err = status.err.clone();
-        if !no_trunc && err.chars().count() > 30 {
-            err = format!("{}…", err.chars().take(29).collect::<String>());
-        }
-        let id = if no_trunc {
-            t.id.clone()
-        } else {
-            shoal_proto::ids::short(&t.id).to_string()
-        };
-        rows.push(vec![
-            id,
-            shown,
-            t.spec
-                .as_ref()
-                .and_then(|s| s.container.as_ref())
-                .map(|c| c.image.clone())
-                .unwrap_or_default(),
-            node_names.get(&t.node_id).cloned().unwrap_or_default(),
-            state_name(t.desired_state()).to_string(),
-            format!(
-                "{} {}",
-                state_name(status.state()),
-                ago(status.timestamp_unix_nanos)
-            ),
-            if err.is_empty() {
-                String::new()
-            } else {
-                format!("\"{err}\"")
-            },
-        ]);
-    }
-    table(
-        &[
-            "ID",
-            "NAME",
-            "IMAGE",
-            "NODE",
-            "DESIRED STATE",
-            "CURRENT STATE",
-            "ERROR",
-        ],
-        &rows,
-    )
 }
 
 /// Waits until every wanted task of the service runs the current spec, and prints

@@ -5,7 +5,7 @@ use shoal_proto::{
     JoinTokenRequest, NodeRole, SwarmInitRequest, SwarmJoinRequest, SwarmLeaveRequest,
 };
 
-use crate::client::{Target, daemon_error};
+use shoal_node::client::{Target, daemon_error};
 
 #[derive(Subcommand)]
 pub enum SwarmCommand {
@@ -21,7 +21,7 @@ pub enum SwarmCommand {
         #[arg(long)]
         force_new_cluster: bool,
         /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
-        #[arg(long, value_parser = crate::duration::parse)]
+        #[arg(long, value_parser = shoal_docker::duration::parse)]
         dispatcher_heartbeat: Option<std::time::Duration>,
         /// Default address pool in CIDR format (repeatable)
         #[arg(long = "default-addr-pool")]
@@ -128,7 +128,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                 .into_inner();
             println!(
                 "This node joined a swarm as a {}.",
-                crate::output::role_name(resp.role())
+                shoal_docker::text::role_name(resp.role())
             );
         }
         SwarmCommand::JoinToken {
@@ -149,7 +149,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(daemon_error)?
                 .into_inner();
-            let name = crate::output::role_name(role);
+            let name = shoal_docker::text::role_name(role);
             if quiet {
                 println!("{}", resp.token);
                 return Ok(());

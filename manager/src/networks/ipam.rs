@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 
 /// The first VNI overlay networks get, as in Swarm.
 pub const FIRST_VNI: u32 = 4096;
-pub const DEFAULT_POOL: &str = "10.0.0.0/8";
 pub const DEFAULT_SUBNET_SIZE: u8 = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,7 +43,7 @@ fn pools(cluster: Option<&Cluster>) -> (Vec<Cidr>, u8) {
         .filter_map(|p| Cidr::parse(p).ok())
         .collect();
     if pools.is_empty() {
-        pools.push(Cidr::parse(ipam::DEFAULT_POOL).expect("valid default pool"));
+        pools.push(Cidr::parse(shoal_proto::DEFAULT_ADDR_POOL).expect("valid default pool"));
     }
     let size = if spec.subnet_size == 0 {
         ipam::DEFAULT_SUBNET_SIZE

@@ -3,7 +3,7 @@
 //! com.docker.stack.namespace=<name>, so stacks deployed by the docker CLI (through the
 //! Engine API) and by shoal are the same thing.
 
-mod compose;
+use shoal_docker::compose;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,10 +13,11 @@ use shoal_proto::control_client::ControlClient;
 use shoal_proto::{Empty, ListTasksRequest, NetworkRef, Service, ServiceRef};
 use tonic::transport::Channel;
 
-use super::service::{name_of, ps_table, services_table, update};
-use crate::client::{Target, daemon_error};
-use crate::output::table;
+use super::service::update;
 use compose::{NAMESPACE_LABEL, StackNetwork};
+use shoal_docker::tables::{name_of, ps_table, services_table};
+use shoal_docker::text::table;
+use shoal_node::client::{Target, daemon_error};
 
 #[derive(Subcommand)]
 pub enum StackCommand {
@@ -176,7 +177,7 @@ pub async fn run(target: &Target, cmd: StackCommand) -> anyhow::Result<()> {
                     remove_service(&mut client, s).await?;
                 }
                 for n in nets {
-                    let name = crate::commands::network::name(n);
+                    let name = shoal_docker::render::network::name(n);
                     println!("Removing network {name}");
                     client
                         .remove_network(NetworkRef {
@@ -218,7 +219,7 @@ async fn deploy(
     let exists = |name: &str| {
         existing
             .iter()
-            .any(|n| crate::commands::network::name(n) == name)
+            .any(|n| shoal_docker::render::network::name(n) == name)
     };
     // External networks are checked before anything is created.
     for n in &plan.networks {

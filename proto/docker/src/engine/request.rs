@@ -11,24 +11,24 @@ use serde_json::Value;
 use shoal_proto as pb;
 use shoal_proto::docker_names::DockerName;
 
-use super::{ApiError, ApiResult};
+use super::{BadRequest, Parsed};
 
 /// Parses a JSON body, naming the path of whatever is wrong.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Parsed<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de)
         .map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." || path.is_empty() || !inner.is_data() {
-                ApiError::bad_request(format!("malformed JSON body: {inner}"))
+                BadRequest::new(format!("malformed JSON body: {inner}"))
             } else {
-                ApiError::bad_request(format!("invalid JSON at {path}: {inner}"))
+                BadRequest::new(format!("invalid JSON at {path}: {inner}"))
             }
         })
         .and_then(|v| {
             de.end()
-                .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+                .map_err(|e| BadRequest::new(format!("malformed JSON body: {e}")))?;
             Ok(v)
         })
 }
@@ -56,10 +56,10 @@ fn is_zero(v: &Value) -> bool {
     }
 }
 
-fn refuse_set(fields: &[(&str, &Unsupported)]) -> ApiResult<()> {
+fn refuse_set(fields: &[(&str, &Unsupported)]) -> Parsed<()> {
     for (name, v) in fields {
         if v.as_ref().is_some_and(|v| !is_zero(v)) {
-            return Err(ApiError::bad_request(format!(
+            return Err(BadRequest::new(format!(
                 "{name} is not supported by shoal: remove it from the request"
             )));
         }
@@ -275,11 +275,11 @@ pub struct PortConfig {
     pub publish_mode: String,
 }
 
-fn one_of<T: DockerName + Default>(field: &str, value: &str) -> ApiResult<T> {
-    crate::commands::service_spec::one_of(field, value).map_err(ApiError::bad_request)
+fn one_of<T: DockerName + Default>(field: &str, value: &str) -> Parsed<T> {
+    crate::flags::one_of(field, value).map_err(BadRequest)
 }
 
-fn update_config(field: &str, c: UpdateConfig) -> ApiResult<pb::UpdateConfig> {
+fn update_config(field: &str, c: UpdateConfig) -> Parsed<pb::UpdateConfig> {
     use pb::{UpdateFailureAction as A, UpdateOrder as O};
     let action = one_of::<A>(&format!("{field}.FailureAction"), &c.failure_action)?;
     let order = one_of::<O>(&format!("{field}.Order"), &c.order)?;
@@ -293,7 +293,7 @@ fn update_config(field: &str, c: UpdateConfig) -> ApiResult<pb::UpdateConfig> {
     })
 }
 
-fn attachments(list: Vec<NetworkAttachment>) -> ApiResult<Vec<pb::NetworkAttachmentConfig>> {
+fn attachments(list: Vec<NetworkAttachment>) -> Parsed<Vec<pb::NetworkAttachmentConfig>> {
     list.into_iter()
         .map(|n| {
             refuse_set(&[("TaskTemplate.Networks.DriverOpts", &n.driver_opts)])?;
@@ -307,7 +307,7 @@ fn attachments(list: Vec<NetworkAttachment>) -> ApiResult<Vec<pb::NetworkAttachm
 
 impl ServiceSpec {
     /// The spec in shoal's terms; the manager validates what it means (names, ports, ...).
-    pub fn into_proto(self) -> ApiResult<pb::ServiceSpec> {
+    pub fn into_proto(self) -> Parsed<pb::ServiceSpec> {
         let t = self.task_template;
         refuse_set(&[
             ("TaskTemplate.PluginSpec", &t.plugin_spec),
@@ -365,7 +365,7 @@ impl ServiceSpec {
             labels: c.labels,
         };
         let res = t.resources.unwrap_or_default();
-        let limit = |field: &str, l: Option<Limit>| -> ApiResult<Option<pb::ResourceValues>> {
+        let limit = |field: &str, l: Option<Limit>| -> Parsed<Option<pb::ResourceValues>> {
             let Some(l) = l else { return Ok(None) };
             refuse_set(&[
                 (&format!("TaskTemplate.Resources.{field}.Pids"), &l.pids),
@@ -398,7 +398,7 @@ impl ServiceSpec {
                 ])?;
                 match (m.replicated, m.global) {
                     (Some(_), Some(_)) => {
-                        return Err(ApiError::bad_request(
+                        return Err(BadRequest::new(
                             "Mode: give either Replicated or Global, not both",
                         ));
                     }
@@ -429,7 +429,7 @@ impl ServiceSpec {
                     publish_mode: mode as i32,
                 })
             })
-            .collect::<ApiResult<Vec<_>>>()?;
+            .collect::<Parsed<Vec<_>>>()?;
         Ok(pb::ServiceSpec {
             annotations: Some(pb::Annotations {
                 name: self.name.unwrap_or_default(),
@@ -529,7 +529,7 @@ pub struct IpamConfig {
 }
 
 impl NetworkCreate {
-    pub fn into_proto(self) -> ApiResult<pb::NetworkSpec> {
+    pub fn into_proto(self) -> Parsed<pb::NetworkSpec> {
         refuse_set(&[
             ("Internal", &self.internal),
             ("ConfigOnly", &self.config_only),
@@ -537,22 +537,20 @@ impl NetworkCreate {
             ("EnableIPv6", &self.enable_ipv6),
         ])?;
         if !matches!(self.driver.as_str(), "" | "overlay") {
-            return Err(ApiError::bad_request(format!(
+            return Err(BadRequest::new(format!(
                 "driver {:?}: shoal serves swarm-scoped overlay networks only: use -d overlay",
                 self.driver
             )));
         }
         if !matches!(self.scope.as_deref(), None | Some("") | Some("swarm")) {
-            return Err(ApiError::bad_request(
-                "Scope: shoal's networks are swarm-scoped",
-            ));
+            return Err(BadRequest::new("Scope: shoal's networks are swarm-scoped"));
         }
         let ipam = match self.ipam {
             None => vec![],
             Some(i) => {
                 refuse_set(&[("IPAM.Options", &i.options)])?;
                 if !matches!(i.driver.as_deref(), None | Some("") | Some("default")) {
-                    return Err(ApiError::bad_request(
+                    return Err(BadRequest::new(
                         "IPAM.Driver: only the default IPAM driver exists in shoal",
                     ));
                 }
@@ -568,7 +566,7 @@ impl NetworkCreate {
                             gateway: c.gateway,
                         })
                     })
-                    .collect::<ApiResult<Vec<_>>>()?
+                    .collect::<Parsed<Vec<_>>>()?
             }
         };
         Ok(pb::NetworkSpec {
@@ -618,21 +616,19 @@ pub struct SwarmInit {
 }
 
 impl SwarmInit {
-    pub fn into_proto(self) -> ApiResult<pb::SwarmInitRequest> {
+    pub fn into_proto(self) -> Parsed<pb::SwarmInitRequest> {
         refuse_set(&[
             ("DataPathAddr", &self.data_path_addr),
             ("AutoLockManagers", &self.auto_lock_managers),
         ])?;
         if !matches!(self.data_path_port, None | Some(0) | Some(4789)) {
-            return Err(ApiError::bad_request(
-                "DataPathPort: shoal's VXLAN port is 4789",
-            ));
+            return Err(BadRequest::new("DataPathPort: shoal's VXLAN port is 4789"));
         }
         if !matches!(
             self.availability.as_deref(),
             None | Some("") | Some("active")
         ) {
-            return Err(ApiError::bad_request(
+            return Err(BadRequest::new(
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
@@ -669,18 +665,18 @@ pub struct SwarmJoin {
 }
 
 impl SwarmJoin {
-    pub fn into_proto(self) -> ApiResult<pb::SwarmJoinRequest> {
+    pub fn into_proto(self) -> Parsed<pb::SwarmJoinRequest> {
         refuse_set(&[("DataPathAddr", &self.data_path_addr)])?;
         if !matches!(
             self.availability.as_deref(),
             None | Some("") | Some("active")
         ) {
-            return Err(ApiError::bad_request(
+            return Err(BadRequest::new(
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
         let remote = self.remote_addrs.into_iter().next().ok_or_else(|| {
-            ApiError::bad_request("RemoteAddrs: give the address of a manager to join through")
+            BadRequest::new("RemoteAddrs: give the address of a manager to join through")
         })?;
         Ok(pb::SwarmJoinRequest {
             token: self.join_token,
@@ -720,27 +716,24 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert_eq!(unknown.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(
-            unknown.message.contains("TaskTemplate.ContainerSpec"),
+            unknown.0.contains("TaskTemplate.ContainerSpec"),
             "{}",
-            unknown.message
+            unknown.0
         );
-        assert!(unknown.message.contains("Colour"), "{}", unknown.message);
+        assert!(unknown.0.contains("Colour"), "{}", unknown.0);
         let mounts = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Mounts":[{"Type":"bind"}]}}}"#)
             .unwrap()
             .into_proto()
             .err()
             .unwrap();
         assert!(
-            mounts
-                .message
-                .contains("ContainerSpec.Mounts is not supported"),
+            mounts.0.contains("ContainerSpec.Mounts is not supported"),
             "{}",
-            mounts.message
+            mounts.0
         );
         let bad = parse::<ServiceSpec>(b"{\"Name\": ").err().unwrap();
-        assert!(bad.message.contains("malformed JSON"), "{}", bad.message);
+        assert!(bad.0.contains("malformed JSON"), "{}", bad.0);
         let condition = parse::<ServiceSpec>(
             br#"{"TaskTemplate":{"RestartPolicy":{"Condition":"sometimes"}}}"#,
         )
@@ -749,9 +742,9 @@ mod tests {
         .err()
         .unwrap();
         assert!(
-            condition.message.contains("any, on-failure, none"),
+            condition.0.contains("any, on-failure, none"),
             "{}",
-            condition.message
+            condition.0
         );
     }
 
@@ -766,6 +759,6 @@ mod tests {
             .into_proto()
             .err()
             .unwrap();
-        assert!(bridge.message.contains("overlay"), "{}", bridge.message);
+        assert!(bridge.0.contains("overlay"), "{}", bridge.0);
     }
 }

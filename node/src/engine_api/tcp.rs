@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{ApiError, app};
-use crate::daemon::Daemon;
+use crate::Daemon;
 
 /// Handshakes take at most this long, so a silent client holds nothing.
 const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(5);

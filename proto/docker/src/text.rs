@@ -1,6 +1,7 @@
-//! Output helpers shared by commands: docker-style tables and names for enum values.
+//! Text as docker prints it: tabwriter tables, RFC 3339 times, "3 seconds ago", and the
+//! display names of enum values.
 
-use shoal_proto::{NodeAvailability, NodeRole, NodeState, Reachability};
+use shoal_proto::{NodeAvailability, NodeRole, NodeState, Reachability, TaskState};
 
 /// Left-aligned columns separated by at least three spaces, like docker's tabwriter.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -60,6 +61,42 @@ pub fn reachability_name(r: Reachability) -> &'static str {
         Reachability::Unreachable => "Unreachable",
         Reachability::Reachable => "Reachable",
     }
+}
+
+/// A task state as docker prints it.
+pub fn task_state_name(s: TaskState) -> &'static str {
+    match s {
+        TaskState::New => "New",
+        TaskState::Pending => "Pending",
+        TaskState::Assigned => "Assigned",
+        TaskState::Accepted => "Accepted",
+        TaskState::Preparing => "Preparing",
+        TaskState::Ready => "Ready",
+        TaskState::Starting => "Starting",
+        TaskState::Running => "Running",
+        TaskState::Complete => "Complete",
+        TaskState::Shutdown => "Shutdown",
+        TaskState::Failed => "Failed",
+        TaskState::Rejected => "Rejected",
+        TaskState::Remove => "Remove",
+        TaskState::Orphaned => "Orphaned",
+    }
+}
+
+/// "3 seconds ago", as docker's go-units phrases it.
+pub fn ago(nanos: i64) -> String {
+    let secs = ((shoal_proto::now_nanos() - nanos) / 1_000_000_000).max(0);
+    let human = match secs {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".to_string(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".to_string(),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    };
+    format!("{human} ago")
 }
 
 /// Unix nanoseconds as RFC 3339 UTC, the form docker's JSON uses.

@@ -4,6 +4,7 @@
 //! restarts through <data-dir>/swarm.
 
 mod addr;
+pub mod client;
 mod connect;
 mod control;
 mod engine_api;

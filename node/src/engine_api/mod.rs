@@ -1,17 +1,15 @@
 //! The Docker Engine API's swarm-mode subset, served on <run-dir>/docker.sock so the
 //! docker CLI (and tools such as Portainer) drive shoal. Every operation goes through the
 //! same Control service the `shoal` CLI calls, so both lead to the same state; this layer
-//! only translates JSON shapes (spec.rs in, render.rs out), filters and versions.
+//! only serves: the JSON shapes, filters and versions are shoal-docker's (engine::request
+//! in, render out).
 //! It lives with the daemon rather than in manager/ (where DESIGN.md's layout first put
 //! it) because /swarm init, join and leave and /info are node operations the daemon owns;
 //! every cluster call still lands in manager/ through the Control service.
 
 mod body;
-mod filters;
 mod logs;
-mod render;
 mod routes;
-mod spec;
 pub mod tcp;
 
 use std::path::Path;
@@ -24,17 +22,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::Daemon;
+use shoal_docker::engine::{API_VERSION, BadRequest, MIN_API_VERSION, version_text};
 
-/// The newest API version served: Docker 20.10's, where the swarm types shoal speaks
-/// (ServiceStatus, jobs excepted) are complete. Older clients down to MIN get it too.
-pub const API_VERSION: (u32, u32) = (1, 41);
-const MIN_API_VERSION: (u32, u32) = (1, 24);
+use crate::Daemon;
+
 pub const SOCKET_NAME: &str = "docker.sock";
-
-fn version_text(v: (u32, u32)) -> String {
-    format!("{}.{}", v.0, v.1)
-}
 
 /// An error as dockerd answers it: a status code and `{"message": ...}`.
 #[derive(Debug)]
@@ -56,6 +48,12 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
         }
+    }
+}
+
+impl From<BadRequest> for ApiError {
+    fn from(e: BadRequest) -> Self {
+        ApiError::bad_request(e.0)
     }
 }
 

@@ -15,12 +15,13 @@ use shoal_proto as pb;
 use shoal_proto::control_server::Control;
 use tonic::Request;
 
-use super::filters::Filters;
-use super::spec::{self, parse};
-use super::{ApiError, ApiResult, logs, render};
-use crate::commands::{network, node, service_json};
-use crate::daemon::Daemon;
-use crate::daemon::control::ControlService;
+use shoal_docker::engine::filters::Filters;
+use shoal_docker::engine::request::{self as spec, parse};
+use shoal_docker::render::{engine as render, network, node, service};
+
+use super::{ApiError, ApiResult, logs};
+use crate::Daemon;
+use crate::control::ControlService;
 
 pub struct Api {
     pub ctl: ControlService,
@@ -375,7 +376,7 @@ async fn service_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::J
                 && f.labels("label", &ann.labels)
         })
         .map(|s| {
-            let mut doc = service_json::engine_json(s);
+            let mut doc = service::engine_json(s);
             if status {
                 doc["ServiceStatus"] = json!({
                     "RunningTasks": listed.running.get(&s.id).copied().unwrap_or_default(),
@@ -400,7 +401,7 @@ async fn service_inspect(
     State(api): Shared,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(service_json::engine_json(
+    Ok(axum::Json(service::engine_json(
         &get_service(&api, id).await?,
     )))
 }

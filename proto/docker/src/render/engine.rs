@@ -1,13 +1,12 @@
-//! Response bodies in the Engine API's shapes that the `shoal` CLI does not already
-//! render (services, nodes and networks: commands/*::engine_json).
+//! Engine API response bodies for tasks, the swarm, `/info` and `/version` (services,
+//! nodes and networks have their own modules, shared with the CLI's `inspect`).
 
 use serde_json::{Value, json};
 use shoal_proto::{Cluster, InfoResponse, Task, TaskState};
 
-use super::{API_VERSION, MIN_API_VERSION, version_text};
-use crate::commands::service::state_name;
-use crate::commands::service_json::task_spec_json;
-use crate::output::rfc3339;
+use crate::engine::{API_VERSION, MIN_API_VERSION, version_text};
+use crate::render::service::task_spec_json;
+use crate::text::{rfc3339, task_state_name as state_name};
 
 fn task_state(s: TaskState) -> String {
     state_name(s).to_lowercase()
@@ -71,7 +70,7 @@ pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
     let meta = cluster.and_then(|c| c.meta).unwrap_or_default();
     let spec = cluster.and_then(|c| c.spec.clone()).unwrap_or_default();
     let pool = if spec.default_addr_pool.is_empty() {
-        vec![shoal_manager::networks::ipam::DEFAULT_POOL.to_string()]
+        vec![shoal_proto::DEFAULT_ADDR_POOL.to_string()]
     } else {
         spec.default_addr_pool
     };

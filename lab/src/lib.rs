@@ -16,8 +16,8 @@ use shoal_proto::{
     Empty, JoinTokenRequest, NodeRole, NodeState, SwarmInitRequest, SwarmJoinRequest,
 };
 
-use crate::client::{SOCKET_NAME, Target};
 use net::Subnet;
+use shoal_node::client::{SOCKET_NAME, Target};
 
 const LAB_ROOT: &str = "/var/lib/shoal/labs";
 const DEFAULT_NAME: &str = "default";
@@ -38,7 +38,7 @@ pub enum LabCommand {
         #[arg(long, default_value = "192.168.56.0/24")]
         subnet: String,
         /// Dispatcher heartbeat period of the swarm
-        #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+        #[arg(long, default_value = "5s", value_parser = shoal_docker::duration::parse)]
         dispatcher_heartbeat: Duration,
         /// Where the nodes run tasks: docker (the host's dockerd) or process
         #[arg(long, default_value = "docker", value_parser = ["docker", "process"])]
@@ -122,7 +122,7 @@ impl LabNode {
     }
     /// The daemon's Docker Engine API, which `lab exec` gives the docker CLI.
     pub fn docker_socket(&self) -> PathBuf {
-        self.run_dir().join(crate::daemon::DOCKER_SOCKET_NAME)
+        self.run_dir().join(shoal_node::DOCKER_SOCKET_NAME)
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")
@@ -148,7 +148,8 @@ pub struct Lab {
     pub nodes: Vec<LabNode>,
 }
 
-fn lab_dir(name: &str) -> PathBuf {
+/// Where lab `name` keeps its record (lab.json) and each node's directory.
+pub fn lab_dir(name: &str) -> PathBuf {
     Path::new(LAB_ROOT).join(name)
 }
 
@@ -168,7 +169,8 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
 }
 
 impl Lab {
-    fn load(name: &str) -> anyhow::Result<Lab> {
+    /// The lab as `lab up` recorded it.
+    pub fn load(name: &str) -> anyhow::Result<Lab> {
         validate_name(name)?;
         let file = lab_dir(name).join("lab.json");
         let bytes = std::fs::read(&file)
@@ -350,7 +352,7 @@ async fn up(
                 .into_inner();
             print!(
                 "{}",
-                crate::commands::node::ls_table(&nodes.nodes, &nodes.self_node_id)
+                shoal_docker::tables::ls_table(&nodes.nodes, &nodes.self_node_id)
             );
             println!(
                 "\nTry: shoal lab exec --name {name} {} -- shoal node ls",
@@ -551,7 +553,7 @@ async fn status(name: Option<&str>) -> anyhow::Result<()> {
             .collect();
         print!(
             "{}",
-            crate::output::table(&["NAME", "SUBNET", "NODES"], &rows)
+            shoal_docker::text::table(&["NAME", "SUBNET", "NODES"], &rows)
         );
         return Ok(());
     };
@@ -569,7 +571,7 @@ async fn status(name: Option<&str>) -> anyhow::Result<()> {
         .collect();
     print!(
         "{}",
-        crate::output::table(&["NODE", "ADDRESS", "NAMESPACE", "DAEMON"], &rows)
+        shoal_docker::text::table(&["NODE", "ADDRESS", "NAMESPACE", "DAEMON"], &rows)
     );
     Ok(())
 }

@@ -3,26 +3,26 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{ApiError, ApiResult};
+use super::{BadRequest, Parsed};
 
 #[derive(Debug, Default)]
 pub struct Filters(HashMap<String, BTreeSet<String>>);
 
 impl Filters {
     /// Parses the parameter, refusing keys the endpoint does not know, as dockerd does.
-    pub fn parse(raw: Option<&str>, known: &[&str]) -> ApiResult<Filters> {
+    pub fn parse(raw: Option<&str>, known: &[&str]) -> Parsed<Filters> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
             return Ok(Filters::default());
         };
         let value: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| ApiError::bad_request(format!("invalid filters {raw:?}: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| {
-            ApiError::bad_request(format!("invalid filters {raw:?}: not an object"))
-        })?;
+            .map_err(|e| BadRequest::new(format!("invalid filters {raw:?}: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| BadRequest::new(format!("invalid filters {raw:?}: not an object")))?;
         let mut out = HashMap::new();
         for (key, values) in obj {
             if !known.contains(&key.as_str()) {
-                return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+                return Err(BadRequest::new(format!("invalid filter '{key}'")));
             }
             let set: BTreeSet<String> = match values {
                 serde_json::Value::Object(m) => m
@@ -35,7 +35,7 @@ impl Filters {
                     .filter_map(|v| v.as_str().map(String::from))
                     .collect(),
                 _ => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(BadRequest::new(format!(
                         "invalid filter '{key}': values must be a map or a list"
                     )));
                 }
@@ -84,7 +84,7 @@ mod tests {
         assert!(f.labels("label", &labels));
         assert!(!f.labels("label", &HashMap::new()));
         let e = Filters::parse(Some(r#"{"colour":{"red":true}}"#), &["name"]).unwrap_err();
-        assert_eq!(e.message, "invalid filter 'colour'");
+        assert_eq!(e.0, "invalid filter 'colour'");
         assert!(Filters::parse(Some("{"), &["name"]).is_err());
     }
 }

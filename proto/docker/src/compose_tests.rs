@@ -1,6 +1,6 @@
 use super::*;
 
-const GETTING_STARTED: &str = include_str!("../../../../examples/docker-compose.yml");
+const GETTING_STARTED: &str = include_str!("../../../examples/docker-compose.yml");
 
 fn no_env(_: &str) -> Option<String> {
     None

@@ -8,7 +8,7 @@ use shoal_proto::{
     UpdateFailureAction, UpdateOrder, UpdateState,
 };
 
-use crate::output::rfc3339;
+use crate::text::rfc3339;
 
 /// An update's state as the Engine API spells it.
 fn update_state_name(state: UpdateState) -> &'static str {

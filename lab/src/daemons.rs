@@ -205,7 +205,7 @@ pub async fn remove_workloads(node: &LabNode) {
     let now = std::time::Duration::ZERO;
     let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.netns);
     remove_all(&process, now).await;
-    let saved = crate::daemon::state::SwarmDir::new(&node.data_dir()).load();
+    let saved = shoal_node::state::SwarmDir::new(&node.data_dir()).load();
     let node_id = saved.ok().flatten().map(|(state, _)| state.node_id);
     if let Some(id) = node_id
         && std::path::Path::new("/var/run/docker.sock").exists()

@@ -14,7 +14,7 @@ use shoal_proto as pb;
 use shoal_proto::docker_names::DockerName;
 use shoal_proto::service_spec::Mode;
 
-use crate::commands::service_spec::{parse_bytes, parse_cpus, parse_port};
+use crate::flags::{parse_bytes, parse_cpus, parse_port};
 
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 const IMAGE_LABEL: &str = "com.docker.stack.image";
@@ -522,7 +522,7 @@ fn nanos(path: &str, d: Option<&str>) -> anyhow::Result<Option<i64>> {
 }
 
 fn one_of<T: DockerName + Default>(path: &str, value: &str) -> anyhow::Result<T> {
-    crate::commands::service_spec::one_of(path, value).map_err(|e| anyhow!(e))
+    crate::flags::one_of(path, value).map_err(|e| anyhow!(e))
 }
 
 fn update_config(path: &str, c: UpdateConfig) -> anyhow::Result<pb::UpdateConfig> {
