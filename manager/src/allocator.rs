@@ -15,60 +15,8 @@ use shoal_proto::{
 };
 
 use crate::networks::ipam::Cidr;
-use crate::networks::network_name;
-use crate::store::{State, action};
-use crate::tasks::holds_addresses;
-
-/// Who holds an address: a task, a service (its VIP) or a node (its ingress leg).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Holder<'a> {
-    Task(&'a str),
-    Service(&'a str),
-    Node(&'a str),
-}
-
-impl std::fmt::Display for Holder<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Holder::Task(id) => write!(f, "task {id}"),
-            Holder::Service(id) => write!(f, "service {id} (its VIP)"),
-            Holder::Node(id) => write!(f, "node {id} (its ingress address)"),
-        }
-    }
-}
-
-/// Every address held: (holder, network ID, "ip/prefix").
-pub fn held(state: &State) -> Vec<(Holder<'_>, &str, &str)> {
-    let mut all = Vec::new();
-    for t in state.tasks().filter(|t| holds_addresses(t)) {
-        for a in &t.networks {
-            for addr in &a.addresses {
-                all.push((Holder::Task(&t.id), a.network_id.as_str(), addr.as_str()));
-            }
-        }
-    }
-    for svc in state.services() {
-        for vip in svc.endpoint.iter().flat_map(|e| &e.virtual_ips) {
-            all.push((
-                Holder::Service(&svc.id),
-                vip.network_id.as_str(),
-                vip.addr.as_str(),
-            ));
-        }
-    }
-    for n in state.nodes() {
-        for a in n.ingress.iter() {
-            for addr in &a.addresses {
-                all.push((Holder::Node(&n.id), a.network_id.as_str(), addr.as_str()));
-            }
-        }
-    }
-    all
-}
-
-fn ip_of(addr: &str) -> Option<Ipv4Addr> {
-    addr.split('/').next()?.parse().ok()
-}
+use crate::state::invariants::{held, ip_of};
+use crate::state::store::{State, action};
 
 /// Addresses in use per network ID.
 pub fn used(state: &State) -> HashMap<String, HashSet<Ipv4Addr>> {
@@ -103,7 +51,7 @@ pub fn take_address(
         }
         None => Err(format!(
             "no IP address left in network {} ({}): remove tasks from it or use a larger --subnet",
-            network_name(network),
+            network.name(),
             config.map(|c| c.subnet.as_str()).unwrap_or("")
         )),
     }
@@ -175,7 +123,8 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         let mut attachments = Vec::new();
         let mut failure = None;
         for network_id in &wanted {
-            let Some(Object::Network(network)) = state.get(crate::store::Kind::Network, network_id)
+            let Some(Object::Network(network)) =
+                state.get(crate::state::store::Kind::Network, network_id)
             else {
                 failure = Some(format!("network {network_id} no longer exists"));
                 break;
@@ -227,35 +176,6 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         }
     }
     actions
-}
-
-/// An address `holder` wants (`attachments`) that another already holds (a race between
-/// leaders).
-pub fn clash<'a>(
-    state: &State,
-    holder: Holder<'_>,
-    mut attachments: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Option<String> {
-    let held = held(state);
-    attachments.find_map(|(network, addr)| {
-        let ip = ip_of(addr)?;
-        held.iter()
-            .find(|(h, n, a)| *h != holder && *n == network && ip_of(a) == Some(ip))
-            .map(|(h, _, _)| format!("address {addr} is already held by {h}"))
-    })
-}
-
-/// [`clash`] for a task that holds addresses.
-pub fn task_clash(state: &State, task: &Task) -> Option<String> {
-    if !holds_addresses(task) {
-        return None;
-    }
-    let wanted = task.networks.iter().flat_map(|a| {
-        a.addresses
-            .iter()
-            .map(|x| (a.network_id.as_str(), x.as_str()))
-    });
-    clash(state, Holder::Task(&task.id), wanted)
 }
 
 #[cfg(test)]
@@ -310,7 +230,7 @@ mod tests {
                 Object::Task(task(&format!("t{i}"))),
             )
         }));
-        s.apply(1, &crate::store::proposal(actions));
+        s.apply(1, &crate::state::store::proposal(actions));
         s
     }
 
@@ -319,7 +239,7 @@ mod tests {
         // A /29 has 6 host addresses; the gateway takes one.
         let mut s = state("10.9.0.0/29", 7);
         let planned = plan(&s, 0);
-        let (r, _) = s.apply(2, &crate::store::proposal(planned));
+        let (r, _) = s.apply(2, &crate::state::store::proposal(planned));
         assert!(r.error.is_empty(), "{}", r.error);
         let mut addrs: Vec<String> = s
             .tasks()
@@ -356,13 +276,13 @@ mod tests {
     fn stopped_tasks_give_their_address_back_and_clashes_are_refused() {
         let mut s = state("10.9.0.0/29", 1);
         let planned = plan(&s, 0);
-        s.apply(2, &crate::store::proposal(planned));
+        s.apply(2, &crate::state::store::proposal(planned));
         let mut first = s.task("t0").unwrap().clone();
         let mut second = task("t1");
         second.networks = first.networks.clone();
         let (r, _) = s.apply(
             3,
-            &crate::store::proposal(vec![action(
+            &crate::state::store::proposal(vec![action(
                 StoreActionKind::Create,
                 Object::Task(second.clone()),
             )]),
@@ -374,11 +294,17 @@ mod tests {
         first.status.as_mut().unwrap().state = TaskState::Shutdown as i32;
         s.apply(
             4,
-            &crate::store::proposal(vec![action(StoreActionKind::Update, Object::Task(first))]),
+            &crate::state::store::proposal(vec![action(
+                StoreActionKind::Update,
+                Object::Task(first),
+            )]),
         );
         let (r, _) = s.apply(
             5,
-            &crate::store::proposal(vec![action(StoreActionKind::Create, Object::Task(second))]),
+            &crate::state::store::proposal(vec![action(
+                StoreActionKind::Create,
+                Object::Task(second),
+            )]),
         );
         assert!(r.error.is_empty(), "{}", r.error);
     }

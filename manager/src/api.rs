@@ -18,8 +18,9 @@ use tonic::{Request, Response, Status};
 
 use crate::ca::sign_node_csr;
 use crate::manager::{Manager, ManagerError};
-use crate::raft::network::encode_result;
-use crate::store::{action, proposal};
+use crate::proposer::Proposer;
+use crate::state::raft::network::encode_result;
+use crate::state::store::{action, proposal};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -240,7 +241,7 @@ async fn issue(
         &cluster.id,
     )
     .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
-    let raft_id = (role == NodeRole::Manager).then(crate::raft::new_raft_id);
+    let raft_id = (role == NodeRole::Manager).then(crate::state::raft::new_raft_id);
     let now = shoal_proto::now_nanos();
     let node = Node {
         id: node_id.clone(),
@@ -319,7 +320,7 @@ async fn renew(
             match role {
                 NodeRole::Manager if n.manager_status.is_none() => {
                     n.manager_status = Some(ManagerStatus {
-                        raft_id: crate::raft::new_raft_id(),
+                        raft_id: crate::state::raft::new_raft_id(),
                         addr: req.advertise_addr.clone(),
                         leader: false,
                         reachability: Reachability::Unknown as i32,

@@ -14,7 +14,8 @@ use shoal_proto::{
 };
 
 use crate::manager::{Manager, ManagerError, Result};
-use crate::store::action;
+use crate::proposer::Proposer;
+use crate::state::store::action;
 
 /// How often the stall watch ticks, and a tick this late means the process did not run
 /// (SIGSTOP, swapped out, a starved runtime): nodes could not reach this manager then,
@@ -236,7 +237,7 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
             .filter(|t| {
                 let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
                 st >= TaskState::Assigned
-                    && !(t.desired_state() >= TaskState::Shutdown && crate::tasks::is_terminal(st))
+                    && !(t.desired_state() >= TaskState::Shutdown && st.is_terminal())
             })
             .cloned()
             .collect()
@@ -270,7 +271,7 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
 /// The nodes with a task (or a connected container, or, on the ingress network, their
 /// own leg) holding an address on a network, and the tasks there that may publish an
 /// endpoint.
-fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
+fn network_peers(s: &crate::state::store::State, network_id: &str) -> NetworkPeers {
     let legs = s
         .nodes()
         .filter(|n| {
@@ -281,7 +282,7 @@ fn network_peers(s: &crate::store::State, network_id: &str) -> NetworkPeers {
         .map(|n| n.id.as_str());
     let holders: Vec<&Task> = s
         .tasks()
-        .filter(|t| !t.node_id.is_empty() && crate::tasks::holds_addresses(t))
+        .filter(|t| !t.node_id.is_empty() && t.holds_addresses())
         .filter(|t| t.networks.iter().any(|a| a.network_id == network_id))
         .collect();
     let mut ids: Vec<&str> = holders

@@ -9,7 +9,8 @@ use shoal_proto::{NodeRole, Reachability, StoreActionKind};
 
 use crate::dispatcher::expire_silent_nodes;
 use crate::manager::Manager;
-use crate::store::action;
+use crate::proposer::Proposer;
+use crate::state::store::action;
 
 const TICK: Duration = Duration::from_millis(500);
 /// A manager that has not answered Raft for this long is shown Unreachable.
@@ -143,15 +144,16 @@ async fn reconcile_tasks(m: &Arc<Manager>) -> crate::manager::Result<()> {
     let now = shoal_proto::now_nanos();
     let orchestrated = m.store.view(|s| crate::orchestrator::plan(s, now));
     if !orchestrated.is_empty() {
-        m.propose(crate::store::proposal(orchestrated)).await?;
+        m.propose(crate::state::store::proposal(orchestrated))
+            .await?;
     }
     let allocated = m.store.view(|s| crate::allocator::plan(s, now));
     if !allocated.is_empty() {
-        m.propose(crate::store::proposal(allocated)).await?;
+        m.propose(crate::state::store::proposal(allocated)).await?;
     }
     let scheduled = m.store.view(|s| crate::scheduler::plan(s, now));
     if !scheduled.is_empty() {
-        m.propose(crate::store::proposal(scheduled)).await?;
+        m.propose(crate::state::store::proposal(scheduled)).await?;
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
-//! The shoal manager: desired state in Raft (raft, store), the cluster CA and join tokens
-//! (ca), the dispatcher that keeps agents' sessions and hands out assignments, the
-//! leader's planners (orchestrator, scheduler, allocator, updater, with tasks' shared
-//! helpers), the operations behind the Control service (nodes, services, networks) and
-//! the gRPC servers (api). ARCHITECTURE.md has the map.
+//! The shoal manager: the replicated state (state: store, invariants, Raft), which
+//! depends on nothing above it; the cluster CA and join tokens (ca); the dispatcher that
+//! keeps agents' sessions and hands out assignments; the leader's planners (orchestrator,
+//! scheduler, allocator, updater, with tasks' shared helpers); the operations behind the
+//! Control service (nodes, services, networks), which services and networks take from a
+//! narrow `Proposer` (store + propose) rather than the whole Manager; and the gRPC servers
+//! (api). ARCHITECTURE.md has the map.
 
 pub mod allocator;
 pub mod api;
@@ -10,14 +12,16 @@ pub mod ca;
 pub mod dispatcher;
 pub mod leader;
 pub mod logs;
+pub mod lookup;
 pub mod manager;
 pub mod networks;
 pub mod nodes;
 pub mod orchestrator;
-pub mod raft;
+pub mod proposer;
+
 pub mod scheduler;
 pub mod services;
-pub mod store;
+pub mod state;
 pub mod tasks;
 pub mod updater;
 

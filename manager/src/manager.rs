@@ -17,11 +17,12 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
 use crate::dispatcher::Dispatcher;
-use crate::raft::log_store::LogStore;
-use crate::raft::network::{LastContact, Network};
-use crate::raft::state_machine::StateMachine;
-use crate::raft::{NodeId, Raft};
-use crate::store::{Store, action, proposal};
+use crate::proposer::Proposer;
+use crate::state::raft::log_store::LogStore;
+use crate::state::raft::network::{LastContact, Network};
+use crate::state::raft::state_machine::StateMachine;
+use crate::state::raft::{NodeId, Raft};
+use crate::state::store::{Store, action, proposal};
 
 /// Docker's words for quorum loss, which operators already know.
 pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
@@ -112,10 +113,11 @@ impl Manager {
         std::fs::create_dir_all(&config.state_dir).map_err(|e| {
             ManagerError::Storage(format!("cannot create {}: {e}", config.state_dir.display()))
         })?;
-        let db = crate::raft::open_db(&config.state_dir.join("raft.redb"))
+        let db = crate::state::raft::open_db(&config.state_dir.join("raft.redb"))
             .map_err(|e| ManagerError::Storage(format!("cannot open the Raft database: {e}")))?;
         if matches!(bootstrap, Bootstrap::ForceNewCluster) {
-            crate::raft::reset_membership(&db).map_err(|e| ManagerError::Storage(e.to_string()))?;
+            crate::state::raft::reset_membership(&db)
+                .map_err(|e| ManagerError::Storage(e.to_string()))?;
         }
         let store = Store::default();
         let state_machine = StateMachine::open(db.clone(), store.clone())
@@ -330,9 +332,7 @@ impl Manager {
                 Err(ManagerError::NoLeader) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Ok(result) if !result.error.is_empty() => {
-                    return Err(ManagerError::Rejected(result.refusal(), result.error));
-                }
+                Ok(result) => return crate::proposer::outcome(result),
                 other => return other,
             }
         }
@@ -415,32 +415,6 @@ impl Manager {
             Err(s) => {
                 tracing::debug!(leader = %leader_addr, "forwarding a write: {}", s.message());
                 Err(ManagerError::NoLeader)
-            }
-        }
-    }
-
-    /// Reads the state, builds actions from it and proposes them; retries when another
-    /// write got in between: a version conflict, or an address the allocator handed out
-    /// meanwhile (the rebuilt actions pick another, or say clearly why they cannot).
-    pub async fn update_with_retry<F>(&self, mut build: F) -> Result<ProposalResult>
-    where
-        F: FnMut(&crate::store::State) -> Result<Vec<shoal_proto::StoreAction>>,
-    {
-        let mut attempts = 0;
-        loop {
-            let actions = self.store.view(&mut build)?;
-            if actions.is_empty() {
-                return Ok(ProposalResult::default());
-            }
-            match self.propose(proposal(actions)).await {
-                Err(ManagerError::Rejected(refusal, _))
-                    if crate::store::built_on_stale_state(refusal) && attempts < 5 =>
-                {
-                    attempts += 1;
-                    // Let this manager's store catch up with the write that got in first.
-                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
-                }
-                other => return other,
             }
         }
     }
@@ -567,5 +541,18 @@ impl Manager {
                 .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
                 .collect()
         })
+    }
+}
+
+impl crate::proposer::Proposer for Manager {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn propose(
+        &self,
+        p: Proposal,
+    ) -> impl std::future::Future<Output = Result<ProposalResult>> + Send {
+        Manager::propose(self, p)
     }
 }

@@ -8,11 +8,12 @@ use shoal_proto::{
 };
 
 use crate::manager::{Manager, ManagerError, Result};
-use crate::store::{State, action};
+use crate::proposer::Proposer;
+use crate::state::store::{State, action};
 
 /// Finds a node by full ID, hostname, or unique ID prefix, as the docker CLI does.
 pub fn find_node(state: &State, key: &str) -> Result<Node> {
-    crate::store::find_by(
+    crate::lookup::find_by(
         state.nodes(),
         key,
         |n| &n.id,

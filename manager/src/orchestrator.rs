@@ -15,8 +15,8 @@ use shoal_proto::{
 };
 
 use crate::services::constraints;
-use crate::store::{State, action};
-use crate::tasks::{created, is_terminal, new_task, state_of, status_time};
+use crate::state::store::{State, action};
+use crate::tasks::{created, new_task, status_time};
 
 /// Terminal tasks kept per slot (or per node, for global services), as in Swarm.
 pub const TASK_HISTORY: usize = 5;
@@ -52,7 +52,7 @@ fn node_drained(state: &State, node_id: &str) -> bool {
 
 fn shut_down(mut t: Task, why: &str) -> StoreAction {
     t.desired_state = TaskState::Shutdown as i32;
-    if !why.is_empty() && !is_terminal(state_of(&t)) {
+    if !why.is_empty() && !(t.current_state()).is_terminal() {
         let status = t.status.get_or_insert_default();
         status.message = why.to_string();
     }
@@ -68,7 +68,10 @@ fn restart_due(service: &Service, dead: &Task, history: &[&Task], now: i64) -> O
         .and_then(|s| s.task.as_ref())
         .and_then(|t| t.restart)
         .unwrap_or_default();
-    let failed = matches!(state_of(dead), TaskState::Failed | TaskState::Rejected);
+    let failed = matches!(
+        dead.current_state(),
+        TaskState::Failed | TaskState::Rejected
+    );
     let wanted = match policy.condition() {
         RestartCondition::Any => true,
         RestartCondition::OnFailure => failed,
@@ -85,7 +88,7 @@ fn restart_due(service: &Service, dead: &Task, history: &[&Task], now: i64) -> O
         };
         let attempts = history
             .iter()
-            .filter(|t| is_terminal(state_of(t)) && created(t) >= since)
+            .filter(|t| (t.current_state()).is_terminal() && created(t) >= since)
             .count() as u64;
         // The first run is not a restart.
         if attempts > policy.max_attempts {
@@ -122,12 +125,12 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
             if t.attached_container().is_some() {
                 // Removed once stopped (disconnected, or the container could not be
                 // connected), or when its node is gone.
-                if is_terminal(state_of(t)) || node_gone_or_down(state, &t.node_id) {
+                if (t.current_state()).is_terminal() || node_gone_or_down(state, &t.node_id) {
                     actions.push(action(StoreActionKind::Remove, Object::Task(t.clone())));
                 }
                 continue;
             }
-            if is_terminal(state_of(t))
+            if (t.current_state()).is_terminal()
                 || t.node_id.is_empty()
                 || node_gone_or_down(state, &t.node_id)
             {
@@ -154,12 +157,12 @@ fn tend_slot(
         .iter()
         .filter(|t| t.desired_state() == TaskState::Running)
     {
-        let st = state_of(t);
-        if !t.node_id.is_empty() && node_gone_or_down(state, &t.node_id) && !is_terminal(st) {
+        let st = t.current_state();
+        if !t.node_id.is_empty() && node_gone_or_down(state, &t.node_id) && !st.is_terminal() {
             actions.push(shut_down((*t).clone(), "node is down: task rescheduled"));
         } else if !t.node_id.is_empty() && node_drained(state, &t.node_id) {
             actions.push(shut_down((*t).clone(), "node is drained: task rescheduled"));
-        } else if is_terminal(st) {
+        } else if st.is_terminal() {
             match restart_due(service, t, history, now) {
                 Some(true) => actions.push(shut_down((*t).clone(), "")),
                 // Waiting out the delay, or never restarting: the dead task keeps the slot.
@@ -173,7 +176,7 @@ fn tend_slot(
     occupied
         || history.iter().any(|t| {
             t.desired_state() == TaskState::Shutdown
-                && !is_terminal(state_of(t))
+                && !(t.current_state()).is_terminal()
                 && !node_gone_or_down(state, &t.node_id)
         })
 }
@@ -181,7 +184,7 @@ fn tend_slot(
 fn trim_history(history: &[&Task], actions: &mut Vec<StoreAction>) {
     let mut done: Vec<&&Task> = history
         .iter()
-        .filter(|t| t.desired_state() >= TaskState::Shutdown && is_terminal(state_of(t)))
+        .filter(|t| t.desired_state() >= TaskState::Shutdown && (t.current_state()).is_terminal())
         .collect();
     if done.len() > TASK_HISTORY {
         done.sort_by_key(|t| std::cmp::Reverse(created(t)));
@@ -341,7 +344,7 @@ mod tests {
 
     fn apply(state: &mut State, actions: Vec<StoreAction>, index: &mut u64) {
         *index += 1;
-        let (r, _) = state.apply(*index, &crate::store::proposal(actions));
+        let (r, _) = state.apply(*index, &crate::state::store::proposal(actions));
         assert!(r.error.is_empty(), "{}", r.error);
     }
 

@@ -10,8 +10,7 @@ use shoal_proto::{Node, StoreAction, StoreActionKind, Task, TaskState};
 
 use crate::orchestrator::node_available;
 use crate::services::constraints;
-use crate::store::{State, action};
-use crate::tasks::is_terminal;
+use crate::state::store::{State, action};
 
 #[derive(Default, Clone, Copy)]
 struct Usage {
@@ -33,7 +32,7 @@ fn reservations(t: &Task) -> (i64, i64) {
 fn occupies_node(t: &Task) -> bool {
     !t.node_id.is_empty()
         && t.desired_state() == TaskState::Running
-        && !is_terminal(t.status.as_ref().map(|s| s.state()).unwrap_or_default())
+        && !(t.status.as_ref().map(|s| s.state()).unwrap_or_default()).is_terminal()
 }
 
 /// The ports a task publishes in mode=host: (port, protocol), each usable once per node.
@@ -331,9 +330,9 @@ mod tests {
                 .into_iter()
                 .map(|t| action(StoreActionKind::Create, Object::Task(t))),
         );
-        s.apply(1, &crate::store::proposal(actions));
+        s.apply(1, &crate::state::store::proposal(actions));
         let planned = plan(&s, 0);
-        let (r, _) = s.apply(2, &crate::store::proposal(planned));
+        let (r, _) = s.apply(2, &crate::state::store::proposal(planned));
         assert!(r.error.is_empty());
         s
     }

@@ -7,16 +7,7 @@ use shoal_proto::{
     Meta, Service, StoreAction, StoreActionKind, Task, TaskSpec, TaskState, TaskStatus,
 };
 
-use crate::services::service_name;
-use crate::store::action;
-
-pub fn is_terminal(s: TaskState) -> bool {
-    s >= TaskState::Complete
-}
-
-pub fn state_of(t: &Task) -> TaskState {
-    t.status.as_ref().map(|s| s.state()).unwrap_or_default()
-}
+use crate::state::store::action;
 
 pub fn status_time(t: &Task) -> i64 {
     t.status
@@ -37,7 +28,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
         service_id: service.id.clone(),
         slot,
         spec_version: service.spec_version,
-        service_name: service_name(service).to_string(),
+        service_name: service.name().to_string(),
         endpoint: service.endpoint.clone(),
         ..created_task(
             node_id,
@@ -83,16 +74,10 @@ pub fn pending(mut task: Task, message: &str, err: String, now: i64) -> Option<S
     Some(action(StoreActionKind::Update, Object::Task(task)))
 }
 
-/// Whether a task still holds its addresses.
-pub fn holds_addresses(t: &Task) -> bool {
-    !(t.desired_state() >= TaskState::Shutdown
-        && is_terminal(t.status.as_ref().map(|s| s.state()).unwrap_or_default()))
-}
-
 /// Whether a task's agent may publish its endpoint: wanted running and not stopped. A
 /// task told to stop withdraws its endpoint before it stops (its connections drain on
 /// the kernel entries the agents keep a while), so it is no longer listed.
 pub fn may_publish(t: &Task) -> bool {
     let state = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
-    t.desired_state() <= TaskState::Running && !crate::tasks::is_terminal(state)
+    t.desired_state() <= TaskState::Running && !state.is_terminal()
 }

@@ -12,12 +12,8 @@ use shoal_proto::{
     UpdateState, UpdateStatus,
 };
 
-use crate::store::action;
-use crate::tasks::{is_terminal, new_task};
-
-fn state_of(t: &Task) -> TaskState {
-    t.status.as_ref().map(|s| s.state()).unwrap_or_default()
-}
+use crate::state::store::action;
+use crate::tasks::new_task;
 
 fn acted_on(actions: &[StoreAction]) -> HashSet<String> {
     actions
@@ -71,7 +67,7 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
         let fresh_running = history.iter().any(|t| {
             current(t)
                 && t.desired_state() == TaskState::Running
-                && state_of(t) == TaskState::Running
+                && t.current_state() == TaskState::Running
         });
         if fresh_running {
             for t in history.iter().filter(|t| {
@@ -97,7 +93,7 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
         .flat_map(|h| {
             h.iter()
                 .filter(fresh)
-                .filter(|t| matches!(state_of(t), TaskState::Failed | TaskState::Rejected))
+                .filter(|t| matches!(t.current_state(), TaskState::Failed | TaskState::Rejected))
         })
         .copied()
         .collect();
@@ -162,7 +158,7 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
         // Done once the new task has run for the monitor period without failing.
         let done = live.iter().find(|t| {
             current(t)
-                && state_of(t) == TaskState::Running
+                && t.current_state() == TaskState::Running
                 && now
                     >= t.status
                         .as_ref()
@@ -181,7 +177,7 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
             }
             None => match live
                 .iter()
-                .find(|t| !current(t) && !is_terminal(state_of(t)))
+                .find(|t| !current(t) && !(t.current_state()).is_terminal())
             {
                 Some(old) if !live.iter().any(|t| current(t)) => dirty.push(old),
                 _ => in_flight += 1,
@@ -235,7 +231,7 @@ mod tests {
     use shoal_proto::service_spec::Mode;
     use shoal_proto::*;
 
-    use crate::store::{State, action, proposal};
+    use crate::state::store::{State, action, proposal};
 
     fn step(s: &mut State, idx: &mut u64) -> usize {
         let actions = crate::orchestrator::plan(s, shoal_proto::now_nanos());

@@ -100,7 +100,7 @@ impl Daemon {
         check_address_pools(&req)?;
         let cluster_id = shoal_proto::ids::new_id();
         let node_id = shoal_proto::ids::new_id();
-        let raft_id = shoal_manager::raft::new_raft_id();
+        let raft_id = shoal_manager::state::raft::new_raft_id();
         let ca = create_root_ca(&cluster_id).map_err(internal)?;
         let worker_token = JoinToken::generate(&ca.cert_der).to_string();
         let key = shoal_agent::certs::new_key_and_csr().map_err(internal)?;

@@ -8,6 +8,7 @@ pub mod pb {
 
 pub mod docker_names;
 pub mod ids;
+mod objects;
 pub mod tls;
 pub mod token;
 
@@ -38,17 +39,6 @@ pub fn check_count(what: &str, value: u64, max: u64) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-impl Task {
-    /// The container a network-attachment task connects, if this is one.
-    pub fn attached_container(&self) -> Option<&str> {
-        self.spec
-            .as_ref()?
-            .attachment
-            .as_ref()
-            .map(|a| a.container.as_str())
-    }
 }
 
 /// Wall-clock time in unix nanoseconds, for object metadata.

@@ -7,7 +7,7 @@ use shoal_proto::{
     Annotations, Empty, IpamConfig, Network, NetworkConnectRequest, NetworkRef, NetworkSpec,
 };
 
-use shoal_docker::render::network::{engine_json, name};
+use shoal_docker::render::network::engine_json;
 use shoal_docker::text::table;
 use shoal_node::client::{Target, daemon_error};
 
@@ -161,7 +161,7 @@ pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
                 .map(|n| {
                     vec![
                         shoal_proto::ids::short(&n.id).to_string(),
-                        name(n).to_string(),
+                        n.name().to_string(),
                         "overlay".into(),
                         "swarm".into(),
                     ]

@@ -15,7 +15,7 @@ use shoal_proto::{
 use tonic::transport::Channel;
 
 use shoal_docker::flags::{self, CreateLists, SpecFlags, key_value, parse_port, parse_preference};
-use shoal_docker::tables::{name_of, ps_table, services_table};
+use shoal_docker::tables::{ps_table, services_table};
 use shoal_node::client::{Target, daemon_error};
 
 #[derive(Subcommand)]
@@ -438,7 +438,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
 
 async fn do_rollback(client: &mut Client, svc: &Service, detach: bool) -> anyhow::Result<()> {
     update(client, svc, ServiceSpec::default(), true).await?;
-    println!("{}", name_of(svc));
+    println!("{}", svc.name());
     println!("rollback: manually requested rollback");
     if !detach {
         converge(client, &svc.id).await?;
@@ -575,7 +575,7 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             bail!(
                 "the service did not converge within 2 minutes ({running} of {desired} tasks running); see `shoal service ps {}`",
-                name_of(&svc)
+                svc.name()
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

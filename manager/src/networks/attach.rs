@@ -9,9 +9,10 @@ use shoal_proto::{
     TaskSpec, TaskState,
 };
 
-use super::{find_network, network_name};
-use crate::manager::{Manager, ManagerError, Result};
-use crate::store::{State, action};
+use super::find_network;
+use crate::manager::{ManagerError, Result};
+use crate::proposer::Proposer;
+use crate::state::store::{State, action};
 
 fn find(state: &State, node_id: &str, network_id: &str, container: &str) -> Option<Task> {
     state
@@ -27,7 +28,7 @@ fn find(state: &State, node_id: &str, network_id: &str, container: &str) -> Opti
         .cloned()
 }
 
-pub async fn attach(m: &Manager, req: NetworkConnectRequest) -> Result<Task> {
+pub async fn attach(m: &impl Proposer, req: NetworkConnectRequest) -> Result<Task> {
     if req.container.trim().is_empty() {
         return Err(ManagerError::InvalidArgument(
             "name the container to connect (a container name or ID, or a network namespace)".into(),
@@ -37,7 +38,7 @@ pub async fn attach(m: &Manager, req: NetworkConnectRequest) -> Result<Task> {
     let mut created = None;
     m.update_with_retry(|s| {
         let network = find_network(s, &req.network)?;
-        let name = network_name(&network).to_string();
+        let name = network.name().to_string();
         let spec = network.spec.clone().unwrap_or_default();
         if spec.ingress {
             return Err(ManagerError::InvalidArgument(format!(
@@ -74,14 +75,14 @@ pub async fn attach(m: &Manager, req: NetworkConnectRequest) -> Result<Task> {
 }
 
 /// Disconnects: the agent unplumbs the container and the task is removed once stopped.
-pub async fn detach(m: &Manager, req: NetworkConnectRequest) -> Result<()> {
+pub async fn detach(m: &impl Proposer, req: NetworkConnectRequest) -> Result<()> {
     m.update_with_retry(|s| {
         let network = find_network(s, &req.network)?;
         let mut task = find(s, &req.node_id, &network.id, &req.container).ok_or_else(|| {
             ManagerError::NotFound(format!(
                 "container {} is not connected to network {}",
                 req.container,
-                network_name(&network)
+                network.name()
             ))
         })?;
         task.desired_state = TaskState::Shutdown as i32;

@@ -9,8 +9,9 @@ use rand::RngCore;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{NetworkKey, StoreActionKind};
 
-use crate::manager::{Manager, Result};
-use crate::store::action;
+use crate::manager::Result;
+use crate::proposer::Proposer;
+use crate::state::store::action;
 
 /// How many keys agents accept at once: the newest and the two before it.
 pub const RING_SIZE: usize = 3;
@@ -62,10 +63,10 @@ fn due(ring: &[NetworkKey], now_nanos: i64, period: Duration) -> bool {
 }
 
 /// On the leader: rotates the ring when its newest key is older than the period.
-pub async fn rotate_if_due(m: &Manager) -> Result<()> {
+pub async fn rotate_if_due(m: &impl Proposer) -> Result<()> {
     let period = rotation_period();
     let now = shoal_proto::now_nanos();
-    let needed = m.store.view(|s| {
+    let needed = m.store().view(|s| {
         s.cluster()
             .is_some_and(|c| due(&c.network_keys, now, period))
     });

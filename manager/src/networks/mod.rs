@@ -9,27 +9,20 @@ pub mod keys;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{Cluster, IpamConfig, Meta, Network, NetworkSpec, StoreActionKind};
 
-use crate::manager::{Manager, ManagerError, Result};
-use crate::store::{State, action, proposal};
+use crate::manager::{ManagerError, Result};
+use crate::proposer::Proposer;
+use crate::state::store::{State, action, proposal};
 use ipam::Cidr;
 
 pub const INGRESS: &str = "ingress";
 
-pub fn network_name(n: &Network) -> &str {
-    n.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
-}
-
 /// Finds a network by ID, name, or unique ID prefix.
 pub fn find_network(state: &State, key: &str) -> Result<Network> {
-    crate::store::find_by(
+    crate::lookup::find_by(
         state.networks(),
         key,
         |n| &n.id,
-        network_name,
+        Network::name,
         format!("network {key} not found"),
     )
 }
@@ -91,7 +84,7 @@ pub fn allocate(
             spec.driver
         )));
     }
-    if state.networks().any(|n| network_name(n) == name) {
+    if state.networks().any(|n| n.name() == name) {
         return Err(ManagerError::InvalidArgument(format!(
             "network with name {name} already exists"
         )));
@@ -131,7 +124,7 @@ pub fn allocate(
             }) {
                 return Err(invalid(format!(
                     "subnet {cidr} overlaps with network {}; pick another --subnet",
-                    network_name(other)
+                    other.name()
                 )));
             }
             cidr
@@ -198,7 +191,7 @@ pub fn ingress(cluster: &Cluster, now: i64) -> Result<Network> {
     allocate(&State::default(), Some(cluster), &spec, now)
 }
 
-pub async fn create(m: &Manager, spec: NetworkSpec) -> Result<Network> {
+pub async fn create(m: &impl Proposer, spec: NetworkSpec) -> Result<Network> {
     if spec.ingress {
         return Err(ManagerError::InvalidArgument(
             "the swarm has its ingress network already; create ordinary overlay networks instead"
@@ -209,7 +202,7 @@ pub async fn create(m: &Manager, spec: NetworkSpec) -> Result<Network> {
     let mut attempts = 0;
     loop {
         let network = m
-            .store
+            .store()
             .view(|s| allocate(s, s.cluster(), &spec, shoal_proto::now_nanos()))?;
         match m
             .propose(proposal(vec![action(
@@ -227,20 +220,20 @@ pub async fn create(m: &Manager, spec: NetworkSpec) -> Result<Network> {
     }
 }
 
-pub fn list(m: &Manager) -> Vec<Network> {
-    let mut all: Vec<Network> = m.store.view(|s| s.networks().cloned().collect());
-    all.sort_by(|a, b| network_name(a).cmp(network_name(b)));
+pub fn list(m: &impl Proposer) -> Vec<Network> {
+    let mut all: Vec<Network> = m.store().view(|s| s.networks().cloned().collect());
+    all.sort_by(|a, b| a.name().cmp(b.name()));
     all
 }
 
-pub fn get(m: &Manager, key: &str) -> Result<Network> {
-    m.store.view(|s| find_network(s, key))
+pub fn get(m: &impl Proposer, key: &str) -> Result<Network> {
+    m.store().view(|s| find_network(s, key))
 }
 
 /// Removes a network no service uses.
-pub async fn remove(m: &Manager, key: &str) -> Result<()> {
+pub async fn remove(m: &impl Proposer, key: &str) -> Result<()> {
     let network = get(m, key)?;
-    let users: Vec<String> = m.store.view(|s| {
+    let users: Vec<String> = m.store().view(|s| {
         s.services()
             .filter(|svc| {
                 let task = svc.spec.as_ref().and_then(|s| s.task.as_ref());
@@ -254,21 +247,21 @@ pub async fn remove(m: &Manager, key: &str) -> Result<()> {
                         .is_some_and(|e| !e.ports.is_empty());
                 attached || published
             })
-            .map(|svc| crate::services::service_name(svc).to_string())
+            .map(|svc| svc.name().to_string())
             .collect()
     });
     if !users.is_empty() {
         return Err(ManagerError::FailedPrecondition(format!(
             "network {} is in use by service {}; remove or update the service first",
-            network_name(&network),
+            network.name(),
             users.join(", ")
         )));
     }
-    let containers = m.store.view(|s| attach::users(s, &network.id));
+    let containers = m.store().view(|s| attach::users(s, &network.id));
     if !containers.is_empty() {
         return Err(ManagerError::FailedPrecondition(format!(
             "network {} has active endpoints: container {} is connected; run `shoal network disconnect` first",
-            network_name(&network),
+            network.name(),
             containers.join(", ")
         )));
     }
@@ -288,7 +281,7 @@ pub fn resolve_attachments(state: &State, task: &mut shoal_proto::TaskSpec) -> R
         if n.spec.as_ref().is_some_and(|s| s.ingress) {
             return Err(ManagerError::InvalidArgument(format!(
                 "service cannot be explicitly attached to the ingress network {:?}",
-                network_name(&n)
+                n.name()
             )));
         }
         attachment.target = n.id;

@@ -3,68 +3,15 @@
 //! endpoint mode vip gets a VIP on each network it attaches to. An update keeps what it
 //! can (the same VIPs, the same auto-assigned ports), as Swarm does.
 
-use std::collections::HashMap;
-
 use shoal_proto::{
-    EndpointMode, EndpointSpec, PortConfig, PublishMode, Refusal, Service, ServiceEndpoint,
-    ServiceSpec, VirtualIp,
+    EndpointMode, EndpointSpec, PortConfig, ServiceEndpoint, ServiceSpec, VirtualIp,
 };
 
-use crate::store::{Kind, State};
+use crate::state::invariants::{is_ingress, port_clash, ports_in_use};
+use crate::state::store::{Kind, State};
 
 /// Ports handed out when a service publishes one without a number.
 pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
-
-fn is_ingress(p: &PortConfig) -> bool {
-    p.publish_mode() == PublishMode::Ingress
-}
-
-/// Published ports held by services other than `except`, in ingress mode or in host
-/// mode: (port, protocol) -> service name.
-fn ports_in_use<'a>(
-    state: &'a State,
-    except: &str,
-    ingress: bool,
-) -> HashMap<(u32, &'a str), &'a str> {
-    state
-        .services()
-        .filter(|s| s.id != except)
-        .flat_map(|s| {
-            s.endpoint.iter().flat_map(move |e| {
-                e.ports
-                    .iter()
-                    .filter(move |p| is_ingress(p) == ingress)
-                    .map(move |p| {
-                        (
-                            (p.published_port, p.protocol.as_str()),
-                            super::service_name(s),
-                        )
-                    })
-            })
-        })
-        .collect()
-}
-
-/// Why service `id` cannot publish `p`: an ingress port is open on every node, so it
-/// clashes with any other use of its number; a host-mode one only with ingress ports.
-fn port_clash(state: &State, id: &str, p: &PortConfig) -> Option<String> {
-    let key = (p.published_port, p.protocol.as_str());
-    if let Some(other) = ports_in_use(state, id, true).get(&key) {
-        return Some(format!(
-            "port '{}' is already in use by service '{other}' as an ingress port",
-            p.published_port
-        ));
-    }
-    if is_ingress(p)
-        && let Some(other) = ports_in_use(state, id, false).get(&key)
-    {
-        return Some(format!(
-            "port '{}' is already in use by service '{other}' as a host-mode port",
-            p.published_port
-        ));
-    }
-    None
-}
 
 /// Allocates the endpoint for `spec` (already validated, networks resolved to IDs) of
 /// service `service_id`, keeping what `previous` had where it still fits.
@@ -154,36 +101,16 @@ pub fn allocate(
     })
 }
 
-/// A reason the store must refuse `svc`: an ingress port or a VIP another holds.
-pub fn clash(state: &State, svc: &Service) -> Option<(Refusal, String)> {
-    let endpoint = svc.endpoint.as_ref()?;
-    if let Some(why) = endpoint
-        .ports
-        .iter()
-        .find_map(|p| port_clash(state, &svc.id, p))
-    {
-        return Some((Refusal::PortInUse, why));
-    }
-    crate::allocator::clash(
-        state,
-        crate::allocator::Holder::Service(&svc.id),
-        endpoint
-            .virtual_ips
-            .iter()
-            .map(|v| (v.network_id.as_str(), v.addr.as_str())),
-    )
-    .map(|why| (Refusal::AddressHeld, why))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use shoal_proto::stored_object::Object;
     use shoal_proto::{
-        IpamConfig, Network, NetworkAttachmentConfig, StoreActionKind, TaskSpec, service_spec,
+        IpamConfig, Network, NetworkAttachmentConfig, PublishMode, Service, StoreActionKind,
+        TaskSpec, service_spec,
     };
 
-    use crate::store::action;
+    use crate::state::store::action;
 
     fn spec(name: &str, ports: &[(u32, u32)], network: Option<&str>) -> ServiceSpec {
         ServiceSpec {
@@ -228,7 +155,7 @@ mod tests {
         };
         let (r, _) = state.apply(
             1,
-            &crate::store::proposal(vec![action(
+            &crate::state::store::proposal(vec![action(
                 StoreActionKind::Create,
                 Object::Service(svc.clone()),
             )]),
@@ -253,7 +180,10 @@ mod tests {
         };
         s.apply(
             1,
-            &crate::store::proposal(vec![action(StoreActionKind::Create, Object::Network(net))]),
+            &crate::state::store::proposal(vec![action(
+                StoreActionKind::Create,
+                Object::Network(net),
+            )]),
         );
         s
     }
@@ -328,7 +258,10 @@ mod tests {
         };
         let (r, _) = s.apply(
             3,
-            &crate::store::proposal(vec![action(StoreActionKind::Create, Object::Service(svc))]),
+            &crate::state::store::proposal(vec![action(
+                StoreActionKind::Create,
+                Object::Service(svc),
+            )]),
         );
         assert!(r.error.contains("already held by service a"), "{}", r.error);
     }

@@ -15,29 +15,22 @@ use shoal_proto::{
     UpdateStatus,
 };
 
-use crate::manager::{Manager, ManagerError, Result};
+use crate::manager::{ManagerError, Result};
 use crate::nodes::find_node;
-use crate::store::{State, action};
+use crate::proposer::Proposer;
+use crate::state::store::{State, action};
 
 const SECOND: i64 = 1_000_000_000;
 
 /// Finds a service by ID, name, or unique ID prefix.
 pub fn find_service(state: &State, key: &str) -> Result<Service> {
-    crate::store::find_by(
+    crate::lookup::find_by(
         state.services(),
         key,
         |s| &s.id,
-        service_name,
+        Service::name,
         format!("service {key} not found"),
     )
-}
-
-pub fn service_name(s: &Service) -> &str {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
 }
 
 /// Docker's defaults for whatever the spec leaves out.
@@ -57,10 +50,10 @@ fn apply_defaults(spec: &mut ServiceSpec) {
     spec.annotations.get_or_insert_with(Annotations::default);
 }
 
-pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<Service> {
+pub async fn create(m: &impl Proposer, mut spec: ServiceSpec) -> Result<Service> {
     validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
     apply_defaults(&mut spec);
-    m.store
+    m.store()
         .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
     let id = shoal_proto::ids::new_id();
     let result = m
@@ -100,8 +93,8 @@ fn stored_service(result: shoal_proto::ProposalResult) -> Result<Service> {
         .ok_or_else(|| ManagerError::Raft("the store did not return the service".into()))
 }
 
-pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
-    let current = m.store.view(|s| find_service(s, &req.id_or_name))?;
+pub async fn update(m: &impl Proposer, req: UpdateServiceRequest) -> Result<Service> {
+    let current = m.store().view(|s| find_service(s, &req.id_or_name))?;
     let version = current
         .meta
         .and_then(|m| m.version)
@@ -112,7 +105,7 @@ pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
             shoal_proto::Refusal::OutOfSequence,
             format!(
                 "update out of sequence: service {} is at version {version}, the update was made against version {}; inspect it again and retry",
-                service_name(&current),
+                current.name(),
                 req.version
             ),
         ));
@@ -121,7 +114,7 @@ pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
         current.previous_spec.clone().ok_or_else(|| {
             ManagerError::FailedPrecondition(format!(
                 "service {} does not have a previous spec",
-                service_name(&current)
+                current.name()
             ))
         })?
     } else {
@@ -131,7 +124,7 @@ pub async fn update(m: &Manager, req: UpdateServiceRequest) -> Result<Service> {
     };
     validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
     apply_defaults(&mut spec);
-    m.store
+    m.store()
         .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
     let old_spec = current.spec.clone().unwrap_or_default();
     if annotations_name(&spec) != annotations_name(&old_spec) {
@@ -188,8 +181,8 @@ fn annotations_name(spec: &ServiceSpec) -> &str {
 }
 
 /// Removes the service; its tasks are told to shut down and are deleted once they have.
-pub async fn remove(m: &Manager, key: &str) -> Result<()> {
-    let id = m.store.view(|s| find_service(s, key))?.id;
+pub async fn remove(m: &impl Proposer, key: &str) -> Result<()> {
+    let id = m.store().view(|s| find_service(s, key))?.id;
     m.update_with_retry(|s| {
         let svc = find_service(s, &id)?;
         let mut actions = vec![action(StoreActionKind::Remove, Object::Service(svc))];
@@ -207,10 +200,10 @@ pub async fn remove(m: &Manager, key: &str) -> Result<()> {
     .map(|_| ())
 }
 
-pub fn list(m: &Manager) -> ListServicesResponse {
-    m.store.view(|s| {
+pub fn list(m: &impl Proposer) -> ListServicesResponse {
+    m.store().view(|s| {
         let mut services: Vec<Service> = s.services().cloned().collect();
-        services.sort_by(|a, b| service_name(a).cmp(service_name(b)));
+        services.sort_by(|a, b| a.name().cmp(b.name()));
         let mut running = HashMap::new();
         let mut desired = HashMap::new();
         for t in s.tasks() {
@@ -234,12 +227,12 @@ pub fn list(m: &Manager) -> ListServicesResponse {
     })
 }
 
-pub fn get(m: &Manager, key: &str) -> Result<Service> {
-    m.store.view(|s| find_service(s, key))
+pub fn get(m: &impl Proposer, key: &str) -> Result<Service> {
+    m.store().view(|s| find_service(s, key))
 }
 
-pub fn tasks(m: &Manager, service: &str, node: &str) -> Result<ListTasksResponse> {
-    m.store.view(|s| {
+pub fn tasks(m: &impl Proposer, service: &str, node: &str) -> Result<ListTasksResponse> {
+    m.store().view(|s| {
         let service_id = if service.is_empty() {
             None
         } else {
@@ -285,3 +278,6 @@ fn created(t: &Task) -> i64 {
         .map(|m| m.created_at_unix_nanos)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod operation_tests;

@@ -552,7 +552,7 @@ async fn network_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::J
     let list: Vec<Value> = nets
         .iter()
         .filter(|n| {
-            let name = network::name(n);
+            let name = n.name();
             let labels = n
                 .spec
                 .as_ref()

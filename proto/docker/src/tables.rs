@@ -82,7 +82,7 @@ pub fn services_table(
             };
             vec![
                 shoal_proto::ids::short(&s.id).to_string(),
-                name_of(s).to_string(),
+                s.name().to_string(),
                 mode.to_string(),
                 format!("{running}/{desired}"),
                 image_of(&spec),
@@ -91,14 +91,6 @@ pub fn services_table(
         })
         .collect();
     table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
-}
-
-pub fn name_of(s: &Service) -> &str {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
 }
 
 pub fn image_of(spec: &ServiceSpec) -> String {

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use super::service::update;
 use compose::{NAMESPACE_LABEL, StackNetwork};
-use shoal_docker::tables::{name_of, ps_table, services_table};
+use shoal_docker::tables::{ps_table, services_table};
 use shoal_docker::text::table;
 use shoal_node::client::{Target, daemon_error};
 
@@ -177,7 +177,7 @@ pub async fn run(target: &Target, cmd: StackCommand) -> anyhow::Result<()> {
                     remove_service(&mut client, s).await?;
                 }
                 for n in nets {
-                    let name = shoal_docker::render::network::name(n);
+                    let name = n.name();
                     println!("Removing network {name}");
                     client
                         .remove_network(NetworkRef {
@@ -216,11 +216,7 @@ async fn deploy(
         .map_err(daemon_error)?
         .into_inner()
         .networks;
-    let exists = |name: &str| {
-        existing
-            .iter()
-            .any(|n| shoal_docker::render::network::name(n) == name)
-    };
+    let exists = |name: &str| existing.iter().any(|n| n.name() == name);
     // External networks are checked before anything is created.
     for n in &plan.networks {
         if let StackNetwork::External(name) = n
@@ -261,7 +257,7 @@ async fn deploy(
         })
         .collect();
     for (spec, name) in plan.services.into_iter().zip(&wanted) {
-        match current.iter().find(|s| name_of(s) == name) {
+        match current.iter().find(|s| s.name() == name) {
             Some(svc) => {
                 println!("Updating service {name} (id: {})", svc.id);
                 update(&mut client, svc, spec, false).await?;
@@ -275,7 +271,7 @@ async fn deploy(
     if prune {
         for s in current
             .iter()
-            .filter(|s| service_stack(s) == Some(stack) && !wanted.iter().any(|w| w == name_of(s)))
+            .filter(|s| service_stack(s) == Some(stack) && !wanted.iter().any(|w| w == s.name()))
         {
             remove_service(&mut client, s).await?;
         }
@@ -284,7 +280,7 @@ async fn deploy(
 }
 
 async fn remove_service(client: &mut ControlClient<Channel>, s: &Service) -> anyhow::Result<()> {
-    println!("Removing service {}", name_of(s));
+    println!("Removing service {}", s.name());
     client
         .remove_service(ServiceRef {
             id_or_name: s.id.clone(),

@@ -5,14 +5,6 @@ use shoal_proto::Network;
 
 use crate::text::rfc3339;
 
-pub fn name(n: &Network) -> &str {
-    n.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
-}
-
 /// A network as the Docker Engine API shows it.
 pub fn engine_json(n: &Network) -> serde_json::Value {
     let spec = n.spec.clone().unwrap_or_default();
@@ -26,7 +18,7 @@ pub fn engine_json(n: &Network) -> serde_json::Value {
         json!(n.vni.to_string()),
     );
     json!({
-        "Name": name(n),
+        "Name": n.name(),
         "Id": n.id,
         "Created": rfc3339(n.meta.map(|m| m.created_at_unix_nanos).unwrap_or_default()),
         "Scope": "swarm",

@@ -194,48 +194,6 @@ impl State {
         )
     }
 
-    /// A new network's subnet or VNI already allocated to another (a race between two
-    /// managers' allocations): refused, so nothing is ever handed out twice.
-    fn network_clash(
-        &self,
-        net: &shoal_proto::Network,
-        staged: &BTreeMap<(Kind, String), Option<Object>>,
-    ) -> Option<String> {
-        use crate::networks::ipam::Cidr;
-        let subnets: Vec<Cidr> = net
-            .ipam
-            .iter()
-            .filter_map(|c| Cidr::parse(&c.subnet).ok())
-            .collect();
-        let staged_networks = staged.values().flatten().filter_map(|o| match o {
-            Object::Network(n) => Some(n),
-            _ => None,
-        });
-        for other in self
-            .networks()
-            .chain(staged_networks)
-            .filter(|o| o.id != net.id)
-        {
-            let name = crate::networks::network_name(other);
-            if other.vni == net.vni {
-                return Some(format!(
-                    "VNI {} is already allocated to network {name}",
-                    net.vni
-                ));
-            }
-            for c in other
-                .ipam
-                .iter()
-                .filter_map(|c| Cidr::parse(&c.subnet).ok())
-            {
-                if subnets.iter().any(|s| s.overlaps(&c)) {
-                    return Some(format!("subnet {c} is already allocated to network {name}"));
-                }
-            }
-        }
-        None
-    }
-
     #[allow(clippy::type_complexity)]
     fn stage(
         &self,
@@ -261,50 +219,7 @@ impl State {
             None => self.get(kind, &id),
         };
         let action_kind = action.kind();
-        if let (StoreActionKind::Create, Object::Service(svc)) = (action_kind, &obj) {
-            let name = svc
-                .spec
-                .as_ref()
-                .and_then(|s| s.annotations.as_ref())
-                .map(|a| a.name.as_str());
-            let taken = self.services().any(|other| {
-                other.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| a.name.as_str()) == name
-            }) || staged.values().flatten().any(|o| matches!(o, Object::Service(other)
-                if other.id != svc.id && other.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| a.name.as_str()) == name));
-            if taken {
-                return Err((
-                    Refusal::NameTaken,
-                    format!(
-                        "name conflicts with an existing object: service {} already exists",
-                        name.unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-        let held = |why: Option<String>| why.map(|w| (Refusal::AddressHeld, w));
-        let clash = match (action_kind, &obj) {
-            (StoreActionKind::Remove, _) => None,
-            (_, Object::Task(task)) => held(crate::allocator::task_clash(self, task)),
-            (_, Object::Service(svc)) => crate::services::endpoint::clash(self, svc),
-            (_, Object::Node(node)) => held(crate::allocator::clash(
-                self,
-                crate::allocator::Holder::Node(&node.id),
-                node.ingress.iter().flat_map(|a| {
-                    a.addresses
-                        .iter()
-                        .map(|x| (a.network_id.as_str(), x.as_str()))
-                }),
-            )),
-            _ => None,
-        };
-        if let Some(clash) = clash {
-            return Err(clash);
-        }
-        if let (StoreActionKind::Create, Object::Network(net)) = (action_kind, &obj)
-            && let Some(clash) = self.network_clash(net, staged)
-        {
-            return Err((Refusal::NetworkClash, clash));
-        }
+        super::invariants::check(self, action_kind, &obj, staged)?;
         match (action_kind, current) {
             (StoreActionKind::Create, Some(_)) => {
                 return Err((
@@ -432,37 +347,6 @@ impl Store {
 
     pub(crate) fn snapshot(&self) -> State {
         self.view(Clone::clone)
-    }
-}
-
-/// Finds one object the way the docker CLI does: by full ID, then by name, then by a
-/// unique ID prefix. `not_found` is the message when nothing matches.
-pub fn find_by<'a, T: Clone + 'a>(
-    items: impl Iterator<Item = &'a T>,
-    key: &str,
-    id: impl Fn(&T) -> &str,
-    name: impl Fn(&T) -> &str,
-    not_found: String,
-) -> Result<T, crate::manager::ManagerError> {
-    use crate::manager::ManagerError;
-    let items: Vec<&T> = items.collect();
-    if let Some(exact) = items.iter().find(|x| id(x) == key) {
-        return Ok((*exact).clone());
-    }
-    let by_name: Vec<&T> = items.iter().copied().filter(|x| name(x) == key).collect();
-    let by_prefix: Vec<&T> = items
-        .iter()
-        .copied()
-        .filter(|x| !key.is_empty() && id(x).starts_with(key))
-        .collect();
-    match (by_name.as_slice(), by_prefix.as_slice()) {
-        ([one], _) => Ok((*one).clone()),
-        ([], [one]) => Ok((*one).clone()),
-        ([], []) => Err(ManagerError::NotFound(not_found)),
-        _ => Err(ManagerError::InvalidArgument(format!(
-            "{key} is ambiguous ({} matches); use a longer ID",
-            by_name.len().max(by_prefix.len())
-        ))),
     }
 }
 

@@ -100,7 +100,7 @@ mod tests {
     use super::log_store::LogStore;
     use super::state_machine::StateMachine;
     use super::{StorageError, TypeConfig};
-    use crate::store::Store;
+    use crate::state::store::Store;
 
     struct RedbBuilder;
 
@@ -132,10 +132,9 @@ mod tests {
             let mut sm = StateMachine::open(db, Store::default()).unwrap();
             let entry = Entry::<TypeConfig> {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), 7),
-                payload: EntryPayload::Normal(crate::store::proposal(vec![crate::store::action(
-                    shoal_proto::StoreActionKind::Create,
-                    node,
-                )])),
+                payload: EntryPayload::Normal(crate::state::store::proposal(vec![
+                    crate::state::store::action(shoal_proto::StoreActionKind::Create, node),
+                ])),
             };
             let results = sm.apply([entry]).await.unwrap();
             assert!(results[0].error.is_empty());

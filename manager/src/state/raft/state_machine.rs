@@ -16,7 +16,7 @@ use shoal_proto::stored_object::Object;
 
 use super::tables::{OBJECTS, SM_META};
 use super::{NodeId, StorageError, TypeConfig, io_err};
-use crate::store::{Event, Kind, ObjectExt, State, Store};
+use crate::state::store::{Event, Kind, ObjectExt, State, Store};
 
 pub(crate) const LAST_APPLIED: &str = "last_applied";
 pub(crate) const MEMBERSHIP: &str = "membership";

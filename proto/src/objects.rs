@@ -1,0 +1,51 @@
+//! Plain accessors on the stored objects: what every layer asks of a task, a service or
+//! a network, written once here instead of once per crate.
+
+use crate::{Annotations, Network, Service, Task, TaskState};
+
+impl TaskState {
+    /// Complete, shut down, failed, rejected, ...: the task will not run again.
+    pub fn is_terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+}
+
+impl Task {
+    /// The state the task's agent last reported.
+    pub fn current_state(&self) -> TaskState {
+        self.status.as_ref().map(|s| s.state()).unwrap_or_default()
+    }
+
+    /// Whether the task still holds its network addresses: all but a task told to stop
+    /// that has stopped (its addresses may then be handed to another).
+    pub fn holds_addresses(&self) -> bool {
+        !(self.desired_state() >= TaskState::Shutdown && self.current_state().is_terminal())
+    }
+
+    /// The container a network-attachment task connects, if this is one.
+    pub fn attached_container(&self) -> Option<&str> {
+        self.spec
+            .as_ref()?
+            .attachment
+            .as_ref()
+            .map(|a| a.container.as_str())
+    }
+}
+
+impl Service {
+    /// The service's name ("" while it has no spec).
+    pub fn name(&self) -> &str {
+        name_in(self.spec.as_ref().and_then(|s| s.annotations.as_ref()))
+    }
+}
+
+impl Network {
+    /// The network's name ("" while it has no spec).
+    pub fn name(&self) -> &str {
+        name_in(self.spec.as_ref().and_then(|s| s.annotations.as_ref()))
+    }
+}
+
+fn name_in(annotations: Option<&Annotations>) -> &str {
+    annotations.map(|a| a.name.as_str()).unwrap_or("")
+}
