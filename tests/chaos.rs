@@ -42,7 +42,7 @@ fn tasks_that_change_node_lose_no_request() {
 
     let load = Load::start(&addrs);
     lab.ok("manager1", &words("service update --env-add ROUND=1 web"));
-    lab.wait_update_completed("web", Duration::from_secs(120));
+    lab.wait_update_completed("web", Duration::from_mins(2));
     std::thread::sleep(Duration::from_secs(3));
     load.finish_without_failures("rolling update, parallelism 2");
 
@@ -51,7 +51,7 @@ fn tasks_that_change_node_lose_no_request() {
         "manager1",
         &words("service update --update-parallelism 1 --env-add ROUND=2 web"),
     );
-    lab.wait_update_completed("web", Duration::from_secs(120));
+    lab.wait_update_completed("web", Duration::from_mins(2));
     std::thread::sleep(Duration::from_secs(3));
     load.finish_without_failures("rolling update, parallelism 1");
 
@@ -112,7 +112,7 @@ fn tasks_that_change_node_lose_no_request() {
             "shoal/demo-web",
         ],
     );
-    let ((task, error), _) = wait_for(Duration::from_secs(60), "the quitting task to fail", || {
+    let ((task, error), _) = wait_for(Duration::from_mins(1), "the quitting task to fail", || {
         lab.tasks("quit")
             .into_iter()
             .find(|t| !t["ERROR"].is_empty())
@@ -262,9 +262,7 @@ fn raw_request(lab: &Lab, head: &str, body: &[u8], wait: Duration) -> (String, D
 }
 
 fn log_size(lab: &Lab, node: &str) -> u64 {
-    std::fs::metadata(lab.node(node).log())
-        .map(|m| m.len())
-        .unwrap_or(0)
+    std::fs::metadata(lab.node(node).log()).map_or(0, |m| m.len())
 }
 
 /// Garbage, absurd and oversized input, bounded: each is refused with an error that
@@ -454,7 +452,7 @@ fn a_partitioned_worker_leaves_no_stale_backend_behind() {
         let cut = Uplink::down(&worker2);
         std::thread::sleep(Duration::from_secs(20));
         drop(cut);
-        let (_, took) = wait_for(
+        let ((), took) = wait_for(
             Duration::from_secs(30),
             "balancers to match the managers",
             || {

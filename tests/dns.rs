@@ -167,7 +167,7 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
     for n in [3usize, 5, 1] {
         lab.ok("manager1", &["service", "scale", &format!("web={n}")]);
         let want: BTreeSet<String> = task_ips(&lab, "web", n).into_iter().map(|t| t.2).collect();
-        let (_, took) = wait_for(
+        let ((), took) = wait_for(
             Duration::from_secs(1),
             &format!("tasks.web to list {n}"),
             || (dig(&ns, &["tasks.web"]) == want).then_some(()),
@@ -292,7 +292,7 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
     });
     for r in replies.iter().flatten() {
         // Any answer to garbage is an error: FORMERR (1) or SERVFAIL (2), never data.
-        let rcode = r.get(3).map(|b| b & 0x0f).unwrap_or(1);
+        let rcode = r.get(3).map_or(1, |b| b & 0x0f);
         assert!(
             rcode == 1 || rcode == 2,
             "answered garbage with rcode {rcode}: {r:?}"
@@ -376,7 +376,7 @@ fn a_task_is_answered_only_once_healthy() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!lookup(), "an unhealthy task was answered");
     common::docker(&["exec", &web, "touch", "/ready"]);
-    let (_, took) = wait_for(Duration::from_secs(10), "web answered once healthy", || {
+    let ((), took) = wait_for(Duration::from_secs(10), "web answered once healthy", || {
         lookup().then_some(())
     });
     eprintln!("web was answered {took:?} after it could turn healthy");

@@ -31,7 +31,7 @@ fn three_node_lab_shows_every_node_ready_and_one_leader() {
     assert_eq!(me.len(), 1);
     assert_eq!(me[0].hostname, "manager1");
     let mut hostnames: Vec<_> = nodes.iter().map(|n| n.hostname.as_str()).collect();
-    hostnames.sort();
+    hostnames.sort_unstable();
     assert_eq!(hostnames, ["manager1", "worker1", "worker2"]);
 
     // Workers refuse cluster commands with docker's explanation.
@@ -179,8 +179,8 @@ fn join_is_refused_for_bad_tokens_and_nothing_is_written() {
     let bad_digest = {
         let mut t = token.clone();
         let i = "SWMTKN-1-".len();
-        let c = if &t[i..i + 1] == "0" { "1" } else { "0" };
-        t.replace_range(i..i + 1, c);
+        let c = if &t[i..=i] == "0" { "1" } else { "0" };
+        t.replace_range(i..=i, c);
         t
     };
     let attempts = [
@@ -276,7 +276,7 @@ fn stopped_node_is_down_within_three_heartbeats_and_ready_after_restart() {
             .unwrap()
     };
     lab.stop("worker2", false);
-    let (_, took) = wait_for(Duration::from_secs(10), "worker2 Down", || {
+    let ((), took) = wait_for(Duration::from_secs(10), "worker2 Down", || {
         (state("worker2") == "Down").then_some(())
     });
     // Three 2 s periods, plus the leader's half-second check and the poll's own time.
@@ -368,7 +368,7 @@ fn lab_down_leaves_nothing_behind() {
     drop(lab);
     let netns: Vec<String> = std::fs::read_dir("/run/netns")
         .map(|d| {
-            d.filter_map(|e| e.ok())
+            d.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -460,7 +460,7 @@ fn managers_leaving_with_force_leave_raft_and_node_rm_follows_docker_rules() {
 #[test]
 fn a_manager_that_fell_behind_catches_up_from_a_snapshot() {
     // Snapshots every 10 entries, so the log the lagging manager needs is purged.
-    let lab = common::Lab::up_env(
+    let lab = Lab::up_env(
         "fnd-snap",
         10,
         3,

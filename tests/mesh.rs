@@ -403,6 +403,6 @@ fn rolling_updates_and_agent_crashes_drop_no_requests(engine: &str, net: u8) {
             .collect::<Vec<_>>(),
     );
     lab.ok("manager1", &["service", "update", "--force", "web"]);
-    lab.wait_update_completed("web", Duration::from_secs(60));
+    lab.wait_update_completed("web", Duration::from_mins(1));
     load.finish_without_failures("a rolling update");
 }

@@ -64,7 +64,7 @@ fn networks_get_unique_ranges_even_across_a_leader_change() {
     assert_eq!(backnet, ("10.0.2.0/24".into(), "4098".into()));
     let listed = common::parse_table(&lab.ok(survivor, &["network", "ls"]));
     let mut names: Vec<&str> = listed.iter().map(|r| r["NAME"].as_str()).collect();
-    names.sort();
+    names.sort_unstable();
     assert_eq!(names, ["backnet", "ingress", "webnet"]);
     assert!(
         listed
@@ -278,7 +278,7 @@ fn verbose_inspect_lists_peers_and_each_services_task_addresses() {
         .iter()
         .map(|t| t["EndpointIP"].as_str().unwrap())
         .collect();
-    ips.sort();
+    ips.sort_unstable();
     // The service's VIP took the first address.
     assert_eq!(doc[0]["Services"]["web"]["VIP"], "10.71.0.2", "{doc}");
     assert_eq!(ips, ["10.71.0.3", "10.71.0.4", "10.71.0.5"]);

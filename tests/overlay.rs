@@ -273,23 +273,21 @@ fn a_departed_node_leaves_no_endpoints_behind() {
 
     // A node leaving on purpose says so: its entries go at once.
     lab.ok("worker1", &["swarm", "leave"]);
-    let (_, took) = wait_for(Duration::from_secs(10), "worker1's entries to go", || {
+    let ((), took) = wait_for(Duration::from_secs(10), "worker1's entries to go", || {
         (!programmed("worker1", &ip1)).then_some(())
     });
     eprintln!("worker1's entries went {took:?} after it left");
 
     // A node that dies is found by the failure detector.
     lab.stop("worker2", true);
-    let (_, took) = wait_for(Duration::from_secs(10), "worker2's entries to go", || {
+    let ((), took) = wait_for(Duration::from_secs(10), "worker2's entries to go", || {
         (!programmed("worker2", &ip2)).then_some(())
     });
     eprintln!("worker2's entries went {took:?} after it died");
 }
 
 fn count_lines(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
 }
 
 fn links(ns: &str) -> Vec<String> {
@@ -348,7 +346,7 @@ fn the_reconciler_repairs_drift_and_a_restarted_agent_keeps_connections() {
         .unwrap();
     assert!(del.status.success(), "{}", text(&del));
     assert!(!fdb(&sandbox).contains(&(mac.clone(), vtep.clone())));
-    let (_, took) = wait_for(Duration::from_secs(10), "the fdb entry restored", || {
+    let ((), took) = wait_for(Duration::from_secs(10), "the fdb entry restored", || {
         (fdb(&sandbox).contains(&(mac.clone(), vtep.clone()))
             && neighbours(&sandbox).contains(&format!("{ip_b} ")))
         .then_some(())
@@ -529,7 +527,7 @@ fn gossip_keys_rotate_without_dropping_a_datagram() {
     );
     lab.ok("manager1", &["network", "create", "app"]);
     let first = lab.web("web", "app", 2);
-    let (_, took) = wait_for(Duration::from_secs(40), "three rotations", || {
+    let ((), took) = wait_for(Duration::from_secs(40), "three rotations", || {
         (sealing_key(&lab, "manager1") >= 4 && sealing_key(&lab, "worker1") >= 4).then_some(())
     });
     eprintln!("three rotations took {took:?}");
@@ -699,7 +697,7 @@ fn gossip_heals_after_a_partition() {
     assert!(!pings(&ns_a, ip_b));
 
     cut_gossip(&lab, &worker, false);
-    let (_, took) = wait_for(Duration::from_secs(20), "the healed overlay", || {
+    let ((), took) = wait_for(Duration::from_secs(20), "the healed overlay", || {
         (fdb(&sandbox).iter().any(|e| e.1 == lab.ip(2)) && pings(&ns_a, ip_b)).then_some(())
     });
     eprintln!("the overlay healed {took:?} after the partition ended");

@@ -14,7 +14,7 @@ fn per_node(tasks: &[(String, String)]) -> Vec<usize> {
         *counts.entry(node).or_default() += 1;
     }
     let mut v: Vec<usize> = counts.into_values().collect();
-    v.sort();
+    v.sort_unstable();
     v
 }
 
@@ -97,7 +97,7 @@ fn replicas_spread_over_nodes_and_follow_scale() {
         || {
             let netns: Vec<String> = std::fs::read_dir("/run/netns")
                 .unwrap()
-                .filter_map(|e| e.ok())
+                .filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| tasks.iter().any(|(id, _)| n.ends_with(&id[..12])))
                 .collect();
@@ -129,7 +129,7 @@ fn global_service_covers_every_available_node_including_late_joiners() {
     })
     .0;
     let mut nodes: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
-    nodes.sort();
+    nodes.sort_unstable();
     assert_eq!(nodes, ["manager1", "worker1", "worker2"]);
 
     lab.ok(

@@ -136,7 +136,7 @@ pub async fn run(cfg: ExecutorConfig) {
 }
 
 fn terminal(t: &Task) -> bool {
-    t.status.as_ref().map(|s| s.state()).unwrap_or_default() >= TaskState::Complete
+    t.status.as_ref().map(TaskStatus::state).unwrap_or_default() >= TaskState::Complete
 }
 
 async fn reconcile(

@@ -28,9 +28,7 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
         })
         .map(|kb| kb * 1024)
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as i64;
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as i64;
     shoal_proto::NodeDescription {
         hostname: hostname.to_string(),
         platform: Some(shoal_proto::Platform {

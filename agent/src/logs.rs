@@ -131,7 +131,7 @@ async fn answer(
                 sent = text.len();
                 while sub.follow && !*cancel.borrow() {
                     tokio::select! {
-                        _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                        () = tokio::time::sleep(FOLLOW_POLL) => {}
                         _ = cancel.changed() => break,
                     }
                     let text = runtime.logs(&rid).await.unwrap_or_default();

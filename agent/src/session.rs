@@ -131,7 +131,7 @@ async fn beat(
     let mut client = DispatcherClient::new(channel);
     let call = client.heartbeat(req);
     match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(r) => r.map(|r| r.into_inner()),
+        Ok(r) => r.map(tonic::Response::into_inner),
         Err(_) => Err(tonic::Status::unavailable(format!(
             "heartbeat to {addr} timed out"
         ))),

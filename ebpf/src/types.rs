@@ -9,7 +9,7 @@ pub const MAX_FRONTENDS: u32 = 16384;
 /// Backends the maps hold by default.
 pub const MAX_BACKENDS: u32 = 65536;
 /// Connections tracked (least recently used ones are forgotten first).
-pub const MAX_FLOWS: u32 = 262144;
+pub const MAX_FLOWS: u32 = 262_144;
 
 /// A frontend by what packets carry: destination address (0 for a published port: the
 /// node's address), port, protocol (6 TCP, 17 UDP).

@@ -202,7 +202,7 @@ pub fn log_tail(node: &LabNode, lines: usize) -> Option<String> {
 /// so a restarted agent can adopt them).
 pub async fn remove_workloads(node: &LabNode) {
     use shoal_agent::runtime::remove_all;
-    let now = std::time::Duration::ZERO;
+    let now = Duration::ZERO;
     let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.netns);
     remove_all(&process, now).await;
     let saved = shoal_node::state::SwarmDir::new(&node.data_dir()).load();

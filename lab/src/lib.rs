@@ -413,7 +413,7 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
                 rotate: false,
             })
             .await
-            .map(|r| r.into_inner())
+            .map(tonic::Response::into_inner)
             .map_err(|s| anyhow!("join-token: {}", s.message()))
         }
     };
@@ -439,7 +439,9 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
         let nodes = leader.list_nodes(Empty {}).await?.into_inner().nodes;
         let ready = nodes
             .iter()
-            .filter(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready))
+            .filter(|n| {
+                n.status.as_ref().map(shoal_proto::NodeStatus::state) == Some(NodeState::Ready)
+            })
             .count();
         if ready == lab.nodes.len() {
             return Ok(());
@@ -482,9 +484,7 @@ async fn down(name: &str) -> anyhow::Result<()> {
         }
     }
     let host_if = format!("shl-{name}");
-    if std::path::Path::new("/sys/class/net")
-        .join(&host_if)
-        .exists()
+    if Path::new("/sys/class/net").join(&host_if).exists()
         && let Err(e) = net::ip(&["link", "del", &host_if])
     {
         failures.push(format!("{e:#}"));
@@ -540,7 +540,7 @@ async fn status(name: Option<&str>) -> anyhow::Result<()> {
     let Some(name) = name else {
         let mut names: Vec<String> = std::fs::read_dir(LAB_ROOT)
             .map(|d| {
-                d.filter_map(|e| e.ok())
+                d.filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect()
             })

@@ -103,7 +103,7 @@ pub fn netns_exists(name: &str) -> bool {
 pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|d| {
-            d.filter_map(|e| e.ok())
+            d.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.starts_with(prefix))
                 .collect()

@@ -52,7 +52,7 @@ pub fn take_address(
         None => Err(format!(
             "no IP address left in network {} ({}): remove tasks from it or use a larger --subnet",
             network.name(),
-            config.map(|c| c.subnet.as_str()).unwrap_or("")
+            config.map_or("", |c| c.subnet.as_str())
         )),
     }
 }
@@ -111,7 +111,10 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         t.desired_state() == TaskState::Running
             && t.networks.is_empty()
             && matches!(
-                t.status.as_ref().map(|s| s.state()).unwrap_or_default(),
+                t.status
+                    .as_ref()
+                    .map(shoal_proto::TaskStatus::state)
+                    .unwrap_or_default(),
                 TaskState::New | TaskState::Pending
             )
     });
@@ -145,7 +148,9 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
             None => t.networks = attachments,
             Some(err) => {
                 // Give back what this task took before failing, and do not repeat itself.
-                attachments.iter().for_each(|a| give_back(&mut used, a));
+                for a in &attachments {
+                    give_back(&mut used, a);
+                }
                 actions.extend(crate::tasks::pending(
                     t,
                     "pending network allocation",
@@ -159,7 +164,8 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
     }
     if let Some(ingress) = ingress_network(state) {
         let legless = state.nodes().filter(|n| {
-            n.ingress.is_none() && n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready)
+            n.ingress.is_none()
+                && n.status.as_ref().map(shoal_proto::NodeStatus::state) == Some(NodeState::Ready)
         });
         for node in legless {
             match take_address(ingress, &mut used) {

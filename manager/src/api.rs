@@ -300,7 +300,7 @@ async fn renew(
     let role = node
         .spec
         .as_ref()
-        .map(|s| s.desired_role())
+        .map(NodeSpec::desired_role)
         .unwrap_or_default();
     let cert_pem = sign_node_csr(
         &root.ca_cert_pem,
@@ -350,8 +350,7 @@ async fn renew(
 
 fn host_of(addr: &str) -> String {
     addr.rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_else(|| addr.to_string())
+        .map_or_else(|| addr.to_string(), |(h, _)| h.to_string())
 }
 
 type AssignmentStream = std::pin::Pin<
@@ -388,7 +387,7 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
                             return;
                         }
                     }
-                    _ = tx.closed() => return,
+                    () = tx.closed() => return,
                 }
             }
         });

@@ -124,7 +124,7 @@ pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatRe
         ))
     })?;
     m.dispatcher.seen(&node.id);
-    let ready = node.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready);
+    let ready = node.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready);
     let addr_changed = node.status.as_ref().map(|s| s.addr.as_str()) != Some(req.addr.as_str());
     let desc_changed = req.description.is_some() && node.description != req.description;
     if !ready || addr_changed || desc_changed {
@@ -175,7 +175,7 @@ fn gossip_peers(m: &Manager, node_id: &str) -> Vec<GossipPeer> {
     m.store.view(|s| {
         s.nodes()
             .filter(|n| n.id != node_id)
-            .filter(|n| n.status.as_ref().map(|st| st.state()) == Some(NodeState::Ready))
+            .filter(|n| n.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready))
             .filter_map(gossip_peer)
             .collect()
     })
@@ -201,7 +201,7 @@ pub async fn expire_silent_nodes(m: &Manager, leading_since: Instant) -> Result<
     let now = Instant::now();
     let silent: Vec<String> = m.store.view(|s| {
         s.nodes()
-            .filter(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready))
+            .filter(|n| n.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready))
             .filter(|n| {
                 let last = m
                     .dispatcher
@@ -235,7 +235,11 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
         s.tasks()
             .filter(|t| t.node_id == node_id)
             .filter(|t| {
-                let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
+                let st = t
+                    .status
+                    .as_ref()
+                    .map(shoal_proto::TaskStatus::state)
+                    .unwrap_or_default();
                 st >= TaskState::Assigned
                     && !(t.desired_state() >= TaskState::Shutdown && st.is_terminal())
             })
@@ -290,7 +294,7 @@ fn network_peers(s: &crate::state::store::State, network_id: &str) -> NetworkPee
         .map(|t| t.node_id.as_str())
         .chain(legs)
         .collect();
-    ids.sort();
+    ids.sort_unstable();
     ids.dedup();
     let mut tasks: Vec<String> = holders
         .iter()

@@ -26,7 +26,7 @@ pub async fn run(manager: Weak<Manager>) {
         // Wake on the tick, or as soon as the store changes (a new service, a task that
         // stopped), so convergence does not wait for the tick.
         tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(TICK) => {}
             _ = changes.recv() => {
                 while changes.try_recv().is_ok() {}
             }
@@ -110,7 +110,9 @@ async fn update_manager_status(m: &Arc<Manager>) -> crate::manager::Result<()> {
 async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()> {
     let demoted: Vec<(String, u64)> = m.store.view(|s| {
         s.nodes()
-            .filter(|n| n.spec.as_ref().map(|s| s.desired_role()) == Some(NodeRole::Worker))
+            .filter(|n| {
+                n.spec.as_ref().map(shoal_proto::NodeSpec::desired_role) == Some(NodeRole::Worker)
+            })
             .filter_map(|n| {
                 n.manager_status
                     .as_ref()

@@ -341,7 +341,7 @@ impl Manager {
     /// The index a read must see, confirmed by a quorum (only on the leader).
     pub async fn read_index(&self) -> Result<u64> {
         match tokio::time::timeout(READ_BARRIER_TIMEOUT, self.raft.get_read_log_id()).await {
-            Ok(Ok((read, _))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Ok((read, _))) => Ok(read.map_or(0, |l| l.index)),
             _ => Err(ManagerError::NoLeader),
         }
     }
@@ -544,15 +544,12 @@ impl Manager {
     }
 }
 
-impl crate::proposer::Proposer for Manager {
+impl Proposer for Manager {
     fn store(&self) -> &Store {
         &self.store
     }
 
-    fn propose(
-        &self,
-        p: Proposal,
-    ) -> impl std::future::Future<Output = Result<ProposalResult>> + Send {
+    fn propose(&self, p: Proposal) -> impl Future<Output = Result<ProposalResult>> + Send {
         Manager::propose(self, p)
     }
 }

@@ -37,10 +37,7 @@ pub fn list_nodes(m: &Manager) -> Vec<Node> {
 }
 
 pub fn hostname(n: &Node) -> &str {
-    n.description
-        .as_ref()
-        .map(|d| d.hostname.as_str())
-        .unwrap_or("")
+    n.description.as_ref().map_or("", |d| d.hostname.as_str())
 }
 
 pub fn get_node(m: &Manager, key: &str) -> Result<Node> {
@@ -99,7 +96,9 @@ fn refuse_demoting_last_manager(m: &Manager, node: &Node) -> Result<()> {
     let managers = m.store.view(|s| {
         s.nodes()
             .filter(|n| n.manager_status.is_some())
-            .filter(|n| n.spec.as_ref().map(|s| s.desired_role()) == Some(NodeRole::Manager))
+            .filter(|n| {
+                n.spec.as_ref().map(shoal_proto::NodeSpec::desired_role) == Some(NodeRole::Manager)
+            })
             .count()
     });
     if managers <= 1 {
@@ -114,14 +113,14 @@ fn refuse_demoting_last_manager(m: &Manager, node: &Node) -> Result<()> {
 pub async fn remove_node(m: &Manager, key: &str, force: bool) -> Result<()> {
     let node = m.store.view(|s| find_node(s, key))?;
     if node.manager_status.is_some()
-        || node.spec.as_ref().map(|s| s.desired_role()) == Some(NodeRole::Manager)
+        || node.spec.as_ref().map(shoal_proto::NodeSpec::desired_role) == Some(NodeRole::Manager)
     {
         return Err(ManagerError::FailedPrecondition(format!(
             "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
             node.id
         )));
     }
-    let down = node.status.as_ref().map(|s| s.state()) != Some(NodeState::Ready);
+    let down = node.status.as_ref().map(shoal_proto::NodeStatus::state) != Some(NodeState::Ready);
     if !down && !force {
         return Err(ManagerError::FailedPrecondition(format!(
             "node {} is not down and can't be removed; stop it first, or use --force",

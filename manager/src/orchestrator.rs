@@ -28,10 +28,10 @@ const CREATE_BATCH: usize = 500;
 
 /// A node that can take new tasks.
 pub fn node_available(n: &Node) -> bool {
-    n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready)
+    n.status.as_ref().map(shoal_proto::NodeStatus::state) == Some(NodeState::Ready)
         && n.spec
             .as_ref()
-            .map(|s| s.availability())
+            .map(shoal_proto::NodeSpec::availability)
             .unwrap_or_default()
             == NodeAvailability::Active
 }
@@ -39,7 +39,7 @@ pub fn node_available(n: &Node) -> bool {
 fn node_gone_or_down(state: &State, node_id: &str) -> bool {
     match state.node(node_id) {
         None => true,
-        Some(n) => n.status.as_ref().map(|s| s.state()) == Some(NodeState::Down),
+        Some(n) => n.status.as_ref().map(shoal_proto::NodeStatus::state) == Some(NodeState::Down),
     }
 }
 
@@ -112,7 +112,7 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
         match service.spec.as_ref().and_then(|s| s.mode.as_ref()) {
             Some(Mode::Replicated(r)) => {
-                plan_replicated(state, service, r.replicas, &tasks, now, &mut actions)
+                plan_replicated(state, service, r.replicas, &tasks, now, &mut actions);
             }
             Some(Mode::Global(_)) => plan_global(state, service, &tasks, now, &mut actions),
             None => {}
@@ -266,7 +266,8 @@ fn plan_global(
                     "node no longer satisfies the constraints",
                 ));
             }
-        } else if node.status.as_ref().map(|s| s.state()) == Some(NodeState::Down) {
+        } else if node.status.as_ref().map(shoal_proto::NodeStatus::state) == Some(NodeState::Down)
+        {
             // A global task waits for its node to come back.
         } else if !tend_slot(state, service, &history, now, actions) && available {
             actions.push(action(
@@ -418,7 +419,7 @@ mod tests {
         );
         step(&mut s, &mut idx);
         let mut slots: Vec<u64> = live(&s).iter().map(|t| t.slot).collect();
-        slots.sort();
+        slots.sort_unstable();
         assert_eq!(slots, [1, 2, 3]);
         assert!(
             plan(&s, 0).is_empty(),

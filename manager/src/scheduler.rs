@@ -32,7 +32,12 @@ fn reservations(t: &Task) -> (i64, i64) {
 fn occupies_node(t: &Task) -> bool {
     !t.node_id.is_empty()
         && t.desired_state() == TaskState::Running
-        && !(t.status.as_ref().map(|s| s.state()).unwrap_or_default()).is_terminal()
+        && !(t
+            .status
+            .as_ref()
+            .map(shoal_proto::TaskStatus::state)
+            .unwrap_or_default())
+        .is_terminal()
 }
 
 /// The ports a task publishes in mode=host: (port, protocol), each usable once per node.
@@ -137,7 +142,10 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
         .filter(|t| !t.networks.is_empty() || !crate::allocator::needs_addresses(state, t))
         .filter(|t| {
             matches!(
-                t.status.as_ref().map(|s| s.state()).unwrap_or_default(),
+                t.status
+                    .as_ref()
+                    .map(shoal_proto::TaskStatus::state)
+                    .unwrap_or_default(),
                 TaskState::New | TaskState::Pending
             )
         })
@@ -237,39 +245,36 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                     .get(&(task.service_id.clone(), n.id.clone()))
                     .copied()
                     .unwrap_or(0),
-                usage.get(&n.id).map(|u| u.tasks).unwrap_or(0),
+                usage.get(&n.id).map_or(0, |u| u.tasks),
             )
         });
         let mut t = task.clone();
         let status = t.status.get_or_insert_default();
-        match best {
-            Some(node) => {
-                t.node_id = node.id.clone();
-                status.state = TaskState::Assigned as i32;
-                status.message = "assigned".into();
-                status.err.clear();
-                status.timestamp_unix_nanos = now;
-                let u = usage.entry(node.id.clone()).or_default();
-                u.cpus += cpus;
-                u.memory += memory;
-                u.tasks += 1;
-                *per_service
-                    .entry((task.service_id.clone(), node.id.clone()))
-                    .or_default() += 1;
-                ports_taken
-                    .entry(node.id.clone())
-                    .or_default()
-                    .extend(host_ports(task));
-            }
-            None => {
-                actions.extend(crate::tasks::pending(
-                    task.clone(),
-                    "pending task scheduling",
-                    refused.reason(),
-                    now,
-                ));
-                continue;
-            }
+        if let Some(node) = best {
+            t.node_id = node.id.clone();
+            status.state = TaskState::Assigned as i32;
+            status.message = "assigned".into();
+            status.err.clear();
+            status.timestamp_unix_nanos = now;
+            let u = usage.entry(node.id.clone()).or_default();
+            u.cpus += cpus;
+            u.memory += memory;
+            u.tasks += 1;
+            *per_service
+                .entry((task.service_id.clone(), node.id.clone()))
+                .or_default() += 1;
+            ports_taken
+                .entry(node.id.clone())
+                .or_default()
+                .extend(host_ports(task));
+        } else {
+            actions.extend(crate::tasks::pending(
+                task.clone(),
+                "pending task scheduling",
+                refused.reason(),
+                now,
+            ));
+            continue;
         }
         actions.push(action(StoreActionKind::Update, Object::Task(t)));
     }
@@ -351,7 +356,7 @@ mod tests {
             *counts.entry(t.node_id.clone()).or_default() += 1;
         }
         let mut v: Vec<usize> = counts.values().copied().collect();
-        v.sort();
+        v.sort_unstable();
         assert_eq!(v, [1, 2, 2]);
     }
 

@@ -78,6 +78,6 @@ pub fn pending(mut task: Task, message: &str, err: String, now: i64) -> Option<S
 /// task told to stop withdraws its endpoint before it stops (its connections drain on
 /// the kernel entries the agents keep a while), so it is no longer listed.
 pub fn may_publish(t: &Task) -> bool {
-    let state = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
+    let state = t.status.as_ref().map(TaskStatus::state).unwrap_or_default();
     t.desired_state() <= TaskState::Running && !state.is_terminal()
 }

@@ -173,7 +173,7 @@ pub fn plan(service: &Service, slots: &[Vec<&Task>], now: i64, actions: &mut Vec
                         .as_ref()
                         .map(|s| s.timestamp_unix_nanos)
                         .unwrap_or_default(),
-                )
+                );
             }
             None => match live
                 .iter()
@@ -234,7 +234,7 @@ mod tests {
     use crate::state::store::{State, action, proposal};
 
     fn step(s: &mut State, idx: &mut u64) -> usize {
-        let actions = crate::orchestrator::plan(s, shoal_proto::now_nanos());
+        let actions = crate::orchestrator::plan(s, now_nanos());
         let n = actions.len();
         if n > 0 {
             *idx += 1;
@@ -251,7 +251,7 @@ mod tests {
             let mut changed = step(s, idx) > 0;
             let mut ups = Vec::new();
             for t in s.tasks() {
-                let st = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
+                let st = t.status.as_ref().map(TaskStatus::state).unwrap_or_default();
                 let image = t
                     .spec
                     .clone()

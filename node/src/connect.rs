@@ -57,7 +57,7 @@ impl Daemon {
             .map_err(Status::not_found)?;
         let task: Task = ask_managers(&parts, |mut c| {
             let r = req.clone();
-            async move { c.attach_network(r).await.map(|r| r.into_inner()) }
+            async move { c.attach_network(r).await.map(tonic::Response::into_inner) }
         })
         .await?;
         let start = Instant::now();
@@ -92,7 +92,7 @@ impl Daemon {
 async fn ask_managers<T, F, Fut>(parts: &Parts, call: F) -> Result<T, Status>
 where
     F: Fn(DispatcherClient<tonic::transport::Channel>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, Status>>,
+    Fut: Future<Output = Result<T, Status>>,
 {
     let mut last = Status::unavailable("no manager known");
     for addr in &parts.managers {

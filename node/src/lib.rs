@@ -84,7 +84,7 @@ pub struct DaemonArgs {
     /// Write the log to this file instead of standard error, starting FILE.1 afresh
     /// whenever it reaches --log-max-size
     #[arg(long)]
-    pub log_file: Option<std::path::PathBuf>,
+    pub log_file: Option<PathBuf>,
     /// Largest size of --log-file in MiB before it is rotated
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_240))]
     pub log_max_size: u64,
@@ -195,26 +195,23 @@ fn init_logging(args: &DaemonArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let json = args.log_format == "json";
-    match &args.log_file {
-        Some(path) => {
-            let file = logfile::RotatingFile::open(path, args.log_max_size << 20)
-                .with_context(|| format!("opening --log-file {}", path.display()))?;
-            let builder = builder.with_ansi(false).with_writer(Arc::new(file));
-            if json {
-                builder.json().init()
-            } else {
-                builder.init()
-            }
+    if let Some(path) = &args.log_file {
+        let file = logfile::RotatingFile::open(path, args.log_max_size << 20)
+            .with_context(|| format!("opening --log-file {}", path.display()))?;
+        let builder = builder.with_ansi(false).with_writer(Arc::new(file));
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
         }
-        None => {
-            let builder = builder
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr);
-            if json {
-                builder.json().init()
-            } else {
-                builder.init()
-            }
+    } else {
+        let builder = builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr);
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
         }
     }
     Ok(())

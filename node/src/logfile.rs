@@ -37,7 +37,10 @@ fn append(path: &Path) -> io::Result<File> {
 
 impl Write for &RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if open.1 > 0 && open.1 + buf.len() as u64 > self.max {
             std::fs::rename(&self.path, self.rotated())?;
             *open = (append(&self.path)?, 0);
@@ -50,7 +53,7 @@ impl Write for &RotatingFile {
     fn flush(&mut self) -> io::Result<()> {
         self.open
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0
             .flush()
     }

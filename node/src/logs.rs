@@ -73,7 +73,7 @@ pub async fn relay(
         let next = if follow {
             tokio::select! {
                 c = sub.chunks.recv() => c,
-                _ = out.closed() => return,
+                () = out.closed() => return,
             }
         } else {
             match tokio::time::timeout_at(deadline, sub.chunks.recv()).await {

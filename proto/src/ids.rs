@@ -23,7 +23,7 @@ pub fn bytes_to_base36(bytes: &[u8], width: usize) -> String {
     let mut num: Vec<u8> = bytes.to_vec();
     while num.iter().any(|&b| b != 0) {
         let mut rem: u32 = 0;
-        for byte in num.iter_mut() {
+        for byte in &mut num {
             let acc = (rem << 8) | u32::from(*byte);
             *byte = (acc / 36) as u8;
             rem = acc % 36;

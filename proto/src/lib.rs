@@ -1,7 +1,7 @@
 //! shoal's wire protocol (gRPC over mTLS on 2377), its Swarm-shaped object model, and the
 //! plain types every crate shares: IDs, join tokens, TLS plumbing.
 
-#[allow(clippy::all)]
+#[allow(clippy::all, clippy::pedantic, unused_qualifications)]
 pub mod pb {
     tonic::include_proto!("shoal.v1");
 }

@@ -13,7 +13,10 @@ impl TaskState {
 impl Task {
     /// The state the task's agent last reported.
     pub fn current_state(&self) -> TaskState {
-        self.status.as_ref().map(|s| s.state()).unwrap_or_default()
+        self.status
+            .as_ref()
+            .map(super::pb::TaskStatus::state)
+            .unwrap_or_default()
     }
 
     /// Whether the task still holds its network addresses: all but a task told to stop
@@ -47,5 +50,5 @@ impl Network {
 }
 
 fn name_in(annotations: Option<&Annotations>) -> &str {
-    annotations.map(|a| a.name.as_str()).unwrap_or("")
+    annotations.map_or("", |a| a.name.as_str())
 }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const PAUSE: Duration = Duration::from_millis(20);
-const MAX_RUN: Duration = Duration::from_secs(300);
+const MAX_RUN: Duration = Duration::from_mins(5);
 
 /// One HTTP GET with a new connection: the demo page's "Hello from HOST" host.
 pub fn hello(addr: &str) -> Result<String, String> {

@@ -44,16 +44,16 @@ impl Forwarder {
         let first = self.preferred.load(Ordering::Relaxed);
         for i in (0..n).map(|k| (first + k) % n) {
             let upstream = self.upstreams[i];
-            match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(query, upstream)).await {
-                Ok(Some(answer)) => {
-                    self.preferred.store(i, Ordering::Relaxed);
-                    if is_negative(&answer) {
-                        self.remember(asked, answer.clone());
-                    }
-                    return Some(answer);
+            if let Ok(Some(answer)) =
+                tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(query, upstream)).await
+            {
+                self.preferred.store(i, Ordering::Relaxed);
+                if is_negative(&answer) {
+                    self.remember(asked, answer.clone());
                 }
-                _ => tracing::debug!(%upstream, "upstream resolver did not answer"),
+                return Some(answer);
             }
+            tracing::debug!(%upstream, "upstream resolver did not answer");
         }
         None
     }

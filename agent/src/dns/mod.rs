@@ -63,7 +63,7 @@ struct Malformed {
     warned: Mutex<Option<std::time::Instant>>,
 }
 
-const MALFORMED_WARN_EVERY: Duration = Duration::from_secs(60);
+const MALFORMED_WARN_EVERY: Duration = Duration::from_mins(1);
 
 impl Malformed {
     fn note(&self) {

@@ -29,9 +29,9 @@ pub use table::{Endpoint, Key, Protocol, PublishedPort, Record};
 
 pub const PORT: u16 = 7946;
 const PUSH_PULL_EVERY: Duration = Duration::from_secs(5);
-const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
+const TOMBSTONE_TTL: Duration = Duration::from_mins(5);
 /// How long a departed node's entries are kept in case it comes back.
-const DEPARTED_TTL: Duration = Duration::from_secs(60);
+const DEPARTED_TTL: Duration = Duration::from_mins(1);
 /// Entries of this node found in others' tables but not published since the start are
 /// withdrawn after this grace (the executor re-publishes adopted tasks before it).
 const ADOPTION_GRACE: Duration = Duration::from_secs(15);
@@ -40,7 +40,7 @@ const ADOPTION_GRACE: Duration = Duration::from_secs(15);
 const LISTING_GRACE: Duration = Duration::from_secs(10);
 /// How long a task the managers stopped listing is remembered as gone (task IDs are
 /// never reused; this only bounds the memory).
-const DELISTED_TTL: Duration = Duration::from_secs(3600);
+const DELISTED_TTL: Duration = Duration::from_hours(1);
 /// How long after the start the tables may still lack what other nodes publish (it comes
 /// with the first push/pulls): until then what an earlier agent programmed is kept.
 const SETTLING: Duration = Duration::from_secs(10);
@@ -665,7 +665,7 @@ impl Gossip {
                     .expect("poisoned")
                     .contains(&key) =>
             {
-                self.write(theirs.endpoint, true)
+                self.write(theirs.endpoint, true);
             }
             None => {
                 // Keep it until the grace ends: the executor may still adopt its task.

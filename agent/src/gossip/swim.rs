@@ -29,7 +29,7 @@ type Swim = Foca<Member, foca::PostcardCodec, rand_foca::rngs::StdRng, NoCustomB
 
 fn config() -> Config {
     let mut c = Config::new_lan(std::num::NonZeroU32::new(32).expect("non-zero"));
-    c.probe_period = Duration::from_millis(1000);
+    c.probe_period = Duration::from_secs(1);
     c.probe_rtt = Duration::from_millis(400);
     c.suspect_to_down_after = Duration::from_secs(3);
     // Room for the type byte and the seal.

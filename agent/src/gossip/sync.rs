@@ -75,12 +75,11 @@ impl Gossip {
 
     fn decode(&self, frame: &[u8]) -> Option<Exchange> {
         let plain = self.open(frame)?;
-        match postcard::from_bytes(&plain) {
-            Ok(x) => Some(x),
-            Err(_) => {
-                self.count_rejected(Rejected::Malformed);
-                None
-            }
+        if let Ok(x) = postcard::from_bytes(&plain) {
+            Some(x)
+        } else {
+            self.count_rejected(Rejected::Malformed);
+            None
         }
     }
 

@@ -132,7 +132,7 @@ impl Table {
             .filter(|s| !s.record.deleted && keep(&s.record.endpoint, s.changed))
             .map(|s| s.record.endpoint.clone())
             .collect();
-        v.sort_by_key(|e| e.key());
+        v.sort_by_key(Endpoint::key);
         v
     }
 
@@ -203,7 +203,7 @@ mod tests {
         let mut a = Table::default();
         let mut b = Table::default();
         let writes = [rec("t1", 1, false), rec("t1", 3, true), rec("t1", 2, false)];
-        for w in writes.iter() {
+        for w in &writes {
             a.merge(w.clone(), now);
         }
         for w in writes.iter().rev() {
@@ -244,14 +244,14 @@ mod tests {
         let mut t = Table::default();
         t.merge(rec("t1", 1, true), start);
         t.merge(rec("t2", 1, false), start);
-        let later = start + Duration::from_secs(120);
-        t.collect_garbage(later, Duration::from_secs(60), |_| false);
+        let later = start + Duration::from_mins(2);
+        t.collect_garbage(later, Duration::from_mins(1), |_| false);
         assert_eq!(
             t.records().len(),
             1,
             "the old tombstone went, the live entry stayed"
         );
-        t.collect_garbage(later, Duration::from_secs(60), |n| n == "nodeA");
+        t.collect_garbage(later, Duration::from_mins(1), |n| n == "nodeA");
         assert!(t.records().is_empty());
     }
 

@@ -27,7 +27,9 @@ use crate::gossip::Protocol;
 #[allow(dead_code)]
 #[path = "../../../ebpf/src/types.rs"]
 mod types;
-use types::*;
+use types::{
+    Backend, Config, Counter, Frontend, FrontendKey, MAGLEV_SLOTS, MAX_BACKENDS, MAX_FRONTENDS,
+};
 
 // SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
 unsafe impl aya::Pod for FrontendKey {}
@@ -302,13 +304,12 @@ impl EbpfEngine {
                     }
                 },
             };
-            let id = match adopted {
-                Some(id) => id,
-                None => {
-                    let _ = std::fs::remove_file(&pin);
-                    prog.attach(ifname, direction)
-                        .map_err(kernel(format!("attaching {prog_name} to {ifname}")))?
-                }
+            let id = if let Some(id) = adopted {
+                id
+            } else {
+                let _ = std::fs::remove_file(&pin);
+                prog.attach(ifname, direction)
+                    .map_err(kernel(format!("attaching {prog_name} to {ifname}")))?
             };
             let link = prog.take_link(id).map_err(kernel("taking the link"))?;
             let fd: FdLink = link.try_into().map_err(kernel("the link's descriptor"))?;
@@ -650,7 +651,7 @@ fn link_update_error(e: aya::programs::ProgramError) -> Option<String> {
         _ => Some(format!(
             "{e} ({})",
             std::error::Error::source(&e)
-                .map(|s| s.to_string())
+                .map(ToString::to_string)
                 .unwrap_or_default()
         )),
     }

@@ -341,7 +341,7 @@ impl Balancer {
             .as_ref()
             .map(|leg| plan::mesh(&endpoints, &leg.network_id))
             .unwrap_or_default();
-        let networks: std::collections::HashSet<String> = sites
+        let networks: HashSet<String> = sites
             .tasks
             .values()
             .flat_map(|s| s.networks.iter().cloned())

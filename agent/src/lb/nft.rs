@@ -50,7 +50,7 @@ fn task_rules(vips: &[VipFrontend]) -> String {
     let mut body =
         String::from("  chain output {\n    type nat hook output priority -100; policy accept;\n");
     for f in vips.iter().filter(|f| !f.backends.is_empty()) {
-        let targets: Vec<String> = f.backends.iter().map(|b| b.to_string()).collect();
+        let targets: Vec<String> = f.backends.iter().map(ToString::to_string).collect();
         let _ = writeln!(
             body,
             "    ip daddr {} dnat to {} comment \"{}\"",

@@ -30,16 +30,15 @@ pub struct GatewayLeg {
 
 /// Creates (or adopts) the bridge, forwarding and the masquerade rule; returns the bridge.
 pub async fn ensure_bridge(node: &Netlink) -> Result<u32> {
-    let bridge = match node.link(BRIDGE).await? {
-        Some(l) => l.header.index,
-        None => {
-            node.add_link(
-                LinkBridge::new(BRIDGE).mtu(MTU).build(),
-                "the gateway bridge",
-            )
-            .await?;
-            node.index(BRIDGE).await?
-        }
+    let bridge = if let Some(l) = node.link(BRIDGE).await? {
+        l.header.index
+    } else {
+        node.add_link(
+            LinkBridge::new(BRIDGE).mtu(MTU).build(),
+            "the gateway bridge",
+        )
+        .await?;
+        node.index(BRIDGE).await?
     };
     node.ensure_addr(bridge, GATEWAY, PREFIX).await?;
     node.up(bridge, None, None, None).await?;

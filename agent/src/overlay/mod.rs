@@ -582,22 +582,22 @@ impl Overlay {
     async fn plumb(&self, st: &mut State, leg: &Attachment, task_nl: &Netlink) -> Result<()> {
         let sb = self.sandbox(st, &leg.network_id).await?;
         let mtu = sb.plan.mtu;
-        let inside = match (
+        let ends = (
             task_nl.link(&leg.ifname).await?,
             sb.nl.link(&leg.host_veth).await?,
-        ) {
-            // Both ends there: keep them (and the task's connections), restoring what drifted.
-            (Some(l), Some(_)) => l.header.index,
-            _ => {
-                let index = sb
-                    .nl
-                    .veth_into(&leg.host_veth, task_nl, &leg.task_netns, &leg.ifname, mtu)
-                    .await?;
-                if let Ok(lo) = task_nl.index("lo").await {
-                    task_nl.up(lo, None, None, None).await?;
-                }
-                index
+        );
+        // Both ends there: keep them (and the task's connections), restoring what drifted.
+        let inside = if let (Some(l), Some(_)) = ends {
+            l.header.index
+        } else {
+            let index = sb
+                .nl
+                .veth_into(&leg.host_veth, task_nl, &leg.task_netns, &leg.ifname, mtu)
+                .await?;
+            if let Ok(lo) = task_nl.index("lo").await {
+                task_nl.up(lo, None, None, None).await?;
             }
+            index
         };
         task_nl
             .up(inside, Some(mtu), Some(leg.endpoint.mac), None)
@@ -677,7 +677,7 @@ impl InterfaceNames {
             .find(|(n, ips)| !self.taken.contains(n) && ips.iter().any(|ip| owns(*ip)))
             .map(|(n, _)| n.clone());
         let name = existing.unwrap_or_else(|| {
-            (0..)
+            (0..=u16::MAX)
                 .map(|i| format!("eth{i}"))
                 .find(|n| !self.taken.contains(n) && !self.present.iter().any(|(p, _)| p == n))
                 .expect("a free name")

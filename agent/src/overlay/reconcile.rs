@@ -244,7 +244,7 @@ pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
     };
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
             r = changes.changed() => if r.is_err() { return },
         }
         let Some(o) = overlay.upgrade() else { return };

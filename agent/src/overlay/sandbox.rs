@@ -71,22 +71,20 @@ impl Sandbox {
         let nl = Netlink::in_netns(&path).await?;
         let lo = nl.index("lo").await?;
         nl.up(lo, None, None, None).await?;
-        let bridge = match nl.link(BRIDGE).await? {
-            Some(l) => l.header.index,
-            None => {
-                nl.add_link(LinkBridge::new(BRIDGE).mtu(plan.mtu).build(), "the bridge")
-                    .await?;
-                nl.index(BRIDGE).await?
-            }
+        let bridge = if let Some(l) = nl.link(BRIDGE).await? {
+            l.header.index
+        } else {
+            nl.add_link(LinkBridge::new(BRIDGE).mtu(plan.mtu).build(), "the bridge")
+                .await?;
+            nl.index(BRIDGE).await?
         };
         nl.ensure_addr(bridge, plan.gateway, plan.prefix).await?;
         nl.up(bridge, Some(plan.mtu), None, None).await?;
-        let vxlan = match nl.link(VXLAN).await? {
-            Some(l) => l.header.index,
-            None => {
-                create_vxlan(plan.vni, node, vtep, &path).await?;
-                nl.index(VXLAN).await?
-            }
+        let vxlan = if let Some(l) = nl.link(VXLAN).await? {
+            l.header.index
+        } else {
+            create_vxlan(plan.vni, node, vtep, &path).await?;
+            nl.index(VXLAN).await?
         };
         nl.up(vxlan, Some(plan.mtu), None, Some(bridge)).await?;
         nl.port_learning_off(vxlan).await?;

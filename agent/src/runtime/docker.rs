@@ -236,10 +236,7 @@ impl Runtime for DockerRuntime {
     async fn health(&self, id: &str) -> Option<String> {
         let c = match self
             .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
+            .inspect_container(id, None::<InspectContainerOptions>)
             .await
         {
             Ok(c) => c,

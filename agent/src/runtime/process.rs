@@ -39,15 +39,13 @@ fn ip(args: &[&str]) -> Result<(), RuntimeError> {
 }
 
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 impl ProcessRuntime {
@@ -207,10 +205,10 @@ impl Runtime for ProcessRuntime {
                     if let Some(status) = child.try_wait().map_err(|e| failed("waiting", e))? {
                         children.remove(id);
                         use std::os::unix::process::ExitStatusExt;
-                        let code = status
-                            .code()
-                            .map(i64::from)
-                            .unwrap_or_else(|| 128 + i64::from(status.signal().unwrap_or(0)));
+                        let code = status.code().map_or_else(
+                            || 128 + i64::from(status.signal().unwrap_or(0)),
+                            i64::from,
+                        );
                         let _ =
                             std::fs::write(self.task_dir(id).join("exit_code"), code.to_string());
                         return Ok(code);
@@ -263,7 +261,7 @@ impl Runtime for ProcessRuntime {
             return Ok(vec![]);
         };
         Ok(dir
-            .filter_map(|e| e.ok())
+            .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .map(|id| Existing {
                 running: self.pid(&id).is_some_and(alive),

@@ -82,7 +82,7 @@ async fn gossip(target: &Target) -> anyhow::Result<()> {
         .map_err(daemon_error)?
         .into_inner();
     println!("Node: {} ({})", s.node_id, s.addr);
-    let keys: Vec<String> = s.key_ids.iter().map(|k| k.to_string()).collect();
+    let keys: Vec<String> = s.key_ids.iter().map(ToString::to_string).collect();
     println!(
         "Keys: {} (sealing with {})",
         keys.join(", "),

@@ -152,8 +152,9 @@ pub async fn run(target: &Target, cmd: NetworkCommand) -> anyhow::Result<()> {
                 .into_inner()
                 .networks;
             if quiet {
-                list.iter()
-                    .for_each(|n| println!("{}", shoal_proto::ids::short(&n.id)));
+                for n in &list {
+                    println!("{}", shoal_proto::ids::short(&n.id));
+                }
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = list

@@ -234,7 +234,9 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                 });
             }
             if quiet {
-                all.iter().for_each(|t| println!("{}", t.id));
+                for t in &all {
+                    println!("{}", t.id);
+                }
             } else {
                 print!("{}", ps_table(&all, &names, no_trunc));
             }
@@ -481,7 +483,7 @@ pub async fn update(
 /// Waits until every wanted task of the service runs the current spec, and prints
 /// docker's progress summary.
 async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     let mut stable_since: Option<Instant> = None;
     let mut reported = String::new();
     let mut rolled_back: Option<String> = None;
@@ -509,7 +511,7 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
         let running = wanted
             .iter()
             .filter(|t| {
-                t.status.as_ref().map(|s| s.state()) == Some(TaskState::Running)
+                t.status.as_ref().map(shoal_proto::TaskStatus::state) == Some(TaskState::Running)
                     && t.spec == want_spec
             })
             .count();
@@ -546,7 +548,9 @@ async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
                         format!("{slot}/{desired}: running")
                     })
                     .collect();
-                lines.iter().for_each(|l| println!("{l}"));
+                for l in &lines {
+                    println!("{l}");
+                }
                 println!("verify: Service converged");
                 if let Some(why) = rolled_back {
                     bail!("{why}");

@@ -80,9 +80,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                     advertise_addr: advertise_addr.unwrap_or_default(),
                     listen_addr: listen_addr.unwrap_or_default(),
                     force_new_cluster,
-                    heartbeat_period_ms: dispatcher_heartbeat
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0),
+                    heartbeat_period_ms: dispatcher_heartbeat.map_or(0, |d| d.as_millis() as u64),
                     default_addr_pool,
                     default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
                 })

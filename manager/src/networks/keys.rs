@@ -22,8 +22,7 @@ pub fn rotation_period() -> Duration {
     std::env::var("SHOAL_NETWORK_KEY_ROTATION_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(12 * 3600))
+        .map_or(Duration::from_hours(12), Duration::from_secs)
 }
 
 pub fn generate(id: u32, now_nanos: i64) -> NetworkKey {
@@ -124,7 +123,7 @@ mod tests {
     #[test]
     fn rotation_is_due_only_after_the_period() {
         let ring = vec![generate(1, 1_000)];
-        let hour = Duration::from_secs(3600);
+        let hour = Duration::from_hours(1);
         assert!(!due(&ring, 1_000 + 10, hour));
         assert!(due(&ring, 1_000 + hour.as_nanos() as i64, hour));
         assert!(due(&[], 0, hour));

@@ -62,11 +62,7 @@ pub fn allocate(
     now: i64,
 ) -> Result<Network> {
     let invalid = ManagerError::InvalidArgument;
-    let name = spec
-        .annotations
-        .as_ref()
-        .map(|a| a.name.as_str())
-        .unwrap_or("");
+    let name = spec.annotations.as_ref().map_or("", |a| a.name.as_str());
     let name_ok = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -113,30 +109,28 @@ pub fn allocate(
         return Err(invalid("one subnet per network is supported".into()));
     }
     let taken = taken_subnets(state);
-    let subnet = match spec.ipam.first().filter(|c| !c.subnet.is_empty()) {
-        Some(c) => {
-            let cidr = Cidr::parse(&c.subnet).map_err(invalid)?;
-            if let Some(other) = state.networks().find(|n| {
-                n.ipam
-                    .iter()
-                    .filter_map(|x| Cidr::parse(&x.subnet).ok())
-                    .any(|x| x.overlaps(&cidr))
-            }) {
-                return Err(invalid(format!(
-                    "subnet {cidr} overlaps with network {}; pick another --subnet",
-                    other.name()
-                )));
-            }
-            cidr
+    let subnet = if let Some(c) = spec.ipam.first().filter(|c| !c.subnet.is_empty()) {
+        let cidr = Cidr::parse(&c.subnet).map_err(invalid)?;
+        if let Some(other) = state.networks().find(|n| {
+            n.ipam
+                .iter()
+                .filter_map(|x| Cidr::parse(&x.subnet).ok())
+                .any(|x| x.overlaps(&cidr))
+        }) {
+            return Err(invalid(format!(
+                "subnet {cidr} overlaps with network {}; pick another --subnet",
+                other.name()
+            )));
         }
-        None => {
-            let (pools, size) = pools(cluster);
-            ipam::next_subnet(&pools, size, &taken).ok_or_else(|| {
-                ManagerError::FailedPrecondition(
-                    "the default address pool is exhausted: remove unused networks, or give --subnet".into(),
-                )
-            })?
-        }
+        cidr
+    } else {
+        let (pools, size) = pools(cluster);
+        ipam::next_subnet(&pools, size, &taken).ok_or_else(|| {
+            ManagerError::FailedPrecondition(
+                "the default address pool is exhausted: remove unused networks, or give --subnet"
+                    .into(),
+            )
+        })?
     };
     let gateway = match spec
         .ipam
@@ -212,7 +206,7 @@ pub async fn create(m: &impl Proposer, spec: NetworkSpec) -> Result<Network> {
             .await
         {
             Err(ManagerError::Rejected(shoal_proto::Refusal::NetworkClash, _)) if attempts < 5 => {
-                attempts += 1
+                attempts += 1;
             }
             Err(e) => return Err(e),
             Ok(_) => return Ok(network),

@@ -71,7 +71,7 @@ impl Constraint {
                 match node
                     .spec
                     .as_ref()
-                    .map(|s| s.desired_role())
+                    .map(shoal_proto::NodeSpec::desired_role)
                     .unwrap_or_default()
                 {
                     NodeRole::Manager => "manager",

@@ -74,16 +74,15 @@ pub fn allocate(
                 .into_iter()
                 .flat_map(|e| &e.virtual_ips)
                 .find(|v| v.network_id == target);
-            let addr = match kept {
-                Some(v) => v.addr.clone(),
-                None => {
-                    let Some(shoal_proto::stored_object::Object::Network(network)) =
-                        state.get(Kind::Network, target)
-                    else {
-                        return Err(format!("network {target} no longer exists"));
-                    };
-                    crate::allocator::take_address(network, &mut used)?
-                }
+            let addr = if let Some(v) = kept {
+                v.addr.clone()
+            } else {
+                let Some(shoal_proto::stored_object::Object::Network(network)) =
+                    state.get(Kind::Network, target)
+                else {
+                    return Err(format!("network {target} no longer exists"));
+                };
+                crate::allocator::take_address(network, &mut used)?
             };
             virtual_ips.push(VirtualIp {
                 network_id: target.to_string(),

@@ -174,10 +174,7 @@ pub async fn update(m: &impl Proposer, req: UpdateServiceRequest) -> Result<Serv
 }
 
 fn annotations_name(spec: &ServiceSpec) -> &str {
-    spec.annotations
-        .as_ref()
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
+    spec.annotations.as_ref().map_or("", |a| a.name.as_str())
 }
 
 /// Removes the service; its tasks are told to shut down and are deleted once they have.
@@ -209,7 +206,8 @@ pub fn list(m: &impl Proposer) -> ListServicesResponse {
         for t in s.tasks() {
             if t.desired_state() == TaskState::Running {
                 *desired.entry(t.service_id.clone()).or_insert(0u64) += 1;
-                if t.status.as_ref().map(|st| st.state()) == Some(TaskState::Running) {
+                if t.status.as_ref().map(shoal_proto::TaskStatus::state) == Some(TaskState::Running)
+                {
                     *running.entry(t.service_id.clone()).or_insert(0u64) += 1;
                 }
             }

@@ -22,9 +22,9 @@ fn spec(name: &str, image: &str, published: u32) -> ServiceSpec {
             }),
             ..Default::default()
         }),
-        mode: Some(shoal_proto::service_spec::Mode::Replicated(
-            shoal_proto::ReplicatedService { replicas: 2 },
-        )),
+        mode: Some(Mode::Replicated(shoal_proto::ReplicatedService {
+            replicas: 2,
+        })),
         endpoint: (published > 0).then(|| EndpointSpec {
             ports: vec![PortConfig {
                 protocol: "tcp".into(),
@@ -38,7 +38,7 @@ fn spec(name: &str, image: &str, published: u32) -> ServiceSpec {
     }
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -90,9 +90,9 @@ fn an_update_made_against_an_old_version_is_refused() {
         spec: Some(spec("web", image, 0)),
         rollback: false,
     };
-    let updated = block_on(super::update(&m, request("nginx:2", v1))).unwrap();
+    let updated = block_on(update(&m, request("nginx:2", v1))).unwrap();
     assert_eq!(updated.spec_version, 2, "a new image is a new task spec");
-    let stale = block_on(super::update(&m, request("nginx:3", v1))).unwrap_err();
+    let stale = block_on(update(&m, request("nginx:3", v1))).unwrap_err();
     assert!(
         matches!(stale, ManagerError::Rejected(Refusal::OutOfSequence, ref w) if w.contains("inspect it again")),
         "{stale:?}"
@@ -102,7 +102,7 @@ fn an_update_made_against_an_old_version_is_refused() {
         now.spec.unwrap().task.unwrap().container.unwrap().image,
         "nginx:2"
     );
-    let rolled = block_on(super::update(
+    let rolled = block_on(update(
         &m,
         UpdateServiceRequest {
             id_or_name: "web".into(),
@@ -124,7 +124,7 @@ fn an_update_made_against_an_old_version_is_refused() {
         .as_mut()
         .unwrap()
         .name = "www".into();
-    let refused = block_on(super::update(&m, rename)).unwrap_err();
+    let refused = block_on(update(&m, rename)).unwrap_err();
     assert!(
         refused
             .to_string()

@@ -15,11 +15,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
-    let name = spec
-        .annotations
-        .as_ref()
-        .map(|a| a.name.as_str())
-        .unwrap_or("");
+    let name = spec.annotations.as_ref().map_or("", |a| a.name.as_str());
     if name.is_empty() {
         return Err("a service needs a name (--name)".into());
     }

@@ -100,7 +100,7 @@ pub fn held(state: &State) -> Vec<(Holder<'_>, &str, &str)> {
         }
     }
     for n in state.nodes() {
-        for a in n.ingress.iter() {
+        if let Some(a) = &n.ingress {
             for addr in &a.addresses {
                 all.push((Holder::Node(&n.id), a.network_id.as_str(), addr.as_str()));
             }

@@ -26,7 +26,7 @@ fn frame(payload: &[u8]) -> Bytes {
 
 fn tail(q: &HashMap<String, String>) -> ApiResult<i64> {
     match q.get("tail").map(String::as_str) {
-        None | Some("") | Some("all") => Ok(-1),
+        None | Some("" | "all") => Ok(-1),
         Some(n) => n.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "tail: invalid value {n:?}: a number of lines, or all"

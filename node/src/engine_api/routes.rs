@@ -629,10 +629,10 @@ mod tests {
 
     #[test]
     fn swarm_update_finds_the_setting_that_changed() {
-        let have = json!({"Dispatcher": {"HeartbeatPeriod": 5000000000u64}, "Name": "default"});
-        let same = json!({"Dispatcher": {"HeartbeatPeriod": 5000000000u64}, "Name": "default", "Labels": {}, "TaskDefaults": {}});
+        let have = json!({"Dispatcher": {"HeartbeatPeriod": 5_000_000_000_u64}, "Name": "default"});
+        let same = json!({"Dispatcher": {"HeartbeatPeriod": 5_000_000_000_u64}, "Name": "default", "Labels": {}, "TaskDefaults": {}});
         assert_eq!(first_difference(&same, &have, String::new()), None);
-        let changed = json!({"Dispatcher": {"HeartbeatPeriod": 1000000000u64}});
+        let changed = json!({"Dispatcher": {"HeartbeatPeriod": 1_000_000_000_u64}});
         assert_eq!(
             first_difference(&changed, &have, String::new()).as_deref(),
             Some("Dispatcher.HeartbeatPeriod")

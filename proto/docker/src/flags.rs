@@ -221,7 +221,7 @@ pub fn parse_port(s: &str) -> anyhow::Result<PortConfig> {
                 "mode" => {
                     p.publish_mode = PublishMode::from_docker_name(v.trim()).ok_or_else(|| {
                         bad(&format!("mode {:?} is not ingress or host", v.trim()))
-                    })? as i32
+                    })? as i32;
                 }
                 other => return Err(bad(&format!("unknown field {other:?}"))),
             }
@@ -250,10 +250,10 @@ fn update_config(
     base: Option<UpdateConfig>,
     parallelism: Option<u64>,
     delay: Option<std::time::Duration>,
-    failure: &Option<String>,
+    failure: Option<&String>,
     monitor: Option<std::time::Duration>,
     ratio: Option<f32>,
-    order: &Option<String>,
+    order: Option<&String>,
 ) -> UpdateConfig {
     let mut c = base.unwrap_or(UpdateConfig {
         parallelism: 1,
@@ -359,19 +359,19 @@ impl SpecFlags {
             spec.update,
             self.update_parallelism,
             self.update_delay,
-            &self.update_failure_action,
+            self.update_failure_action.as_ref(),
             self.update_monitor,
             self.update_max_failure_ratio,
-            &self.update_order,
+            self.update_order.as_ref(),
         ));
         spec.rollback = Some(update_config(
             spec.rollback,
             self.rollback_parallelism,
             self.rollback_delay,
-            &self.rollback_failure_action,
+            self.rollback_failure_action.as_ref(),
             self.rollback_monitor,
             self.rollback_max_failure_ratio,
-            &self.rollback_order,
+            self.rollback_order.as_ref(),
         ));
         let endpoint = spec.endpoint.get_or_insert_with(EndpointSpec::default);
         if let Some(m) = &self.endpoint_mode {

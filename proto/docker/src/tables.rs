@@ -8,10 +8,7 @@ use shoal_proto::{Node, Service, ServiceSpec, Task};
 use crate::text::{ago, availability_name, reachability_name, state_name, table, task_state_name};
 
 fn hostname(n: &Node) -> &str {
-    n.description
-        .as_ref()
-        .map(|d| d.hostname.as_str())
-        .unwrap_or("")
+    n.description.as_ref().map_or("", |d| d.hostname.as_str())
 }
 
 fn manager_status(n: &Node) -> String {
@@ -34,11 +31,17 @@ pub fn ls_table(nodes: &[Node], self_id: &str) -> String {
             vec![
                 id,
                 hostname(n).to_string(),
-                state_name(n.status.as_ref().map(|s| s.state()).unwrap_or_default()).to_string(),
+                state_name(
+                    n.status
+                        .as_ref()
+                        .map(shoal_proto::NodeStatus::state)
+                        .unwrap_or_default(),
+                )
+                .to_string(),
                 availability_name(
                     n.spec
                         .as_ref()
-                        .map(|s| s.availability())
+                        .map(shoal_proto::NodeSpec::availability)
                         .unwrap_or_default(),
                 )
                 .to_string(),

@@ -22,7 +22,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
         out.trim_end().to_string()
     };
-    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    let mut out = line(header.iter().map(ToString::to_string).collect());
     out.push('\n');
     for row in rows {
         out.push_str(&line(row.clone()));

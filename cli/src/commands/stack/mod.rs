@@ -141,7 +141,9 @@ pub async fn run(target: &Target, cmd: StackCommand) -> anyhow::Result<()> {
             if tasks.is_empty() {
                 eprintln!("Nothing found in stack: {stack}");
             } else if quiet {
-                tasks.iter().for_each(|t| println!("{}", t.id));
+                for t in &tasks {
+                    println!("{}", t.id);
+                }
             } else {
                 print!("{}", ps_table(&tasks, &names, no_trunc));
             }
@@ -257,15 +259,12 @@ async fn deploy(
         })
         .collect();
     for (spec, name) in plan.services.into_iter().zip(&wanted) {
-        match current.iter().find(|s| s.name() == name) {
-            Some(svc) => {
-                println!("Updating service {name} (id: {})", svc.id);
-                update(&mut client, svc, spec, false).await?;
-            }
-            None => {
-                println!("Creating service {name}");
-                client.create_service(spec).await.map_err(daemon_error)?;
-            }
+        if let Some(svc) = current.iter().find(|s| s.name() == name) {
+            println!("Updating service {name} (id: {})", svc.id);
+            update(&mut client, svc, spec, false).await?;
+        } else {
+            println!("Creating service {name}");
+            client.create_service(spec).await.map_err(daemon_error)?;
         }
     }
     if prune {

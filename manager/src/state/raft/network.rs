@@ -63,15 +63,14 @@ impl Connection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Some(c) => c,
-            None => {
-                let channel = self
-                    .tls
-                    .channel(&self.node.addr)
-                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-                self.client.insert(RaftTransportClient::new(channel))
-            }
+        let client = if let Some(c) = &mut self.client {
+            c
+        } else {
+            let channel = self
+                .tls
+                .channel(&self.node.addr)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            self.client.insert(RaftTransportClient::new(channel))
         };
         let payload = RaftPayload {
             json: serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?,

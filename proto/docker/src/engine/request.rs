@@ -542,14 +542,14 @@ impl NetworkCreate {
                 self.driver
             )));
         }
-        if !matches!(self.scope.as_deref(), None | Some("") | Some("swarm")) {
+        if !matches!(self.scope.as_deref(), None | Some("" | "swarm")) {
             return Err(BadRequest::new("Scope: shoal's networks are swarm-scoped"));
         }
         let ipam = match self.ipam {
             None => vec![],
             Some(i) => {
                 refuse_set(&[("IPAM.Options", &i.options)])?;
-                if !matches!(i.driver.as_deref(), None | Some("") | Some("default")) {
+                if !matches!(i.driver.as_deref(), None | Some("" | "default")) {
                     return Err(BadRequest::new(
                         "IPAM.Driver: only the default IPAM driver exists in shoal",
                     ));
@@ -621,13 +621,10 @@ impl SwarmInit {
             ("DataPathAddr", &self.data_path_addr),
             ("AutoLockManagers", &self.auto_lock_managers),
         ])?;
-        if !matches!(self.data_path_port, None | Some(0) | Some(4789)) {
+        if !matches!(self.data_path_port, None | Some(0 | 4789)) {
             return Err(BadRequest::new("DataPathPort: shoal's VXLAN port is 4789"));
         }
-        if !matches!(
-            self.availability.as_deref(),
-            None | Some("") | Some("active")
-        ) {
+        if !matches!(self.availability.as_deref(), None | Some("" | "active")) {
             return Err(BadRequest::new(
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
@@ -667,10 +664,7 @@ pub struct SwarmJoin {
 impl SwarmJoin {
     pub fn into_proto(self) -> Parsed<pb::SwarmJoinRequest> {
         refuse_set(&[("DataPathAddr", &self.data_path_addr)])?;
-        if !matches!(
-            self.availability.as_deref(),
-            None | Some("") | Some("active")
-        ) {
+        if !matches!(self.availability.as_deref(), None | Some("" | "active")) {
             return Err(BadRequest::new(
                 "Availability: a new node starts active; change it afterwards with node update",
             ));

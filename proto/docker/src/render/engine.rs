@@ -125,9 +125,7 @@ fn mem_total() -> u64 {
 
 /// GET /info: the node and its swarm; container counts belong to the node's dockerd.
 pub fn system_info(info: &InfoResponse, c: Option<&Cluster>, root_dir: &str) -> Value {
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let ncpu = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     json!({
         "ID": info.node_id,
         "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,

@@ -23,8 +23,8 @@ fn update_state_name(state: UpdateState) -> &'static str {
     }
 }
 
-fn update_json(c: &Option<UpdateConfig>) -> Value {
-    let c = c.unwrap_or_default();
+fn update_json(c: Option<&UpdateConfig>) -> Value {
+    let c = c.copied().unwrap_or_default();
     json!({
         "Parallelism": c.parallelism,
         "Delay": c.delay_nanos,
@@ -96,8 +96,8 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
         "Labels": spec.annotations.as_ref().map(|a| a.labels.clone()).unwrap_or_default(),
         "TaskTemplate": task_spec_json(&spec.task.clone().unwrap_or_default()),
         "Mode": mode,
-        "UpdateConfig": update_json(&spec.update),
-        "RollbackConfig": update_json(&spec.rollback),
+        "UpdateConfig": update_json(spec.update.as_ref()),
+        "RollbackConfig": update_json(spec.rollback.as_ref()),
         "EndpointSpec": {
             "Mode": name_of::<EndpointMode>(endpoint.mode),
             "Ports": endpoint.ports.iter().map(port_json).collect::<Vec<_>>(),
@@ -177,10 +177,7 @@ pub fn pretty(s: &Service) -> String {
     line(format!("\nID:\t\t{}", s.id));
     line(format!(
         "Name:\t\t{}",
-        spec.annotations
-            .as_ref()
-            .map(|a| a.name.as_str())
-            .unwrap_or("")
+        spec.annotations.as_ref().map_or("", |a| a.name.as_str())
     ));
     let labels = spec
         .annotations
