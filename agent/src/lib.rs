@@ -15,6 +15,7 @@ pub mod nft;
 pub mod overlay;
 pub mod runtime;
 pub mod session;
+pub mod sys;
 
 /// What this node is, as reported to the managers.
 pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {

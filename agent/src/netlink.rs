@@ -76,30 +76,6 @@ pub struct Netlink {
     handle: Handle,
 }
 
-/// Runs `f` on a thread of its own inside the network namespace at `path` (/run/netns/NAME
-/// or /proc/PID/ns/net) and returns what `f` returns. Only that thread enters the
-/// namespace, and it ends with `f`: no other thread (a pool's least of all) is moved.
-pub fn run_in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: setns on this scoped thread only; it ends when `f` returns.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    let e = std::io::Error::last_os_error();
-                    return Err(std::io::Error::new(
-                        e.kind(),
-                        format!("entering {}: {e}", path.display()),
-                    ));
-                }
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
-    })
-}
-
 impl Netlink {
     /// A socket in the namespace the calling thread is in (the agent's own).
     pub fn here() -> Result<Netlink> {
@@ -112,7 +88,7 @@ impl Netlink {
     /// A socket in the namespace at `path` (/run/netns/NAME or /proc/PID/ns/net).
     pub async fn in_netns(path: &Path) -> Result<Netlink> {
         let runtime = tokio::runtime::Handle::current();
-        let (conn, handle, _) = run_in_netns(path, move || {
+        let (conn, handle, _) = crate::sys::run_in_netns(path, move || {
             let _guard = runtime.enter();
             rtnetlink::new_connection()
         })
@@ -563,7 +539,7 @@ pub fn link_controller(l: &LinkMessage) -> Option<u32> {
 pub async fn listening_ports(path: &Path) -> std::io::Result<Listening> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        run_in_netns(&path, || Listening {
+        crate::sys::run_in_netns(&path, || Listening {
             tcp: bound_ports(&["tcp", "tcp6"], "0A"),
             udp: bound_ports(&["udp", "udp6"], "07"),
         })

@@ -46,29 +46,9 @@ fn parse_or_interface(s: &str, default_port: u16) -> anyhow::Result<(IpAddr, u16
 
 /// First IPv4 address of interface `name`.
 pub fn interface_ipv4(name: &str) -> anyhow::Result<Option<Ipv4Addr>> {
-    let mut found = None;
-    // SAFETY: getifaddrs fills a linked list we walk read-only and free once.
-    unsafe {
-        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut head) != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            if !ifa.ifa_addr.is_null()
-                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_str() == Ok(name)
-            {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
-                break;
-            }
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(head);
-    }
-    Ok(found)
+    Ok(shoal_agent::sys::ipv4_addresses()?
+        .into_iter()
+        .find_map(|(n, ip)| (n == name).then_some(ip)))
 }
 
 fn default_route_address() -> anyhow::Result<IpAddr> {

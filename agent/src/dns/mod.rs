@@ -102,7 +102,7 @@ impl Dns {
     ) -> Result<(), String> {
         self.stop(task_id).await;
         let bind = SocketAddr::from((RESOLVER, 53));
-        let (udp, tcp) = crate::netlink::run_in_netns(netns, || {
+        let (udp, tcp) = crate::sys::run_in_netns(netns, || {
             let udp = std::net::UdpSocket::bind(bind)?;
             let tcp = std::net::TcpListener::bind(bind)?;
             udp.set_nonblocking(true)?;

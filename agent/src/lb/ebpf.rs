@@ -8,7 +8,6 @@
 //! each local task's veths; host-mode ports are left to nftables (nft.rs).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CStr;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,6 +22,7 @@ use super::nft::NftEngine;
 use super::plan::{MeshFrontend, VipFrontend};
 use super::{Counted, Engine, HostPort, LbError, Leg, PortCounters, TaskLeg, kernel, maglev};
 use crate::gossip::Protocol;
+use crate::sys::{BPFFS, ensure_bpffs, ifindex};
 
 #[allow(dead_code)]
 #[path = "../../../ebpf/src/types.rs"]
@@ -42,7 +42,6 @@ unsafe impl aya::Pod for Counter {}
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal-tc.o"));
 /// Bumped whenever a map's layout changes: pinned maps of another layout are not reused.
 const LAYOUT: &str = "v1";
-const BPFFS: &str = "/sys/fs/bpf";
 const MESH_IN: &str = "shoal_mesh_in";
 const MESH_REPLY: &str = "shoal_mesh_reply";
 const VIP_OUT: &str = "shoal_vip_out";
@@ -134,75 +133,13 @@ where
     T::try_from(m).map_err(kernel(format!("map {name}")))
 }
 
-/// Mounts the BPF filesystem where it is missing (pins live there).
-fn ensure_bpffs() -> Result<(), LbError> {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let path = c"/sys/fs/bpf";
-    // SAFETY: statfs into a zeroed struct we own.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    std::fs::create_dir_all(BPFFS).map_err(kernel(format!("creating {BPFFS}")))?;
-    let fstype: &CStr = c"bpf";
-    // SAFETY: mount with constant, NUL-terminated arguments.
-    if unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            path.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        return Err(kernel(format!("mounting the BPF filesystem at {BPFFS}"))(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
-/// The name of the interface holding `addr` in this namespace.
-fn interface_with(addr: Ipv4Addr) -> Option<String> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs/freeifaddrs pair; entries are read while the list lives.
-    unsafe {
-        if libc::getifaddrs(&mut list) != 0 {
-            return None;
-        }
-        let mut found = None;
-        let mut cur = list;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            if !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                if u32::from_be(sin.sin_addr.s_addr) == u32::from(addr) {
-                    found = Some(CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned());
-                    break;
-                }
-            }
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(list);
-        found
-    }
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
 impl EbpfEngine {
     /// Loads the programs (the kernel verifies them here) and adopts pinned maps.
     pub fn load(node_addr: Ipv4Addr, node_name: &str) -> Result<EbpfEngine, LbError> {
         if OBJECT.is_empty() {
             return Err(LbError::Unavailable("the eBPF programs were not built with this agent (run scripts/build-ebpf.sh, then rebuild)".into()));
         }
-        ensure_bpffs()?;
+        ensure_bpffs().map_err(kernel(format!("mounting the BPF filesystem at {BPFFS}")))?;
         let pin_dir = Path::new(BPFFS).join("shoal").join(node_name).join(LAYOUT);
         std::fs::create_dir_all(&pin_dir)
             .map_err(kernel(format!("creating {}", pin_dir.display())))?;
@@ -323,7 +260,7 @@ impl EbpfEngine {
         let index = match netns {
             None => attach()?,
             // Interface names and tcx links resolve in the calling thread's namespace.
-            Some(path) => crate::netlink::run_in_netns(path, attach)
+            Some(path) => crate::sys::run_in_netns(path, attach)
                 .map_err(kernel("entering the namespace"))??,
         };
         loaded.done.attached.insert(key, index);
@@ -655,4 +592,12 @@ fn link_update_error(e: aya::programs::ProgramError) -> Option<String> {
                 .unwrap_or_default()
         )),
     }
+}
+
+/// The interface holding `addr` in this namespace.
+fn interface_with(addr: Ipv4Addr) -> Option<String> {
+    crate::sys::ipv4_addresses()
+        .ok()?
+        .into_iter()
+        .find_map(|(name, ip)| (ip == addr).then_some(name))
 }
