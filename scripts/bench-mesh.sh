@@ -6,5 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-./scripts/build-ebpf.sh
 cargo bench -p shoal-tests --bench lb

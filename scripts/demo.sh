@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-./scripts/build-ebpf.sh
 cargo build --release --bin shoal
 # Installed so that `shoal` works everywhere, including inside `shoal lab exec`.
 install -m 0755 target/release/shoal /usr/local/bin/shoal

@@ -65,9 +65,9 @@ pub fn mac_string(mac: &Mac) -> String {
 
 /// Docker's convention: 02:42 followed by the IPv4 address, so a MAC never clashes
 /// within a subnet and can be computed by every node.
+/// (The TC programs compute the same: the rule lives in shoal-ebpf-common.)
 pub fn mac_for(ip: Ipv4Addr) -> Mac {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+    shoal_ebpf_common::mac_for(ip.octets())
 }
 
 /// An open netlink socket in one namespace.

@@ -20,14 +20,12 @@
 #![no_std]
 #![no_main]
 
-mod types;
-
 use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT};
 use aya_ebpf::helpers::generated::bpf_redirect;
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::TcContext;
-use types::*;
+use shoal_ebpf_common::*;
 
 #[map]
 static FRONTENDS: HashMap<FrontendKey, Frontend> = HashMap::pinned(MAX_FRONTENDS, 0);
@@ -142,10 +140,9 @@ fn flow_hash(k: &FlowKey) -> u32 {
     h ^ (h >> 16)
 }
 
-/// The MAC shoal gives an overlay address (netlink.rs mac_for): 02:42 and the address.
-fn mac_for(addr: u32) -> [u8; 6] {
-    let b = addr.to_ne_bytes();
-    [0x02, 0x42, b[0], b[1], b[2], b[3]]
+/// The MAC of the task at `addr` (network byte order, as in the packet).
+fn task_mac(addr: u32) -> [u8; 6] {
+    mac_for(addr.to_ne_bytes())
 }
 
 fn set_addr(ctx: &TcContext, p: &Packet, at: usize, old: u32, new: u32) -> Result<(), i64> {
@@ -325,7 +322,7 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
     set_addr(ctx, &p, IP_SRC, p.saddr, cfg.leg_addr)?;
     set_port(ctx, &p, L4_DPORT, p.dport, flow.backend_port)?;
     set_port(ctx, &p, L4_SPORT, p.sport, flow.nat_port)?;
-    set_macs(ctx, &cfg.leg_mac, &mac_for(flow.backend_addr))?;
+    set_macs(ctx, &cfg.leg_mac, &task_mac(flow.backend_addr))?;
     // SAFETY: a plain helper call.
     Ok(unsafe { bpf_redirect(cfg.leg_ifindex, 0) } as i32)
 }
@@ -375,7 +372,7 @@ fn arp_reply(ctx: &TcContext) -> Result<i32, i64> {
     }
     let asker_mac: [u8; 6] = ctx.load(ARP_SHA)?;
     let asker_ip: u32 = ctx.load(ARP_SPA)?;
-    let vip_mac = mac_for(target);
+    let vip_mac = task_mac(target);
     set_macs(ctx, &vip_mac, &asker_mac)?;
     ctx.store(ARP_OP, &u16::to_be(2), 0)?;
     ctx.store(ARP_SHA, &vip_mac, 0)?;
@@ -414,7 +411,7 @@ fn vip_out(ctx: &TcContext) -> Result<i32, i64> {
         set_addr(ctx, &p, IP_SRC, p.saddr, r.from_addr)?;
         set_port(ctx, &p, L4_SPORT, p.sport, r.from_port)?;
         set_addr(ctx, &p, IP_DST, p.daddr, r.to_addr)?;
-        set_macs(ctx, &mac_for(r.from_addr), &mac_for(r.to_addr))?;
+        set_macs(ctx, &task_mac(r.from_addr), &task_mac(r.to_addr))?;
         return Ok(bounce(ctx));
     }
     let Some(fe) = vip_frontend(p.daddr, p.proto) else {
@@ -478,10 +475,10 @@ fn vip_out(ctx: &TcContext) -> Result<i32, i64> {
     if flow.backend_addr == p.saddr {
         // To itself: from the VIP (its own address would look like a spoof), straight back.
         set_addr(ctx, &p, IP_SRC, p.saddr, p.daddr)?;
-        set_macs(ctx, &mac_for(p.daddr), &mac_for(flow.backend_addr))?;
+        set_macs(ctx, &task_mac(p.daddr), &task_mac(flow.backend_addr))?;
         return Ok(bounce(ctx));
     }
-    ctx.store(0, &mac_for(flow.backend_addr), 0)?;
+    ctx.store(0, &task_mac(flow.backend_addr), 0)?;
     Ok(TC_ACT_OK)
 }
 

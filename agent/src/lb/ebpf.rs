@@ -24,28 +24,16 @@ use super::{Counted, Engine, HostPort, LbError, Leg, PortCounters, TaskLeg, kern
 use crate::gossip::Protocol;
 use crate::sys::{BPFFS, ensure_bpffs, ifindex};
 
-#[allow(dead_code)]
-#[path = "../../../ebpf/src/types.rs"]
-mod types;
-use types::{
+use shoal_ebpf_common::programs::{MESH_IN, MESH_REPLY, VIP_BACK, VIP_OUT};
+use shoal_ebpf_common::{
     Backend, Config, Counter, Frontend, FrontendKey, MAGLEV_SLOTS, MAX_BACKENDS, MAX_FRONTENDS,
+    maps,
 };
 
-// SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
-unsafe impl aya::Pod for FrontendKey {}
-unsafe impl aya::Pod for Frontend {}
-unsafe impl aya::Pod for Backend {}
-unsafe impl aya::Pod for Config {}
-unsafe impl aya::Pod for Counter {}
-
 /// The TC programs, as build.rs found them (empty: ebpf/ was not built).
-const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal-tc.o"));
+const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal-tc"));
 /// Bumped whenever a map's layout changes: pinned maps of another layout are not reused.
 const LAYOUT: &str = "v1";
-const MESH_IN: &str = "shoal_mesh_in";
-const MESH_REPLY: &str = "shoal_mesh_reply";
-const VIP_OUT: &str = "shoal_vip_out";
-const VIP_BACK: &str = "shoal_vip_back";
 /// The gateway bridge: tasks reach published ports on the node's address through it.
 const GATEWAY_BRIDGE: &str = crate::overlay::gateway::BRIDGE;
 
@@ -137,7 +125,7 @@ impl EbpfEngine {
     /// Loads the programs (the kernel verifies them here) and adopts pinned maps.
     pub fn load(node_addr: Ipv4Addr, node_name: &str) -> Result<EbpfEngine, LbError> {
         if OBJECT.is_empty() {
-            return Err(LbError::Unavailable("the eBPF programs were not built with this agent (run scripts/build-ebpf.sh, then rebuild)".into()));
+            return Err(LbError::Unavailable("the eBPF programs were not built with this agent (bpf-linker or nightly was missing when it was built: run scripts/setup.sh, then cargo build)".into()));
         }
         ensure_bpffs().map_err(kernel(format!("mounting the BPF filesystem at {BPFFS}")))?;
         let pin_dir = Path::new(BPFFS).join("shoal").join(node_name).join(LAYOUT);
@@ -178,12 +166,12 @@ impl EbpfEngine {
             })?;
         }
         let maps = Maps {
-            frontends: map(&mut ebpf, "FRONTENDS")?,
-            maglev: map(&mut ebpf, "MAGLEV")?,
-            backends: map(&mut ebpf, "BACKENDS")?,
-            config: map(&mut ebpf, "CONFIG")?,
-            frontend_stats: map(&mut ebpf, "FRONTEND_STATS")?,
-            backend_stats: map(&mut ebpf, "BACKEND_STATS")?,
+            frontends: map(&mut ebpf, maps::FRONTENDS)?,
+            maglev: map(&mut ebpf, maps::MAGLEV)?,
+            backends: map(&mut ebpf, maps::BACKENDS)?,
+            config: map(&mut ebpf, maps::CONFIG)?,
+            frontend_stats: map(&mut ebpf, maps::FRONTEND_STATS)?,
+            backend_stats: map(&mut ebpf, maps::BACKEND_STATS)?,
         };
         let done = adopt(&maps);
         Ok(EbpfEngine {
@@ -600,4 +588,33 @@ fn interface_with(addr: Ipv4Addr) -> Option<String> {
         .ok()?
         .into_iter()
         .find_map(|(name, ip)| (ip == addr).then_some(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the agent loads by are the ones the built programs define (the kernel
+    /// side names maps after their statics, so only the object can tell).
+    #[test]
+    fn the_built_object_defines_every_map_and_program_the_agent_uses() {
+        assert!(
+            !OBJECT.is_empty(),
+            "the eBPF programs were not built into this agent: install bpf-linker and nightly (scripts/setup.sh)"
+        );
+        let object = aya_obj::Object::parse(OBJECT).expect("a BPF object");
+        for name in maps::ALL {
+            assert!(
+                object.maps.contains_key(name),
+                "no map {name} in the object"
+            );
+        }
+        for name in shoal_ebpf_common::programs::ALL {
+            assert!(
+                object.programs.contains_key(name),
+                "no program {name} in the object"
+            );
+        }
+        assert_eq!(object.maps.len(), maps::ALL.len());
+    }
 }

@@ -1,6 +1,5 @@
-//! Map keys and values shared by the TC programs and the agent (agent/src/lb/ebpf.rs
-//! includes this file). Plain #[repr(C)] data, explicit padding, addresses and ports in
-//! network byte order as they sit in packets.
+//! Map keys and values shared by the TC programs and the agent. Plain #[repr(C)] data,
+//! explicit padding, addresses and ports in network byte order as they sit in packets.
 
 /// Slots of one frontend's Maglev table (a prime: every backend's permutation covers it).
 pub const MAGLEV_SLOTS: u32 = 257;
