@@ -6,13 +6,20 @@
 //! /sys/fs/bpf/shoal/<node>/<layout>, so forwarding goes on while the agent restarts, and
 //! a restarted agent adopts them. Service VIPs are frontends too, balanced by programs on
 //! each local task's veths; host-mode ports are left to nftables (nft.rs).
+//!
+//! Here: loading, attaching and pinning, and the Engine. The tables' contents (ids,
+//! Maglev tables, adopting what an earlier agent left) are table.rs, over the maps.rs
+//! seam, so they are unit-tested without a kernel.
 
-use std::collections::{HashMap, HashSet};
+mod maps;
+mod table;
+
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::SchedClassifierLink;
 use aya::programs::{SchedClassifier, TcAttachType};
@@ -20,15 +27,14 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::nft::NftEngine;
 use super::plan::{MeshFrontend, VipFrontend};
-use super::{Counted, Engine, HostPort, LbError, Leg, PortCounters, TaskLeg, kernel, maglev};
+use super::{Counted, Engine, HostPort, LbError, Leg, PortCounters, TaskLeg, kernel};
 use crate::gossip::Protocol;
 use crate::sys::{BPFFS, ensure_bpffs, ifindex};
 
+use maps::KernelMaps;
 use shoal_ebpf_common::programs::{MESH_IN, MESH_REPLY, VIP_BACK, VIP_OUT};
-use shoal_ebpf_common::{
-    Backend, Config, Counter, Frontend, FrontendKey, MAGLEV_SLOTS, MAX_BACKENDS, MAX_FRONTENDS,
-    maps,
-};
+use shoal_ebpf_common::{Config, Counter, FrontendKey, maps as names};
+use table::{Table, raw_addr, raw_port};
 
 /// The TC programs, as build.rs found them (empty: ebpf/ was not built).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal-tc"));
@@ -38,44 +44,16 @@ const LAYOUT: &str = "v1";
 const GATEWAY_BRIDGE: &str = crate::overlay::gateway::BRIDGE;
 
 struct Maps {
-    frontends: BpfHashMap<MapData, FrontendKey, Frontend>,
-    maglev: Array<MapData, u32>,
-    backends: Array<MapData, Backend>,
+    table: KernelMaps,
     config: Array<MapData, Config>,
     frontend_stats: PerCpuArray<MapData, Counter>,
     backend_stats: PerCpuArray<MapData, Counter>,
 }
 
-/// Map slots by number, the lowest free one first.
-#[derive(Default)]
-struct Slots {
-    used: HashSet<u32>,
-    /// No slot below this one is free.
-    hint: u32,
-}
-
-impl Slots {
-    fn take(&mut self, first: u32, end: u32) -> Option<u32> {
-        let id = (self.hint.max(first)..end).find(|i| !self.used.contains(i))?;
-        self.used.insert(id);
-        self.hint = id + 1;
-        Some(id)
-    }
-
-    fn free(&mut self, id: u32) {
-        self.used.remove(&id);
-        self.hint = self.hint.min(id);
-    }
-}
-
 /// What this agent has written, so it writes only changes.
 #[derive(Default)]
 struct Programmed {
-    frontend_slots: Slots,
-    backend_slots: Slots,
-    /// Frontend -> (id, its backends as last written).
-    frontends: HashMap<FrontendKey, (u32, Vec<(Ipv4Addr, u16)>)>,
-    backend_ids: HashMap<(Ipv4Addr, u16), u32>,
+    table: Table,
     config: Option<Config>,
     /// Interfaces with their programs attached (program, ifindex).
     attached: HashMap<(&'static str, String), u32>,
@@ -94,14 +72,6 @@ pub struct EbpfEngine {
     pin_dir: PathBuf,
     host: NftEngine,
     loaded: Mutex<Loaded>,
-}
-
-fn raw_addr(ip: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(ip.octets())
-}
-
-fn raw_port(port: u16) -> u16 {
-    u16::from_ne_bytes(port.to_be_bytes())
 }
 
 fn proto_number(p: Protocol) -> u8 {
@@ -166,14 +136,19 @@ impl EbpfEngine {
             })?;
         }
         let maps = Maps {
-            frontends: map(&mut ebpf, maps::FRONTENDS)?,
-            maglev: map(&mut ebpf, maps::MAGLEV)?,
-            backends: map(&mut ebpf, maps::BACKENDS)?,
-            config: map(&mut ebpf, maps::CONFIG)?,
-            frontend_stats: map(&mut ebpf, maps::FRONTEND_STATS)?,
-            backend_stats: map(&mut ebpf, maps::BACKEND_STATS)?,
+            table: KernelMaps {
+                frontends: map(&mut ebpf, names::FRONTENDS)?,
+                maglev: map(&mut ebpf, names::MAGLEV)?,
+                backends: map(&mut ebpf, names::BACKENDS)?,
+            },
+            config: map(&mut ebpf, names::CONFIG)?,
+            frontend_stats: map(&mut ebpf, names::FRONTEND_STATS)?,
+            backend_stats: map(&mut ebpf, names::BACKEND_STATS)?,
         };
-        let done = adopt(&maps);
+        let done = Programmed {
+            table: Table::adopt(&maps.table),
+            ..Programmed::default()
+        };
         Ok(EbpfEngine {
             node_addr,
             pin_dir,
@@ -254,133 +229,6 @@ impl EbpfEngine {
         loaded.done.attached.insert(key, index);
         Ok(())
     }
-
-    fn backend_id(
-        done: &mut Programmed,
-        maps: &mut Maps,
-        b: (Ipv4Addr, u16),
-    ) -> Result<u32, LbError> {
-        if let Some(id) = done.backend_ids.get(&b) {
-            return Ok(*id);
-        }
-        // Id 0 stays unused: an empty Maglev slot reads 0.
-        let id = done
-            .backend_slots
-            .take(1, MAX_BACKENDS)
-            .ok_or(LbError::Full("backend"))?;
-        let value = Backend {
-            addr: raw_addr(b.0),
-            port: raw_port(b.1),
-            pad: 0,
-        };
-        maps.backends
-            .set(id, value, 0)
-            .map_err(kernel("writing a backend"))?;
-        done.backend_ids.insert(b, id);
-        Ok(id)
-    }
-}
-
-/// Makes the frontends `mine` selects be exactly `wanted` (key -> backends): Maglev
-/// tables first, then the frontend, so a new frontend is never seen half-written; then
-/// backends no frontend uses any more are freed.
-fn sync_frontends(
-    loaded: &mut Loaded,
-    wanted: HashMap<FrontendKey, Vec<(Ipv4Addr, u16)>>,
-    mine: impl Fn(&FrontendKey) -> bool,
-) -> Result<(), LbError> {
-    let Loaded { maps, done, .. } = loaded;
-    let gone: Vec<FrontendKey> = done
-        .frontends
-        .keys()
-        .filter(|k| mine(k) && !wanted.contains_key(k))
-        .copied()
-        .collect();
-    for key in gone {
-        let _ = maps.frontends.remove(&key);
-        if let Some((id, _)) = done.frontends.remove(&key) {
-            done.frontend_slots.free(id);
-        }
-    }
-    for (key, backends) in &wanted {
-        let id = match done.frontends.get(key) {
-            Some((_, current)) if current == backends => continue,
-            Some((id, _)) => *id,
-            None => done
-                .frontend_slots
-                .take(0, MAX_FRONTENDS)
-                .ok_or(LbError::Full("frontend"))?,
-        };
-        let ids: Vec<u32> = backends
-            .iter()
-            .map(|b| EbpfEngine::backend_id(done, maps, *b))
-            .collect::<Result<_, _>>()?;
-        for (slot, index) in maglev::table(backends, MAGLEV_SLOTS)
-            .into_iter()
-            .enumerate()
-        {
-            maps.maglev
-                .set(id * MAGLEV_SLOTS + slot as u32, ids[index as usize], 0)
-                .map_err(kernel("writing a Maglev table"))?;
-        }
-        let value = Frontend {
-            id,
-            backends: backends.len() as u32,
-        };
-        maps.frontends
-            .insert(key, value, 0)
-            .map_err(kernel("writing a frontend"))?;
-        done.frontends.insert(*key, (id, backends.clone()));
-    }
-    let in_use: HashSet<(Ipv4Addr, u16)> = done
-        .frontends
-        .values()
-        .flat_map(|(_, b)| b.iter().copied())
-        .collect();
-    let unused: Vec<((Ipv4Addr, u16), u32)> = done
-        .backend_ids
-        .iter()
-        .filter(|(b, _)| !in_use.contains(b))
-        .map(|(b, id)| (*b, *id))
-        .collect();
-    for (b, id) in unused {
-        maps.backends
-            .set(id, Backend::default(), 0)
-            .map_err(kernel("freeing a backend"))?;
-        done.backend_ids.remove(&b);
-        done.backend_slots.free(id);
-    }
-    Ok(())
-}
-
-/// What an earlier agent left in the pinned maps: frontend and backend ids stay put.
-/// Each frontend's backends are read back from its Maglev table, so nothing still in use
-/// looks unused (and is freed) before this agent has written its own view.
-fn adopt(maps: &Maps) -> Programmed {
-    let mut done = Programmed::default();
-    let mut by_id: HashMap<u32, (Ipv4Addr, u16)> = HashMap::new();
-    for id in 1..MAX_BACKENDS {
-        if let Ok(b) = maps.backends.get(&id, 0)
-            && b.addr != 0
-        {
-            let addr = Ipv4Addr::from(b.addr.to_ne_bytes());
-            let port = u16::from_be_bytes(b.port.to_ne_bytes());
-            done.backend_ids.insert((addr, port), id);
-            done.backend_slots.used.insert(id);
-            by_id.insert(id, (addr, port));
-        }
-    }
-    for (key, fe) in maps.frontends.iter().flatten() {
-        let mut backends: Vec<(Ipv4Addr, u16)> = (0..MAGLEV_SLOTS)
-            .filter_map(|slot| maps.maglev.get(&(fe.id * MAGLEV_SLOTS + slot), 0).ok())
-            .filter_map(|id| by_id.get(&id).copied())
-            .collect();
-        backends.sort();
-        backends.dedup();
-        done.frontend_slots.used.insert(fe.id);
-        done.frontends.insert(key, (fe.id, backends));
-    }
-    done
 }
 
 impl Engine for EbpfEngine {
@@ -429,7 +277,8 @@ impl Engine for EbpfEngine {
                 (key, f.backends.clone())
             })
             .collect();
-        sync_frontends(loaded, wanted, |k| k.addr == 0)
+        let Loaded { maps, done, .. } = loaded;
+        done.table.sync(&mut maps.table, &wanted, |k| k.addr == 0)
     }
 
     fn program_vips(&self, vips: &[VipFrontend]) -> Result<(), LbError> {
@@ -448,7 +297,8 @@ impl Engine for EbpfEngine {
             }
         }
         let mut guard = self.loaded.lock().expect("not poisoned");
-        sync_frontends(&mut guard, wanted, |k| k.addr != 0)
+        let Loaded { maps, done, .. } = &mut *guard;
+        done.table.sync(&mut maps.table, &wanted, |k| k.addr != 0)
     }
 
     fn program_task(
@@ -499,9 +349,7 @@ impl Engine for EbpfEngine {
         self.host.clear_node()?;
         let mut loaded = self.loaded.lock().expect("not poisoned");
         let Loaded { maps, done, .. } = &mut *loaded;
-        for key in done.frontends.keys() {
-            let _ = maps.frontends.remove(key);
-        }
+        done.table.clear(&mut maps.table);
         *done = Programmed::default();
         // Unpinning the links detaches the programs once this agent's fds close.
         if let Ok(dir) = std::fs::read_dir(&self.pin_dir) {
@@ -515,7 +363,7 @@ impl Engine for EbpfEngine {
 
     fn has_state(&self) -> bool {
         let loaded = self.loaded.lock().expect("not poisoned");
-        !loaded.done.frontends.is_empty()
+        !loaded.done.table.frontends.is_empty()
     }
 
     fn counters(&self) -> Option<Vec<PortCounters>> {
@@ -541,7 +389,8 @@ impl EbpfEngine {
     fn counted(&self) -> Vec<PortCounters> {
         let loaded = self.loaded.lock().expect("not poisoned");
         let (maps, done) = (&loaded.maps, &loaded.done);
-        done.frontends
+        done.table
+            .frontends
             .iter()
             .map(|(key, (id, backends))| PortCounters {
                 protocol: if key.proto == 17 {
@@ -554,7 +403,10 @@ impl EbpfEngine {
                 backends: backends
                     .iter()
                     .filter_map(|b| {
-                        Some((*b, total(&maps.backend_stats, *done.backend_ids.get(b)?)))
+                        Some((
+                            *b,
+                            total(&maps.backend_stats, *done.table.backend_ids.get(b)?),
+                        ))
                     })
                     .collect(),
             })
@@ -603,7 +455,7 @@ mod tests {
             "the eBPF programs were not built into this agent: install bpf-linker and nightly (scripts/setup.sh)"
         );
         let object = aya_obj::Object::parse(OBJECT).expect("a BPF object");
-        for name in maps::ALL {
+        for name in names::ALL {
             assert!(
                 object.maps.contains_key(name),
                 "no map {name} in the object"
@@ -615,6 +467,6 @@ mod tests {
                 "no program {name} in the object"
             );
         }
-        assert_eq!(object.maps.len(), maps::ALL.len());
+        assert_eq!(object.maps.len(), names::ALL.len());
     }
 }
