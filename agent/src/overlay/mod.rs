@@ -8,6 +8,7 @@
 //! once when gossip changes, and repairs what drifted: missing namespaces, devices,
 //! veths, FDB and neighbour entries, and entries nobody publishes any more.
 
+mod diff;
 pub mod gateway;
 mod reconcile;
 pub mod sandbox;

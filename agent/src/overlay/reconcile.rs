@@ -1,20 +1,18 @@
 //! The reconciler: compares what the overlay should be (local attachments, remote
 //! endpoints from gossip) with what the kernel has, and repairs the difference. It runs
-//! every few seconds and at once when gossip changes; every step is idempotent.
+//! every few seconds and at once when gossip changes; every step is idempotent. What to
+//! change is decided by diff.rs from what was read; this file reads and applies.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::diff;
 use super::gateway::{self, GatewayLeg};
 use super::sandbox::Sandbox;
 use super::{Attachment, Overlay, RECONCILE_EVERY, Result, State};
-
-/// How long FDB and neighbour entries outlive their endpoint in gossip: longer than a
-/// stopping task drains (executor.rs), so its open connections finish.
-const FADE: Duration = Duration::from_secs(5);
 use crate::gossip::Endpoint;
-use crate::netlink::{BridgeEntry, Mac, Netlink, errno, link_controller, mac_string};
+use crate::netlink::{Mac, Netlink, errno, link_controller, mac_string};
 
 impl Overlay {
     /// One pass of the reconciler; returns the endpoints it programmed, which the load
@@ -118,16 +116,12 @@ impl Overlay {
     async fn program_leg_neighbours(&self, peers: &[&Endpoint], prune: bool) -> Result<()> {
         let leg = self.node.index(super::INGRESS_IFNAME).await?;
         let present = self.node.neighbours(leg).await?;
-        for e in peers {
-            if !present.contains(&(e.ip, e.mac)) {
-                self.node.neighbour_replace(leg, e.ip, e.mac).await?;
-            }
+        let (write, remove) = diff::leg_neighbours(peers, &present, prune);
+        for (ip, mac) in write {
+            self.node.neighbour_replace(leg, ip, mac).await?;
         }
-        if prune {
-            let wanted: HashSet<Ipv4Addr> = peers.iter().map(|e| e.ip).collect();
-            for (ip, _) in present.iter().filter(|(ip, _)| !wanted.contains(ip)) {
-                self.node.neighbour_del(leg, *ip).await?;
-            }
+        for ip in remove {
+            self.node.neighbour_del(leg, ip).await?;
         }
         Ok(())
     }
@@ -149,9 +143,8 @@ async fn veth_on_bridge(sb: &Sandbox, name: &str) -> bool {
 }
 
 /// Makes the bridge forward each local task's MAC to its veth and each remote MAC the
-/// vxlan device still knows (`remote`) to vxlan0, and nothing else: an entry it did not
-/// program (learned, or left by an older agent) is removed. A MAC that is local now wins
-/// over gossip still naming it on its old node.
+/// vxlan device still knows (`remote`) to vxlan0, and nothing else (diff::bridge). A
+/// MAC that is local now wins over gossip still naming it on its old node.
 async fn program_bridge(sb: &Sandbox, local: &[&Attachment], remote: &HashSet<Mac>) -> Result<()> {
     let mut wanted: HashMap<Mac, u32> = remote.iter().map(|mac| (*mac, sb.vxlan)).collect();
     for leg in local {
@@ -160,82 +153,47 @@ async fn program_bridge(sb: &Sandbox, local: &[&Attachment], remote: &HashSet<Ma
         }
     }
     let present = sb.nl.bridge_fdb().await?;
-    for (mac, port) in &wanted {
-        let entry = BridgeEntry {
-            mac: *mac,
-            port: *port,
-            programmed: true,
-        };
-        if !present.contains(&entry) {
-            sb.nl.bridge_fdb_replace(*port, *mac).await?;
-        }
+    let changes = diff::bridge(&wanted, &present);
+    for (port, mac) in changes.write {
+        sb.nl.bridge_fdb_replace(port, mac).await?;
     }
-    for e in present {
-        if wanted.get(&e.mac) != Some(&e.port) || !e.programmed {
-            tracing::debug!(mac = %mac_string(&e.mac), port = e.port, "removing a bridge entry shoal did not program");
-            match sb.nl.bridge_fdb_del(e.port, e.mac).await {
-                // Replaced above by the entry on the right port.
-                Err(err) if errno(&err) == Some(libc::ENOENT) => {}
-                r => r?,
-            }
+    for (port, mac) in changes.remove {
+        tracing::debug!(mac = %mac_string(&mac), port, "removing a bridge entry shoal did not program");
+        match sb.nl.bridge_fdb_del(port, mac).await {
+            // Moved to the right port by a write above.
+            Err(err) if errno(&err) == Some(libc::ENOENT) => {}
+            r => r?,
         }
     }
     Ok(())
 }
 
-/// Makes the vxlan device's FDB and neighbour table say what gossip says. An entry
-/// gossip no longer lists is removed after FADE while its node is `alive` (its task is
-/// draining, and open connections still flow), at once when its node is gone, and not
-/// at all while `fading` is None (gossip unsettled). Returns the MACs left in the FDB.
+/// Makes the vxlan device's FDB and neighbour table say what gossip says, fading what it
+/// no longer lists (diff::remote). Returns the MACs left in the FDB.
 async fn program_remote(
     sb: &Sandbox,
     remote: &[&Endpoint],
-    fading: Option<&mut HashMap<[u8; 6], Instant>>,
+    fading: Option<&mut HashMap<Mac, Instant>>,
     alive: &HashSet<Ipv4Addr>,
 ) -> Result<HashSet<Mac>> {
     let fdb = sb.nl.fdb(sb.vxlan).await?;
     let neighbours = sb.nl.neighbours(sb.vxlan).await?;
-    for e in remote {
-        if !fdb.contains(&(e.mac, e.vtep)) {
-            tracing::debug!(ip = %e.ip, vtep = %e.vtep, "adding fdb and neighbour entries");
-            sb.nl.fdb_replace(sb.vxlan, e.mac, e.vtep).await?;
-        }
-        if !neighbours.contains(&(e.ip, e.mac)) {
-            sb.nl.neighbour_replace(sb.vxlan, e.ip, e.mac).await?;
-        }
+    let changes = diff::remote(remote, &fdb, &neighbours, fading, alive, Instant::now());
+    for (mac, vtep) in changes.fdb_add {
+        tracing::debug!(%vtep, "adding an fdb entry");
+        sb.nl.fdb_replace(sb.vxlan, mac, vtep).await?;
     }
-    let mut kept: HashSet<Mac> = fdb.iter().map(|(mac, _)| *mac).collect();
-    kept.extend(remote.iter().map(|e| e.mac));
-    let Some(fading) = fading else {
-        return Ok(kept);
-    };
-    let wanted: HashSet<[u8; 6]> = remote.iter().map(|e| e.mac).collect();
-    fading.retain(|mac, _| !wanted.contains(mac));
-    let now = Instant::now();
-    let vtep_of: HashMap<[u8; 6], Ipv4Addr> = fdb.iter().copied().collect();
-    let mut faded = |mac: [u8; 6]| {
-        let node_alive = vtep_of.get(&mac).is_some_and(|v| alive.contains(v));
-        !node_alive || now.duration_since(*fading.entry(mac).or_insert(now)) >= FADE
-    };
-    let wanted_fdb: HashSet<_> = remote.iter().map(|e| (e.mac, e.vtep)).collect();
-    let wanted_neigh: HashSet<_> = remote.iter().map(|e| (e.ip, e.mac)).collect();
-    for (mac, vtep) in fdb.iter().copied().filter(|f| !wanted_fdb.contains(f)) {
-        if !wanted.contains(&mac) && !faded(mac) {
-            continue;
-        }
-        tracing::debug!(vtep = %vtep, "removing a stale fdb entry");
+    for (ip, mac) in changes.neighbour_add {
+        sb.nl.neighbour_replace(sb.vxlan, ip, mac).await?;
+    }
+    for (mac, vtep) in changes.fdb_remove {
+        tracing::debug!(%vtep, "removing a stale fdb entry");
         sb.nl.fdb_del(sb.vxlan, mac, vtep).await?;
-        if !wanted.contains(&mac) {
-            kept.remove(&mac);
-        }
     }
-    for (ip, mac) in neighbours.into_iter().filter(|n| !wanted_neigh.contains(n)) {
-        if !wanted.contains(&mac) && !faded(mac) {
-            continue;
-        }
+    for ip in changes.neighbour_remove {
         sb.nl.neighbour_del(sb.vxlan, ip).await?;
     }
-    Ok(kept)
+    Ok(changes.kept)
 }
 
 pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
