@@ -7,11 +7,18 @@
 //! A reconciler compares this desired state with the kernel every few seconds, and at
 //! once when gossip changes, and repairs what drifted: missing namespaces, devices,
 //! veths, FDB and neighbour entries, and entries nobody publishes any more.
+//!
+//! Files: plan.rs decides a task's legs (pure); this file makes the kernel match
+//! (sandboxes, veths, the gateway leg, the ingress leg) and hands the task to DNS and the
+//! balancer; serving.rs publishes and withdraws endpoints once the task listens;
+//! reconcile.rs repairs, deciding through diff.rs (pure).
 
 mod diff;
 pub mod gateway;
+mod plan;
 mod reconcile;
 pub mod sandbox;
+mod serving;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -23,10 +30,11 @@ use shoal_proto::{AssignmentSet, Network, Task, TaskState};
 use tokio::sync::Mutex;
 
 use crate::dns::Dns;
-use crate::gossip::{Endpoint, Gossip, Protocol, PublishedPort};
+use crate::gossip::{Endpoint, Gossip};
 use crate::lb::{Balancer, Engine};
 use crate::netlink::{Netlink, NetlinkError, link_name, mac_for};
 use gateway::GatewayLeg;
+use plan::{InterfaceNames, host_ports, parse_cidr};
 use sandbox::{NetworkPlan, Sandbox};
 
 const RECONCILE_EVERY: Duration = Duration::from_secs(3);
@@ -299,76 +307,11 @@ impl Overlay {
                 .await
                 .map_err(AttachError::Namespace)?,
         );
-        let mut legs = Vec::new();
-        for (i, att) in task.networks.iter().enumerate() {
-            let net = st
-                .networks
-                .get(&att.network_id)
-                .cloned()
-                .ok_or_else(|| AttachError::UnknownNetwork(att.network_id.clone()))?;
-            let name = net
-                .spec
-                .as_ref()
-                .and_then(|s| s.annotations.as_ref())
-                .map(|a| a.name.clone())
-                .unwrap_or_default();
-            let addr = att
-                .addresses
-                .first()
-                .ok_or_else(|| AttachError::NoAddress(name.clone()))?;
-            let (ip, prefix) = parse_cidr(addr).ok_or_else(|| AttachError::BadAddress {
-                network: name.clone(),
-                addr: addr.clone(),
-            })?;
-            let vip = task
-                .endpoint
-                .iter()
-                .flat_map(|e| &e.virtual_ips)
-                .find(|v| v.network_id == net.id)
-                .map(|v| v.addr.clone())
-                .unwrap_or_default();
-            let ingress = net.spec.as_ref().is_some_and(|s| s.ingress);
-            let ports = if ingress {
-                published_ports(task)
-            } else {
-                vec![]
-            };
-            let aliases = task
-                .spec
-                .as_ref()
-                .and_then(|s| {
-                    s.networks
-                        .iter()
-                        .find(|n| n.target == att.network_id || n.target == name)
-                })
-                .map(|n| n.aliases.clone())
-                .unwrap_or_default();
-            legs.push(Attachment {
-                network_id: net.id.clone(),
-                task_netns: task_netns.to_path_buf(),
-                ifname: names.for_address(|a| a == ip),
-                host_veth: format!("veth{}{i}", &task.id[..task.id.len().min(8)]),
-                endpoint: Endpoint {
-                    network_id: net.id.clone(),
-                    task_id: task.id.clone(),
-                    node_id: self.cfg.node_id.clone(),
-                    ip,
-                    prefix,
-                    mac: mac_for(ip),
-                    vtep: self.cfg.vtep,
-                    service_id: task.service_id.clone(),
-                    service_name: task.service_name.clone(),
-                    task_name: match task.attached_container() {
-                        Some(c) => c.to_string(),
-                        None => crate::runtime::task_name(task),
-                    },
-                    hostname: hostname.to_string(),
-                    vip,
-                    aliases,
-                    ports,
-                },
-            });
-        }
+        let node = plan::NodeSide {
+            node_id: &self.cfg.node_id,
+            vtep: self.cfg.vtep,
+        };
+        let legs = plan::task_legs(task, &st.networks, task_netns, hostname, &node, &mut names)?;
         for leg in &legs {
             self.plumb(&mut st, leg, &task_nl)
                 .await
@@ -435,76 +378,6 @@ impl Overlay {
             .await;
         st.attached.insert(task.id.clone(), legs);
         Ok(())
-    }
-
-    /// Publishes a task's endpoints (it runs, and is healthy where it has a healthcheck)
-    /// or withdraws them; DNS and the other nodes follow.
-    /// Says whether the task has endpoints at all.
-    pub async fn set_serving(&self, task_id: &str, serving: bool) -> bool {
-        let has_legs = {
-            let st = self.state.lock().await;
-            let legs = st.attached.get(task_id).map(Vec::as_slice).unwrap_or(&[]);
-            for leg in legs {
-                if serving {
-                    self.gossip.publish(leg.endpoint.clone());
-                } else {
-                    self.gossip.withdraw(&leg.endpoint.key());
-                }
-            }
-            !legs.is_empty()
-        };
-        let has_host_ports = self.lb.set_serving(task_id, serving).await;
-        has_legs || has_host_ports
-    }
-
-    /// Waits (up to `limit`) until the task listens on the ports its service publishes,
-    /// so no connection or datagram is sent to it before it can take one.
-    pub async fn wait_listening(&self, task: &Task, limit: Duration) {
-        let ports: HashSet<(bool, u16)> = task
-            .endpoint
-            .iter()
-            .flat_map(|e| &e.ports)
-            .filter_map(|p| Some((p.protocol == "udp", u16::try_from(p.target_port).ok()?)))
-            .collect();
-        let netns = {
-            let st = self.state.lock().await;
-            st.attached
-                .get(&task.id)
-                .and_then(|legs| legs.first())
-                .map(|l| l.task_netns.clone())
-                .or_else(|| st.gateway.get(&task.id).map(|g| g.task_netns.clone()))
-        };
-        let Some(netns) = netns.filter(|_| !ports.is_empty()) else {
-            return;
-        };
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            match crate::netlink::listening_ports(&netns).await {
-                Ok(open)
-                    if ports.iter().all(|&(udp, port)| {
-                        if udp { &open.udp } else { &open.tcp }.contains(&port)
-                    }) =>
-                {
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(task = %task.id, "reading listening sockets: {e}");
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::warn!(task = %task.id, ?ports, "the task does not listen on its published ports; publishing it anyway");
-    }
-
-    /// Withdraws the endpoints of a task this node will not run (found after a restart
-    /// when it is no longer wanted), published by an earlier life of the agent.
-    pub fn retract(&self, task: &Task) {
-        for a in &task.networks {
-            self.gossip
-                .retract(&(a.network_id.clone(), task.id.clone()));
-        }
     }
 
     async fn plumb_gateway(
@@ -654,76 +527,6 @@ impl Overlay {
             }
         }
     }
-}
-
-/// Names for a task's interfaces: the one already carrying an address keeps its name
-/// (adoption), a new one takes the first free ethN.
-struct InterfaceNames {
-    present: Vec<(String, Vec<Ipv4Addr>)>,
-    taken: HashSet<String>,
-}
-
-impl InterfaceNames {
-    fn new(present: Vec<(String, Vec<Ipv4Addr>)>) -> Self {
-        InterfaceNames {
-            present,
-            taken: HashSet::new(),
-        }
-    }
-
-    fn for_address(&mut self, owns: impl Fn(Ipv4Addr) -> bool) -> String {
-        let existing = self
-            .present
-            .iter()
-            .find(|(n, ips)| !self.taken.contains(n) && ips.iter().any(|ip| owns(*ip)))
-            .map(|(n, _)| n.clone());
-        let name = existing.unwrap_or_else(|| {
-            (0..=u16::MAX)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !self.taken.contains(n) && !self.present.iter().any(|(p, _)| p == n))
-                .expect("a free name")
-        });
-        self.taken.insert(name.clone());
-        name
-    }
-}
-
-/// The ports a task publishes in mode=host, to its gateway-bridge address `addr`.
-fn host_ports(task: &Task, addr: Ipv4Addr) -> Vec<crate::lb::HostPort> {
-    task.endpoint
-        .iter()
-        .flat_map(|e| &e.ports)
-        .filter(|p| p.publish_mode() == shoal_proto::PublishMode::Host)
-        .filter_map(|p| {
-            Some(crate::lb::HostPort {
-                protocol: Protocol::parse(&p.protocol)?,
-                published: u16::try_from(p.published_port).ok()?,
-                target: u16::try_from(p.target_port).ok()?,
-                addr,
-            })
-        })
-        .collect()
-}
-
-/// The ports a task's service publishes through the mesh.
-fn published_ports(task: &Task) -> Vec<PublishedPort> {
-    task.endpoint
-        .iter()
-        .flat_map(|e| &e.ports)
-        .filter(|p| p.publish_mode() == shoal_proto::PublishMode::Ingress)
-        .filter_map(|p| {
-            Some(PublishedPort {
-                protocol: Protocol::parse(&p.protocol)?,
-                published: u16::try_from(p.published_port).ok()?,
-                target: u16::try_from(p.target_port).ok()?,
-            })
-        })
-        .collect()
-}
-
-fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (ip, prefix) = s.split_once('/')?;
-    Some((ip.parse().ok()?, prefix.parse().ok()?))
 }
 
 fn list_netns() -> Vec<String> {
