@@ -1,9 +1,12 @@
 //! The task executor: follows the node's assignments from the dispatcher and drives each
 //! task through NEW .. RUNNING to COMPLETE, FAILED, SHUTDOWN or REJECTED on its runtime,
 //! reporting every step. Workloads found running after an agent restart are adopted, not
-//! started twice; workloads whose task is gone are removed.
+//! started twice; workloads whose task is gone are removed. What to do with each
+//! assignment set is decided by plan.rs; this file does it.
 
-use std::collections::HashMap;
+mod plan;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,10 +138,6 @@ pub async fn run(cfg: ExecutorConfig) {
     }
 }
 
-fn terminal(t: &Task) -> bool {
-    t.status.as_ref().map(TaskStatus::state).unwrap_or_default() >= TaskState::Complete
-}
-
 async fn reconcile(
     cfg: &ExecutorConfig,
     reporter: &Reporter,
@@ -146,76 +145,68 @@ async fn reconcile(
     existing: &mut HashMap<String, Existing>,
     tasks: Vec<Task>,
 ) {
-    let assigned: HashMap<&str, &Task> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    for t in &tasks {
-        let wanted = t.desired_state() == TaskState::Running;
-        match (wanted, local.get_mut(&t.id)) {
-            (true, None) if !terminal(t) => {
-                let runtime_id = Arc::new(Mutex::new(None));
-                let (stop_tx, stop_rx) = oneshot::channel();
-                let attachment = t.attached_container().is_some();
-                if attachment {
-                    tokio::spawn(connect(
-                        (*t).clone(),
-                        cfg.runtime.clone(),
-                        reporter.clone(),
-                        stop_rx,
-                        cfg.overlay.clone(),
-                    ));
-                } else {
-                    tokio::spawn(control(
-                        (*t).clone(),
-                        cfg.runtime.clone(),
-                        reporter.clone(),
-                        stop_rx,
-                        existing.remove(&t.id),
-                        runtime_id.clone(),
-                        cfg.overlay.clone(),
-                    ));
-                }
-                local.insert(
-                    t.id.clone(),
-                    Local {
-                        stop: Some(stop_tx),
-                        runtime_id,
-                        attachment,
-                    },
-                );
-            }
-            (false, Some(l)) => {
-                if let Some(stop) = l.stop.take() {
-                    let _ = stop.send(());
-                }
-            }
-            (false, None) if !terminal(t) => {
-                // Never started here (or adopted and no longer wanted): withdraw what an
-                // earlier life of the agent published, let it drain, remove it, say so.
-                let (overlay, runtime, reporter) =
-                    (cfg.overlay.clone(), cfg.runtime.clone(), reporter.clone());
-                let (task, workload) = ((*t).clone(), existing.remove(&t.id));
-                tokio::spawn(async move {
-                    if let Some(o) = &overlay {
-                        o.retract(&task);
-                    }
-                    if let Some(e) = workload {
-                        if overlay.is_some() && !task.networks.is_empty() {
-                            tokio::time::sleep(DRAIN).await;
-                        }
-                        let _ = runtime.remove(&e.runtime_id).await;
-                    }
-                    reporter.report(&task.id, status(TaskState::Shutdown, "shutdown", ""));
-                });
-            }
-            _ => {}
+    let running: HashSet<String> = local.keys().cloned().collect();
+    let found: HashSet<String> = existing.keys().cloned().collect();
+    let work = plan::plan(&tasks, &running, &found);
+    let by_id: HashMap<&str, &Task> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    for id in &work.start {
+        let t = by_id[id.as_str()];
+        let runtime_id = Arc::new(Mutex::new(None));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let attachment = t.attached_container().is_some();
+        if attachment {
+            tokio::spawn(connect(
+                t.clone(),
+                cfg.runtime.clone(),
+                reporter.clone(),
+                stop_rx,
+                cfg.overlay.clone(),
+            ));
+        } else {
+            tokio::spawn(control(
+                t.clone(),
+                cfg.runtime.clone(),
+                reporter.clone(),
+                stop_rx,
+                existing.remove(id),
+                runtime_id.clone(),
+                cfg.overlay.clone(),
+            ));
+        }
+        local.insert(
+            id.clone(),
+            Local {
+                stop: Some(stop_tx),
+                runtime_id,
+                attachment,
+            },
+        );
+    }
+    for id in &work.stop {
+        if let Some(stop) = local.get_mut(id).and_then(|l| l.stop.take()) {
+            let _ = stop.send(());
         }
     }
-    // Tasks the managers no longer list: remove what is left of them.
-    let gone: Vec<String> = local
-        .keys()
-        .filter(|id| !assigned.contains_key(id.as_str()))
-        .cloned()
-        .collect();
-    for id in gone {
+    for id in &work.retract {
+        // Never started here (or adopted and no longer wanted): withdraw what an
+        // earlier life of the agent published, let it drain, remove it, say so.
+        let (overlay, runtime, reporter) =
+            (cfg.overlay.clone(), cfg.runtime.clone(), reporter.clone());
+        let (task, workload) = (by_id[id.as_str()].clone(), existing.remove(id));
+        tokio::spawn(async move {
+            if let Some(o) = &overlay {
+                o.retract(&task);
+            }
+            if let Some(e) = workload {
+                if overlay.is_some() && !task.networks.is_empty() {
+                    tokio::time::sleep(DRAIN).await;
+                }
+                let _ = runtime.remove(&e.runtime_id).await;
+            }
+            reporter.report(&task.id, status(TaskState::Shutdown, "shutdown", ""));
+        });
+    }
+    for id in work.forget {
         let mut l = local.remove(&id).expect("listed");
         if let Some(stop) = l.stop.take() {
             let _ = stop.send(());
@@ -241,12 +232,15 @@ async fn reconcile(
             }
         });
     }
-    for (task_id, e) in existing.drain() {
-        if !assigned.contains_key(task_id.as_str()) {
+    for task_id in work.orphans {
+        if let Some(e) = existing.remove(&task_id) {
             tracing::info!(task = %task_id, "removing a workload whose task is gone");
             let _ = cfg.runtime.remove(&e.runtime_id).await;
         }
     }
+    // Workloads of listed tasks not started this time are known now; none is adopted
+    // later from this start-up list.
+    existing.clear();
 }
 
 fn status(state: TaskState, message: &str, err: &str) -> TaskStatus {
