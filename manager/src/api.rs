@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::ca::sign_node_csr;
 use crate::manager::{Manager, ManagerError};
 use crate::proposer::Proposer;
+use crate::state::raft::Raft;
 use crate::state::raft::network::encode_result;
 use crate::state::store::{action, proposal};
 
@@ -76,6 +77,26 @@ fn decode<T: serde::de::DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> 
 }
 
 impl ManagerApi {
+    /// A Raft message from another manager, handed to this manager's Raft; the answer
+    /// (or Raft's error) goes back as it is.
+    async fn relay<Rpc, Out, E, F, Fut>(
+        &self,
+        req: Request<RaftPayload>,
+        call: F,
+    ) -> Result<Response<RaftPayload>, Status>
+    where
+        Rpc: serde::de::DeserializeOwned,
+        Out: serde::Serialize,
+        E: serde::Serialize,
+        F: FnOnce(Raft, Rpc) -> Fut,
+        Fut: Future<Output = Result<Out, E>>,
+    {
+        authorize(&self.0, &req, Access::Manager)?;
+        let rpc = decode(req.get_ref())?;
+        let answer = call(self.0.raft.clone(), rpc).await;
+        Ok(Response::new(encode_result(&answer)))
+    }
+
     /// A manager asking about its own Raft membership: the Raft ID must be the one the
     /// store assigned to the caller's node.
     fn raft_member_request(
@@ -105,28 +126,27 @@ impl shoal_proto::raft_transport_server::RaftTransport for ManagerApi {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        authorize(&self.0, &req, Access::Manager)?;
-        let rpc = decode(req.get_ref())?;
-        Ok(Response::new(encode_result(
-            &self.0.raft.append_entries(rpc).await,
-        )))
+        self.relay(
+            req,
+            |raft, rpc| async move { raft.append_entries(rpc).await },
+        )
+        .await
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        authorize(&self.0, &req, Access::Manager)?;
-        let rpc = decode(req.get_ref())?;
-        Ok(Response::new(encode_result(&self.0.raft.vote(rpc).await)))
+        self.relay(req, |raft, rpc| async move { raft.vote(rpc).await })
+            .await
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        authorize(&self.0, &req, Access::Manager)?;
-        let rpc = decode(req.get_ref())?;
-        Ok(Response::new(encode_result(
-            &self.0.raft.install_snapshot(rpc).await,
-        )))
+        self.relay(
+            req,
+            |raft, rpc| async move { raft.install_snapshot(rpc).await },
+        )
+        .await
     }
 
     async fn propose(&self, req: Request<Proposal>) -> Result<Response<ProposalResult>, Status> {

@@ -5,12 +5,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use shoal_proto::stored_object::Object;
-use shoal_proto::{NodeRole, Reachability, StoreActionKind};
+use shoal_proto::{NodeRole, Reachability, StoreAction, StoreActionKind};
 
 use crate::dispatcher::expire_silent_nodes;
 use crate::manager::Manager;
 use crate::proposer::Proposer;
-use crate::state::store::action;
+use crate::state::store::{State, action};
 
 const TICK: Duration = Duration::from_millis(500);
 /// A manager that has not answered Raft for this long is shown Unreachable.
@@ -140,22 +140,20 @@ async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()>
     Ok(())
 }
 
-/// Orchestrators, then the scheduler, each as one proposal. A proposal refused because
-/// the store moved on is simply planned again on the next wake-up.
-async fn reconcile_tasks(m: &Arc<Manager>) -> crate::manager::Result<()> {
+/// Orchestrators, the allocator, then the scheduler, each as one proposal. A proposal
+/// refused because the store moved on is simply planned again on the next wake-up.
+pub(crate) async fn reconcile_tasks(m: &impl Proposer) -> crate::manager::Result<()> {
     let now = shoal_proto::now_nanos();
-    let orchestrated = m.store.view(|s| crate::orchestrator::plan(s, now));
-    if !orchestrated.is_empty() {
-        m.propose(crate::state::store::proposal(orchestrated))
-            .await?;
-    }
-    let allocated = m.store.view(|s| crate::allocator::plan(s, now));
-    if !allocated.is_empty() {
-        m.propose(crate::state::store::proposal(allocated)).await?;
-    }
-    let scheduled = m.store.view(|s| crate::scheduler::plan(s, now));
-    if !scheduled.is_empty() {
-        m.propose(crate::state::store::proposal(scheduled)).await?;
+    let planners: [fn(&State, i64) -> Vec<StoreAction>; 3] = [
+        crate::orchestrator::plan,
+        crate::allocator::plan,
+        crate::scheduler::plan,
+    ];
+    for plan in planners {
+        let actions = m.store().view(|s| plan(s, now));
+        if !actions.is_empty() {
+            m.propose(crate::state::store::proposal(actions)).await?;
+        }
     }
     Ok(())
 }

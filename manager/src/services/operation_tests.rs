@@ -161,3 +161,51 @@ fn a_network_in_use_is_not_removed_and_a_removed_service_frees_its_port() {
     });
     assert_eq!(names(&m), ["api"]);
 }
+
+#[test]
+fn the_leaders_planners_place_a_new_service_through_the_same_seam() {
+    use shoal_proto::stored_object::Object;
+    use shoal_proto::{
+        Node, NodeAvailability, NodeDescription, NodeSpec, NodeState, NodeStatus, Resources,
+        StoreActionKind, TaskState,
+    };
+    let m = Direct::default();
+    let node = Node {
+        id: "n1".into(),
+        spec: Some(NodeSpec {
+            availability: NodeAvailability::Active as i32,
+            ..Default::default()
+        }),
+        description: Some(NodeDescription {
+            hostname: "worker1".into(),
+            resources: Some(Resources {
+                nano_cpus: 2_000_000_000,
+                memory_bytes: 1 << 30,
+            }),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            state: NodeState::Ready as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    block_on(async {
+        m.propose(crate::state::store::proposal(vec![action(
+            StoreActionKind::Create,
+            Object::Node(node),
+        )]))
+        .await
+        .unwrap();
+        create(&m, spec("web", "nginx", 0)).await.unwrap();
+        for _ in 0..3 {
+            crate::leader::reconcile_tasks(&m).await.unwrap();
+        }
+    });
+    let tasks = tasks(&m, "web", "").unwrap().tasks;
+    assert_eq!(tasks.len(), 2, "{tasks:#?}");
+    for t in &tasks {
+        assert_eq!(t.node_id, "n1");
+        assert_eq!(t.current_state(), TaskState::Assigned);
+    }
+}
