@@ -552,4 +552,8 @@ impl Proposer for Manager {
     fn propose(&self, p: Proposal) -> impl Future<Output = Result<ProposalResult>> + Send {
         Manager::propose(self, p)
     }
+
+    fn leader_raft_id(&self) -> Option<u64> {
+        self.leader_id()
+    }
 }

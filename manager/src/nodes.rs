@@ -1,5 +1,6 @@
 //! Node operations behind `node ls/inspect/update/promote/demote/rm` and `swarm join-token`,
-//! with docker's rules and messages.
+//! with docker's rules and messages. They take the narrow Proposer seam, so they are
+//! unit-tested without Raft (node_tests.rs).
 
 use shoal_proto::stored_object::Object;
 use shoal_proto::token::JoinToken;
@@ -7,7 +8,7 @@ use shoal_proto::{
     Node, NodeAvailability, NodeRole, NodeState, StoreActionKind, UpdateNodeRequest,
 };
 
-use crate::manager::{Manager, ManagerError, Result};
+use crate::manager::{ManagerError, Result};
 use crate::proposer::Proposer;
 use crate::state::store::{State, action};
 
@@ -22,9 +23,9 @@ pub fn find_node(state: &State, key: &str) -> Result<Node> {
     )
 }
 
-pub fn list_nodes(m: &Manager) -> Vec<Node> {
-    let leader = m.leader_id();
-    let mut nodes: Vec<Node> = m.store.view(|s| s.nodes().cloned().collect());
+pub fn list_nodes(m: &impl Proposer) -> Vec<Node> {
+    let leader = m.leader_raft_id();
+    let mut nodes: Vec<Node> = m.store().view(|s| s.nodes().cloned().collect());
     // The leader flag is read from this manager's own Raft view, which is fresher than
     // what the leader last wrote.
     for n in &mut nodes {
@@ -40,16 +41,16 @@ pub fn hostname(n: &Node) -> &str {
     n.description.as_ref().map_or("", |d| d.hostname.as_str())
 }
 
-pub fn get_node(m: &Manager, key: &str) -> Result<Node> {
-    let id = m.store.view(|s| find_node(s, key))?.id;
+pub fn get_node(m: &impl Proposer, key: &str) -> Result<Node> {
+    let id = m.store().view(|s| find_node(s, key))?.id;
     list_nodes(m)
         .into_iter()
         .find(|n| n.id == id)
         .ok_or_else(|| ManagerError::NotFound(format!("No such node: {key}")))
 }
 
-pub async fn update_node(m: &Manager, req: UpdateNodeRequest) -> Result<Node> {
-    let node = m.store.view(|s| find_node(s, &req.id_or_name))?;
+pub async fn update_node(m: &impl Proposer, req: UpdateNodeRequest) -> Result<Node> {
+    let node = m.store().view(|s| find_node(s, &req.id_or_name))?;
     if let Some(role) = req.role {
         let role = NodeRole::try_from(role)
             .map_err(|_| ManagerError::InvalidArgument(format!("unknown role {role}")))?;
@@ -92,8 +93,8 @@ pub async fn update_node(m: &Manager, req: UpdateNodeRequest) -> Result<Node> {
 
 /// The leader removes a demoted manager from Raft (see leader.rs); this refuses up front
 /// what could never succeed.
-fn refuse_demoting_last_manager(m: &Manager, node: &Node) -> Result<()> {
-    let managers = m.store.view(|s| {
+fn refuse_demoting_last_manager(m: &impl Proposer, node: &Node) -> Result<()> {
+    let managers = m.store().view(|s| {
         s.nodes()
             .filter(|n| n.manager_status.is_some())
             .filter(|n| {
@@ -110,8 +111,8 @@ fn refuse_demoting_last_manager(m: &Manager, node: &Node) -> Result<()> {
     Ok(())
 }
 
-pub async fn remove_node(m: &Manager, key: &str, force: bool) -> Result<()> {
-    let node = m.store.view(|s| find_node(s, key))?;
+pub async fn remove_node(m: &impl Proposer, key: &str, force: bool) -> Result<()> {
+    let node = m.store().view(|s| find_node(s, key))?;
     if node.manager_status.is_some()
         || node.spec.as_ref().map(shoal_proto::NodeSpec::desired_role) == Some(NodeRole::Manager)
     {
@@ -149,7 +150,7 @@ fn cluster_in(s: &State) -> Result<shoal_proto::Cluster> {
 }
 
 /// The current join token for `role`, after rotating it if asked.
-pub async fn join_token(m: &Manager, role: NodeRole, rotate: bool) -> Result<String> {
+pub async fn join_token(m: &impl Proposer, role: NodeRole, rotate: bool) -> Result<String> {
     if rotate {
         m.update_with_retry(|s| {
             let mut cluster = cluster_in(s)?;
@@ -172,7 +173,8 @@ pub async fn join_token(m: &Manager, role: NodeRole, rotate: bool) -> Result<Str
         .await?;
     }
     let tokens = m
-        .cluster()?
+        .store()
+        .view(cluster_in)?
         .root_ca
         .and_then(|r| r.join_tokens)
         .unwrap_or_default();
@@ -181,3 +183,7 @@ pub async fn join_token(m: &Manager, role: NodeRole, rotate: bool) -> Result<Str
         NodeRole::Manager => tokens.manager,
     })
 }
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;

@@ -20,6 +20,9 @@ pub trait Proposer: Sync {
     /// Applies a proposal cluster-wide; a refusal comes back as `ManagerError::Rejected`.
     fn propose(&self, p: Proposal) -> impl Future<Output = Result<ProposalResult>> + Send;
 
+    /// The Raft ID of the leader as this manager sees it (None: no leader with quorum).
+    fn leader_raft_id(&self) -> Option<u64>;
+
     /// Reads the state, builds actions from it and proposes them; retries when another
     /// write got in between: a version conflict, or an address the allocator handed out
     /// meanwhile (the rebuilt actions pick another, or say clearly why they cannot).
@@ -68,6 +71,8 @@ pub fn outcome(result: ProposalResult) -> Result<ProposalResult> {
 pub struct Direct {
     pub store: Store,
     index: AtomicU64,
+    /// The leader these tests pretend there is.
+    pub leader: Option<u64>,
 }
 
 impl Proposer for Direct {
@@ -80,6 +85,10 @@ impl Proposer for Direct {
         let (result, _) = self.store.apply(index, &p);
         std::future::ready(outcome(result))
     }
+
+    fn leader_raft_id(&self) -> Option<u64> {
+        self.leader
+    }
 }
 
 impl<P: Proposer + Send> Proposer for std::sync::Arc<P> {
@@ -90,4 +99,28 @@ impl<P: Proposer + Send> Proposer for std::sync::Arc<P> {
     fn propose(&self, p: Proposal) -> impl Future<Output = Result<ProposalResult>> + Send {
         (**self).propose(p)
     }
+
+    fn leader_raft_id(&self) -> Option<u64> {
+        (**self).leader_raft_id()
+    }
+}
+
+impl Direct {
+    /// A store whose Raft leader is `raft_id`, as far as the operations can tell.
+    pub fn leading(raft_id: u64) -> Direct {
+        Direct {
+            leader: Some(raft_id),
+            ..Direct::default()
+        }
+    }
+}
+
+/// Runs an operation's future to the end, for tests.
+#[cfg(test)]
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
 }

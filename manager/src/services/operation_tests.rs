@@ -7,7 +7,7 @@ use shoal_proto::{
 };
 
 use super::*;
-use crate::proposer::Direct;
+use crate::proposer::{Direct, block_on};
 
 fn spec(name: &str, image: &str, published: u32) -> ServiceSpec {
     ServiceSpec {
@@ -36,14 +36,6 @@ fn spec(name: &str, image: &str, published: u32) -> ServiceSpec {
         }),
         ..Default::default()
     }
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 fn names(m: &Direct) -> Vec<String> {
