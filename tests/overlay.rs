@@ -147,7 +147,7 @@ fn replicas_on_two_nodes_reach_each_other_over_vxlan() {
     assert!(pings(&ns_b, ip_a));
 
     // On the wire: UDP 4789 between the nodes, carrying the network's VNI.
-    let fabric = shoal_lab::Lab::load(&lab.name).unwrap().fabric_ns;
+    let fabric = lab.record().fabric_ns.clone();
     let capture = std::thread::spawn(move || {
         in_ns(
             &fabric,

@@ -72,7 +72,7 @@ fn nodes_are_listed_by_hostname_with_the_leader_marked() {
     let m = swarm();
     let listed = list_nodes(&m);
     assert_eq!(
-        listed.iter().map(hostname).collect::<Vec<_>>(),
+        listed.iter().map(Node::hostname).collect::<Vec<_>>(),
         ["manager1", "worker1", "worker2"]
     );
     assert!(listed[0].manager_status.as_ref().unwrap().leader);

@@ -18,7 +18,7 @@ pub fn find_node(state: &State, key: &str) -> Result<Node> {
         state.nodes(),
         key,
         |n| &n.id,
-        hostname,
+        Node::hostname,
         format!("No such node: {key}"),
     )
 }
@@ -33,12 +33,8 @@ pub fn list_nodes(m: &impl Proposer) -> Vec<Node> {
             ms.leader = Some(ms.raft_id) == leader;
         }
     }
-    nodes.sort_by(|a, b| hostname(a).cmp(hostname(b)).then(a.id.cmp(&b.id)));
+    nodes.sort_by(|a, b| a.hostname().cmp(b.hostname()).then(a.id.cmp(&b.id)));
     nodes
-}
-
-pub fn hostname(n: &Node) -> &str {
-    n.description.as_ref().map_or("", |d| d.hostname.as_str())
 }
 
 pub fn get_node(m: &impl Proposer, key: &str) -> Result<Node> {
@@ -105,7 +101,7 @@ fn refuse_demoting_last_manager(m: &impl Proposer, node: &Node) -> Result<()> {
     if managers <= 1 {
         return Err(ManagerError::FailedPrecondition(format!(
             "attempting to demote the last manager of the swarm ({}); promote another node first",
-            hostname(node)
+            node.hostname()
         )));
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! What the cluster operations (services, networks) need of a manager: the store to read
-//! and a way to propose writes. `Manager` is the real one (Raft, forwarding to the
+//! What the cluster operations (services, networks, nodes) and the leader's task planners
+//! need of a manager: the store to read, a way to propose writes, and who leads. `Manager` is the real one (Raft, forwarding to the
 //! leader); [`Direct`] applies proposals to a store at once, so the operations can be
 //! unit-tested without Raft, as swarmkit builds its components from a store and a
 //! proposer alone.

@@ -134,7 +134,7 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
             .or_default() += 1;
     }
     let mut nodes: Vec<&Node> = state.nodes().collect();
-    nodes.sort_by(|a, b| crate::nodes::hostname(a).cmp(crate::nodes::hostname(b)));
+    nodes.sort_by(|a, b| a.hostname().cmp(b.hostname()));
     let mut pending: Vec<&Task> = state
         .tasks()
         .filter(|t| t.desired_state() == TaskState::Running)

@@ -1,7 +1,7 @@
 //! Plain accessors on the stored objects: what every layer asks of a task, a service or
 //! a network, written once here instead of once per crate.
 
-use crate::{Annotations, Network, Service, Task, TaskState};
+use crate::{Annotations, Network, Node, Service, Task, TaskState};
 
 impl TaskState {
     /// Complete, shut down, failed, rejected, ...: the task will not run again.
@@ -46,6 +46,15 @@ impl Network {
     /// The network's name ("" while it has no spec).
     pub fn name(&self) -> &str {
         name_in(self.spec.as_ref().and_then(|s| s.annotations.as_ref()))
+    }
+}
+
+impl Node {
+    /// The hostname the node reported ("" before it has).
+    pub fn hostname(&self) -> &str {
+        self.description
+            .as_ref()
+            .map_or("", |d| d.hostname.as_str())
     }
 }
 

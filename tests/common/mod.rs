@@ -48,6 +48,8 @@ pub fn text(o: &Output) -> String {
 pub struct Lab {
     pub name: String,
     pub subnet_prefix: String,
+    /// The lab's own record (lab.json), read once on first use: `lab up` writes it.
+    record: std::sync::OnceLock<shoal_lab::Lab>,
 }
 
 impl Lab {
@@ -98,6 +100,7 @@ impl Lab {
         let lab = Lab {
             name: name.to_string(),
             subnet_prefix: format!("10.239.{net}."),
+            record: std::sync::OnceLock::new(),
         };
         let out = shoal_env(
             env,
@@ -127,15 +130,21 @@ impl Lab {
 
     /// `node` as the lab laid it out: its address, namespace and files (shoal-lab's own
     /// record, so tests and the lab cannot disagree on where things are).
-    pub fn node(&self, node: &str) -> shoal_lab::LabNode {
-        let lab = shoal_lab::Lab::load(&self.name).expect("the lab's record");
-        let found = lab.node(node).unwrap_or_else(|e| panic!("{node}: {e}"));
-        found.clone()
+    pub fn node(&self, node: &str) -> &shoal_lab::LabNode {
+        self.record()
+            .node(node)
+            .unwrap_or_else(|e| panic!("{node}: {e}"))
+    }
+
+    /// The lab as `lab up` laid it out.
+    pub fn record(&self) -> &shoal_lab::Lab {
+        self.record
+            .get_or_init(|| shoal_lab::Lab::load(&self.name).expect("the lab's record"))
     }
 
     /// The network namespace `node` lives in.
     pub fn netns(&self, node: &str) -> String {
-        self.node(node).netns
+        self.node(node).netns.clone()
     }
 
     /// The network namespace of a process-runtime task on `node` (the node's daemon

@@ -2,7 +2,7 @@
 //! agent runs alone: which tasks to start, to stop, to retract (never run here, or
 //! adopted and no longer wanted), and which to forget (the managers dropped them).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use shoal_proto::{Task, TaskState};
 
@@ -24,7 +24,7 @@ pub struct Plan {
 
 pub fn plan(tasks: &[Task], running: &HashSet<String>, existing: &HashSet<String>) -> Plan {
     let mut plan = Plan::default();
-    let listed: HashMap<&str, &Task> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let listed: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
     for t in tasks {
         let wanted = t.desired_state() == TaskState::Running;
         let finished = t.current_state().is_terminal();
@@ -37,12 +37,12 @@ pub fn plan(tasks: &[Task], running: &HashSet<String>, existing: &HashSet<String
     }
     plan.forget = running
         .iter()
-        .filter(|id| !listed.contains_key(id.as_str()))
+        .filter(|id| !listed.contains(id.as_str()))
         .cloned()
         .collect();
     plan.orphans = existing
         .iter()
-        .filter(|id| !listed.contains_key(id.as_str()))
+        .filter(|id| !listed.contains(id.as_str()))
         .cloned()
         .collect();
     plan.forget.sort();

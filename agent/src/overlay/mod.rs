@@ -34,7 +34,7 @@ use crate::gossip::{Endpoint, Gossip};
 use crate::lb::{Balancer, Engine};
 use crate::netlink::{Netlink, NetlinkError, link_name, mac_for};
 use gateway::GatewayLeg;
-use plan::{InterfaceNames, host_ports, parse_cidr};
+use plan::{InterfaceNames, host_ports};
 use sandbox::{NetworkPlan, Sandbox};
 
 const RECONCILE_EVERY: Duration = Duration::from_secs(3);
@@ -221,14 +221,7 @@ impl Overlay {
         st: &mut State,
         ingress: &shoal_proto::NetworkAttachment,
     ) -> std::result::Result<(), AttachError> {
-        let addr = ingress
-            .addresses
-            .first()
-            .ok_or_else(|| AttachError::NoAddress(INGRESS_NETWORK.into()))?;
-        let (ip, prefix) = parse_cidr(addr).ok_or_else(|| AttachError::BadAddress {
-            network: INGRESS_NETWORK.into(),
-            addr: addr.clone(),
-        })?;
+        let (ip, prefix) = plan::leg_address(ingress, INGRESS_NETWORK)?;
         let present = st.attached.get(INGRESS_LEG).and_then(|l| l.first());
         if present.is_some_and(|l| l.endpoint.ip == ip && l.network_id == ingress.network_id) {
             return Ok(());

@@ -32,22 +32,9 @@ pub fn task_legs(
     for (i, att) in task.networks.iter().enumerate() {
         let net = networks
             .get(&att.network_id)
-            .cloned()
             .ok_or_else(|| AttachError::UnknownNetwork(att.network_id.clone()))?;
-        let name = net
-            .spec
-            .as_ref()
-            .and_then(|s| s.annotations.as_ref())
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
-        let addr = att
-            .addresses
-            .first()
-            .ok_or_else(|| AttachError::NoAddress(name.clone()))?;
-        let (ip, prefix) = parse_cidr(addr).ok_or_else(|| AttachError::BadAddress {
-            network: name.clone(),
-            addr: addr.clone(),
-        })?;
+        let name = net.name();
+        let (ip, prefix) = leg_address(att, name)?;
         let vip = task
             .endpoint
             .iter()
@@ -165,7 +152,22 @@ pub fn published_ports(task: &Task) -> Vec<PublishedPort> {
         .collect()
 }
 
-pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+/// The address a leg on `network` (named for errors) is attached with.
+pub fn leg_address(
+    att: &shoal_proto::NetworkAttachment,
+    network: &str,
+) -> Result<(Ipv4Addr, u8), AttachError> {
+    let addr = att
+        .addresses
+        .first()
+        .ok_or_else(|| AttachError::NoAddress(network.to_string()))?;
+    parse_cidr(addr).ok_or_else(|| AttachError::BadAddress {
+        network: network.to_string(),
+        addr: addr.clone(),
+    })
+}
+
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (ip, prefix) = s.split_once('/')?;
     Some((ip.parse().ok()?, prefix.parse().ok()?))
 }

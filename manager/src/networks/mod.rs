@@ -193,25 +193,23 @@ pub async fn create(m: &impl Proposer, spec: NetworkSpec) -> Result<Network> {
         ));
     }
     // The store refuses overlapping subnets and duplicate VNIs: on a race, allocate again.
-    let mut attempts = 0;
-    loop {
-        let network = m
-            .store()
-            .view(|s| allocate(s, s.cluster(), &spec, shoal_proto::now_nanos()))?;
-        match m
-            .propose(proposal(vec![action(
+    let result = m
+        .update_with_retry(|s| {
+            let network = allocate(s, s.cluster(), &spec, shoal_proto::now_nanos())?;
+            Ok(vec![action(
                 StoreActionKind::Create,
-                Object::Network(network.clone()),
-            )]))
-            .await
-        {
-            Err(ManagerError::Rejected(shoal_proto::Refusal::NetworkClash, _)) if attempts < 5 => {
-                attempts += 1;
-            }
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(network),
-        }
-    }
+                Object::Network(network),
+            )])
+        })
+        .await?;
+    result
+        .objects
+        .into_iter()
+        .find_map(|o| match o.object {
+            Some(Object::Network(n)) => Some(n),
+            _ => None,
+        })
+        .ok_or_else(|| ManagerError::Raft("the store did not return the network".into()))
 }
 
 pub fn list(m: &impl Proposer) -> Vec<Network> {

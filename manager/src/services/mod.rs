@@ -264,7 +264,7 @@ pub fn tasks(m: &impl Proposer, service: &str, node: &str) -> Result<ListTasksRe
         tasks.sort_by_key(key);
         let node_names = s
             .nodes()
-            .map(|n| (n.id.clone(), crate::nodes::hostname(n).to_string()))
+            .map(|n| (n.id.clone(), n.hostname().to_string()))
             .collect();
         Ok(ListTasksResponse { tasks, node_names })
     })

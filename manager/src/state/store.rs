@@ -16,10 +16,13 @@ use tokio::sync::broadcast;
 
 /// Whether a refusal means the proposal was built from a view of the state that has
 /// since moved on (a concurrent write, or an address the allocator handed out
-/// meanwhile): building it again from the current state may succeed, or say plainly
-/// why it cannot.
+/// meanwhile, a subnet or VNI another network took): building it again from the current
+/// state may succeed, or say plainly why it cannot.
 pub fn built_on_stale_state(refusal: Refusal) -> bool {
-    matches!(refusal, Refusal::OutOfSequence | Refusal::AddressHeld)
+    matches!(
+        refusal,
+        Refusal::OutOfSequence | Refusal::AddressHeld | Refusal::NetworkClash
+    )
 }
 
 /// A refused action: the kind, and the words a user reads.

@@ -7,10 +7,6 @@ use shoal_proto::{Node, Service, ServiceSpec, Task};
 
 use crate::text::{ago, availability_name, reachability_name, state_name, table, task_state_name};
 
-fn hostname(n: &Node) -> &str {
-    n.description.as_ref().map_or("", |d| d.hostname.as_str())
-}
-
 fn manager_status(n: &Node) -> String {
     match &n.manager_status {
         Some(ms) if ms.leader => "Leader".into(),
@@ -30,7 +26,7 @@ pub fn ls_table(nodes: &[Node], self_id: &str) -> String {
             };
             vec![
                 id,
-                hostname(n).to_string(),
+                n.hostname().to_string(),
                 state_name(
                     n.status
                         .as_ref()
