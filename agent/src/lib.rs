@@ -1,9 +1,11 @@
 //! The shoal node agent: joins a swarm and keeps its certificate, holds the heartbeat
 //! session, runs the tasks it is assigned (executor, runtimes), plumbs them into their
 //! overlays (overlay, netlink), spreads their endpoints (gossip), answers their DNS (dns)
-//! and balances service VIPs and published ports (lb). ARCHITECTURE.md has the map.
+//! and balances service VIPs and published ports (lb); dataplane coordinates the last
+//! four for each task. ARCHITECTURE.md has the map.
 
 pub mod certs;
+pub mod dataplane;
 pub mod dns;
 pub mod executor;
 pub mod gossip;

@@ -2,6 +2,7 @@
 //! opened in, so `Netlink::in_netns` opens it on a short-lived thread that first enters
 //! the namespace; the socket then serves requests from any task.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -324,12 +325,7 @@ impl Netlink {
     /// Static forwarding entries on a vxlan device: MAC -> remote VTEP.
     pub async fn fdb(&self, vxlan: u32) -> Result<Vec<(Mac, Ipv4Addr)>> {
         let msgs = self.neighbour_dump(AddressFamily::Bridge).await?;
-        Ok(msgs
-            .iter()
-            .filter(|m| m.header.ifindex == vxlan && m.header.flags.contains(NeighbourFlags::Own))
-            .filter_map(|m| Some((lladdr(m)?, destination(m)?)))
-            .filter(|(mac, _)| *mac != [0; 6])
-            .collect())
+        Ok(vxlan_entries(&msgs, vxlan))
     }
 
     pub async fn fdb_replace(&self, vxlan: u32, mac: Mac, vtep: Ipv4Addr) -> Result<()> {
@@ -363,18 +359,7 @@ impl Netlink {
         vtep: Option<Ipv4Addr>,
         what: &str,
     ) -> Result<()> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Bridge;
-        msg.header.ifindex = index;
-        msg.header.flags = flags;
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        if let Some(vtep) = vtep {
-            msg.attributes
-                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                    vtep,
-                )));
-        }
+        let msg = bridge_entry(index, mac, flags, vtep);
         self.handle
             .neighbours()
             .del(msg)
@@ -404,22 +389,7 @@ impl Netlink {
     /// (static) rather than learned.
     pub async fn bridge_fdb(&self) -> Result<Vec<BridgeEntry>> {
         let msgs = self.neighbour_dump(AddressFamily::Bridge).await?;
-        Ok(msgs
-            .iter()
-            .filter(|m| {
-                m.attributes
-                    .iter()
-                    .any(|a| matches!(a, NeighbourAttribute::Controller(_)))
-            })
-            .filter(|m| m.header.state != NeighbourState::Permanent)
-            .filter_map(|m| {
-                Some(BridgeEntry {
-                    mac: lladdr(m)?,
-                    port: m.header.ifindex,
-                    programmed: m.header.state == NeighbourState::Noarp,
-                })
-            })
-            .collect())
+        Ok(bridge_entries(&msgs))
     }
 
     /// A static bridge entry: frames for `mac` leave through `port` (and nowhere else).
@@ -446,11 +416,7 @@ impl Netlink {
     /// Permanent IPv4 neighbours on a device: IP -> MAC.
     pub async fn neighbours(&self, index: u32) -> Result<Vec<(Ipv4Addr, Mac)>> {
         let msgs = self.neighbour_dump(AddressFamily::Inet).await?;
-        Ok(msgs
-            .iter()
-            .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
-            .filter_map(|m| Some((destination(m)?, lladdr(m)?)))
-            .collect())
+        Ok(permanent_neighbours(&msgs, index))
     }
 
     pub async fn neighbour_replace(&self, index: u32, ip: Ipv4Addr, mac: Mac) -> Result<()> {
@@ -489,6 +455,66 @@ impl Netlink {
             .await
             .map_err(request("listing neighbours"))
     }
+}
+
+/// A vxlan device's own forwarding entries (MAC -> VTEP), without the all-zero default
+/// destinations.
+fn vxlan_entries(msgs: &[NeighbourMessage], vxlan: u32) -> Vec<(Mac, Ipv4Addr)> {
+    msgs.iter()
+        .filter(|m| m.header.ifindex == vxlan && m.header.flags.contains(NeighbourFlags::Own))
+        .filter_map(|m| Some((lladdr(m)?, destination(m)?)))
+        .filter(|(mac, _)| *mac != [0; 6])
+        .collect()
+}
+
+/// A bridge's entries on its ports (they name a Controller), without the bridge's and
+/// ports' own addresses (permanent); NOARP ones were programmed, the rest learned.
+fn bridge_entries(msgs: &[NeighbourMessage]) -> Vec<BridgeEntry> {
+    msgs.iter()
+        .filter(|m| {
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::Controller(_)))
+        })
+        .filter(|m| m.header.state != NeighbourState::Permanent)
+        .filter_map(|m| {
+            Some(BridgeEntry {
+                mac: lladdr(m)?,
+                port: m.header.ifindex,
+                programmed: m.header.state == NeighbourState::Noarp,
+            })
+        })
+        .collect()
+}
+
+/// The permanent IPv4 neighbours (IP -> MAC) on one device.
+fn permanent_neighbours(msgs: &[NeighbourMessage], index: u32) -> Vec<(Ipv4Addr, Mac)> {
+    msgs.iter()
+        .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
+        .filter_map(|m| Some((destination(m)?, lladdr(m)?)))
+        .collect()
+}
+
+/// The AF_BRIDGE neighbour that names one entry to delete.
+fn bridge_entry(
+    index: u32,
+    mac: Mac,
+    flags: NeighbourFlags,
+    vtep: Option<Ipv4Addr>,
+) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = index;
+    msg.header.flags = flags;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    if let Some(vtep) = vtep {
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                vtep,
+            )));
+    }
+    msg
 }
 
 fn lladdr(m: &NeighbourMessage) -> Option<Mac> {
@@ -550,30 +576,207 @@ pub async fn listening_ports(path: &Path) -> std::io::Result<Listening> {
 
 #[derive(Debug, Default)]
 pub struct Listening {
-    pub tcp: std::collections::HashSet<u16>,
-    pub udp: std::collections::HashSet<u16>,
+    pub tcp: HashSet<u16>,
+    pub udp: HashSet<u16>,
 }
 
 /// Local ports of sockets in `state` (hex, as /proc/net shows it) in these tables.
-fn bound_ports(tables: &[&str], state: &str) -> std::collections::HashSet<u16> {
-    let mut ports = std::collections::HashSet::new();
-    for table in tables {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/thread-self/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
+fn bound_ports(tables: &[&str], state: &str) -> HashSet<u16> {
+    tables
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/thread-self/net/{t}")).ok())
+        .flat_map(|text| ports_in(&text, state))
+        .collect()
+}
+
+/// The local ports of a /proc/net/{tcp,udp}[6] table's sockets in `state`, leaving out
+/// 127.0.0.11 (shoal's own resolver).
+fn ports_in(table: &str, state: &str) -> HashSet<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            // local_address is ADDR:PORT in hex; 127.0.0.11 is shoal's own resolver.
-            if cols.get(3) == Some(&state)
-                && cols.get(1).is_some_and(|a| !a.starts_with("0B00007F:"))
-                && let Some(port) = cols
-                    .get(1)
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| u16::from_str_radix(p, 16).ok())
-            {
-                ports.insert(port);
+            // local_address is ADDR:PORT in hex.
+            let local = *cols.get(1)?;
+            if cols.get(3) != Some(&state) || local.starts_with("0B00007F:") {
+                return None;
             }
-        }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_core::ErrorMessage;
+
+    const MAC: Mac = [0x02, 0x42, 10, 0, 1, 5];
+    const VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 56, 12);
+
+    /// A neighbour as the kernel dumps it.
+    fn dumped(
+        index: u32,
+        state: NeighbourState,
+        flags: NeighbourFlags,
+        attributes: Vec<NeighbourAttribute>,
+    ) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.ifindex = index;
+        m.header.state = state;
+        m.header.flags = flags;
+        m.attributes = attributes;
+        m
     }
-    ports
+
+    fn lladdr_of(mac: Mac) -> NeighbourAttribute {
+        NeighbourAttribute::LinkLayerAddress(mac.to_vec())
+    }
+
+    #[test]
+    fn vxlan_entries_are_the_devices_own_with_a_vtep_and_not_the_default() {
+        // FDB dumps carry the VTEP as raw bytes.
+        let to = |ip: Ipv4Addr| {
+            NeighbourAttribute::Destination(NeighbourAddress::Other(ip.octets().to_vec()))
+        };
+        let msgs = vec![
+            dumped(
+                7,
+                NeighbourState::Permanent,
+                NeighbourFlags::Own,
+                vec![lladdr_of(MAC), to(VTEP)],
+            ),
+            // The all-zero entry floods unknown MACs: not a task's.
+            dumped(
+                7,
+                NeighbourState::Permanent,
+                NeighbourFlags::Own,
+                vec![lladdr_of([0; 6]), to(VTEP)],
+            ),
+            // Another device's, and one the bridge holds (not NTF_SELF).
+            dumped(
+                8,
+                NeighbourState::Permanent,
+                NeighbourFlags::Own,
+                vec![lladdr_of(MAC), to(VTEP)],
+            ),
+            dumped(
+                7,
+                NeighbourState::Noarp,
+                NeighbourFlags::Controller,
+                vec![lladdr_of(MAC)],
+            ),
+        ];
+        assert_eq!(vxlan_entries(&msgs, 7), [(MAC, VTEP)]);
+    }
+
+    #[test]
+    fn bridge_entries_tell_programmed_from_learned_and_skip_own_addresses() {
+        let on_bridge = NeighbourAttribute::Controller(3);
+        let learned: Mac = [0x02, 0x42, 10, 0, 1, 6];
+        let msgs = vec![
+            dumped(
+                11,
+                NeighbourState::Noarp,
+                NeighbourFlags::Controller,
+                vec![lladdr_of(MAC), on_bridge.clone()],
+            ),
+            dumped(
+                12,
+                NeighbourState::Reachable,
+                NeighbourFlags::Controller,
+                vec![lladdr_of(learned), on_bridge.clone()],
+            ),
+            // A port's own address (permanent), and an entry of no bridge.
+            dumped(
+                12,
+                NeighbourState::Permanent,
+                NeighbourFlags::Controller,
+                vec![lladdr_of([2; 6]), on_bridge],
+            ),
+            dumped(
+                13,
+                NeighbourState::Noarp,
+                NeighbourFlags::Own,
+                vec![lladdr_of([3; 6])],
+            ),
+        ];
+        assert_eq!(
+            bridge_entries(&msgs),
+            [
+                BridgeEntry {
+                    mac: MAC,
+                    port: 11,
+                    programmed: true
+                },
+                BridgeEntry {
+                    mac: learned,
+                    port: 12,
+                    programmed: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn only_permanent_neighbours_of_the_device_count() {
+        let ip = Ipv4Addr::new(10, 0, 1, 5);
+        let dst = NeighbourAttribute::Destination(NeighbourAddress::Inet(ip));
+        let msgs = vec![
+            dumped(
+                7,
+                NeighbourState::Permanent,
+                NeighbourFlags::empty(),
+                vec![dst.clone(), lladdr_of(MAC)],
+            ),
+            dumped(
+                7,
+                NeighbourState::Stale,
+                NeighbourFlags::empty(),
+                vec![dst.clone(), lladdr_of([1; 6])],
+            ),
+            dumped(
+                9,
+                NeighbourState::Permanent,
+                NeighbourFlags::empty(),
+                vec![dst, lladdr_of([2; 6])],
+            ),
+        ];
+        assert_eq!(permanent_neighbours(&msgs, 7), [(ip, MAC)]);
+    }
+
+    #[test]
+    fn a_deleted_entry_names_its_device_mac_and_vtep() {
+        let m = bridge_entry(7, MAC, NeighbourFlags::Own, Some(VTEP));
+        assert_eq!(m.header.family, AddressFamily::Bridge);
+        assert_eq!((m.header.ifindex, m.header.flags), (7, NeighbourFlags::Own));
+        assert_eq!((lladdr(&m), destination(&m)), (Some(MAC), Some(VTEP)));
+        let on_bridge = bridge_entry(11, MAC, NeighbourFlags::Controller, None);
+        assert_eq!(destination(&on_bridge), None);
+    }
+
+    #[test]
+    fn listening_ports_are_read_from_proc_tables_without_the_resolver() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000
+   1: 0B00007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000
+   2: 0100000A:1F90 0200000A:C350 01 00000000:00000000 00:00000000 00000000
+   3: garbage";
+        assert_eq!(ports_in(tcp, "0A"), HashSet::from([80]));
+        assert_eq!(ports_in(tcp, "01"), HashSet::from([8080]));
+    }
+
+    #[test]
+    fn errno_comes_from_the_kernels_answer_only() {
+        let mut nack = ErrorMessage::default();
+        nack.code = std::num::NonZeroI32::new(-17);
+        let exists = NetlinkError::Request {
+            what: "adding link".into(),
+            source: rtnetlink::Error::NetlinkError(nack),
+        };
+        assert_eq!(errno(&exists), Some(17));
+        assert_eq!(errno(&NetlinkError::Io("no namespace".into())), None);
+        assert_eq!(mac_string(&MAC), "02:42:0a:00:01:05");
+    }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_agent::overlay::Overlay;
+use shoal_agent::dataplane::DataPlane;
 use shoal_proto::dispatcher_client::DispatcherClient;
 use shoal_proto::tls::NodeTls;
 use shoal_proto::{NetworkConnectRequest, NetworkConnectResponse, Task};
@@ -18,7 +18,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 struct Parts {
     tls: NodeTls,
     managers: Vec<String>,
-    overlay: Arc<Overlay>,
+    data_plane: Arc<DataPlane>,
     task_runtime: Arc<dyn shoal_agent::runtime::Runtime>,
 }
 
@@ -28,7 +28,7 @@ impl Daemon {
         let rt = guard
             .as_ref()
             .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
-        let overlay = rt.overlay.clone().ok_or_else(|| {
+        let data_plane = rt.data_plane.clone().ok_or_else(|| {
             Status::unavailable(
                 "the network driver is not running on this node: see the daemon's log",
             )
@@ -41,7 +41,7 @@ impl Daemon {
             } else {
                 session
             },
-            overlay,
+            data_plane,
             task_runtime: rt.task_runtime.clone(),
         })
     }
@@ -62,7 +62,7 @@ impl Daemon {
         .await?;
         let start = Instant::now();
         loop {
-            if let Some(addrs) = parts.overlay.addresses(&task.id).await {
+            if let Some(addrs) = parts.data_plane.addresses(&task.id).await {
                 return Ok(NetworkConnectResponse {
                     task_id: task.id,
                     address: addrs.join(", "),

@@ -451,10 +451,10 @@ impl Daemon {
         let rt = guard
             .as_ref()
             .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
-        let overlay = rt.overlay.as_ref().ok_or_else(|| {
+        let plane = rt.data_plane.as_ref().ok_or_else(|| {
             Status::unavailable("the data plane is not running on this node: see the daemon's log")
         })?;
-        Ok(overlay.load_balancer().status().await)
+        Ok(plane.load_balancer().status().await)
     }
 
     pub async fn info(&self) -> InfoResponse {

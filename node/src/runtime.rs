@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use shoal_agent::dataplane::{DataPlane, DataPlaneConfig};
 use shoal_agent::executor::ExecutorConfig;
 use shoal_agent::gossip::{ClusterView, Gossip};
-use shoal_agent::overlay::{Overlay, OverlayConfig};
+use shoal_agent::overlay::OverlayConfig;
 use shoal_agent::runtime::docker::DockerRuntime;
 use shoal_agent::runtime::process::ProcessRuntime;
 use shoal_agent::runtime::{Runtime as TaskRuntime, Unavailable};
@@ -37,7 +38,7 @@ pub struct Runtime {
     session: JoinHandle<()>,
     executor: JoinHandle<()>,
     pub gossip: Option<Gossip>,
-    pub overlay: Option<Arc<Overlay>>,
+    pub data_plane: Option<Arc<DataPlane>>,
     pub task_runtime: Arc<dyn TaskRuntime>,
     pub session_status: Arc<Mutex<SessionStatus>>,
     /// Set when the swarm no longer accepts this node.
@@ -104,7 +105,7 @@ impl Runtime {
         }
         let task_runtime = task_runtime(daemon, &state.node_id).await;
         let (gossip_view, view_rx) = watch::channel(ClusterView::default());
-        let (gossip, overlay) = match data_plane(daemon, &state, view_rx).await {
+        let (gossip, data_plane) = match start_data_plane(daemon, &state, view_rx).await {
             Ok((g, o)) => (Some(g), Some(o)),
             Err(e) => {
                 tracing::error!("the network data plane is unavailable: {e:#}");
@@ -117,7 +118,7 @@ impl Runtime {
             managers: managers.clone(),
             session: session_status.clone(),
             runtime: task_runtime.clone(),
-            overlay: overlay.clone(),
+            data_plane: data_plane.clone(),
         }));
         let session = tokio::spawn(shoal_agent::session::run(
             SessionConfig {
@@ -141,7 +142,7 @@ impl Runtime {
             session,
             executor,
             gossip,
-            overlay,
+            data_plane,
             task_runtime,
             session_status,
             error: None,
@@ -150,8 +151,8 @@ impl Runtime {
 
     /// Tells the other nodes this one is going, so they drop its endpoints at once.
     pub async fn leave_gossip(&self) {
-        if let Some(o) = &self.overlay {
-            o.leave().await;
+        if let Some(p) = &self.data_plane {
+            p.leave().await;
         }
         if let Some(g) = &self.gossip {
             g.leave().await;
@@ -203,12 +204,12 @@ fn dns_upstreams(flags: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> 
         .collect()
 }
 
-/// Gossip on the node's address and the overlay driver fed by it.
-async fn data_plane(
+/// Gossip on the node's address and the data plane fed by it.
+async fn start_data_plane(
     daemon: &Arc<Daemon>,
     state: &SwarmState,
     view: watch::Receiver<ClusterView>,
-) -> anyhow::Result<(Gossip, Arc<Overlay>)> {
+) -> anyhow::Result<(Gossip, Arc<DataPlane>)> {
     let ip: std::net::Ipv4Addr = state
         .advertise_ip
         .parse()
@@ -216,11 +217,13 @@ async fn data_plane(
     let gossip = Gossip::start(&state.node_id, ip, shoal_agent::gossip::PORT, view)
         .await
         .with_context(|| format!("starting gossip on {ip}:{}", shoal_agent::gossip::PORT))?;
-    let overlay = Overlay::start(
-        OverlayConfig {
-            node_id: state.node_id.clone(),
-            netns_prefix: daemon.args.netns_prefix.clone(),
-            vtep: ip,
+    let plane = DataPlane::start(
+        DataPlaneConfig {
+            overlay: OverlayConfig {
+                node_id: state.node_id.clone(),
+                netns_prefix: daemon.args.netns_prefix.clone(),
+                vtep: ip,
+            },
             dns_upstreams: dns_upstreams(&daemon.args.dns_upstream)?,
             dns_ttl: daemon.args.dns_ttl,
         },
@@ -229,8 +232,8 @@ async fn data_plane(
             .map_err(|e| anyhow::anyhow!(e))?,
     )
     .await;
-    match overlay {
-        Ok(o) => Ok((gossip, o)),
+    match plane {
+        Ok(p) => Ok((gossip, p)),
         Err(e) => {
             gossip.stop();
             Err(anyhow::anyhow!("starting the overlay driver: {e}"))

@@ -17,7 +17,7 @@ use shoal_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::overlay::Overlay;
+use crate::dataplane::DataPlane;
 use crate::runtime::{Existing, Runtime, RuntimeError, container_spec};
 use crate::session::SessionStatus;
 
@@ -59,8 +59,9 @@ pub struct ExecutorConfig {
     pub managers: Vec<String>,
     pub session: Arc<Mutex<SessionStatus>>,
     pub runtime: Arc<dyn Runtime>,
-    /// The network driver; None when it could not start (tasks on networks then fail).
-    pub overlay: Option<Arc<Overlay>>,
+    /// The data plane (overlay driver, DNS, balancer); None when it could not start
+    /// (tasks on networks then fail).
+    pub data_plane: Option<Arc<DataPlane>>,
 }
 
 struct Local {
@@ -118,7 +119,7 @@ pub async fn run(cfg: ExecutorConfig) {
         loop {
             match stream.message().await {
                 Ok(Some(set)) => {
-                    if let Some(o) = &cfg.overlay {
+                    if let Some(o) = &cfg.data_plane {
                         o.set_assignments(&set).await;
                     }
                     reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await;
@@ -160,7 +161,7 @@ async fn reconcile(
                 cfg.runtime.clone(),
                 reporter.clone(),
                 stop_rx,
-                cfg.overlay.clone(),
+                cfg.data_plane.clone(),
             ));
         } else {
             tokio::spawn(control(
@@ -170,7 +171,7 @@ async fn reconcile(
                 stop_rx,
                 existing.remove(id),
                 runtime_id.clone(),
-                cfg.overlay.clone(),
+                cfg.data_plane.clone(),
             ));
         }
         local.insert(
@@ -190,15 +191,18 @@ async fn reconcile(
     for id in &work.retract {
         // Never started here (or adopted and no longer wanted): withdraw what an
         // earlier life of the agent published, let it drain, remove it, say so.
-        let (overlay, runtime, reporter) =
-            (cfg.overlay.clone(), cfg.runtime.clone(), reporter.clone());
+        let (data_plane, runtime, reporter) = (
+            cfg.data_plane.clone(),
+            cfg.runtime.clone(),
+            reporter.clone(),
+        );
         let (task, workload) = (by_id[id.as_str()].clone(), existing.remove(id));
         tokio::spawn(async move {
-            if let Some(o) = &overlay {
+            if let Some(o) = &data_plane {
                 o.retract(&task);
             }
             if let Some(e) = workload {
-                if overlay.is_some() && !task.networks.is_empty() {
+                if data_plane.is_some() && !task.networks.is_empty() {
                     tokio::time::sleep(DRAIN).await;
                 }
                 let _ = runtime.remove(&e.runtime_id).await;
@@ -261,7 +265,7 @@ async fn control(
     mut stop: oneshot::Receiver<()>,
     adopted: Option<Existing>,
     runtime_id: Arc<Mutex<Option<String>>>,
-    overlay: Option<Arc<Overlay>>,
+    data_plane: Option<Arc<DataPlane>>,
 ) {
     let id = task.id.clone();
     let c = container_spec(&task);
@@ -305,7 +309,7 @@ async fn control(
         }
     };
     *runtime_id.lock().expect("poisoned") = Some(rid.clone());
-    if let Err(e) = attach_networks(&task, &runtime, &rid, overlay.as_deref()).await {
+    if let Err(e) = attach_networks(&task, &runtime, &rid, data_plane.as_deref()).await {
         // A task that exits at once takes its namespace along: say so, not the symptom.
         let e = match tokio::time::timeout(Duration::from_millis(300), runtime.wait(&rid)).await {
             Ok(Ok(code)) => {
@@ -317,7 +321,7 @@ async fn control(
         let mut st = status(TaskState::Failed, "starting failed", &e);
         st.container_id = rid;
         reporter.report(&id, st);
-        if let Some(o) = &overlay {
+        if let Some(o) = &data_plane {
             o.detach(&id).await;
         }
         return;
@@ -325,7 +329,7 @@ async fn control(
     // Reachable by name and from other nodes once it runs, and is healthy where it has
     // a healthcheck.
     let health = runtime.health(&rid).await;
-    if let Some(o) = &overlay
+    if let Some(o) = &data_plane
         && matches!(health.as_deref(), None | Some("healthy"))
     {
         // Connections come once the task listens on its published ports.
@@ -336,7 +340,7 @@ async fn control(
     running.container_id = rid.clone();
     reporter.report(&id, running);
     tokio::select! {
-        unhealthy = watch_health(&runtime, &rid, &id, &reporter, overlay.as_deref()) => {
+        unhealthy = watch_health(&runtime, &rid, &id, &reporter, data_plane.as_deref()) => {
             // As in Swarm: an unhealthy task is stopped and counts as failed.
             let _ = runtime.stop(&rid, &c.stop_signal, grace).await;
             let mut st = status(TaskState::Failed, "started", &unhealthy);
@@ -357,7 +361,7 @@ async fn control(
         _ = &mut stop => {
             // Drain: every node's load balancer and resolver stop sending new
             // connections here before the task stops, so updates drop no requests.
-            if let Some(o) = &overlay
+            if let Some(o) = &data_plane
                 && o.set_serving(&id, false).await
             {
                 tokio::time::sleep(DRAIN).await;
@@ -370,7 +374,7 @@ async fn control(
             reporter.report(&id, st);
         }
     }
-    if let Some(o) = &overlay {
+    if let Some(o) = &data_plane {
         o.detach(&id).await;
     }
 }
@@ -396,17 +400,17 @@ async fn connect(
     runtime: Arc<dyn Runtime>,
     reporter: Reporter,
     stop: oneshot::Receiver<()>,
-    overlay: Option<Arc<Overlay>>,
+    data_plane: Option<Arc<DataPlane>>,
 ) {
     let id = task.id.clone();
     let container = task.attached_container().unwrap_or_default().to_string();
     reporter.report(&id, status(TaskState::Accepted, "accepted", ""));
     let connected = async {
-        let overlay = overlay
+        let data_plane = data_plane
             .as_ref()
             .ok_or("the node's network driver is not running")?;
         let netns = container_netns(&runtime, &container).await?;
-        overlay
+        data_plane
             .attach(&task, &netns, &container)
             .await
             .map_err(|e| e.to_string())
@@ -416,14 +420,14 @@ async fn connect(
         reporter.report(&id, status(TaskState::Rejected, "connecting failed", &e));
         return;
     }
-    if let Some(o) = &overlay {
+    if let Some(o) = &data_plane {
         o.set_serving(&id, true).await;
     }
     let mut running = status(TaskState::Running, "connected", "");
     running.container_id = container;
     reporter.report(&id, running);
     let _ = stop.await;
-    if let Some(o) = &overlay {
+    if let Some(o) = &data_plane {
         o.detach(&id).await;
     }
     reporter.report(&id, status(TaskState::Shutdown, "disconnected", ""));
@@ -435,9 +439,9 @@ async fn attach_networks(
     task: &Task,
     runtime: &Arc<dyn Runtime>,
     rid: &str,
-    overlay: Option<&Overlay>,
+    data_plane: Option<&DataPlane>,
 ) -> Result<(), String> {
-    let overlay = match overlay {
+    let data_plane = match data_plane {
         Some(o) => o,
         // Without the driver a task without networks still runs, unconnected.
         None if task.networks.is_empty() => return Ok(()),
@@ -446,7 +450,7 @@ async fn attach_networks(
         }
     };
     let netns = runtime.sandbox(rid).await.map_err(|e| e.to_string())?;
-    overlay
+    data_plane
         .attach(task, &netns, &runtime.hostname(task, rid))
         .await
         .map_err(|e| e.to_string())
@@ -459,13 +463,13 @@ async fn watch_health(
     rid: &str,
     task_id: &str,
     reporter: &Reporter,
-    overlay: Option<&Overlay>,
+    data_plane: Option<&DataPlane>,
 ) -> String {
     let mut last: Option<String> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let health = runtime.health(rid).await;
-        if let Some(o) = overlay
+        if let Some(o) = data_plane
             && health != last
             && health.is_some()
         {

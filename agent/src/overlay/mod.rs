@@ -8,36 +8,32 @@
 //! once when gossip changes, and repairs what drifted: missing namespaces, devices,
 //! veths, FDB and neighbour entries, and entries nobody publishes any more.
 //!
-//! Files: plan.rs decides a task's legs (pure); this file makes the kernel match
-//! (sandboxes, veths, the gateway leg, the ingress leg) and hands the task to DNS and the
-//! balancer; serving.rs publishes and withdraws endpoints once the task listens;
-//! reconcile.rs repairs, deciding through diff.rs (pure).
+//! This driver owns kernel state only; publishing endpoints, DNS and the balancer are the
+//! coordinator's (crate::dataplane), which calls it. Files: plan.rs decides a task's legs
+//! (pure); this file makes the kernel match (sandboxes, veths, the gateway leg, the
+//! ingress leg); reconcile.rs repairs, deciding through diff.rs (pure).
 
 mod diff;
 pub mod gateway;
 mod plan;
 mod reconcile;
 pub mod sandbox;
-mod serving;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use shoal_proto::{AssignmentSet, Network, Task, TaskState};
+use shoal_proto::{Network, NetworkAttachment, Task};
 use tokio::sync::Mutex;
 
-use crate::dns::Dns;
 use crate::gossip::{Endpoint, Gossip};
-use crate::lb::{Balancer, Engine};
+use crate::lb::{HostPort, TaskLeg};
 use crate::netlink::{Netlink, NetlinkError, link_name, mac_for};
 use gateway::GatewayLeg;
 use plan::{InterfaceNames, host_ports};
 use sandbox::{NetworkPlan, Sandbox};
 
-const RECONCILE_EVERY: Duration = Duration::from_secs(3);
 /// VXLAN over IPv4 costs 50 bytes of every packet.
 const VXLAN_OVERHEAD: u32 = 50;
 
@@ -47,10 +43,6 @@ pub struct OverlayConfig {
     pub netns_prefix: String,
     /// The node's data-path address: the VXLAN source, and what peers send to.
     pub vtep: Ipv4Addr,
-    /// Where tasks' DNS queries for non-cluster names go.
-    pub dns_upstreams: Vec<std::net::SocketAddr>,
-    /// Seconds clients may cache a cluster name's answer.
-    pub dns_ttl: u32,
 }
 
 /// One task's leg on one network.
@@ -81,17 +73,16 @@ struct State {
 const INGRESS_LEG: &str = "ingress-leg";
 
 /// The gossip entry of a node's ingress leg is named like a task's.
-fn leg_task_id(node_id: &str) -> String {
+pub(crate) fn leg_task_id(node_id: &str) -> String {
     format!("{INGRESS_LEG}-{node_id}")
 }
 /// The node's interface on the ingress network (published ports leave through it).
 pub const INGRESS_IFNAME: &str = "shoal_ingress";
 
+/// The overlay driver: reads remote endpoints from gossip, never publishes.
 pub struct Overlay {
     cfg: OverlayConfig,
     gossip: Gossip,
-    dns: Arc<Dns>,
-    lb: Arc<Balancer>,
     node: Netlink,
     uplink_mtu: u32,
     state: Mutex<State>,
@@ -121,30 +112,32 @@ pub enum AttachError {
     Dns(String),
 }
 
+/// A task once plumbed: what the coordinator hands to DNS and the balancer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plumbed {
+    /// Its legs on its own networks (not ingress), where names and VIPs are served.
+    pub served: Vec<TaskLeg>,
+    /// The ports it publishes in mode=host, to its address on the gateway bridge.
+    pub host_ports: Vec<HostPort>,
+}
+
 /// How the ingress network is named in errors about the node's own leg on it.
 const INGRESS_NETWORK: &str = "ingress";
 
 type Result<T> = std::result::Result<T, NetlinkError>;
 
 impl Overlay {
-    pub async fn start(
-        cfg: OverlayConfig,
-        gossip: Gossip,
-        lb_engine: Arc<dyn Engine>,
-    ) -> Result<Arc<Overlay>> {
+    /// The driver; its reconciler runs when the coordinator calls `reconcile`.
+    pub async fn start(cfg: OverlayConfig, gossip: Gossip) -> Result<Arc<Overlay>> {
         let node = Netlink::here()?;
         let uplink_mtu = uplink_mtu(&node, cfg.vtep).await.unwrap_or(1500);
-        let overlay = Arc::new(Overlay {
-            dns: Dns::new(gossip.clone(), cfg.dns_upstreams.clone(), cfg.dns_ttl),
-            lb: Balancer::start(lb_engine),
+        Ok(Arc::new(Overlay {
             cfg,
             gossip,
             node,
             uplink_mtu,
             state: Mutex::default(),
-        });
-        tokio::spawn(reconcile::reconcile_loop(Arc::downgrade(&overlay)));
-        Ok(overlay)
+        }))
     }
 
     fn sandbox_name(&self, vni: u32) -> String {
@@ -172,59 +165,29 @@ impl Overlay {
         })
     }
 
-    /// What the dispatcher assigns this node: the networks its tasks use, and the nodes
-    /// that have each of them (where gossip for it goes).
-    pub async fn set_assignments(&self, set: &AssignmentSet) {
-        let (tasks, networks) = (&set.tasks, &set.networks);
-        self.gossip.set_scopes(
-            set.network_peers
-                .iter()
-                .map(|p| (p.network_id.clone(), p.nodes.clone()))
-                .collect(),
-        );
-        // The ingress legs are this module's own entries, one per node of the network.
-        self.gossip.set_listed(
-            set.network_peers
-                .iter()
-                .map(|p| {
-                    let legs = p.nodes.iter().map(|n| leg_task_id(&n.node_id));
-                    (
-                        p.network_id.clone(),
-                        p.tasks.iter().cloned().chain(legs).collect(),
-                    )
-                })
-                .collect(),
-        );
+    /// The networks the dispatcher sent, and the ones this node's tasks use (`None`:
+    /// not known yet, so nothing is pruned).
+    pub(crate) async fn set_networks(&self, networks: &[Network], assigned: HashSet<String>) {
         let mut st = self.state.lock().await;
         for n in networks {
             st.networks.insert(n.id.clone(), n.clone());
         }
-        st.assigned = Some(
-            tasks
-                .iter()
-                .filter(|t| t.desired_state() == TaskState::Running)
-                .flat_map(|t| t.networks.iter().map(|a| a.network_id.clone()))
-                .chain(set.ingress.iter().map(|a| a.network_id.clone()))
-                .collect(),
-        );
-        if let Some(ingress) = &set.ingress
-            && let Err(e) = self.attach_ingress_leg(&mut st, ingress).await
-        {
-            tracing::warn!("joining the ingress network: {e}");
-        }
+        st.assigned = Some(assigned);
     }
 
     /// The node's own leg on the ingress network: published ports reach tasks through
     /// it, and it is published like a task's endpoint so replies find their way back.
-    async fn attach_ingress_leg(
+    /// Returns its endpoint when it was plumbed now (to be published), `None` when it
+    /// was there already.
+    pub(crate) async fn attach_ingress_leg(
         &self,
-        st: &mut State,
-        ingress: &shoal_proto::NetworkAttachment,
-    ) -> std::result::Result<(), AttachError> {
+        ingress: &NetworkAttachment,
+    ) -> std::result::Result<Option<Endpoint>, AttachError> {
+        let mut st = self.state.lock().await;
         let (ip, prefix) = plan::leg_address(ingress, INGRESS_NETWORK)?;
         let present = st.attached.get(INGRESS_LEG).and_then(|l| l.first());
         if present.is_some_and(|l| l.endpoint.ip == ip && l.network_id == ingress.network_id) {
-            return Ok(());
+            return Ok(None);
         }
         let netns = PathBuf::from("/proc/self/ns/net");
         let leg = Attachment {
@@ -252,44 +215,30 @@ impl Overlay {
         let nl = Netlink::in_netns(&netns)
             .await
             .map_err(AttachError::Namespace)?;
-        self.plumb(st, &leg, &nl)
+        self.plumb(&mut st, &leg, &nl)
             .await
             .map_err(|source| AttachError::Network {
                 network: INGRESS_NETWORK.into(),
                 source,
             })?;
         tracing::info!(%ip, "joined the ingress network");
-        self.gossip.publish(leg.endpoint.clone());
+        let endpoint = leg.endpoint.clone();
         st.attached.insert(INGRESS_LEG.into(), vec![leg]);
-        self.lb
-            .set_ingress(crate::lb::Leg {
-                network_id: ingress.network_id.clone(),
-                ifname: INGRESS_IFNAME.into(),
-                addr: ip,
-            })
-            .await;
-        Ok(())
+        Ok(Some(endpoint))
     }
 
-    /// The node's load balancer (for `shoal debug lb`).
-    pub fn load_balancer(&self) -> &Balancer {
-        &self.lb
+    /// Leaves the ingress network (the node leaves); returns the leg's endpoint.
+    pub(crate) async fn detach_ingress_leg(&self) -> Vec<Endpoint> {
+        self.detach(INGRESS_LEG).await
     }
 
-    /// Stops serving published ports and leaves the ingress network (the node leaves).
-    pub async fn leave(&self) {
-        self.lb.clear().await;
-        self.detach(INGRESS_LEG).await;
-    }
-
-    /// Plumbs a started task into each of its networks (see `set_serving` for when its
-    /// endpoints are published).
-    pub async fn attach(
+    /// Plumbs a started task into each of its networks and the gateway bridge.
+    pub(crate) async fn attach(
         &self,
         task: &Task,
         task_netns: &Path,
         hostname: &str,
-    ) -> std::result::Result<(), AttachError> {
+    ) -> std::result::Result<Plumbed, AttachError> {
         let mut st = self.state.lock().await;
         let task_nl = Netlink::in_netns(task_netns)
             .await
@@ -336,7 +285,7 @@ impl Overlay {
             st.gateway.insert(task.id.clone(), gw);
         }
         // Names and VIPs are served on the task's own networks, not on ingress.
-        let own: Vec<&Attachment> = legs
+        let served = legs
             .iter()
             .filter(|l| {
                 !st.networks
@@ -344,33 +293,20 @@ impl Overlay {
                     .and_then(|n| n.spec.as_ref())
                     .is_some_and(|s| s.ingress)
             })
-            .collect();
-        let networks: HashSet<String> = own.iter().map(|l| l.network_id.clone()).collect();
-        let lb_legs: Vec<crate::lb::TaskLeg> = own
-            .iter()
             .filter_map(|l| {
-                Some(crate::lb::TaskLeg {
+                Some(TaskLeg {
                     network_id: l.network_id.clone(),
                     sandbox: sandbox::netns_path(&st.sandboxes.get(&l.network_id)?.netns),
                     host_veth: l.host_veth.clone(),
                 })
             })
             .collect();
-        if !networks.is_empty() {
-            self.dns
-                .serve(&task.id, task_netns, networks.clone())
-                .await
-                .map_err(AttachError::Dns)?;
-        }
         let host_ports = match st.gateway.get(&task.id).and_then(|g| g.ip) {
             Some(addr) => host_ports(task, addr),
             None => vec![],
         };
-        self.lb
-            .add_task(&task.id, task_netns, lb_legs, host_ports)
-            .await;
         st.attached.insert(task.id.clone(), legs);
-        Ok(())
+        Ok(Plumbed { served, host_ports })
     }
 
     async fn plumb_gateway(
@@ -391,6 +327,25 @@ impl Overlay {
         Ok(leg)
     }
 
+    /// The endpoints of a task's legs (none until it is attached).
+    pub(crate) async fn endpoints(&self, task_id: &str) -> Vec<Endpoint> {
+        let st = self.state.lock().await;
+        st.attached
+            .get(task_id)
+            .map(|legs| legs.iter().map(|l| l.endpoint.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The namespace of an attached task.
+    pub(crate) async fn task_netns(&self, task_id: &str) -> Option<PathBuf> {
+        let st = self.state.lock().await;
+        st.attached
+            .get(task_id)
+            .and_then(|legs| legs.first())
+            .map(|l| l.task_netns.clone())
+            .or_else(|| st.gateway.get(task_id).map(|g| g.task_netns.clone()))
+    }
+
     /// The addresses a task is attached with, once it is.
     pub async fn addresses(&self, task_id: &str) -> Option<Vec<String>> {
         let st = self.state.lock().await;
@@ -401,20 +356,17 @@ impl Overlay {
         })
     }
 
-    /// Withdraws a stopped task's endpoints and removes its veths; a network's sandbox
-    /// goes with its last local task.
-    pub async fn detach(&self, task_id: &str) {
-        self.dns.stop(task_id).await;
-        self.lb.remove_task(task_id).await;
+    /// Removes a stopped task's veths and gateway leg; a network's sandbox goes with its
+    /// last local task. Returns the endpoints the task had.
+    pub(crate) async fn detach(&self, task_id: &str) -> Vec<Endpoint> {
         let mut st = self.state.lock().await;
         if let Some(gw) = st.gateway.remove(task_id) {
             gateway::remove(&self.node, &gw).await;
         }
         let Some(legs) = st.attached.remove(task_id) else {
-            return;
+            return vec![];
         };
         for leg in &legs {
-            self.gossip.withdraw(&leg.endpoint.key());
             if let Some(sb) = st.sandboxes.get(&leg.network_id)
                 && let Ok(Some(l)) = sb.nl.link(&leg.host_veth).await
             {
@@ -422,6 +374,7 @@ impl Overlay {
             }
         }
         self.prune(&mut st).await;
+        legs.into_iter().map(|l| l.endpoint).collect()
     }
 
     async fn sandbox<'a>(&self, st: &'a mut State, network_id: &str) -> Result<&'a Sandbox> {

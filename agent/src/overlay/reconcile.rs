@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::diff;
 use super::gateway::{self, GatewayLeg};
 use super::sandbox::Sandbox;
-use super::{Attachment, Overlay, RECONCILE_EVERY, Result, State};
+use super::{Attachment, Overlay, Result, State};
 use crate::gossip::Endpoint;
 use crate::netlink::{Mac, Netlink, errno, link_controller, mac_string};
 
@@ -194,19 +194,4 @@ async fn program_remote(
         sb.nl.neighbour_del(sb.vxlan, ip).await?;
     }
     Ok(changes.kept)
-}
-
-pub(super) async fn reconcile_loop(overlay: std::sync::Weak<Overlay>) {
-    let Some(mut changes) = overlay.upgrade().map(|o| o.gossip.subscribe()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(RECONCILE_EVERY) => {}
-            r = changes.changed() => if r.is_err() { return },
-        }
-        let Some(o) = overlay.upgrade() else { return };
-        let (programmed, complete) = o.reconcile().await;
-        o.lb.sync(programmed, complete).await;
-    }
 }

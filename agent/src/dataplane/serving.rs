@@ -7,25 +7,22 @@ use std::time::Duration;
 
 use shoal_proto::Task;
 
-use super::Overlay;
+use super::DataPlane;
 
-impl Overlay {
+impl DataPlane {
     /// Publishes a task's endpoints (it runs, and is healthy where it has a healthcheck)
     /// or withdraws them; DNS and the other nodes follow.
     /// Says whether the task has endpoints at all.
     pub async fn set_serving(&self, task_id: &str, serving: bool) -> bool {
-        let has_legs = {
-            let st = self.state.lock().await;
-            let legs = st.attached.get(task_id).map(Vec::as_slice).unwrap_or(&[]);
-            for leg in legs {
-                if serving {
-                    self.gossip.publish(leg.endpoint.clone());
-                } else {
-                    self.gossip.withdraw(&leg.endpoint.key());
-                }
+        let endpoints = self.overlay.endpoints(task_id).await;
+        let has_legs = !endpoints.is_empty();
+        for endpoint in endpoints {
+            if serving {
+                self.gossip.publish(endpoint);
+            } else {
+                self.gossip.withdraw(&endpoint.key());
             }
-            !legs.is_empty()
-        };
+        }
         let has_host_ports = self.lb.set_serving(task_id, serving).await;
         has_legs || has_host_ports
     }
@@ -39,14 +36,7 @@ impl Overlay {
             .flat_map(|e| &e.ports)
             .filter_map(|p| Some((p.protocol == "udp", u16::try_from(p.target_port).ok()?)))
             .collect();
-        let netns = {
-            let st = self.state.lock().await;
-            st.attached
-                .get(&task.id)
-                .and_then(|legs| legs.first())
-                .map(|l| l.task_netns.clone())
-                .or_else(|| st.gateway.get(&task.id).map(|g| g.task_netns.clone()))
-        };
+        let netns = self.overlay.task_netns(&task.id).await;
         let Some(netns) = netns.filter(|_| !ports.is_empty()) else {
             return;
         };
