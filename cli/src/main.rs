@@ -67,7 +67,7 @@ fn main() -> std::process::ExitCode {
     let target = client::Target::new(cli.host, cli.tls_dir);
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Daemon(args) => daemon::run(args).await,
+            Command::Daemon(args) => daemon::run(args).await.map_err(Into::into),
             Command::Swarm(cmd) => commands::swarm::run(&target, cmd).await,
             Command::Node(cmd) => commands::node::run(&target, cmd).await,
             Command::Service(cmd) => commands::service::run(&target, *cmd).await,
@@ -76,7 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Debug(cmd) => commands::debug::run(&target, cmd).await,
             Command::Info => commands::info::info(&target).await,
             Command::Version => commands::info::version(&target).await,
-            Command::Lab(cmd) => lab::run(cmd).await,
+            Command::Lab(cmd) => lab::run(cmd).await.map_err(Into::into),
         }
     });
     match result {

@@ -4,7 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use crate::error::{IoContext, LabError, Result};
 
 use super::LabNode;
 
@@ -12,23 +12,26 @@ use super::LabNode;
 const LOG_MAX_MIB: &str = "10";
 
 /// Starts the node's daemon inside its namespace, detached, logging to its log file.
-pub fn start(node: &LabNode) -> anyhow::Result<()> {
+pub fn start(node: &LabNode) -> Result<()> {
     if let Some(pid) = running_pid(node) {
-        bail!("the daemon of {} is already running (pid {pid})", node.name);
+        return Err(LabError::Invalid(format!(
+            "the daemon of {} is already running (pid {pid})",
+            node.name
+        )));
     }
-    let exe = std::env::current_exe().context("locating the shoal binary")?;
+    let exe = std::env::current_exe().io(|| "locating the shoal binary".into())?;
     // The log proper rotates (--log-file); what is written to stderr (a panic) goes to
     // a file of its own, which only grows by a panic's worth.
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(node.stderr_log())
-        .with_context(|| format!("opening {}", node.stderr_log().display()))?;
+        .io(|| format!("opening {}", node.stderr_log().display()))?;
     // Enter only the node's network namespace: unlike `ip netns exec`, this keeps the
     // host's mount namespace, so the namespaces the daemon makes for tasks are visible to
     // the host (and to `lab down`).
     let netns = std::fs::File::open(std::path::Path::new("/run/netns").join(&node.netns))
-        .with_context(|| format!("opening the namespace of {}", node.name))?;
+        .io(|| format!("opening the namespace of {}", node.name))?;
     let mut cmd = Command::new(exe);
     cmd.arg("daemon")
         .arg("--data-dir")
@@ -63,7 +66,11 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
                 .collect()
         })
         .stdin(Stdio::null())
-        .stdout(stderr.try_clone()?)
+        .stdout(
+            stderr
+                .try_clone()
+                .io(|| format!("opening {}", node.stderr_log().display()))?,
+        )
         .stderr(stderr);
     use std::os::fd::AsRawFd;
     let fd = netns.as_raw_fd();
@@ -77,13 +84,14 @@ pub fn start(node: &LabNode) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting the node daemon")?;
-    std::fs::write(node.pid_file(), child.id().to_string())?;
+    let child = cmd.spawn().io(|| "starting the node daemon".into())?;
+    std::fs::write(node.pid_file(), child.id().to_string())
+        .io(|| format!("writing {}", node.pid_file().display()))?;
     Ok(())
 }
 
 /// Waits until the daemon answers on its control socket.
-pub async fn wait_ready(node: &LabNode) -> anyhow::Result<()> {
+pub async fn wait_ready(node: &LabNode) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(mut c) = node.target().connect().await
@@ -92,18 +100,18 @@ pub async fn wait_ready(node: &LabNode) -> anyhow::Result<()> {
             return Ok(());
         }
         if running_pid(node).is_none() {
-            bail!(
+            return Err(LabError::Failed(format!(
                 "the daemon of {} exited; see {}",
                 node.name,
                 node.log().display()
-            );
+            )));
         }
         if Instant::now() > deadline {
-            bail!(
+            return Err(LabError::Failed(format!(
                 "the daemon of {} did not answer within 20 s; see {}",
                 node.name,
                 node.log().display()
-            );
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -132,9 +140,9 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Stops the node's daemon and waits for it to exit.
-pub fn stop(node: &LabNode, kill: bool) -> anyhow::Result<()> {
-    let pid =
-        running_pid(node).ok_or_else(|| anyhow!("the daemon of {} is not running", node.name))?;
+pub fn stop(node: &LabNode, kill: bool) -> Result<()> {
+    let pid = running_pid(node)
+        .ok_or_else(|| LabError::Invalid(format!("the daemon of {} is not running", node.name)))?;
     if kill {
         // SAFETY: plain syscall on a PID we started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -168,7 +176,7 @@ fn wait_gone(pid: i32, within: Duration) -> bool {
 }
 
 /// Replaces this process with `command` run inside the node's namespace.
-pub fn exec_in(node: &LabNode, command: &[String]) -> anyhow::Result<()> {
+pub fn exec_in(node: &LabNode, command: &[String]) -> Result<()> {
     let err = Command::new("ip")
         .args(["netns", "exec", &node.netns])
         .args(command)
@@ -178,7 +186,10 @@ pub fn exec_in(node: &LabNode, command: &[String]) -> anyhow::Result<()> {
             format!("unix://{}", node.docker_socket().display()),
         )
         .exec();
-    Err(anyhow!("running {:?} in {}: {err}", command, node.name))
+    Err(LabError::Failed(format!(
+        "running {:?} in {}: {err}",
+        command, node.name
+    )))
 }
 
 /// The last lines of the node's log, and whatever its daemon wrote to stderr.

@@ -4,12 +4,13 @@
 //! carries the lab's name and `lab down` removes all of it.
 
 mod daemons;
+pub mod error;
 mod net;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use crate::error::{IoContext, LabError, Result};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use shoal_proto::{
@@ -153,7 +154,7 @@ pub fn lab_dir(name: &str) -> PathBuf {
     Path::new(LAB_ROOT).join(name)
 }
 
-fn validate_name(name: &str) -> anyhow::Result<()> {
+fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 11
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -161,54 +162,60 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
-        bail!(
+        return Err(LabError::Invalid(format!(
             "invalid lab name {name:?}: use 1 to 11 lowercase letters, digits or dashes (it becomes part of interface names)"
-        );
+        )));
     }
     Ok(())
 }
 
 impl Lab {
     /// The lab as `lab up` recorded it.
-    pub fn load(name: &str) -> anyhow::Result<Lab> {
+    pub fn load(name: &str) -> Result<Lab> {
         validate_name(name)?;
         let file = lab_dir(name).join("lab.json");
-        let bytes = std::fs::read(&file)
-            .map_err(|_| anyhow!("no lab named {name:?}; see `shoal lab status`"))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", file.display()))
-    }
-
-    fn save(&self) -> anyhow::Result<()> {
-        std::fs::write(
-            lab_dir(&self.name).join("lab.json"),
-            serde_json::to_vec_pretty(self)?,
-        )?;
-        Ok(())
-    }
-
-    pub fn node(&self, name: &str) -> anyhow::Result<&LabNode> {
-        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-            anyhow!(
-                "lab {} has no node {name:?}; its nodes are {}",
-                self.name,
-                names.join(", ")
-            )
+        let bytes = std::fs::read(&file).map_err(|_| {
+            LabError::Invalid(format!("no lab named {name:?}; see `shoal lab status`"))
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            LabError::Invalid(format!(
+                "{} is corrupt ({e}); remove the lab with `shoal lab down`",
+                file.display()
+            ))
         })
     }
 
-    fn plan(
-        name: &str,
-        nodes: u32,
-        managers: u32,
-        subnet: Subnet,
-        runtime: &str,
-    ) -> anyhow::Result<Lab> {
+    fn save(&self) -> Result<()> {
+        let file = lab_dir(&self.name).join("lab.json");
+        std::fs::write(
+            &file,
+            serde_json::to_vec_pretty(self).expect("the lab record serializes"),
+        )
+        .io(|| format!("writing {}", file.display()))?;
+        Ok(())
+    }
+
+    pub fn node(&self, name: &str) -> Result<&LabNode> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            LabError::Invalid(format!(
+                "lab {} has no node {name:?}; its nodes are {}",
+                self.name,
+                names.join(", ")
+            ))
+        })
+    }
+
+    fn plan(name: &str, nodes: u32, managers: u32, subnet: Subnet, runtime: &str) -> Result<Lab> {
         if nodes == 0 || nodes > 200 {
-            bail!("--nodes must be between 1 and 200");
+            return Err(LabError::Invalid(
+                "--nodes must be between 1 and 200".into(),
+            ));
         }
         if managers == 0 || managers > nodes {
-            bail!("--managers must be between 1 and --nodes ({nodes})");
+            return Err(LabError::Invalid(format!(
+                "--managers must be between 1 and --nodes ({nodes})"
+            )));
         }
         if managers.is_multiple_of(2) {
             eprintln!(
@@ -236,7 +243,7 @@ impl Lab {
                     lb_engine: default_lb_engine(),
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(Lab {
             name: name.to_string(),
             subnet: subnet.to_string(),
@@ -255,7 +262,7 @@ struct DaemonOptions {
     lb_engine: String,
 }
 
-pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
+pub async fn run(cmd: LabCommand) -> Result<()> {
     match cmd {
         LabCommand::Up {
             name,
@@ -312,7 +319,7 @@ async fn up(
     subnet: &str,
     heartbeat: Duration,
     daemons: DaemonOptions,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     validate_name(name)?;
     let subnet: Subnet = subnet.parse()?;
     let mut lab = Lab::plan(name, nodes, managers, subnet, &daemons.runtime)?;
@@ -321,18 +328,19 @@ async fn up(
         node.lb_engine = daemons.lb_engine.clone();
     }
     if lab_dir(name).join("lab.json").exists() || net::netns_exists(&lab.fabric_ns) {
-        bail!(
+        return Err(LabError::Invalid(format!(
             "lab {name:?} already exists; remove it with `shoal lab down --name {name}` or pick another --name"
-        );
+        )));
     }
     let used = net::host_interfaces_in(subnet)?;
     if !used.is_empty() {
-        bail!(
+        return Err(LabError::Invalid(format!(
             "subnet {subnet} is already in use on this machine (interface {}); pick another with --subnet",
             used.join(", ")
-        );
+        )));
     }
-    std::fs::create_dir_all(lab_dir(name))?;
+    std::fs::create_dir_all(lab_dir(name))
+        .io(|| format!("creating {}", lab_dir(name).display()))?;
     lab.save()?;
     match build(&lab, heartbeat).await {
         Ok(()) => {
@@ -373,12 +381,12 @@ async fn up(
     }
 }
 
-async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
+async fn build(lab: &Lab, heartbeat: Duration) -> Result<()> {
     let subnet: Subnet = lab.subnet.parse()?;
     net::create_fabric(
         &lab.fabric_ns,
         &lab.host_if,
-        lab.host_ip.parse()?,
+        recorded_ip(&lab.host_ip)?,
         subnet.prefix,
     )?;
     for (i, node) in lab.nodes.iter().enumerate() {
@@ -386,10 +394,10 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
             &lab.fabric_ns,
             &node.netns,
             &format!("p{}", i + 1),
-            node.ip.parse()?,
+            recorded_ip(&node.ip)?,
             subnet.prefix,
         )?;
-        std::fs::create_dir_all(&node.dir)?;
+        std::fs::create_dir_all(&node.dir).io(|| format!("creating {}", node.dir.display()))?;
         daemons::start(node)?;
     }
     for node in &lab.nodes {
@@ -404,7 +412,7 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .map_err(|s| anyhow!("swarm init on {}: {}", first.name, s.message()))?;
+        .map_err(|s| LabError::Failed(format!("swarm init on {}: {}", first.name, s.message())))?;
     let token = |role: NodeRole| {
         let mut c = leader.clone();
         async move {
@@ -414,7 +422,7 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
             })
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|s| anyhow!("join-token: {}", s.message()))
+            .map_err(|s| LabError::Failed(format!("join-token: {}", s.message())))
         }
     };
     let worker = token(NodeRole::Worker).await?;
@@ -431,7 +439,9 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
                 listen_addr: String::new(),
             })
             .await
-            .map_err(|s| anyhow!("swarm join on {}: {}", node.name, s.message()))?;
+            .map_err(|s| {
+                LabError::Failed(format!("swarm join on {}: {}", node.name, s.message()))
+            })?;
     }
     // Ready means every node has been heard from by the leader.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -447,10 +457,10 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!(
+            return Err(LabError::Failed(format!(
                 "only {ready} of {} nodes became Ready within 30 s",
                 lab.nodes.len()
-            );
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -459,7 +469,7 @@ async fn build(lab: &Lab, heartbeat: Duration) -> anyhow::Result<()> {
 /// Where nodes pin their eBPF state, one directory per node (named by its namespace).
 const BPF_PINS: &str = "/sys/fs/bpf/shoal";
 
-async fn down(name: &str) -> anyhow::Result<()> {
+async fn down(name: &str) -> Result<()> {
     validate_name(name)?;
     let lab = Lab::load(name).ok();
     let mut removed = 0;
@@ -507,13 +517,15 @@ async fn down(name: &str) -> anyhow::Result<()> {
         failures.push(format!("removing {}: {e}", dir.display()));
     }
     if !failures.is_empty() {
-        bail!(
+        return Err(LabError::Failed(format!(
             "lab {name} was not removed entirely: {}",
             failures.join("; ")
-        );
+        )));
     }
     if removed == 0 && !existed {
-        bail!("no lab named {name:?}; see `shoal lab status`");
+        return Err(LabError::Invalid(format!(
+            "no lab named {name:?}; see `shoal lab status`"
+        )));
     }
     println!("Lab {name} removed.");
     Ok(())
@@ -536,11 +548,20 @@ fn remove_dir_patiently(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-async fn status(name: Option<&str>) -> anyhow::Result<()> {
+/// An address from the lab's record.
+fn recorded_ip(s: &str) -> Result<std::net::Ipv4Addr> {
+    s.parse().map_err(|_| {
+        LabError::Invalid(format!(
+            "the lab's record holds {s:?}, not an IPv4 address; remove the lab with `shoal lab down`"
+        ))
+    })
+}
+
+async fn status(name: Option<&str>) -> Result<()> {
     let Some(name) = name else {
         let mut names: Vec<String> = std::fs::read_dir(LAB_ROOT)
             .map(|d| {
-                d.filter_map(Result::ok)
+                d.filter_map(std::result::Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect()
             })

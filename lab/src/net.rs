@@ -4,29 +4,29 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use anyhow::{Context, anyhow, bail};
+use crate::error::{IoContext, LabError, Result};
 
 /// Runs `ip ARGS`, turning a failure into an error that shows what ip said.
-pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+pub fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .context("running ip (install iproute2)")?;
+        .io(|| "running ip (install iproute2)".into())?;
     if !out.status.success() {
-        bail!(
+        return Err(LabError::Failed(format!(
             "ip {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        )));
     }
     Ok(())
 }
 
-fn ip_output(args: &[&str]) -> anyhow::Result<String> {
+fn ip_output(args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .context("running ip")?;
+        .io(|| "running ip".into())?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -38,15 +38,21 @@ pub struct Subnet {
 }
 
 impl std::str::FromStr for Subnet {
-    type Err = anyhow::Error;
+    type Err = LabError;
 
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        let bad = || anyhow!("invalid subnet {s:?}: use an IPv4 network such as 192.168.56.0/24");
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            LabError::Invalid(format!(
+                "invalid subnet {s:?}: use an IPv4 network such as 192.168.56.0/24"
+            ))
+        };
         let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
         if !(8..=27).contains(&prefix) {
-            bail!("subnet {s}: the prefix must be between /8 and /27 so the lab's addresses fit");
+            return Err(LabError::Invalid(format!(
+                "subnet {s}: the prefix must be between /8 and /27 so the lab's addresses fit"
+            )));
         }
         let mask = u32::MAX << (32 - prefix);
         Ok(Subnet {
@@ -64,10 +70,12 @@ impl std::fmt::Display for Subnet {
 
 impl Subnet {
     /// The address at `offset` from the network address.
-    pub fn host(&self, offset: u32) -> anyhow::Result<Ipv4Addr> {
+    pub fn host(&self, offset: u32) -> Result<Ipv4Addr> {
         let size = 1u32 << (32 - self.prefix);
         if offset == 0 || offset >= size - 1 {
-            bail!("subnet {self} has no room for host number {offset}; use a larger subnet");
+            return Err(LabError::Invalid(format!(
+                "subnet {self} has no room for host number {offset}; use a larger subnet"
+            )));
         }
         Ok(Ipv4Addr::from(u32::from(self.base) + offset))
     }
@@ -79,7 +87,7 @@ impl Subnet {
 }
 
 /// Interfaces of this (host) namespace with an address inside `subnet`.
-pub fn host_interfaces_in(subnet: Subnet) -> anyhow::Result<Vec<String>> {
+pub fn host_interfaces_in(subnet: Subnet) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for line in ip_output(&["-o", "-4", "addr", "show"])?.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -103,7 +111,7 @@ pub fn netns_exists(name: &str) -> bool {
 pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|d| {
-            d.filter_map(Result::ok)
+            d.filter_map(std::result::Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.starts_with(prefix))
                 .collect()
@@ -112,12 +120,7 @@ pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
 }
 
 /// Makes the fabric: namespace, bridge br0, and the host veth `host_if` at `host_ip`.
-pub fn create_fabric(
-    fabric_ns: &str,
-    host_if: &str,
-    host_ip: Ipv4Addr,
-    prefix: u8,
-) -> anyhow::Result<()> {
+pub fn create_fabric(fabric_ns: &str, host_if: &str, host_ip: Ipv4Addr, prefix: u8) -> Result<()> {
     ip(&["netns", "add", fabric_ns])?;
     ip(&["-n", fabric_ns, "link", "set", "lo", "up"])?;
     ip(&["-n", fabric_ns, "link", "add", "br0", "type", "bridge"])?;
@@ -146,7 +149,7 @@ pub fn create_node(
     port: &str,
     addr: Ipv4Addr,
     prefix: u8,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     ip(&["netns", "add", node_ns])?;
     ip(&["-n", node_ns, "link", "set", "lo", "up"])?;
     ip(&[

@@ -2,32 +2,32 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::{anyhow, bail};
+use crate::error::{IoContext, NodeError, Result};
 
 /// The address VirtualBox gives every VM's NAT interface: never reachable from other VMs.
 const VIRTUALBOX_NAT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 
 /// Resolves `--advertise-addr` (IP, IP:PORT or an interface name) or, when absent, the
 /// address of the interface holding the default route. Returns (ip, port).
-pub fn resolve_advertise(given: Option<&str>, default_port: u16) -> anyhow::Result<(IpAddr, u16)> {
+pub fn resolve_advertise(given: Option<&str>, default_port: u16) -> Result<(IpAddr, u16)> {
     let (ip, port) = match given.filter(|s| !s.is_empty()) {
         Some(s) => parse_or_interface(s, default_port)?,
         None => (default_route_address()?, default_port),
     };
     if ip == IpAddr::V4(VIRTUALBOX_NAT) {
-        bail!(
+        return Err(NodeError::Config(format!(
             "refusing to advertise {ip}: it is the VirtualBox NAT address that every VM has, so other nodes cannot reach this one there. Pass --advertise-addr with the address of the host-only network (for example 192.168.56.11)"
-        );
+        )));
     }
     if ip.is_unspecified() || ip.is_loopback() {
-        bail!(
+        return Err(NodeError::Config(format!(
             "cannot advertise {ip}: other nodes cannot reach it; pass --advertise-addr with this node's address on the network they share"
-        );
+        )));
     }
     Ok((ip, port))
 }
 
-fn parse_or_interface(s: &str, default_port: u16) -> anyhow::Result<(IpAddr, u16)> {
+fn parse_or_interface(s: &str, default_port: u16) -> Result<(IpAddr, u16)> {
     if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
         return Ok((sa.ip(), sa.port()));
     }
@@ -35,24 +35,32 @@ fn parse_or_interface(s: &str, default_port: u16) -> anyhow::Result<(IpAddr, u16
         return Ok((ip, default_port));
     }
     let (name, port) = match s.rsplit_once(':') {
-        Some((n, p)) => (n, p.parse().map_err(|_| anyhow!("invalid port in {s:?}"))?),
+        Some((n, p)) => (
+            n,
+            p.parse()
+                .map_err(|_| NodeError::Config(format!("invalid port in {s:?}")))?,
+        ),
         None => (s, default_port),
     };
     let ip = interface_ipv4(name)?.ok_or_else(|| {
-        anyhow!("{s:?} is neither an IP address nor the name of an interface with an IPv4 address")
+        NodeError::Config(format!(
+            "{s:?} is neither an IP address nor the name of an interface with an IPv4 address"
+        ))
     })?;
     Ok((IpAddr::V4(ip), port))
 }
 
 /// First IPv4 address of interface `name`.
-pub fn interface_ipv4(name: &str) -> anyhow::Result<Option<Ipv4Addr>> {
-    Ok(shoal_agent::sys::ipv4_addresses()?
+pub fn interface_ipv4(name: &str) -> Result<Option<Ipv4Addr>> {
+    Ok(shoal_agent::sys::ipv4_addresses()
+        .io(|| "listing the interfaces' addresses".into())?
         .into_iter()
         .find_map(|(n, ip)| (n == name).then_some(ip)))
 }
 
-fn default_route_address() -> anyhow::Result<IpAddr> {
-    let routes = std::fs::read_to_string("/proc/net/route")?;
+fn default_route_address() -> Result<IpAddr> {
+    let routes =
+        std::fs::read_to_string("/proc/net/route").io(|| "reading /proc/net/route".into())?;
     let iface = routes
         .lines()
         .skip(1)
@@ -60,12 +68,12 @@ fn default_route_address() -> anyhow::Result<IpAddr> {
         .find(|f| f.len() > 2 && f[1] == "00000000")
         .map(|f| f[0].to_string())
         .ok_or_else(|| {
-            anyhow!("could not choose an address to advertise: no interface holds a default route. Pass --advertise-addr")
+            NodeError::Config("could not choose an address to advertise: no interface holds a default route. Pass --advertise-addr".into())
         })?;
     let ip = interface_ipv4(&iface)?.ok_or_else(|| {
-        anyhow!(
+        NodeError::Config(format!(
             "interface {iface} has the default route but no IPv4 address; pass --advertise-addr"
-        )
+        ))
     })?;
     Ok(IpAddr::V4(ip))
 }

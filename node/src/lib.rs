@@ -8,6 +8,7 @@ pub mod client;
 mod connect;
 mod control;
 mod engine_api;
+pub mod error;
 pub use engine_api::SOCKET_NAME as DOCKER_SOCKET_NAME;
 mod lifecycle;
 mod logfile;
@@ -19,13 +20,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use shoal_agent::session::SessionEvent;
 use shoal_manager::Bootstrap;
 use shoal_proto::control_server::ControlServer;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::client::{DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, SOCKET_NAME};
+use crate::error::{IoContext, NodeError, Result};
 use runtime::Runtime;
 use state::SwarmDir;
 
@@ -97,21 +98,25 @@ pub struct Daemon {
     events: mpsc::Sender<SessionEvent>,
 }
 
-pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+pub async fn run(args: DaemonArgs) -> Result<()> {
     init_logging(&args)?;
     if let Some(a) = &args.advertise_addr {
         addr::resolve_advertise(Some(a), shoal_proto::CONTROL_PORT)?;
     }
     std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+        .io(|| format!("creating --data-dir {}", args.data_dir.display()))?;
     std::fs::create_dir_all(&args.run_dir)
-        .with_context(|| format!("creating --run-dir {}", args.run_dir.display()))?;
-    std::fs::set_permissions(&args.run_dir, std::fs::Permissions::from_mode(0o700))?;
+        .and_then(|()| {
+            std::fs::set_permissions(&args.run_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .io(|| format!("creating --run-dir {}", args.run_dir.display()))?;
     let socket = args.run_dir.join(SOCKET_NAME);
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
-        .with_context(|| format!("binding the control socket {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        .and_then(|l| {
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map(|()| l)
+        })
+        .io(|| format!("binding the control socket {}", socket.display()))?;
 
     let hostname = args.hostname.clone().unwrap_or_else(system_hostname);
     let (events_tx, events_rx) = mpsc::channel(16);
@@ -159,7 +164,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             tokio_stream::wrappers::UnixListenerStream::new(listener),
             shutdown_signal(),
         );
-    server.await.context("control socket server")?;
+    server
+        .await
+        .map_err(|e| NodeError::start("the control socket server", e))?;
     tracing::info!("shutting down");
     engine.abort();
     let _ = std::fs::remove_file(&docker_socket);
@@ -180,24 +187,24 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(args: &DaemonArgs) -> anyhow::Result<()> {
+fn init_logging(args: &DaemonArgs) -> Result<()> {
     let mut directives = args.log_level.clone();
     // hickory-server logs every query at info: a task could fill the disk through DNS.
     if !directives.contains("hickory") {
         directives.push_str(",hickory_server=error,hickory_proto=error");
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives).with_context(|| {
-        format!(
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).map_err(|_| {
+        NodeError::Config(format!(
             "--log-level {:?} is not a log filter: try info or shoal_agent=debug",
             args.log_level
-        )
+        ))
     })?;
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let json = args.log_format == "json";
     if let Some(path) = &args.log_file {
         let file = logfile::RotatingFile::open(path, args.log_max_size << 20)
-            .with_context(|| format!("opening --log-file {}", path.display()))?;
+            .io(|| format!("opening --log-file {}", path.display()))?;
         let builder = builder.with_ansi(false).with_writer(Arc::new(file));
         if json {
             builder.json().init();

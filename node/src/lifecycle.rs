@@ -20,6 +20,7 @@ use super::Daemon;
 use super::addr::resolve_advertise;
 use super::runtime::Runtime;
 use super::state::{SwarmDir, SwarmState};
+use crate::error::NodeError;
 
 const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.";
 const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.";
@@ -329,9 +330,12 @@ impl Daemon {
                 && let Err(e) = m.join_raft_via(&managers).await
             {
                 rt.stop().await;
-                return Err(anyhow::Error::from(e));
+                return Err(NodeError::Manager {
+                    what: "joining the managers' Raft group".into(),
+                    cause: e,
+                });
             }
-            Ok::<_, anyhow::Error>(rt)
+            Ok::<_, NodeError>(rt)
         };
         match started.await {
             Ok(rt) => *guard = Some(rt),

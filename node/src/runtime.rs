@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use shoal_agent::dataplane::{DataPlane, DataPlaneConfig};
 use shoal_agent::executor::ExecutorConfig;
 use shoal_agent::gossip::{ClusterView, Gossip};
@@ -27,6 +26,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use super::Daemon;
 use super::control::ControlService;
 use super::state::{SwarmDir, SwarmState};
+use crate::error::{IoContext, NodeError, Result};
 
 pub struct Runtime {
     pub state: SwarmState,
@@ -52,7 +52,7 @@ impl Runtime {
         tls: NodeTls,
         bootstrap: Bootstrap,
         events: mpsc::Sender<SessionEvent>,
-    ) -> anyhow::Result<Runtime> {
+    ) -> Result<Runtime> {
         let (manager, server) = if state.manager {
             let manager = Manager::start(
                 ManagerConfig {
@@ -65,7 +65,10 @@ impl Runtime {
                 bootstrap,
             )
             .await
-            .context("starting the manager")?;
+            .map_err(|cause| NodeError::Manager {
+                what: "starting the manager".into(),
+                cause,
+            })?;
             let server = match serve(daemon, &manager, &state, &tls).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -186,7 +189,7 @@ impl Runtime {
 }
 
 /// The resolvers tasks' other queries go to, as `--dns-upstream` says.
-fn dns_upstreams(flags: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+fn dns_upstreams(flags: &[String]) -> Result<Vec<std::net::SocketAddr>> {
     if flags.is_empty() {
         let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         return Ok(shoal_agent::dns::upstreams_from(&conf));
@@ -197,8 +200,10 @@ fn dns_upstreams(flags: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> 
         .map(|f| {
             f.parse::<std::net::SocketAddr>()
                 .or_else(|_| f.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
-                .with_context(|| {
-                    format!("--dns-upstream {f:?}: give an IP address, IP:PORT, or none")
+                .map_err(|_| {
+                    NodeError::Config(format!(
+                        "--dns-upstream {f:?}: give an IP address, IP:PORT, or none"
+                    ))
                 })
         })
         .collect()
@@ -209,14 +214,16 @@ async fn start_data_plane(
     daemon: &Arc<Daemon>,
     state: &SwarmState,
     view: watch::Receiver<ClusterView>,
-) -> anyhow::Result<(Gossip, Arc<DataPlane>)> {
-    let ip: std::net::Ipv4Addr = state
-        .advertise_ip
-        .parse()
-        .with_context(|| format!("the advertise address {} is not IPv4", state.advertise_ip))?;
+) -> Result<(Gossip, Arc<DataPlane>)> {
+    let ip: std::net::Ipv4Addr = state.advertise_ip.parse().map_err(|_| {
+        NodeError::Config(format!(
+            "the advertise address {} is not IPv4",
+            state.advertise_ip
+        ))
+    })?;
     let gossip = Gossip::start(&state.node_id, ip, shoal_agent::gossip::PORT, view)
         .await
-        .with_context(|| format!("starting gossip on {ip}:{}", shoal_agent::gossip::PORT))?;
+        .io(|| format!("starting gossip on {ip}:{}", shoal_agent::gossip::PORT))?;
     let plane = DataPlane::start(
         DataPlaneConfig {
             overlay: OverlayConfig {
@@ -229,14 +236,14 @@ async fn start_data_plane(
         },
         gossip.clone(),
         shoal_agent::lb::engine(&daemon.args.lb_engine, ip, &daemon.args.netns_prefix)
-            .map_err(|e| anyhow::anyhow!(e))?,
+            .map_err(NodeError::Config)?,
     )
     .await;
     match plane {
         Ok(p) => Ok((gossip, p)),
         Err(e) => {
             gossip.stop();
-            Err(anyhow::anyhow!("starting the overlay driver: {e}"))
+            Err(NodeError::start("starting the overlay driver", e))
         }
     }
 }
@@ -266,10 +273,10 @@ async fn serve(
     manager: &Arc<Manager>,
     state: &SwarmState,
     tls: &NodeTls,
-) -> anyhow::Result<(oneshot::Sender<()>, JoinHandle<()>)> {
+) -> Result<(oneshot::Sender<()>, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(&state.listen_addr)
         .await
-        .with_context(|| format!("cannot listen on {} for cluster control", state.listen_addr))?;
+        .io(|| format!("cannot listen on {} for cluster control", state.listen_addr))?;
     // The chain ends with the CA so a joining node can check it against its token.
     let chain = format!("{}{}", tls.cert_pem, tls.ca_cert_pem);
     let tls_config = ServerTlsConfig::new()
@@ -278,7 +285,8 @@ async fn serve(
         .client_auth_optional(true);
     let api = ManagerApi(manager.clone());
     let router = Server::builder()
-        .tls_config(tls_config)?
+        .tls_config(tls_config)
+        .map_err(|e| NodeError::start("the control port's TLS", e))?
         .add_service(RaftTransportServer::new(api.clone()))
         .add_service(CaServer::new(api.clone()))
         .add_service(DispatcherServer::new(api))

@@ -6,10 +6,11 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shoal_proto::NodeRole;
 use shoal_proto::tls::NodeTls;
+
+use crate::error::{IoContext, NodeError, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SwarmState {
@@ -58,20 +59,20 @@ impl SwarmDir {
         self.0.join("raft")
     }
 
-    pub fn load(&self) -> anyhow::Result<Option<(SwarmState, NodeTls)>> {
+    pub fn load(&self) -> Result<Option<(SwarmState, NodeTls)>> {
         let file = self.state_file();
         if !file.exists() {
             return Ok(None);
         }
-        let state: SwarmState =
-            serde_json::from_slice(&std::fs::read(&file)?).with_context(|| {
-                format!(
-                    "{} is corrupt; `shoal swarm leave --force` resets it",
-                    file.display()
-                )
-            })?;
+        let bytes = std::fs::read(&file).io(|| format!("reading {}", file.display()))?;
+        let state: SwarmState = serde_json::from_slice(&bytes).map_err(|e| {
+            NodeError::Corrupt(format!(
+                "{} is corrupt ({e}); `shoal swarm leave --force` resets it",
+                file.display()
+            ))
+        })?;
         let read = |f: &str| {
-            std::fs::read_to_string(self.certs_dir().join(f)).with_context(|| {
+            std::fs::read_to_string(self.certs_dir().join(f)).io(|| {
                 format!(
                     "reading certificate file {f} in {}",
                     self.certs_dir().display()
@@ -87,9 +88,12 @@ impl SwarmDir {
     }
 
     /// Writes state and certificates; each file is replaced atomically.
-    pub fn save(&self, state: &SwarmState, tls: &NodeTls) -> anyhow::Result<()> {
-        std::fs::create_dir_all(self.certs_dir())?;
-        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))?;
+    pub fn save(&self, state: &SwarmState, tls: &NodeTls) -> Result<()> {
+        std::fs::create_dir_all(self.certs_dir())
+            .and_then(|()| {
+                std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))
+            })
+            .io(|| format!("creating {}", self.certs_dir().display()))?;
         write_atomic(
             &self.certs_dir().join("ca.crt"),
             tls.ca_cert_pem.as_bytes(),
@@ -108,34 +112,35 @@ impl SwarmDir {
         self.save_state(state)
     }
 
-    pub fn save_state(&self, state: &SwarmState) -> anyhow::Result<()> {
+    pub fn save_state(&self, state: &SwarmState) -> Result<()> {
         write_atomic(
             &self.state_file(),
-            &serde_json::to_vec_pretty(state)?,
+            &serde_json::to_vec_pretty(state).expect("the state serializes"),
             0o600,
         )
     }
 
     /// Forgets the swarm entirely (leave).
-    pub fn wipe(&self) -> anyhow::Result<()> {
+    pub fn wipe(&self) -> Result<()> {
         match std::fs::remove_dir_all(&self.0) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            Err(cause) if cause.kind() != std::io::ErrorKind::NotFound => Err(NodeError::Io {
+                what: format!("removing {}", self.0.display()),
+                cause,
+            }),
             _ => Ok(()),
         }
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
         .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .io(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).io(|| format!("replacing {}", path.display()))
 }

@@ -25,7 +25,7 @@ pub enum ServiceCommand {
         #[arg(long)]
         name: Option<String>,
         /// Number of tasks
-        #[arg(long, allow_negative_numbers = true, value_parser = parse_replicas)]
+        #[arg(long, allow_negative_numbers = true, value_parser = flags::parse_count)]
         replicas: Option<u64>,
         /// Service mode (replicated or global)
         #[arg(long, default_value = "replicated")]
@@ -78,7 +78,7 @@ pub enum ServiceCommand {
     Update {
         #[arg(long)]
         image: Option<String>,
-        #[arg(long, allow_negative_numbers = true, value_parser = parse_replicas)]
+        #[arg(long, allow_negative_numbers = true, value_parser = flags::parse_count)]
         replicas: Option<u64>,
         /// Force update even if no changes require it
         #[arg(long)]
@@ -142,10 +142,6 @@ pub enum ServiceCommand {
 }
 
 type Client = ControlClient<Channel>;
-
-fn parse_replicas(s: &str) -> Result<u64, String> {
-    flags::parse_count(s)
-}
 
 pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
     let mut client = target.connect().await?;
@@ -264,7 +260,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                 let (name, n) = s.split_once('=').ok_or_else(|| {
                     anyhow!("invalid scale specifier {s:?}: use SERVICE=REPLICAS")
                 })?;
-                let n = parse_replicas(n)
+                let n = flags::parse_count(n)
                     .map_err(|e| anyhow!("invalid replicas value {n:?} for {name}: {e}"))?;
                 let svc = get(&mut client, name).await?;
                 let mut spec = svc.spec.clone().unwrap_or_default();

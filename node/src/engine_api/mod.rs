@@ -22,7 +22,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use shoal_docker::engine::{API_VERSION, BadRequest, MIN_API_VERSION, version_text};
+use shoal_docker::engine::{API_VERSION, MIN_API_VERSION, version_text};
+use shoal_docker::error::Invalid;
 
 use crate::Daemon;
 
@@ -51,8 +52,8 @@ impl ApiError {
     }
 }
 
-impl From<BadRequest> for ApiError {
-    fn from(e: BadRequest) -> Self {
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
         ApiError::bad_request(e.0)
     }
 }
@@ -93,12 +94,18 @@ impl From<tonic::Status> for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Serves the API on `socket` (root only, as dockerd's) until the daemon stops.
-pub async fn serve(daemon: Arc<Daemon>, socket: &Path) -> anyhow::Result<()> {
+pub async fn serve(daemon: Arc<Daemon>, socket: &Path) -> crate::error::Result<()> {
+    use crate::error::IoContext;
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(socket);
-    let listener = tokio::net::UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    axum::serve(listener, app(daemon)).await?;
+    let listener = tokio::net::UnixListener::bind(socket)
+        .and_then(|l| {
+            std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map(|()| l)
+        })
+        .io(|| format!("binding {}", socket.display()))?;
+    axum::serve(listener, app(daemon))
+        .await
+        .io(|| "serving the Docker Engine API".into())?;
     Ok(())
 }
 

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +23,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::{ApiError, app};
 use crate::Daemon;
+use crate::error::{IoContext, NodeError, Result};
 
 /// Handshakes take at most this long, so a silent client holds nothing.
 const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -66,21 +66,28 @@ impl axum::extract::connect_info::Connected<IncomingStream<'_, TlsListener>> for
     }
 }
 
-fn server_config(
-    tls: &NodeTls,
-    cert_pem: &str,
-    key_pem: &str,
-) -> anyhow::Result<rustls::ServerConfig> {
-    let ca =
-        CertificateDer::from_pem_slice(tls.ca_cert_pem.as_bytes()).context("the cluster CA")?;
+fn server_config(tls: &NodeTls, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig> {
+    let ca = CertificateDer::from_pem_slice(tls.ca_cert_pem.as_bytes())
+        .map_err(|e| tls_error("the cluster CA", e))?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone())?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build()?;
-    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-    Ok(rustls::ServerConfig::builder()
+    roots
+        .add(ca.clone())
+        .map_err(|e| tls_error("the cluster CA", e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| tls_error("the client verifier", e))?;
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| tls_error("the server certificate", e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| tls_error("the server key", e))?;
+    rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert, ca], key)?)
+        .with_single_cert(vec![cert, ca], key)
+        .map_err(|e| tls_error("the server certificate", e))
+}
+
+fn tls_error(what: &str, e: impl std::fmt::Display) -> NodeError {
+    NodeError::start(format!("the Docker Engine API's TLS: {what}"), e)
 }
 
 /// Starts the listener; the returned handle stops it.
@@ -90,20 +97,25 @@ pub async fn serve(
     addr: &str,
     names: Vec<String>,
     tls: &NodeTls,
-) -> anyhow::Result<tokio::task::AbortHandle> {
-    let cluster = manager.cluster().map_err(|e| anyhow::anyhow!("{e}"))?;
+) -> Result<tokio::task::AbortHandle> {
+    let cluster = manager.cluster().map_err(|cause| NodeError::Manager {
+        what: "reading the cluster's CA".into(),
+        cause,
+    })?;
     let root = cluster.root_ca.unwrap_or_default();
     let (cert, key) = shoal_manager::ca::sign_server_cert(
         &root.ca_cert_pem,
         &root.ca_key_pem,
         &cluster.id,
         &names,
-    )?;
+    )
+    .map_err(|e| tls_error("signing the server certificate", e))?;
     let acceptor = TlsAcceptor::from(Arc::new(server_config(tls, &cert, &key)?));
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr} for the Docker Engine API"))?;
-    let local = tcp.local_addr()?;
+        .and_then(|l| Ok((l.local_addr()?, l)))
+        .io(|| format!("cannot listen on {addr} for the Docker Engine API"))?;
+    let (local, tcp) = tcp;
     let (tx, ready) = mpsc::channel(64);
     let handshakes = tokio::spawn(async move {
         loop {

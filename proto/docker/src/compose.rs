@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, anyhow, bail};
+use crate::error::{At, Result};
+use crate::flags::one_of;
+use crate::invalid;
 use serde::Deserialize;
 use serde_norway::Value;
 use shoal_proto as pb;
-use shoal_proto::docker_names::DockerName;
 use shoal_proto::service_spec::Mode;
 
 use crate::flags::{parse_bytes, parse_cpus, parse_port};
@@ -277,24 +278,26 @@ pub fn load(
     text: &str,
     stack: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<(Stack, Vec<String>)> {
+) -> Result<(Stack, Vec<String>)> {
     if stack.is_empty()
         || !stack
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
-        bail!("invalid stack name {stack:?}: use letters, digits, '-', '_' or '.'");
+        return Err(invalid!(
+            "invalid stack name {stack:?}: use letters, digits, '-', '_' or '.'"
+        ));
     }
     let (text, unset) = interpolate(text, env)?;
     let mut value: Value =
-        serde_norway::from_str(&text).context("the compose file is not valid YAML")?;
+        serde_norway::from_str(&text).at("the compose file is not valid YAML")?;
     value
         .apply_merge()
-        .context("the compose file's `<<` merge keys")?;
+        .at("the compose file's `<<` merge keys")?;
     drop_extensions(&mut value);
     let file: File = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        anyhow!(
+        invalid!(
             "{}: {}",
             if path == "." {
                 "compose file"
@@ -326,10 +329,7 @@ fn drop_extensions(v: &mut Value) {
 }
 
 /// `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `$$`.
-fn interpolate(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<(String, Vec<String>)> {
+fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, Vec<String>)> {
     let mut out = String::with_capacity(text.len());
     let mut unset = Vec::new();
     let mut chars = text.char_indices().peekable();
@@ -347,7 +347,7 @@ fn interpolate(
             Some('{') => {
                 let end = text[i..]
                     .find('}')
-                    .ok_or_else(|| anyhow!("unterminated ${{ in the compose file"))?
+                    .ok_or_else(|| invalid!("unterminated ${{ in the compose file"))?
                     + i;
                 let inner = &text[i + 2..end];
                 while chars.peek().is_some_and(|&(j, _)| j <= end) {
@@ -356,7 +356,9 @@ fn interpolate(
                 let name_end = inner.find(|c: char| !is_name(c)).unwrap_or(inner.len());
                 let (name, rest) = inner.split_at(name_end);
                 if name.is_empty() {
-                    bail!("invalid interpolation ${{{inner}}}: name a variable");
+                    return Err(invalid!(
+                        "invalid interpolation ${{{inner}}}: name a variable"
+                    ));
                 }
                 let value = env(name);
                 let resolved = if let Some(default) = rest.strip_prefix(":-") {
@@ -368,7 +370,7 @@ fn interpolate(
                 } else if let Some(why) = rest.strip_prefix(":?").or_else(|| rest.strip_prefix('?'))
                 {
                     value.filter(|v| !v.is_empty()).ok_or_else(|| {
-                        anyhow!("required variable {name} is missing a value: {why}")
+                        invalid!("required variable {name} is missing a value: {why}")
                     })?
                 } else if rest.is_empty() {
                     value.unwrap_or_else(|| {
@@ -376,9 +378,9 @@ fn interpolate(
                         String::new()
                     })
                 } else {
-                    bail!(
+                    return Err(invalid!(
                         "invalid interpolation ${{{inner}}}: use ${{NAME}}, ${{NAME:-default}} or ${{NAME:?error}}"
-                    );
+                    ));
                 };
                 out.push_str(&resolved);
             }
@@ -401,10 +403,12 @@ fn interpolate(
     Ok((out, unset))
 }
 
-fn refuse(path: &str, fields: &[(&str, &Refused)]) -> anyhow::Result<()> {
+fn refuse(path: &str, fields: &[(&str, &Refused)]) -> Result<()> {
     for (name, v) in fields {
         if v.as_ref().is_some_and(|v| !v.is_null()) {
-            bail!("{path}.{name} is not supported by shoal: remove it from the compose file");
+            return Err(invalid!(
+                "{path}.{name} is not supported by shoal: remove it from the compose file"
+            ));
         }
     }
     Ok(())
@@ -420,7 +424,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// Key/value pairs as a map; `what` names them in errors.
-fn pairs(p: Option<Pairs>, what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+fn pairs(p: Option<Pairs>, what: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     match p {
         None => {}
@@ -435,7 +439,7 @@ fn pairs(p: Option<Pairs>, what: &str) -> anyhow::Result<BTreeMap<String, String
                 let v = match v {
                     None => String::new(),
                     Some(v) => scalar(&v)
-                        .ok_or_else(|| anyhow!("{what}.{k}: give a string, number or boolean"))?,
+                        .ok_or_else(|| invalid!("{what}.{k}: give a string, number or boolean"))?,
                 };
                 out.insert(k, v);
             }
@@ -445,7 +449,7 @@ fn pairs(p: Option<Pairs>, what: &str) -> anyhow::Result<BTreeMap<String, String
 }
 
 /// Splits a command line as a POSIX shell would (quotes and backslashes).
-fn shell_words(line: &str) -> anyhow::Result<Vec<String>> {
+fn shell_words(line: &str) -> Result<Vec<String>> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -458,7 +462,7 @@ fn shell_words(line: &str) -> anyhow::Result<Vec<String>> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => word.push(c),
-                        None => bail!("unterminated quote in {line:?}"),
+                        None => return Err(invalid!("unterminated quote in {line:?}")),
                     }
                 }
             }
@@ -473,10 +477,10 @@ fn shell_words(line: &str) -> anyhow::Result<Vec<String>> {
                                 word.push('\\');
                                 word.push(c);
                             }
-                            None => bail!("unterminated quote in {line:?}"),
+                            None => return Err(invalid!("unterminated quote in {line:?}")),
                         },
                         Some(c) => word.push(c),
-                        None => bail!("unterminated quote in {line:?}"),
+                        None => return Err(invalid!("unterminated quote in {line:?}")),
                     }
                 }
             }
@@ -504,7 +508,7 @@ fn shell_words(line: &str) -> anyhow::Result<Vec<String>> {
     Ok(words)
 }
 
-fn words(w: Option<Words>) -> anyhow::Result<Vec<String>> {
+fn words(w: Option<Words>) -> Result<Vec<String>> {
     match w {
         None => Ok(vec![]),
         Some(Words::List(l)) => Ok(l),
@@ -512,20 +516,16 @@ fn words(w: Option<Words>) -> anyhow::Result<Vec<String>> {
     }
 }
 
-fn nanos(path: &str, d: Option<&str>) -> anyhow::Result<Option<i64>> {
+fn nanos(path: &str, d: Option<&str>) -> Result<Option<i64>> {
     d.map(|d| {
         crate::duration::parse(d)
             .map(|d| d.as_nanos() as i64)
-            .map_err(|e| anyhow!("{path}: {e}"))
+            .map_err(|e| invalid!("{path}: {e}"))
     })
     .transpose()
 }
 
-fn one_of<T: DockerName + Default>(path: &str, value: &str) -> anyhow::Result<T> {
-    crate::flags::one_of(path, value).map_err(|e| anyhow!(e))
-}
-
-fn update_config(path: &str, c: UpdateConfig) -> anyhow::Result<pb::UpdateConfig> {
+fn update_config(path: &str, c: UpdateConfig) -> Result<pb::UpdateConfig> {
     use pb::{UpdateFailureAction as A, UpdateOrder as O};
     Ok(pb::UpdateConfig {
         parallelism: c.parallelism.unwrap_or(1),
@@ -544,19 +544,19 @@ fn update_config(path: &str, c: UpdateConfig) -> anyhow::Result<pb::UpdateConfig
     })
 }
 
-fn ports(path: &str, list: Vec<Value>) -> anyhow::Result<Vec<pb::PortConfig>> {
+fn ports(path: &str, list: Vec<Value>) -> Result<Vec<pb::PortConfig>> {
     let mut out = Vec::new();
     for p in list {
         match p {
             Value::Mapping(_) => {
                 let l: LongPort =
-                    serde_norway::from_value(p).map_err(|e| anyhow!("{path}: {e}"))?;
+                    serde_norway::from_value(p).map_err(|e| invalid!("{path}: {e}"))?;
                 refuse(path, &[("host_ip", &l.host_ip)])?;
                 let published = match l.published.as_ref() {
                     None => 0,
                     Some(v) => scalar(v)
                         .and_then(|s| s.parse::<u32>().ok())
-                        .ok_or_else(|| anyhow!("{path}.published: give a port number"))?,
+                        .ok_or_else(|| invalid!("{path}.published: give a port number"))?,
                 };
                 let mut spec = format!("target={}", l.target);
                 if published > 0 {
@@ -568,11 +568,11 @@ fn ports(path: &str, list: Vec<Value>) -> anyhow::Result<Vec<pb::PortConfig>> {
                 if let Some(mode) = &l.mode {
                     spec.push_str(&format!(",mode={mode}"));
                 }
-                out.push(parse_port(&spec).with_context(|| path.to_string())?);
+                out.push(parse_port(&spec).at(path)?);
             }
             short => {
                 let s = scalar(&short).ok_or_else(|| {
-                    anyhow!("{path}: a port is \"PUBLISHED:TARGET\" or a mapping with target:")
+                    invalid!("{path}: a port is \"PUBLISHED:TARGET\" or a mapping with target:")
                 })?;
                 out.extend(short_ports(path, &s)?);
             }
@@ -582,22 +582,24 @@ fn ports(path: &str, list: Vec<Value>) -> anyhow::Result<Vec<pb::PortConfig>> {
 }
 
 /// "4000:80", "80", "4000:80/udp", "8000-8001:80-81".
-fn short_ports(path: &str, s: &str) -> anyhow::Result<Vec<pb::PortConfig>> {
+fn short_ports(path: &str, s: &str) -> Result<Vec<pb::PortConfig>> {
     let (ports, proto) = s.split_once('/').unwrap_or((s, "tcp"));
     let parts: Vec<&str> = ports.split(':').collect();
     let (published, target) = match parts.as_slice() {
         [t] => (None, *t),
         [p, t] => (Some(*p), *t),
-        _ => bail!(
-            "{path}: {s:?}: binding a published port to one host address is not supported by swarm services; use PUBLISHED:TARGET"
-        ),
+        _ => {
+            return Err(invalid!(
+                "{path}: {s:?}: binding a published port to one host address is not supported by swarm services; use PUBLISHED:TARGET"
+            ));
+        }
     };
-    let range = |r: &str| -> anyhow::Result<(u32, u32)> {
+    let range = |r: &str| -> Result<(u32, u32)> {
         let (a, b) = r.split_once('-').unwrap_or((r, r));
         let n = |x: &str| {
             x.trim()
                 .parse::<u32>()
-                .map_err(|_| anyhow!("{path}: {s:?}: {x:?} is not a port number"))
+                .map_err(|_| invalid!("{path}: {s:?}: {x:?} is not a port number"))
         };
         Ok((n(a)?, n(b)?))
     };
@@ -606,7 +608,9 @@ fn short_ports(path: &str, s: &str) -> anyhow::Result<Vec<pb::PortConfig>> {
     if let Some((p0, p1)) = published
         && p1 - p0 != t1 - t0
     {
-        bail!("{path}: {s:?}: the published and target ranges differ in length");
+        return Err(invalid!(
+            "{path}: {s:?}: the published and target ranges differ in length"
+        ));
     }
     (0..=t1.saturating_sub(t0))
         .map(|i| {
@@ -614,16 +618,18 @@ fn short_ports(path: &str, s: &str) -> anyhow::Result<Vec<pb::PortConfig>> {
                 Some((p0, _)) => format!("{}:{}/{proto}", p0 + i, t0 + i),
                 None => format!("{}/{proto}", t0 + i),
             };
-            parse_port(&spec).with_context(|| path.to_string())
+            parse_port(&spec).at(path)
         })
         .collect()
 }
 
-fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
+fn convert(file: File, stack: &str) -> Result<Stack> {
     if let Some(v) = &file.version {
         let v = scalar(v).unwrap_or_default();
         if !(v == "3" || v.starts_with("3.")) {
-            bail!("version: {v:?}: stack deploy reads compose files of version 3.x");
+            return Err(invalid!(
+                "version: {v:?}: stack deploy reads compose files of version 3.x"
+            ));
         }
     }
     refuse(
@@ -639,24 +645,24 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
         ignored.push("name".to_string());
     }
     if file.services.is_empty() {
-        bail!("services: the compose file defines no service");
+        return Err(invalid!("services: the compose file defines no service"));
     }
     let namespace = BTreeMap::from([(NAMESPACE_LABEL.to_string(), stack.to_string())]);
     // Every network the services use, by its key in the file, with its cluster name.
     let mut used: BTreeMap<String, String> = BTreeMap::new();
     let mut networks = Vec::new();
-    let mut network_name = |key: &str,
-                            networks: &mut Vec<StackNetwork>|
-     -> anyhow::Result<String> {
+    let mut network_name = |key: &str, networks: &mut Vec<StackNetwork>| -> Result<String> {
         if let Some(name) = used.get(key) {
             return Ok(name.clone());
         }
         let declared = match file.networks.get(key) {
             Some(n) => n.as_ref(),
             None if key == "default" => None,
-            None => bail!(
-                "a service uses network {key:?}, which the compose file does not declare under networks"
-            ),
+            None => {
+                return Err(invalid!(
+                    "a service uses network {key:?}, which the compose file does not declare under networks"
+                ));
+            }
         };
         let path = format!("networks.{key}");
         let name = match declared.and_then(|n| n.external.as_ref()) {
@@ -752,7 +758,7 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
                     };
                     Ok((n, aliases))
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?,
+                .collect::<Result<Vec<_>>>()?,
         };
         let mut task_networks = Vec::new();
         for (net, aliases) in attachments {
@@ -766,7 +772,7 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
         }
         let image = svc
             .image
-            .ok_or_else(|| anyhow!("{path}.image: every service needs an image"))?;
+            .ok_or_else(|| invalid!("{path}.image: every service needs an image"))?;
         let env: Vec<String> = pairs(svc.environment, &format!("{path}.environment"))?
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -829,10 +835,16 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
                 replicas: d.replicas.unwrap_or(1),
             }),
             "global" if d.replicas.is_some() => {
-                bail!("{dp}.replicas: a global service runs one task per node; drop replicas")
+                return Err(invalid!(
+                    "{dp}.replicas: a global service runs one task per node; drop replicas"
+                ));
             }
             "global" => Mode::Global(pb::GlobalService {}),
-            other => bail!("{dp}.mode: invalid value {other:?}: use replicated or global"),
+            other => {
+                return Err(invalid!(
+                    "{dp}.mode: invalid value {other:?}: use replicated or global"
+                ));
+            }
         };
         let resources = d
             .resources
@@ -894,7 +906,7 @@ fn convert(file: File, stack: &str) -> anyhow::Result<Stack> {
 }
 
 /// The restart policy, with swarm's defaults (any condition, 5 s delay) where unset.
-fn restart_policy(path: &str, r: Option<RestartPolicy>) -> anyhow::Result<pb::RestartPolicy> {
+fn restart_policy(path: &str, r: Option<RestartPolicy>) -> Result<pb::RestartPolicy> {
     let r = r.unwrap_or_default();
     use pb::RestartCondition as C;
     Ok(pb::RestartPolicy {
@@ -908,42 +920,39 @@ fn restart_policy(path: &str, r: Option<RestartPolicy>) -> anyhow::Result<pb::Re
     })
 }
 
-fn resources(path: &str, r: DeployResources) -> anyhow::Result<pb::ResourceRequirements> {
-    let amounts =
-        |what: &str, a: Option<ResourceAmounts>| -> anyhow::Result<Option<pb::ResourceValues>> {
-            let Some(a) = a else { return Ok(None) };
-            let p = format!("{path}.{what}");
-            refuse(
-                &p,
-                &[
-                    ("pids", &a.pids),
-                    ("devices", &a.devices),
-                    ("generic_resources", &a.generic_resources),
-                ],
-            )?;
-            let cpus = a
-                .cpus
-                .as_ref()
-                .map(|v| {
-                    scalar(v)
-                        .ok_or_else(|| anyhow!("{p}.cpus: give a number such as 0.5"))
-                        .and_then(|s| parse_cpus(&s).with_context(|| format!("{p}.cpus")))
-                })
-                .transpose()?;
-            let memory = a
-                .memory
-                .as_ref()
-                .map(|v| {
-                    scalar(v)
-                        .ok_or_else(|| anyhow!("{p}.memory: give a size such as 50M"))
-                        .and_then(|s| parse_bytes(&s).with_context(|| format!("{p}.memory")))
-                })
-                .transpose()?;
-            Ok(Some(pb::ResourceValues {
-                nano_cpus: cpus.unwrap_or(0),
-                memory_bytes: memory.unwrap_or(0),
-            }))
+fn resources(path: &str, r: DeployResources) -> Result<pb::ResourceRequirements> {
+    let amounts = |what: &str, a: Option<ResourceAmounts>| -> Result<Option<pb::ResourceValues>> {
+        let Some(a) = a else { return Ok(None) };
+        let p = format!("{path}.{what}");
+        refuse(
+            &p,
+            &[
+                ("pids", &a.pids),
+                ("devices", &a.devices),
+                ("generic_resources", &a.generic_resources),
+            ],
+        )?;
+        // A scalar parsed by `parse`, named `{p}.{field}` in errors.
+        let amount = |field: &str, v: Option<&Value>, parse: fn(&str) -> Result<i64>, example| {
+            v.map(|v| {
+                scalar(v)
+                    .ok_or_else(|| invalid!("{p}.{field}: give {example}"))
+                    .and_then(|s| parse(&s).at(format!("{p}.{field}")))
+            })
+            .transpose()
         };
+        let cpus = amount("cpus", a.cpus.as_ref(), parse_cpus, "a number such as 0.5")?;
+        let memory = amount(
+            "memory",
+            a.memory.as_ref(),
+            parse_bytes,
+            "a size such as 50M",
+        )?;
+        Ok(Some(pb::ResourceValues {
+            nano_cpus: cpus.unwrap_or(0),
+            memory_bytes: memory.unwrap_or(0),
+        }))
+    };
     Ok(pb::ResourceRequirements {
         limits: amounts("limits", r.limits)?,
         reservations: amounts("reservations", r.reservations)?,
@@ -955,7 +964,7 @@ fn network_spec(
     name: &str,
     n: Option<&Network>,
     namespace: &BTreeMap<String, String>,
-) -> anyhow::Result<pb::NetworkSpec> {
+) -> Result<pb::NetworkSpec> {
     let mut labels = BTreeMap::new();
     let mut spec = pb::NetworkSpec {
         driver: "overlay".into(),
@@ -967,17 +976,19 @@ fn network_spec(
             &[("internal", &n.internal), ("enable_ipv6", &n.enable_ipv6)],
         )?;
         if !matches!(n.driver.as_deref(), None | Some("overlay")) {
-            bail!(
+            return Err(invalid!(
                 "{path}.driver: {:?}: a stack's networks are overlay networks",
                 n.driver.as_deref().unwrap_or("")
-            );
+            ));
         }
         labels = pairs(n.labels.clone(), &format!("{path}.labels"))?;
         spec.options = n.driver_opts.clone().into_iter().collect();
         spec.attachable = n.attachable;
         if let Some(ipam) = &n.ipam {
             if !matches!(ipam.driver.as_deref(), None | Some("default")) {
-                bail!("{path}.ipam.driver: only the default IPAM driver exists in shoal");
+                return Err(invalid!(
+                    "{path}.ipam.driver: only the default IPAM driver exists in shoal"
+                ));
             }
             spec.ipam = ipam
                 .config

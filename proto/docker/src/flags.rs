@@ -1,6 +1,7 @@
 //! Building a ServiceSpec from docker's `service create` / `service update` flags.
 
-use anyhow::{Context, anyhow, bail};
+use crate::error::{Invalid, Result};
+use crate::invalid;
 use shoal_proto::docker_names::DockerName;
 use shoal_proto::service_spec::Mode;
 use shoal_proto::{
@@ -40,14 +41,14 @@ pub struct CreateLists {
 
 /// A count flag (replicas, tasks per node, parallelism): a whole number within the
 /// limit the managers enforce, so a typo is caught before anything is sent.
-pub fn parse_count(s: &str) -> Result<u64, String> {
+pub fn parse_count(s: &str) -> Result<u64> {
     let n: u64 = s.trim().parse().map_err(|_| {
-        format!(
+        invalid!(
             "give a whole number from 0 to {}",
             shoal_proto::MAX_REPLICAS
         )
     })?;
-    shoal_proto::check_count("the value", n, shoal_proto::MAX_REPLICAS)?;
+    shoal_proto::check_count("the value", n, shoal_proto::MAX_REPLICAS).map_err(Invalid)?;
     Ok(n)
 }
 
@@ -140,14 +141,14 @@ fn nanos(d: std::time::Duration) -> i64 {
 }
 
 /// "50M", "1.5G", "512MiB", "1024" (bytes) to bytes.
-pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+pub fn parse_bytes(s: &str) -> Result<i64> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| {
-        anyhow!("invalid size {s:?}: use a number with an optional unit (b, k, m, g), e.g. 50M")
+        invalid!("invalid size {s:?}: use a number with an optional unit (b, k, m, g), e.g. 50M")
     })?;
     let scale = match unit
         .to_ascii_lowercase()
@@ -159,29 +160,29 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
         "m" => 1024.0 * 1024.0,
         "g" => 1024.0 * 1024.0 * 1024.0,
         "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => bail!("invalid size {s:?}: unknown unit {unit:?}"),
+        _ => return Err(invalid!("invalid size {s:?}: unknown unit {unit:?}")),
     };
     Ok((value * scale) as i64)
 }
 
-pub fn parse_cpus(s: &str) -> anyhow::Result<i64> {
+pub fn parse_cpus(s: &str) -> Result<i64> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| anyhow!("invalid CPU amount {s:?}: use a decimal such as 0.5"))?;
+        .map_err(|_| invalid!("invalid CPU amount {s:?}: use a decimal such as 0.5"))?;
     if v < 0.0 {
-        bail!("invalid CPU amount {s:?}: cannot be negative");
+        return Err(invalid!("invalid CPU amount {s:?}: cannot be negative"));
     }
     Ok((v * 1e9) as i64)
 }
 
-fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
     items
         .iter()
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             if k.is_empty() {
-                bail!("invalid {what} {kv:?}: use key=value");
+                return Err(invalid!("invalid {what} {kv:?}: use key=value"));
             }
             Ok((k.to_string(), v.to_string()))
         })
@@ -189,13 +190,13 @@ fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, Strin
 }
 
 /// `-p 8080:80`, `-p 8080:80/udp`, `-p 80` or `-p published=8080,target=80,protocol=udp,mode=host`.
-pub fn parse_port(s: &str) -> anyhow::Result<PortConfig> {
+pub fn parse_port(s: &str) -> Result<PortConfig> {
     let bad = |why: &str| {
-        anyhow!(
+        invalid!(
             "invalid publish {s:?}: {why}; use PUBLISHED:TARGET[/PROTO] or published=N,target=N[,protocol=tcp|udp][,mode=ingress|host]"
         )
     };
-    let port = |v: &str| -> anyhow::Result<u32> {
+    let port = |v: &str| -> Result<u32> {
         let n: u32 = v
             .trim()
             .parse()
@@ -283,7 +284,7 @@ fn update_config(
 
 impl SpecFlags {
     /// Applies the flags on top of `spec` (a new one for create, the current one for update).
-    pub fn apply(&self, spec: &mut ServiceSpec) -> anyhow::Result<()> {
+    pub fn apply(&self, spec: &mut ServiceSpec) -> Result<()> {
         let task = spec.task.get_or_insert_with(TaskSpec::default);
         let c = task.container.get_or_insert_with(ContainerSpec::default);
         if let Some(h) = &self.hostname {
@@ -382,7 +383,7 @@ impl SpecFlags {
 }
 
 impl CreateLists {
-    pub fn apply(&self, spec: &mut ServiceSpec) -> anyhow::Result<()> {
+    pub fn apply(&self, spec: &mut ServiceSpec) -> Result<()> {
         let annotations = spec.annotations.get_or_insert_with(Annotations::default);
         annotations.labels.extend(key_values(&self.label, "label")?);
         let task = spec.task.get_or_insert_with(TaskSpec::default);
@@ -409,7 +410,7 @@ impl CreateLists {
 }
 
 /// `--network app` or `--network name=app,alias=web,alias=www`.
-pub fn parse_network(s: &str) -> anyhow::Result<NetworkAttachmentConfig> {
+pub fn parse_network(s: &str) -> Result<NetworkAttachmentConfig> {
     if !s.contains('=') {
         return Ok(NetworkAttachmentConfig {
             target: s.to_string(),
@@ -422,19 +423,23 @@ pub fn parse_network(s: &str) -> anyhow::Result<NetworkAttachmentConfig> {
             Some(("name" | "target", v)) if !v.is_empty() => n.target = v.to_string(),
             Some(("alias", v)) if !v.is_empty() => n.aliases.push(v.to_string()),
             _ => {
-                anyhow::bail!("invalid --network {s:?}: {part:?} is not name=NETWORK or alias=NAME")
+                return Err(invalid!(
+                    "invalid --network {s:?}: {part:?} is not name=NETWORK or alias=NAME"
+                ));
             }
         }
     }
     if n.target.is_empty() {
-        anyhow::bail!("invalid --network {s:?}: give the network with name=NETWORK");
+        return Err(invalid!(
+            "invalid --network {s:?}: give the network with name=NETWORK"
+        ));
     }
     Ok(n)
 }
 
-pub fn parse_preference(p: &str) -> anyhow::Result<SpreadOver> {
-    let descriptor = p.strip_prefix("spread=").with_context(|| {
-        format!("invalid placement preference {p:?}: use spread=node.labels.<label>")
+pub fn parse_preference(p: &str) -> Result<SpreadOver> {
+    let descriptor = p.strip_prefix("spread=").ok_or_else(|| {
+        invalid!("invalid placement preference {p:?}: use spread=node.labels.<label>")
     })?;
     Ok(SpreadOver {
         spread_descriptor: descriptor.to_string(),
@@ -443,31 +448,33 @@ pub fn parse_preference(p: &str) -> anyhow::Result<SpreadOver> {
 
 /// The value docker names `value` (empty: the default), or an error naming `field` and
 /// the accepted names.
-pub fn one_of<T: DockerName + Default>(field: &str, value: &str) -> Result<T, String> {
+pub fn one_of<T: DockerName + Default>(field: &str, value: &str) -> Result<T> {
     if value.is_empty() {
         return Ok(T::default());
     }
     T::from_docker_name(value).ok_or_else(|| {
-        format!(
+        invalid!(
             "{field}: invalid value {value:?}: use one of {}",
             T::docker_names()
         )
     })
 }
 
-pub fn key_value(kv: &str, what: &str) -> anyhow::Result<(String, String)> {
+pub fn key_value(kv: &str, what: &str) -> Result<(String, String)> {
     Ok(key_values(&[kv.to_string()], what)?.remove(0))
 }
 
 /// The mode from `--mode` and `--replicas`.
-pub fn mode(mode: &str, replicas: Option<u64>) -> anyhow::Result<Mode> {
+pub fn mode(mode: &str, replicas: Option<u64>) -> Result<Mode> {
     match mode {
         "replicated" => Ok(Mode::Replicated(ReplicatedService {
             replicas: replicas.unwrap_or(1),
         })),
-        "global" if replicas.is_some() => bail!("replicas can only be used with replicated mode"),
+        "global" if replicas.is_some() => {
+            Err(invalid!("replicas can only be used with replicated mode"))
+        }
         "global" => Ok(Mode::Global(GlobalService {})),
-        other => bail!("invalid mode {other:?}: use replicated or global"),
+        other => Err(invalid!("invalid mode {other:?}: use replicated or global")),
     }
 }
 

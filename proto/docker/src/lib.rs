@@ -5,12 +5,14 @@
 //!
 //! - in: [`flags`] (service flags -> spec), [`compose`] (compose files -> stack),
 //!   [`engine::request`] (Engine API request bodies -> spec), [`engine::filters`];
+//! - refusals: [`error::Invalid`], one sentence saying what is wrong and what to do;
 //! - out: [`render`] (Engine API JSON and `inspect --pretty`), [`tables`] (`ls`/`ps`),
 //!   [`text`] (tables, times, enum words), [`duration`].
 
 pub mod compose;
 pub mod duration;
 pub mod engine;
+pub mod error;
 pub mod flags;
 pub mod render;
 pub mod tables;

@@ -3,26 +3,26 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{BadRequest, Parsed};
+use crate::error::{Invalid, Result};
 
 #[derive(Debug, Default)]
 pub struct Filters(HashMap<String, BTreeSet<String>>);
 
 impl Filters {
     /// Parses the parameter, refusing keys the endpoint does not know, as dockerd does.
-    pub fn parse(raw: Option<&str>, known: &[&str]) -> Parsed<Filters> {
+    pub fn parse(raw: Option<&str>, known: &[&str]) -> Result<Filters> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
             return Ok(Filters::default());
         };
         let value: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| BadRequest::new(format!("invalid filters {raw:?}: {e}")))?;
+            .map_err(|e| Invalid::new(format!("invalid filters {raw:?}: {e}")))?;
         let obj = value
             .as_object()
-            .ok_or_else(|| BadRequest::new(format!("invalid filters {raw:?}: not an object")))?;
+            .ok_or_else(|| Invalid::new(format!("invalid filters {raw:?}: not an object")))?;
         let mut out = HashMap::new();
         for (key, values) in obj {
             if !known.contains(&key.as_str()) {
-                return Err(BadRequest::new(format!("invalid filter '{key}'")));
+                return Err(Invalid::new(format!("invalid filter '{key}'")));
             }
             let set: BTreeSet<String> = match values {
                 serde_json::Value::Object(m) => m
@@ -35,7 +35,7 @@ impl Filters {
                     .filter_map(|v| v.as_str().map(String::from))
                     .collect(),
                 _ => {
-                    return Err(BadRequest::new(format!(
+                    return Err(Invalid::new(format!(
                         "invalid filter '{key}': values must be a map or a list"
                     )));
                 }

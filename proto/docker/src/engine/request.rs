@@ -9,32 +9,33 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_proto as pb;
-use shoal_proto::docker_names::DockerName;
 
-use super::{BadRequest, Parsed};
+use crate::flags::one_of;
+
+use crate::error::{Invalid, Result};
 
 /// Parses a JSON body, naming the path of whatever is wrong.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Parsed<T> {
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de)
         .map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." || path.is_empty() || !inner.is_data() {
-                BadRequest::new(format!("malformed JSON body: {inner}"))
+                Invalid::new(format!("malformed JSON body: {inner}"))
             } else {
-                BadRequest::new(format!("invalid JSON at {path}: {inner}"))
+                Invalid::new(format!("invalid JSON at {path}: {inner}"))
             }
         })
         .and_then(|v| {
             de.end()
-                .map_err(|e| BadRequest::new(format!("malformed JSON body: {e}")))?;
+                .map_err(|e| Invalid::new(format!("malformed JSON body: {e}")))?;
             Ok(v)
         })
 }
 
 /// Go clients send nil maps and slices as null: the same as absent.
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+fn null_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -56,10 +57,10 @@ fn is_zero(v: &Value) -> bool {
     }
 }
 
-fn refuse_set(fields: &[(&str, &Unsupported)]) -> Parsed<()> {
+fn refuse_set(fields: &[(&str, &Unsupported)]) -> Result<()> {
     for (name, v) in fields {
         if v.as_ref().is_some_and(|v| !is_zero(v)) {
-            return Err(BadRequest::new(format!(
+            return Err(Invalid::new(format!(
                 "{name} is not supported by shoal: remove it from the request"
             )));
         }
@@ -275,11 +276,7 @@ pub struct PortConfig {
     pub publish_mode: String,
 }
 
-fn one_of<T: DockerName + Default>(field: &str, value: &str) -> Parsed<T> {
-    crate::flags::one_of(field, value).map_err(BadRequest)
-}
-
-fn update_config(field: &str, c: UpdateConfig) -> Parsed<pb::UpdateConfig> {
+fn update_config(field: &str, c: UpdateConfig) -> Result<pb::UpdateConfig> {
     use pb::{UpdateFailureAction as A, UpdateOrder as O};
     let action = one_of::<A>(&format!("{field}.FailureAction"), &c.failure_action)?;
     let order = one_of::<O>(&format!("{field}.Order"), &c.order)?;
@@ -293,7 +290,7 @@ fn update_config(field: &str, c: UpdateConfig) -> Parsed<pb::UpdateConfig> {
     })
 }
 
-fn attachments(list: Vec<NetworkAttachment>) -> Parsed<Vec<pb::NetworkAttachmentConfig>> {
+fn attachments(list: Vec<NetworkAttachment>) -> Result<Vec<pb::NetworkAttachmentConfig>> {
     list.into_iter()
         .map(|n| {
             refuse_set(&[("TaskTemplate.Networks.DriverOpts", &n.driver_opts)])?;
@@ -307,7 +304,7 @@ fn attachments(list: Vec<NetworkAttachment>) -> Parsed<Vec<pb::NetworkAttachment
 
 impl ServiceSpec {
     /// The spec in shoal's terms; the manager validates what it means (names, ports, ...).
-    pub fn into_proto(self) -> Parsed<pb::ServiceSpec> {
+    pub fn into_proto(self) -> Result<pb::ServiceSpec> {
         let t = self.task_template;
         refuse_set(&[
             ("TaskTemplate.PluginSpec", &t.plugin_spec),
@@ -365,7 +362,7 @@ impl ServiceSpec {
             labels: c.labels,
         };
         let res = t.resources.unwrap_or_default();
-        let limit = |field: &str, l: Option<Limit>| -> Parsed<Option<pb::ResourceValues>> {
+        let limit = |field: &str, l: Option<Limit>| -> Result<Option<pb::ResourceValues>> {
             let Some(l) = l else { return Ok(None) };
             refuse_set(&[
                 (&format!("TaskTemplate.Resources.{field}.Pids"), &l.pids),
@@ -398,7 +395,7 @@ impl ServiceSpec {
                 ])?;
                 match (m.replicated, m.global) {
                     (Some(_), Some(_)) => {
-                        return Err(BadRequest::new(
+                        return Err(Invalid::new(
                             "Mode: give either Replicated or Global, not both",
                         ));
                     }
@@ -429,7 +426,7 @@ impl ServiceSpec {
                     publish_mode: mode as i32,
                 })
             })
-            .collect::<Parsed<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(pb::ServiceSpec {
             annotations: Some(pb::Annotations {
                 name: self.name.unwrap_or_default(),
@@ -529,7 +526,7 @@ pub struct IpamConfig {
 }
 
 impl NetworkCreate {
-    pub fn into_proto(self) -> Parsed<pb::NetworkSpec> {
+    pub fn into_proto(self) -> Result<pb::NetworkSpec> {
         refuse_set(&[
             ("Internal", &self.internal),
             ("ConfigOnly", &self.config_only),
@@ -537,20 +534,20 @@ impl NetworkCreate {
             ("EnableIPv6", &self.enable_ipv6),
         ])?;
         if !matches!(self.driver.as_str(), "" | "overlay") {
-            return Err(BadRequest::new(format!(
+            return Err(Invalid::new(format!(
                 "driver {:?}: shoal serves swarm-scoped overlay networks only: use -d overlay",
                 self.driver
             )));
         }
         if !matches!(self.scope.as_deref(), None | Some("" | "swarm")) {
-            return Err(BadRequest::new("Scope: shoal's networks are swarm-scoped"));
+            return Err(Invalid::new("Scope: shoal's networks are swarm-scoped"));
         }
         let ipam = match self.ipam {
             None => vec![],
             Some(i) => {
                 refuse_set(&[("IPAM.Options", &i.options)])?;
                 if !matches!(i.driver.as_deref(), None | Some("" | "default")) {
-                    return Err(BadRequest::new(
+                    return Err(Invalid::new(
                         "IPAM.Driver: only the default IPAM driver exists in shoal",
                     ));
                 }
@@ -566,7 +563,7 @@ impl NetworkCreate {
                             gateway: c.gateway,
                         })
                     })
-                    .collect::<Parsed<Vec<_>>>()?
+                    .collect::<Result<Vec<_>>>()?
             }
         };
         Ok(pb::NetworkSpec {
@@ -616,16 +613,16 @@ pub struct SwarmInit {
 }
 
 impl SwarmInit {
-    pub fn into_proto(self) -> Parsed<pb::SwarmInitRequest> {
+    pub fn into_proto(self) -> Result<pb::SwarmInitRequest> {
         refuse_set(&[
             ("DataPathAddr", &self.data_path_addr),
             ("AutoLockManagers", &self.auto_lock_managers),
         ])?;
         if !matches!(self.data_path_port, None | Some(0 | 4789)) {
-            return Err(BadRequest::new("DataPathPort: shoal's VXLAN port is 4789"));
+            return Err(Invalid::new("DataPathPort: shoal's VXLAN port is 4789"));
         }
         if !matches!(self.availability.as_deref(), None | Some("" | "active")) {
-            return Err(BadRequest::new(
+            return Err(Invalid::new(
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
@@ -662,15 +659,15 @@ pub struct SwarmJoin {
 }
 
 impl SwarmJoin {
-    pub fn into_proto(self) -> Parsed<pb::SwarmJoinRequest> {
+    pub fn into_proto(self) -> Result<pb::SwarmJoinRequest> {
         refuse_set(&[("DataPathAddr", &self.data_path_addr)])?;
         if !matches!(self.availability.as_deref(), None | Some("" | "active")) {
-            return Err(BadRequest::new(
+            return Err(Invalid::new(
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
         let remote = self.remote_addrs.into_iter().next().ok_or_else(|| {
-            BadRequest::new("RemoteAddrs: give the address of a manager to join through")
+            Invalid::new("RemoteAddrs: give the address of a manager to join through")
         })?;
         Ok(pb::SwarmJoinRequest {
             token: self.join_token,
