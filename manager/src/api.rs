@@ -21,6 +21,7 @@ use crate::manager::{Manager, ManagerError};
 use crate::proposer::Proposer;
 use crate::state::raft::Raft;
 use crate::state::raft::network::encode_result;
+use crate::state::store::State;
 use crate::state::store::{action, proposal};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -301,7 +302,7 @@ async fn issue(
         role: role as i32,
         raft_id: raft_id.unwrap_or_default(),
         cluster_id: cluster.id,
-        manager_addrs: m.manager_addrs(),
+        manager_addrs: m.store.view(State::manager_addrs),
     })
 }
 
@@ -364,7 +365,7 @@ async fn renew(
         role: role as i32,
         raft_id,
         cluster_id: cluster.id,
-        manager_addrs: m.manager_addrs(),
+        manager_addrs: m.store.view(State::manager_addrs),
     })
 }
 
@@ -394,7 +395,7 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
             let node = caller.node_id;
             let mut last = None;
             loop {
-                let set = crate::dispatcher::assignments(&manager, &node);
+                let set = crate::dispatcher::assignments(&manager.store, &node);
                 if last.as_ref() != Some(&set) {
                     if tx.send(Ok(set.clone())).await.is_err() {
                         return;
@@ -470,7 +471,7 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
         req: Request<shoal_proto::UpdateTaskStatusRequest>,
     ) -> Result<Response<Empty>, Status> {
         let caller = authorize(&self.0, &req, Access::AnyNode)?;
-        crate::dispatcher::update_task_status(&self.0, &caller.node_id, req.into_inner().updates)
+        crate::dispatcher::update_task_status(&*self.0, &caller.node_id, req.into_inner().updates)
             .await?;
         Ok(Response::new(Empty {}))
     }
@@ -487,7 +488,7 @@ impl shoal_proto::dispatcher_server::Dispatcher for ManagerApi {
         }
         if self.0.is_leader() {
             return Ok(Response::new(
-                crate::dispatcher::heartbeat(&self.0, hb).await?,
+                crate::dispatcher::heartbeat(&*self.0, &self.0.dispatcher, hb).await?,
             ));
         }
         let leader = self.0.leader_addr().ok_or(ManagerError::NoLeader)?;

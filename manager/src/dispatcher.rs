@@ -13,9 +13,9 @@ use shoal_proto::{
     TaskStatusUpdate,
 };
 
-use crate::manager::{Manager, ManagerError, Result};
+use crate::manager::{ManagerError, Result};
 use crate::proposer::Proposer;
-use crate::state::store::action;
+use crate::state::store::{State, Store, action};
 
 /// How often the stall watch ticks, and a tick this late means the process did not run
 /// (SIGSTOP, swapped out, a starved runtime): nodes could not reach this manager then,
@@ -95,9 +95,8 @@ impl Dispatcher {
 }
 
 /// The cluster's heartbeat period.
-pub fn heartbeat_period(m: &Manager) -> Duration {
-    let ms = m
-        .store
+pub fn heartbeat_period(store: &Store) -> Duration {
+    let ms = store
         .view(|s| {
             s.cluster().and_then(|c| {
                 c.spec
@@ -113,17 +112,21 @@ pub fn heartbeat_period(m: &Manager) -> Duration {
 }
 
 /// Handles a heartbeat on the leader.
-pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatResponse> {
+pub async fn heartbeat(
+    m: &impl Proposer,
+    d: &Dispatcher,
+    req: HeartbeatRequest,
+) -> Result<HeartbeatResponse> {
     if !m.is_leader() {
         return Err(ManagerError::NoLeader);
     }
-    let node = m.store.view(|s| s.node(&req.node_id).cloned()).ok_or_else(|| {
+    let node = m.store().view(|s| s.node(&req.node_id).cloned()).ok_or_else(|| {
         ManagerError::NotFound(format!(
             "node {} is not part of this swarm (it was removed); run `shoal swarm leave` on it, then join again",
             req.node_id
         ))
     })?;
-    m.dispatcher.seen(&node.id);
+    d.seen(&node.id);
     let ready = node.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready);
     let addr_changed = node.status.as_ref().map(|s| s.addr.as_str()) != Some(req.addr.as_str());
     let desc_changed = req.description.is_some() && node.description != req.description;
@@ -149,12 +152,13 @@ pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatRe
     }
     // Agents learn a new key a few heartbeats before anyone seals with it.
     let network_keys = m
-        .store
+        .store()
         .view(|s| s.cluster().map(|c| c.network_keys.clone()))
         .unwrap_or_default();
+    let period = heartbeat_period(m.store());
     Ok(HeartbeatResponse {
-        period_ms: heartbeat_period(m).as_millis() as u64,
-        manager_addrs: m.manager_addrs(),
+        period_ms: period.as_millis() as u64,
+        manager_addrs: m.store().view(State::manager_addrs),
         desired_role: node
             .spec
             .as_ref()
@@ -163,22 +167,20 @@ pub async fn heartbeat(m: &Manager, req: HeartbeatRequest) -> Result<HeartbeatRe
         primary_key_id: crate::networks::keys::primary(
             &network_keys,
             shoal_proto::now_nanos(),
-            heartbeat_period(m) * MISSED_HEARTBEATS_DOWN,
+            period * MISSED_HEARTBEATS_DOWN,
         ),
         network_keys,
-        gossip_peers: gossip_peers(m, &node.id),
+        gossip_peers: m.store().view(|s| gossip_peers(s, &node.id)),
     })
 }
 
 /// The other nodes an agent can join gossip through: those with a known address.
-fn gossip_peers(m: &Manager, node_id: &str) -> Vec<GossipPeer> {
-    m.store.view(|s| {
-        s.nodes()
-            .filter(|n| n.id != node_id)
-            .filter(|n| n.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready))
-            .filter_map(gossip_peer)
-            .collect()
-    })
+fn gossip_peers(s: &State, node_id: &str) -> Vec<GossipPeer> {
+    s.nodes()
+        .filter(|n| n.id != node_id)
+        .filter(|n| n.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready))
+        .filter_map(gossip_peer)
+        .collect()
 }
 
 /// A node as gossip reaches it: by the address it reported.
@@ -193,18 +195,21 @@ fn gossip_peer(n: &shoal_proto::Node) -> Option<GossipPeer> {
 /// On the leader: marks Down every Ready node not heard from for too long. `leading_since`
 /// gives nodes a full grace period after a leader change, and so does a stall of this
 /// manager's own.
-pub async fn expire_silent_nodes(m: &Manager, leading_since: Instant) -> Result<()> {
-    let limit = heartbeat_period(m) * MISSED_HEARTBEATS_DOWN;
-    let Some(leading_since) = m.dispatcher.silence_counts_from(leading_since) else {
+pub async fn expire_silent_nodes(
+    m: &impl Proposer,
+    d: &Dispatcher,
+    leading_since: Instant,
+) -> Result<()> {
+    let limit = heartbeat_period(m.store()) * MISSED_HEARTBEATS_DOWN;
+    let Some(leading_since) = d.silence_counts_from(leading_since) else {
         return Ok(());
     };
     let now = Instant::now();
-    let silent: Vec<String> = m.store.view(|s| {
+    let silent: Vec<String> = m.store().view(|s| {
         s.nodes()
             .filter(|n| n.status.as_ref().map(NodeStatus::state) == Some(NodeState::Ready))
             .filter(|n| {
-                let last = m
-                    .dispatcher
+                let last = d
                     .last_seen(&n.id)
                     .unwrap_or(leading_since)
                     .max(leading_since);
@@ -230,8 +235,8 @@ pub async fn expire_silent_nodes(m: &Manager, leading_since: Instant) -> Result<
 }
 
 /// The tasks a node must know about: placed on it, and not yet both stopped and unwanted.
-pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
-    let mut tasks: Vec<Task> = m.store.view(|s| {
+pub fn assignments(store: &Store, node_id: &str) -> AssignmentSet {
+    let mut tasks: Vec<Task> = store.view(|s| {
         s.tasks()
             .filter(|t| t.node_id == node_id)
             .filter(|t| {
@@ -247,15 +252,13 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
             .collect()
     });
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
-    let ingress = m
-        .store
-        .view(|s| s.node(node_id).and_then(|n| n.ingress.clone()));
+    let ingress = store.view(|s| s.node(node_id).and_then(|n| n.ingress.clone()));
     let wanted: std::collections::BTreeSet<&str> = tasks
         .iter()
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
         .chain(ingress.iter().map(|a| a.network_id.as_str()))
         .collect();
-    let (networks, network_peers) = m.store.view(|s| {
+    let (networks, network_peers) = store.view(|s| {
         let networks: Vec<Network> = s
             .networks()
             .filter(|n| wanted.contains(n.id.as_str()))
@@ -275,7 +278,7 @@ pub fn assignments(m: &Manager, node_id: &str) -> AssignmentSet {
 /// The nodes with a task (or a connected container, or, on the ingress network, their
 /// own leg) holding an address on a network, and the tasks there that may publish an
 /// endpoint.
-fn network_peers(s: &crate::state::store::State, network_id: &str) -> NetworkPeers {
+fn network_peers(s: &State, network_id: &str) -> NetworkPeers {
     let legs = s
         .nodes()
         .filter(|n| {
@@ -315,7 +318,7 @@ fn network_peers(s: &crate::state::store::State, network_id: &str) -> NetworkPee
 /// Records what an agent reports about its tasks. A node may only report on its own
 /// tasks, and a task's state never moves backwards.
 pub async fn update_task_status(
-    m: &Manager,
+    m: &impl Proposer,
     node_id: &str,
     updates: Vec<TaskStatusUpdate>,
 ) -> Result<()> {
@@ -358,3 +361,7 @@ pub async fn update_task_status(
     .await
     .map(|_| ())
 }
+
+#[cfg(test)]
+#[path = "dispatcher_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! What only the leader does, started and stopped as leadership comes and goes: expiring
 //! silent nodes, and keeping the managers' leader flag and reachability in the store.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ pub async fn run(manager: Weak<Manager>) {
             m.dispatcher.reset();
             Instant::now()
         });
-        if let Err(e) = expire_silent_nodes(&m, since).await {
+        if let Err(e) = expire_silent_nodes(&*m, &m.dispatcher, since).await {
             tracing::debug!("expiring silent nodes: {e}");
         }
         if let Err(e) = reconcile_tasks(&m).await {
@@ -73,59 +74,57 @@ async fn watch_stalls(manager: Weak<Manager>) {
 
 /// Records which manager leads and which answer, where that changed.
 async fn update_manager_status(m: &Arc<Manager>) -> crate::manager::Result<()> {
-    let leader = m.leader_id();
-    let voters = m.voters();
-    let contacted = m.recently_contacted(REACHABLE_WITHIN);
-    let me = m.config.raft_id;
-    m.update_with_retry(|s| {
-        let mut actions = Vec::new();
-        for n in s.nodes() {
-            let Some(ms) = n.manager_status.as_ref() else {
-                continue;
-            };
-            let reachable = ms.raft_id == me
-                || (voters.contains(&ms.raft_id) && contacted.contains(&ms.raft_id));
-            let reachability = if reachable {
-                Reachability::Reachable
-            } else {
-                Reachability::Unreachable
-            };
-            let is_leader = Some(ms.raft_id) == leader;
-            if ms.reachability() != reachability || ms.leader != is_leader {
-                let mut n = n.clone();
-                let ms = n.manager_status.as_mut().expect("checked");
-                ms.reachability = reachability as i32;
-                ms.leader = is_leader;
-                actions.push(action(StoreActionKind::Update, Object::Node(n)));
-            }
+    let raft = RaftView {
+        me: m.config.raft_id,
+        leader: m.leader_id(),
+        voters: m.voters(),
+        contacted: m.recently_contacted(REACHABLE_WITHIN),
+    };
+    m.update_with_retry(|s| Ok(manager_status_changes(s, &raft)))
+        .await
+        .map(|_| ())
+}
+
+/// The Raft group as the leader sees it.
+struct RaftView {
+    me: u64,
+    leader: Option<u64>,
+    voters: BTreeSet<u64>,
+    contacted: BTreeSet<u64>,
+}
+
+/// Managers whose leader flag or reachability differs from what Raft says: a manager is
+/// reachable when it is this one, or a voter that answered recently.
+fn manager_status_changes(s: &State, raft: &RaftView) -> Vec<StoreAction> {
+    let mut actions = Vec::new();
+    for n in s.nodes() {
+        let Some(ms) = n.manager_status.as_ref() else {
+            continue;
+        };
+        let reachable = ms.raft_id == raft.me
+            || (raft.voters.contains(&ms.raft_id) && raft.contacted.contains(&ms.raft_id));
+        let reachability = if reachable {
+            Reachability::Reachable
+        } else {
+            Reachability::Unreachable
+        };
+        let is_leader = Some(ms.raft_id) == raft.leader;
+        if ms.reachability() != reachability || ms.leader != is_leader {
+            let mut n = n.clone();
+            let ms = n.manager_status.as_mut().expect("checked");
+            ms.reachability = reachability as i32;
+            ms.leader = is_leader;
+            actions.push(action(StoreActionKind::Update, Object::Node(n)));
         }
-        Ok(actions)
-    })
-    .await
-    .map(|_| ())
+    }
+    actions
 }
 
 /// Managers whose desired role is now worker leave the Raft membership, then lose their
 /// manager status.
 async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()> {
-    let demoted: Vec<(String, u64)> = m.store.view(|s| {
-        s.nodes()
-            .filter(|n| {
-                n.spec.as_ref().map(shoal_proto::NodeSpec::desired_role) == Some(NodeRole::Worker)
-            })
-            .filter_map(|n| {
-                n.manager_status
-                    .as_ref()
-                    .map(|ms| (n.id.clone(), ms.raft_id))
-            })
-            .collect()
-    });
+    let demoted = m.store.view(|s| demoted_managers(s, m.config.raft_id));
     for (id, raft_id) in demoted {
-        if raft_id == m.config.raft_id {
-            // The leader cannot remove itself safely here; another manager will once
-            // leadership moves. Step aside by letting the node renew as a worker.
-            continue;
-        }
         m.remove_voter(raft_id).await?;
         m.update_with_retry(|s| {
             let Some(mut n) = s.node(&id).cloned() else {
@@ -138,6 +137,23 @@ async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()>
         tracing::info!(node = %id, "demoted manager removed from Raft");
     }
     Ok(())
+}
+
+/// Managers demoted to worker that still hold a Raft seat: node ID and Raft ID. Not
+/// this manager (`me`): the leader cannot remove itself safely here; another manager
+/// will once leadership moves, as the node renews its certificate as a worker.
+fn demoted_managers(s: &State, me: u64) -> Vec<(String, u64)> {
+    s.nodes()
+        .filter(|n| {
+            n.spec.as_ref().map(shoal_proto::NodeSpec::desired_role) == Some(NodeRole::Worker)
+        })
+        .filter_map(|n| {
+            n.manager_status
+                .as_ref()
+                .map(|ms| (n.id.clone(), ms.raft_id))
+        })
+        .filter(|(_, raft_id)| *raft_id != me)
+        .collect()
 }
 
 /// Orchestrators, the allocator, then the scheduler, each as one proposal. A proposal
@@ -156,4 +172,73 @@ pub(crate) async fn reconcile_tasks(m: &impl Proposer) -> crate::manager::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::NodeState;
+
+    use super::*;
+    use crate::test_swarm::{create, node, swarm};
+
+    /// The test swarm plus managers m2 (raft 2) and m3 (raft 3, demoted to worker).
+    fn managers() -> crate::proposer::Direct {
+        let m = swarm();
+        let mut demoted = node("m3", "manager3", Some(3), NodeState::Ready);
+        demoted.spec.as_mut().unwrap().desired_role = NodeRole::Worker as i32;
+        create(
+            &m,
+            vec![
+                Object::Node(node("m2", "manager2", Some(2), NodeState::Ready)),
+                Object::Node(demoted),
+            ],
+        );
+        m
+    }
+
+    fn changed(actions: &[StoreAction]) -> Vec<(String, Reachability, bool)> {
+        actions
+            .iter()
+            .filter_map(|a| match a.object.as_ref()?.object.as_ref()? {
+                Object::Node(n) => {
+                    let ms = n.manager_status.as_ref()?;
+                    Some((n.id.clone(), ms.reachability(), ms.leader))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn manager_status_follows_raft_and_only_changes_are_written() {
+        let m = managers();
+        let raft = RaftView {
+            me: 1,
+            leader: Some(1),
+            voters: BTreeSet::from([1, 2, 3]),
+            contacted: BTreeSet::from([2]),
+        };
+        let actions = m.store().view(|s| manager_status_changes(s, &raft));
+        let mut got = changed(&actions);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("m1".to_string(), Reachability::Reachable, true),
+                ("m2".to_string(), Reachability::Reachable, false),
+                ("m3".to_string(), Reachability::Unreachable, false),
+            ]
+        );
+        crate::proposer::block_on(m.propose(crate::state::store::proposal(actions))).unwrap();
+        let again = m.store().view(|s| manager_status_changes(s, &raft));
+        assert!(again.is_empty(), "nothing changed: nothing written");
+    }
+
+    #[test]
+    fn demoted_managers_leave_raft_but_the_leader_never_removes_itself() {
+        let m = managers();
+        let demoted = m.store().view(|s| demoted_managers(s, 1));
+        assert_eq!(demoted, [("m3".to_string(), 3)]);
+        assert!(m.store().view(|s| demoted_managers(s, 3)).is_empty());
+    }
 }

@@ -23,6 +23,8 @@ pub mod scheduler;
 pub mod services;
 pub mod state;
 pub mod tasks;
+#[cfg(test)]
+mod test_swarm;
 pub mod updater;
 
 pub use manager::{Bootstrap, Manager, ManagerConfig, ManagerError};

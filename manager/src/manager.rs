@@ -533,15 +533,6 @@ impl Manager {
                 "the swarm is not initialised yet".into(),
             ))
     }
-
-    /// Control addresses of the managers, for agents to find them.
-    pub fn manager_addrs(&self) -> Vec<String> {
-        self.store.view(|s| {
-            s.nodes()
-                .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
-                .collect()
-        })
-    }
 }
 
 impl Proposer for Manager {
@@ -555,5 +546,9 @@ impl Proposer for Manager {
 
     fn leader_raft_id(&self) -> Option<u64> {
         self.leader_id()
+    }
+
+    fn is_leader(&self) -> bool {
+        Manager::is_leader(self)
     }
 }

@@ -1,67 +1,9 @@
 //! The node operations on a store without Raft (proposer::Direct): docker's rules for
 //! demoting, removing and relabelling nodes and rotating join tokens.
 
-use shoal_proto::{
-    Cluster, JoinTokens, ManagerStatus, NodeDescription, NodeSpec, NodeStatus, RootCa,
-};
-
 use super::*;
-use crate::proposer::{Direct, block_on};
-
-fn node(id: &str, host: &str, manager: Option<u64>, state: NodeState) -> Node {
-    Node {
-        id: id.into(),
-        spec: Some(NodeSpec {
-            desired_role: if manager.is_some() {
-                NodeRole::Manager
-            } else {
-                NodeRole::Worker
-            } as i32,
-            ..Default::default()
-        }),
-        description: Some(NodeDescription {
-            hostname: host.into(),
-            ..Default::default()
-        }),
-        status: Some(NodeStatus {
-            state: state as i32,
-            ..Default::default()
-        }),
-        manager_status: manager.map(|raft_id| ManagerStatus {
-            raft_id,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// A swarm of one manager (raft 1, leading) and two workers, one of them down.
-fn swarm() -> Direct {
-    let m = Direct::leading(1);
-    let cluster = Cluster {
-        id: "c".into(),
-        root_ca: Some(RootCa {
-            join_tokens: Some(JoinTokens {
-                worker: "SWMTKN-1-w".into(),
-                manager: "SWMTKN-1-m".into(),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let objects = [
-        Object::Cluster(cluster),
-        Object::Node(node("m1", "manager1", Some(1), NodeState::Ready)),
-        Object::Node(node("w1", "worker1", None, NodeState::Ready)),
-        Object::Node(node("w2", "worker2", None, NodeState::Down)),
-    ];
-    let actions = objects
-        .into_iter()
-        .map(|o| action(StoreActionKind::Create, o))
-        .collect();
-    block_on(m.propose(crate::state::store::proposal(actions))).unwrap();
-    m
-}
+use crate::proposer::block_on;
+use crate::test_swarm::swarm;
 
 fn refused(e: &ManagerError, words: &str) -> bool {
     matches!(e, ManagerError::FailedPrecondition(w) | ManagerError::InvalidArgument(w) if w.contains(words))

@@ -1,6 +1,6 @@
-//! What the cluster operations (services, networks, nodes) and the leader's task planners
-//! need of a manager: the store to read, a way to propose writes, and who leads. `Manager` is the real one (Raft, forwarding to the
-//! leader); [`Direct`] applies proposals to a store at once, so the operations can be
+//! What the cluster operations (services, networks, nodes), the dispatcher and the
+//! leader's task planners need of a manager: the store to read, a way to propose writes,
+//! and who leads. `Manager` is the real one (Raft, forwarding to the leader); [`Direct`] applies proposals to a store at once, so the operations can be
 //! unit-tested without Raft, as swarmkit builds its components from a store and a
 //! proposer alone.
 
@@ -22,6 +22,9 @@ pub trait Proposer: Sync {
 
     /// The Raft ID of the leader as this manager sees it (None: no leader with quorum).
     fn leader_raft_id(&self) -> Option<u64>;
+
+    /// Whether this manager leads, with quorum (only the leader judges heartbeats).
+    fn is_leader(&self) -> bool;
 
     /// Reads the state, builds actions from it and proposes them; retries when another
     /// write got in between: a version conflict, or an address the allocator handed out
@@ -73,6 +76,8 @@ pub struct Direct {
     index: AtomicU64,
     /// The leader these tests pretend there is.
     pub leader: Option<u64>,
+    /// This manager's own Raft ID.
+    pub raft_id: u64,
 }
 
 impl Proposer for Direct {
@@ -89,6 +94,10 @@ impl Proposer for Direct {
     fn leader_raft_id(&self) -> Option<u64> {
         self.leader
     }
+
+    fn is_leader(&self) -> bool {
+        self.leader == Some(self.raft_id)
+    }
 }
 
 impl<P: Proposer + Send> Proposer for std::sync::Arc<P> {
@@ -103,13 +112,18 @@ impl<P: Proposer + Send> Proposer for std::sync::Arc<P> {
     fn leader_raft_id(&self) -> Option<u64> {
         (**self).leader_raft_id()
     }
+
+    fn is_leader(&self) -> bool {
+        (**self).is_leader()
+    }
 }
 
 impl Direct {
-    /// A store whose Raft leader is `raft_id`, as far as the operations can tell.
+    /// A store on the manager `raft_id`, which leads, as far as the operations can tell.
     pub fn leading(raft_id: u64) -> Direct {
         Direct {
             leader: Some(raft_id),
+            raft_id,
             ..Direct::default()
         }
     }

@@ -503,7 +503,7 @@ impl Daemon {
             if let Ok(c) = m.cluster() {
                 info.ca_cert_digest = c.root_ca.map(|r| r.ca_cert_digest).unwrap_or_default();
                 info.heartbeat_period_ms =
-                    shoal_manager::dispatcher::heartbeat_period(m).as_millis() as u64;
+                    shoal_manager::dispatcher::heartbeat_period(&m.store).as_millis() as u64;
             }
             if m.leader_id().is_none() {
                 info.error = shoal_manager::manager::NO_LEADER.into();

@@ -140,6 +140,13 @@ impl State {
     }
 
     /// The one cluster object, once the swarm is initialised.
+    /// The managers' control addresses, for agents to reach them.
+    pub fn manager_addrs(&self) -> Vec<String> {
+        self.nodes()
+            .filter_map(|n| n.manager_status.as_ref().map(|m| m.addr.clone()))
+            .collect()
+    }
+
     pub fn cluster(&self) -> Option<&Cluster> {
         self.list(Kind::Cluster).find_map(|o| match o {
             Object::Cluster(c) => Some(c),
