@@ -81,6 +81,31 @@ impl Packet {
         }
     }
 
+    /// The key of a reply from `from` to `to` (address, port) in this packet's protocol.
+    fn reply_key(&self, from: (u32, u16), to: (u32, u16)) -> FlowKey {
+        FlowKey {
+            saddr: from.0,
+            daddr: to.0,
+            sport: from.1,
+            dport: to.1,
+            proto: self.proto,
+            pad: [0; 3],
+        }
+    }
+
+    /// How a reply to this packet is turned back: from where it was sent, to its sender.
+    fn answer(&self, ifindex: u32, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Reply {
+        Reply {
+            from_addr: self.daddr,
+            from_port: self.dport,
+            to_port: self.sport,
+            to_addr: self.saddr,
+            ifindex,
+            src_mac,
+            dst_mac,
+        }
+    }
+
     /// A UDP checksum of 0 means "none": it must stay 0 (and never become 0).
     fn csum_flags(&self) -> u64 {
         if self.proto == UDP {
@@ -185,14 +210,32 @@ fn count(stats: &PerCpuArray<Counter>, index: u32, bytes: u32, connection: bool)
     }
 }
 
-/// The connection's flow; none for a new TCP connection, which always chooses afresh
-/// (its tuple may be an old connection's).
-fn known_flow(p: &Packet) -> Option<Flow> {
-    if p.syn {
-        return None;
-    }
+/// Where a packet to a frontend goes.
+enum Route {
+    /// Its connection's flow.
+    Known(Flow),
+    /// A new connection, to this backend (ID and entry).
+    New(u32, Backend),
+    /// Nothing to send it to.
+    NoBackend,
+}
+
+/// The connection's flow, or a backend from the frontend's Maglev table for a new one.
+/// A TCP SYN always chooses afresh: its tuple may be an old connection's.
+fn route(p: &Packet, fe: &Frontend) -> Route {
     // SAFETY: copied out at once.
-    unsafe { FLOWS.get(p.key()) }.copied()
+    let known = if p.syn {
+        None
+    } else {
+        unsafe { FLOWS.get(p.key()) }.copied()
+    };
+    match known {
+        Some(f) => Route::Known(f),
+        None => match choose(fe, &p.key()) {
+            Some((id, backend)) => Route::New(id, backend),
+            None => Route::NoBackend,
+        },
+    }
 }
 
 /// A TCP or UDP packet that is a reply of a tracked connection, with how to turn it back.
@@ -224,14 +267,7 @@ fn choose(fe: &Frontend, key: &FlowKey) -> Option<(u32, Backend)> {
 fn nat_port(p: &Packet, backend: &Backend, leg: u32) -> Option<u16> {
     let mut candidate = p.sport;
     for attempt in 0..4u32 {
-        let reply = FlowKey {
-            saddr: backend.addr,
-            daddr: leg,
-            sport: backend.port,
-            dport: candidate,
-            proto: p.proto,
-            pad: [0; 3],
-        };
+        let reply = p.reply_key((backend.addr, backend.port), (leg, candidate));
         // SAFETY: read only, copied out at once.
         match unsafe { REPLIES.get(reply) } {
             Some(r) if r.to_addr != p.saddr || r.to_port != p.sport => {
@@ -274,14 +310,11 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
     let Some(fe) = (unsafe { FRONTENDS.get(fkey) }).copied() else {
         return Ok(TC_ACT_OK);
     };
-    let key = p.key();
-    let flow = match known_flow(&p) {
-        Some(f) => f,
-        None => {
-            // Nothing to send it to: the node answers as for a closed port.
-            let Some((id, backend)) = choose(&fe, &key) else {
-                return Ok(TC_ACT_OK);
-            };
+    let flow = match route(&p, &fe) {
+        Route::Known(f) => f,
+        // Nothing to send it to: the node answers as for a closed port.
+        Route::NoBackend => return Ok(TC_ACT_OK),
+        Route::New(id, backend) => {
             let Some(port) = nat_port(&p, &backend, cfg.leg_addr) else {
                 return Ok(TC_ACT_SHOT);
             };
@@ -294,25 +327,10 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
             };
             let ours: [u8; 6] = ctx.load(0)?;
             let theirs: [u8; 6] = ctx.load(6)?;
-            let reply_key = FlowKey {
-                saddr: backend.addr,
-                daddr: cfg.leg_addr,
-                sport: backend.port,
-                dport: port,
-                proto: p.proto,
-                pad: [0; 3],
-            };
-            let reply = Reply {
-                from_addr: p.daddr,
-                from_port: p.dport,
-                to_port: p.sport,
-                to_addr: p.saddr,
-                // SAFETY: reading the context's own skb.
-                ifindex: unsafe { (*ctx.skb.skb).ifindex },
-                src_mac: ours,
-                dst_mac: theirs,
-            };
-            track(key, flow, reply_key, reply)?;
+            let reply_key = p.reply_key((backend.addr, backend.port), (cfg.leg_addr, port));
+            // SAFETY: reading the context's own skb.
+            let reply = p.answer(unsafe { (*ctx.skb.skb).ifindex }, ours, theirs);
+            track(p.key(), flow, reply_key, reply)?;
             flow
         }
     };
@@ -417,13 +435,10 @@ fn vip_out(ctx: &TcContext) -> Result<i32, i64> {
     let Some(fe) = vip_frontend(p.daddr, p.proto) else {
         return Ok(TC_ACT_OK);
     };
-    let key = p.key();
-    let flow = match known_flow(&p) {
-        Some(f) => f,
-        None => {
-            let Some((id, backend)) = choose(&fe, &key) else {
-                return Ok(TC_ACT_OK);
-            };
+    let flow = match route(&p, &fe) {
+        Route::Known(f) => f,
+        Route::NoBackend => return Ok(TC_ACT_OK),
+        Route::New(id, backend) => {
             let port = if backend.port == 0 {
                 p.dport
             } else {
@@ -436,35 +451,13 @@ fn vip_out(ctx: &TcContext) -> Result<i32, i64> {
                 backend_port: port,
                 nat_port: p.sport,
             };
-            let reply_key = FlowKey {
-                saddr: backend.addr,
-                daddr: p.saddr,
-                sport: port,
-                dport: p.sport,
-                proto: p.proto,
-                pad: [0; 3],
-            };
             // The task itself (a bridge does not send a frame back out its port): it is
             // reached from the VIP, and answers the VIP.
             let hairpin = backend.addr == p.saddr;
-            let reply_key = if hairpin {
-                FlowKey {
-                    daddr: p.daddr,
-                    ..reply_key
-                }
-            } else {
-                reply_key
-            };
-            let reply = Reply {
-                from_addr: p.daddr,
-                from_port: p.dport,
-                to_port: p.sport,
-                to_addr: p.saddr,
-                ifindex: if hairpin { HAIRPIN } else { 0 },
-                src_mac: [0; 6],
-                dst_mac: [0; 6],
-            };
-            track(key, flow, reply_key, reply)?;
+            let answered = if hairpin { p.daddr } else { p.saddr };
+            let reply_key = p.reply_key((backend.addr, port), (answered, p.sport));
+            let reply = p.answer(if hairpin { HAIRPIN } else { 0 }, [0; 6], [0; 6]);
+            track(p.key(), flow, reply_key, reply)?;
             flow
         }
     };

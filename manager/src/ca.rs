@@ -32,20 +32,32 @@ pub struct NewCa {
     pub cert_der: Vec<u8>,
 }
 
-pub fn create_root_ca(cluster_id: &str) -> Result<NewCa, CaError> {
-    let key = KeyPair::generate().map_err(signing)?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(signing)?;
+/// A certificate of the cluster `cluster_id` named `common_name`, with these subject
+/// alternative names, valid from an hour ago (clock skew) for `validity`.
+fn certificate(
+    names: Vec<String>,
+    common_name: &str,
+    cluster_id: &str,
+    validity: Duration,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(names).map_err(signing)?;
     params
         .distinguished_name
-        .push(DnType::CommonName, "swarm-ca");
+        .push(DnType::CommonName, common_name);
     params
         .distinguished_name
         .push(DnType::OrganizationName, cluster_id);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + CA_VALIDITY;
+    params.not_after = now + validity;
+    Ok(params)
+}
+
+pub fn create_root_ca(cluster_id: &str) -> Result<NewCa, CaError> {
+    let key = KeyPair::generate().map_err(signing)?;
+    let mut params = certificate(vec![], "swarm-ca", cluster_id, CA_VALIDITY)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let cert = params.self_signed(&key).map_err(signing)?;
     Ok(NewCa {
         cert_pem: cert.pem(),
@@ -72,15 +84,15 @@ pub fn sign_node_csr(
         NodeRole::Manager => MANAGER_SERVER_NAME,
         NodeRole::Worker => WORKER_SERVER_NAME,
     };
-    let mut params = CertificateParams::new(vec![server_name.to_string(), node_id.to_string()])
-        .map_err(signing)?;
-    params.distinguished_name.push(DnType::CommonName, node_id);
+    let mut params = certificate(
+        vec![server_name.to_string(), node_id.to_string()],
+        node_id,
+        cluster_id,
+        NODE_VALIDITY,
+    )?;
     params
         .distinguished_name
         .push(DnType::OrganizationalUnitName, role_org_unit(role));
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, cluster_id);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -89,9 +101,6 @@ pub fn sign_node_csr(
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + NODE_VALIDITY;
     let cert = params
         .signed_by(&csr.public_key, &issuer)
         .map_err(signing)?;
@@ -111,21 +120,17 @@ pub fn sign_server_cert(
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(signing)?;
     let key = KeyPair::generate().map_err(signing)?;
     // rcgen makes an IP SAN of a name that parses as an address, a DNS SAN otherwise.
-    let mut params = CertificateParams::new(names.to_vec()).map_err(signing)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "shoal-engine-api");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, cluster_id);
+    let mut params = certificate(
+        names.to_vec(),
+        "shoal-engine-api",
+        cluster_id,
+        NODE_VALIDITY,
+    )?;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + NODE_VALIDITY;
     let cert = params.signed_by(&key, &issuer).map_err(signing)?;
     Ok((cert.pem(), key.serialize_pem()))
 }

@@ -45,6 +45,17 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// The stdout of a command that must have succeeded (`tool` and `args` name it if not).
+fn succeeded(node: &str, tool: &str, args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{node}: {tool} {} failed:\n{}",
+        args.join(" "),
+        text(out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub struct Lab {
     pub name: String,
     pub subnet_prefix: String,
@@ -191,26 +202,12 @@ impl Lab {
 
     /// Like `docker`, but the command must succeed; returns its stdout.
     pub fn docker_ok(&self, node: &str, args: &[&str]) -> String {
-        let out = self.docker(node, args);
-        assert!(
-            out.status.success(),
-            "{node}: docker {} failed:\n{}",
-            args.join(" "),
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(node, "docker", args, &self.docker(node, args))
     }
 
     /// Like exec, but the command must succeed; returns its stdout.
     pub fn ok(&self, node: &str, args: &[&str]) -> String {
-        let out = self.exec(node, args);
-        assert!(
-            out.status.success(),
-            "{node}: shoal {} failed:\n{}",
-            args.join(" "),
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(node, "shoal", args, &self.exec(node, args))
     }
 
     /// Runs `shoal ARGS` in `node`, which must fail with a message containing `why`.
