@@ -44,6 +44,19 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
 /// A running server: how to stop it, and its task.
 type Serving = (oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
+/// Why a task's resolver could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The task's namespace could not be entered (the task may be gone).
+    #[error("entering the task's namespace: {0}")]
+    Namespace(std::io::Error),
+    #[error("binding the resolver at {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+}
+
 /// The resolvers of every task on this node.
 pub struct Dns {
     gossip: Gossip,
@@ -99,9 +112,10 @@ impl Dns {
         task_id: &str,
         netns: &Path,
         networks: HashSet<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DnsError> {
         self.stop(task_id).await;
         let bind = SocketAddr::from((RESOLVER, 53));
+        let bound = |cause| DnsError::Bind { addr: bind, cause };
         let (udp, tcp) = crate::sys::run_in_netns(netns, || {
             let udp = std::net::UdpSocket::bind(bind)?;
             let tcp = std::net::TcpListener::bind(bind)?;
@@ -109,8 +123,8 @@ impl Dns {
             tcp.set_nonblocking(true)?;
             Ok::<_, std::io::Error>((udp, tcp))
         })
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("binding the resolver at {bind}: {e}"))?;
+        .map_err(DnsError::Namespace)?
+        .map_err(bound)?;
         let handler = Handler {
             gossip: self.gossip.clone(),
             networks,
@@ -119,9 +133,9 @@ impl Dns {
             malformed: self.malformed.clone(),
         };
         let mut server = Server::new(handler);
-        server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?);
+        server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(bound)?);
         server.register_listener(
-            tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?,
+            tokio::net::TcpListener::from_std(tcp).map_err(bound)?,
             Duration::from_secs(5),
             16 * 1024,
         );

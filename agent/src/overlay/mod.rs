@@ -109,7 +109,7 @@ pub enum AttachError {
     #[error("{0}")]
     Namespace(#[source] NetlinkError),
     #[error("serving the task's DNS: {0}")]
-    Dns(String),
+    Dns(crate::dns::DnsError),
 }
 
 /// A task once plumbed: what the coordinator hands to DNS and the balancer.
