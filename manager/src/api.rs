@@ -17,7 +17,8 @@ use shoal_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::ca::sign_node_csr;
-use crate::manager::{Manager, ManagerError};
+use crate::error::ManagerError;
+use crate::manager::Manager;
 use crate::proposer::Proposer;
 use crate::state::raft::Raft;
 use crate::state::raft::network::encode_result;

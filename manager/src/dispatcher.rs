@@ -13,7 +13,7 @@ use shoal_proto::{
     TaskStatusUpdate,
 };
 
-use crate::manager::{ManagerError, Result};
+use crate::error::{ManagerError, Result};
 use crate::proposer::Proposer;
 use crate::state::store::{State, Store, action};
 

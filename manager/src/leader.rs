@@ -73,7 +73,7 @@ async fn watch_stalls(manager: Weak<Manager>) {
 }
 
 /// Records which manager leads and which answer, where that changed.
-async fn update_manager_status(m: &Arc<Manager>) -> crate::manager::Result<()> {
+async fn update_manager_status(m: &Arc<Manager>) -> crate::error::Result<()> {
     let raft = RaftView {
         me: m.config.raft_id,
         leader: m.leader_id(),
@@ -122,7 +122,7 @@ fn manager_status_changes(s: &State, raft: &RaftView) -> Vec<StoreAction> {
 
 /// Managers whose desired role is now worker leave the Raft membership, then lose their
 /// manager status.
-async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::manager::Result<()> {
+async fn remove_demoted_managers(m: &Arc<Manager>) -> crate::error::Result<()> {
     let demoted = m.store.view(|s| demoted_managers(s, m.config.raft_id));
     for (id, raft_id) in demoted {
         m.remove_voter(raft_id).await?;
@@ -158,7 +158,7 @@ fn demoted_managers(s: &State, me: u64) -> Vec<(String, u64)> {
 
 /// Orchestrators, the allocator, then the scheduler, each as one proposal. A proposal
 /// refused because the store moved on is simply planned again on the next wake-up.
-pub(crate) async fn reconcile_tasks(m: &impl Proposer) -> crate::manager::Result<()> {
+pub(crate) async fn reconcile_tasks(m: &impl Proposer) -> crate::error::Result<()> {
     let now = shoal_proto::now_nanos();
     let planners: [fn(&State, i64) -> Vec<StoreAction>; 3] = [
         crate::orchestrator::plan,

@@ -10,6 +10,7 @@ pub mod allocator;
 pub mod api;
 pub mod ca;
 pub mod dispatcher;
+pub mod error;
 pub mod leader;
 pub mod logs;
 pub mod lookup;
@@ -27,4 +28,5 @@ pub mod tasks;
 mod test_swarm;
 pub mod updater;
 
-pub use manager::{Bootstrap, Manager, ManagerConfig, ManagerError};
+pub use error::ManagerError;
+pub use manager::{Bootstrap, Manager, ManagerConfig};

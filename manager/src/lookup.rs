@@ -1,6 +1,6 @@
 //! Finding an object by what a user typed, as the docker CLI resolves it.
 
-use crate::manager::ManagerError;
+use crate::error::ManagerError;
 
 /// Finds one object the way the docker CLI does: by full ID, then by name, then by a
 /// unique ID prefix. `not_found` is the message when nothing matches.

@@ -17,6 +17,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
 use crate::dispatcher::Dispatcher;
+use crate::error::{ManagerError, Result};
 use crate::proposer::Proposer;
 use crate::state::raft::log_store::LogStore;
 use crate::state::raft::network::{LastContact, Network};
@@ -24,46 +25,9 @@ use crate::state::raft::state_machine::StateMachine;
 use crate::state::raft::{NodeId, Raft};
 use crate::state::store::{Store, action, proposal};
 
-/// Docker's words for quorum loss, which operators already know.
-pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read waits to catch up with the leader before reading what it has.
 const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerError {
-    #[error("{NO_LEADER}")]
-    NoLeader,
-    /// The store refused the write: why (for retries), and what a user reads.
-    #[error("{1}")]
-    Rejected(shoal_proto::Refusal, String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("raft: {0}")]
-    Raft(String),
-    #[error("storage: {0}")]
-    Storage(String),
-}
-
-impl From<ManagerError> for tonic::Status {
-    fn from(e: ManagerError) -> Self {
-        let msg = e.to_string();
-        match e {
-            ManagerError::NoLeader => tonic::Status::unavailable(msg),
-            ManagerError::Rejected(..) => tonic::Status::aborted(msg),
-            ManagerError::NotFound(_) => tonic::Status::not_found(msg),
-            ManagerError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
-            ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
-            ManagerError::Raft(_) | ManagerError::Storage(_) => tonic::Status::internal(msg),
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, ManagerError>;
 
 /// A leader whose majority has not acknowledged it for this long has lost its quorum.
 const QUORUM_ACK_LIMIT_MS: u64 = 3_000;

@@ -8,7 +8,7 @@ use shoal_proto::{
     Node, NodeAvailability, NodeRole, NodeState, StoreActionKind, UpdateNodeRequest,
 };
 
-use crate::manager::{ManagerError, Result};
+use crate::error::{ManagerError, Result};
 use crate::proposer::Proposer;
 use crate::state::store::{State, action};
 

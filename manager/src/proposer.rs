@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shoal_proto::{Proposal, ProposalResult, StoreAction};
 
-use crate::manager::{ManagerError, Result};
+use crate::error::{ManagerError, Result};
 use crate::state::store::{State, Store, built_on_stale_state, proposal};
 
 pub trait Proposer: Sync {

@@ -506,7 +506,7 @@ impl Daemon {
                     shoal_manager::dispatcher::heartbeat_period(&m.store).as_millis() as u64;
             }
             if m.leader_id().is_none() {
-                info.error = shoal_manager::manager::NO_LEADER.into();
+                info.error = shoal_manager::error::NO_LEADER.into();
             }
         }
         info

@@ -10,7 +10,7 @@ use shoal_proto::{
 };
 
 use super::find_network;
-use crate::manager::{ManagerError, Result};
+use crate::error::{ManagerError, Result};
 use crate::proposer::Proposer;
 use crate::state::store::{State, action};
 

@@ -9,7 +9,7 @@ use rand::RngCore;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{NetworkKey, StoreActionKind};
 
-use crate::manager::Result;
+use crate::error::Result;
 use crate::proposer::Proposer;
 use crate::state::store::action;
 

@@ -9,7 +9,7 @@ pub mod keys;
 use shoal_proto::stored_object::Object;
 use shoal_proto::{Cluster, IpamConfig, Meta, Network, NetworkSpec, StoreActionKind};
 
-use crate::manager::{ManagerError, Result};
+use crate::error::{ManagerError, Result};
 use crate::proposer::Proposer;
 use crate::state::store::{State, action, proposal};
 use ipam::Cidr;

@@ -15,7 +15,7 @@ use shoal_proto::{
     UpdateStatus,
 };
 
-use crate::manager::{ManagerError, Result};
+use crate::error::{ManagerError, Result};
 use crate::nodes::find_node;
 use crate::proposer::Proposer;
 use crate::state::store::{State, action};
