@@ -236,9 +236,17 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
             "POST",
             "/v1.41/services/create",
             Some(
-                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Colour": "red"}}}"#,
+                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Env": "A=1"}}}"#,
             ),
-            "Colour",
+            "TaskTemplate.ContainerSpec.Env",
+        ),
+        (
+            "POST",
+            "/v1.41/services/create",
+            Some(
+                r#"{"Name": "web", "Mode": {"GlobalJob": {}}, "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web"}}}"#,
+            ),
+            "Mode.GlobalJob",
         ),
         (
             "POST",
@@ -265,8 +273,8 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
         (
             "POST",
             "/v1.41/networks/create",
-            Some(r#"{"Name": "n1", "Driver": "overlay", "Shape": "round"}"#),
-            "Shape",
+            Some(r#"{"Name": "n1", "Driver": "overlay", "internal": true}"#),
+            "Internal is not supported",
         ),
         (
             "GET",
@@ -478,5 +486,81 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
                 .any(|n| n["HOSTNAME"] == "worker1" && n["STATUS"] == "Ready")
                 .then_some(())
         },
+    );
+}
+
+/// A client that is not the docker CLI (an SDK, a script with curl) sends what Go's
+/// encoding/json accepts and reads what dockerd writes, and gets dockerd's status codes.
+#[test]
+fn other_clients_are_decoded_and_answered_as_dockerd_does() {
+    let lab = Lab::up("eng-sdk", 87, 2, 1, "1s");
+    // Field names in any case; a field the API lacks is ignored, as dockerd ignores it.
+    let body = r#"{"name": "sdk", "labels": {"Tier": "front"},
+        "taskTemplate": {"containerSpec": {"image": "shoal/demo-web",
+            "healthcheck": {"test": ["CMD", "true"], "interval": 1000000000}}},
+        "mode": {"replicated": {"replicas": 1}},
+        "updateConfig": {"parallelism": 2, "maxFailureRatio": 0.4},
+        "Colour": "red"}"#;
+    let (code, created) = lab.engine_api("manager1", "POST", "/v1.41/services/create", Some(body));
+    assert_eq!(code, 201, "{created}");
+    let (code, svc) = lab.engine_api("manager1", "GET", "/v1.41/services/sdk", None);
+    assert_eq!(code, 200, "{svc}");
+    let spec = &svc["Spec"];
+    assert_eq!(
+        spec["Labels"]["Tier"], "front",
+        "label keys keep their case"
+    );
+    let container = &spec["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(
+        container["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "true"])
+    );
+    assert!(container.get("HealthCheck").is_none(), "{container}");
+    // What dockerd leaves out when empty is not there; a float32 reads back exactly.
+    assert!(spec["TaskTemplate"].get("Placement").is_none(), "{spec}");
+    assert!(container.get("Args").is_none(), "{container}");
+    assert_eq!(spec["UpdateConfig"]["Parallelism"], 2);
+    assert_eq!(spec["UpdateConfig"]["MaxFailureRatio"].as_f64(), Some(0.4));
+    assert!(container.get("StopGracePeriod").is_none(), "{container}");
+    let (_, defaults) = lab.engine_api(
+        "manager1",
+        "GET",
+        "/v1.41/services/sdk?insertDefaults=true",
+        None,
+    );
+    assert_eq!(defaults["Spec"]["RollbackConfig"]["FailureAction"], "pause");
+    assert_eq!(
+        defaults["Spec"]["UpdateConfig"]["Parallelism"], 2,
+        "set stays set"
+    );
+
+    // Status codes clients depend on.
+    let (code, answer) = lab.engine_api("manager1", "POST", "/v1.41/services/create", Some(body));
+    assert_eq!(code, 409, "a taken name: {answer}");
+    let net = r#"{"name": "sdknet", "driver": "overlay"}"#;
+    let (code, answer) = lab.engine_api("manager1", "POST", "/v1.41/networks/create", Some(net));
+    assert_eq!(code, 201, "{answer}");
+    let (code, answer) = lab.engine_api("manager1", "POST", "/v1.41/networks/create", Some(net));
+    assert_eq!(code, 409, "a taken network name: {answer}");
+    let (code, answer) = lab.engine_api("manager1", "GET", "/v1.41/networks/nope", None);
+    assert_eq!(code, 404, "{answer}");
+    for (path, body) in [
+        ("/v1.41/swarm/init", r#"{"ListenAddr": "0.0.0.0:2377"}"#),
+        ("/v1.41/swarm/leave", "{}"),
+    ] {
+        let (code, answer) = lab.engine_api("manager1", "POST", path, Some(body));
+        assert_eq!(code, 503, "{path}: {answer}");
+    }
+    let (code, answer) =
+        lab.engine_api("worker1", "POST", "/v1.41/swarm/leave?force=1", Some("{}"));
+    assert_eq!(code, 200, "{answer}");
+    let (code, answer) =
+        lab.engine_api("worker1", "POST", "/v1.41/swarm/leave?force=1", Some("{}"));
+    assert_eq!(code, 503, "leaving twice: {answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not part of a swarm")
     );
 }

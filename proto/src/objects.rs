@@ -1,7 +1,10 @@
 //! Plain accessors on the stored objects: what every layer asks of a task, a service or
 //! a network, written once here instead of once per crate.
 
-use crate::{Annotations, Network, Node, Service, Task, TaskState};
+use crate::{
+    Annotations, ContainerSpec, Network, Node, ReplicatedService, Service, ServiceSpec, Task,
+    TaskSpec, TaskState, service_spec,
+};
 
 impl TaskState {
     /// Complete, shut down, failed, rejected, ...: the task will not run again.
@@ -39,6 +42,30 @@ impl Service {
     /// The service's name ("" while it has no spec).
     pub fn name(&self) -> &str {
         name_in(self.spec.as_ref().and_then(|s| s.annotations.as_ref()))
+    }
+}
+
+impl ServiceSpec {
+    /// A replicated service of `replicas` tasks of `image`, every other setting at its
+    /// default (what `service create --name NAME --replicas N IMAGE` asks for).
+    pub fn replicated(name: &str, image: &str, replicas: u64) -> ServiceSpec {
+        ServiceSpec {
+            annotations: Some(Annotations {
+                name: name.into(),
+                ..Default::default()
+            }),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            mode: Some(service_spec::Mode::Replicated(ReplicatedService {
+                replicas,
+            })),
+            ..Default::default()
+        }
     }
 }
 

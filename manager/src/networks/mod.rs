@@ -81,9 +81,11 @@ pub fn allocate(
         )));
     }
     if state.networks().any(|n| n.name() == name) {
-        return Err(ManagerError::InvalidArgument(format!(
-            "network with name {name} already exists"
-        )));
+        // A conflict (409 in the Engine API), as a taken service name is.
+        return Err(ManagerError::Rejected(
+            shoal_proto::Refusal::NameTaken,
+            format!("network with name {name} already exists"),
+        ));
     }
     for (k, v) in &spec.options {
         match k.as_str() {

@@ -2,8 +2,7 @@
 //! when two writes meet, and that a refused write leaves the state as it was.
 
 use shoal_proto::{
-    Annotations, ContainerSpec, EndpointSpec, NetworkSpec, PortConfig, Refusal, ServiceSpec,
-    TaskSpec, UpdateServiceRequest,
+    EndpointSpec, NetworkSpec, PortConfig, Refusal, ServiceSpec, UpdateServiceRequest,
 };
 
 use super::*;
@@ -11,20 +10,6 @@ use crate::proposer::{Direct, block_on};
 
 fn spec(name: &str, image: &str, published: u32) -> ServiceSpec {
     ServiceSpec {
-        annotations: Some(Annotations {
-            name: name.into(),
-            ..Default::default()
-        }),
-        task: Some(TaskSpec {
-            container: Some(ContainerSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        mode: Some(Mode::Replicated(shoal_proto::ReplicatedService {
-            replicas: 2,
-        })),
         endpoint: (published > 0).then(|| EndpointSpec {
             ports: vec![PortConfig {
                 protocol: "tcp".into(),
@@ -34,7 +19,7 @@ fn spec(name: &str, image: &str, published: u32) -> ServiceSpec {
             }],
             ..Default::default()
         }),
-        ..Default::default()
+        ..ServiceSpec::replicated(name, image, 2)
     }
 }
 

@@ -166,26 +166,10 @@ fn validate_task(task: &TaskSpec) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_proto::{
-        Annotations, ContainerSpec, EndpointSpec, Placement, PortConfig, ReplicatedService,
-    };
+    use shoal_proto::{EndpointSpec, Placement, PortConfig, ReplicatedService};
 
     fn spec() -> ServiceSpec {
-        ServiceSpec {
-            annotations: Some(Annotations {
-                name: "web".into(),
-                ..Default::default()
-            }),
-            task: Some(TaskSpec {
-                container: Some(ContainerSpec {
-                    image: "shoal/demo-web".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            mode: Some(Mode::Replicated(ReplicatedService { replicas: 1 })),
-            ..Default::default()
-        }
+        ServiceSpec::replicated("web", "shoal/demo-web", 1)
     }
 
     #[test]

@@ -64,7 +64,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// gRPC codes as dockerd maps swarmkit's (errdefs); "not a manager" is 503, as there.
+/// The swarm-state refusals dockerd answers 503 (errdefs.Unavailable): SDKs tolerate
+/// them, e.g. a forced leave on a node outside a swarm.
+const SWARM_STATE: [&str; 4] = [
+    "This node is not a swarm manager",
+    "This node is not part of a swarm",
+    "This node is already part of a swarm",
+    "You are attempting to leave the swarm on a node that is participating as a manager",
+];
+
+/// gRPC codes as dockerd maps swarmkit's (errdefs); swarm-state refusals are 503.
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
@@ -76,9 +85,7 @@ impl From<tonic::Status> for ApiError {
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::FailedPrecondition
-                if s.message().starts_with("This node is not a swarm manager") =>
-            {
+            Code::FailedPrecondition if SWARM_STATE.iter().any(|m| s.message().starts_with(m)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Code::FailedPrecondition => StatusCode::BAD_REQUEST,

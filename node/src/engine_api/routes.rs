@@ -215,7 +215,15 @@ fn first_difference(sent: &Value, have: &Value, path: String) -> Option<String> 
             } else {
                 format!("{path}.{k}")
             };
-            first_difference(v, have.get(k).unwrap_or(&Value::Null), here)
+            // Keys match in any case, as Go decodes them.
+            let had = have.as_object().and_then(|h| {
+                h.get(k).or_else(|| {
+                    h.iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v)
+                })
+            });
+            first_difference(v, had.unwrap_or(&Value::Null), here)
         }),
         (Value::Null, _) => None,
         (s, Value::Null)
@@ -400,10 +408,13 @@ async fn get_service(api: &Api, id: String) -> ApiResult<pb::Service> {
 async fn service_inspect(
     State(api): Shared,
     Path(id): Path<String>,
+    Query(q): Params,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(service::engine_json(
-        &get_service(&api, id).await?,
-    )))
+    let mut svc = get_service(&api, id).await?;
+    if flag(&q, "insertDefaults") {
+        svc.spec = svc.spec.map(service::with_defaults);
+    }
+    Ok(axum::Json(service::engine_json(&svc)))
 }
 
 async fn service_create(State(api): Shared, body: Bytes) -> ApiResult<Response> {

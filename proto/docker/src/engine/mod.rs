@@ -3,6 +3,7 @@
 //! [`crate::error::Invalid`]s the server answers with 400.
 
 pub mod filters;
+pub mod go_json;
 pub mod request;
 
 /// The newest API version served: Docker 20.10's, where the swarm types shoal speaks

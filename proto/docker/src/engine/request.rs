@@ -1,7 +1,16 @@
-//! Request bodies of the Engine API, parsed strictly: a field the API does not have is a
-//! 400 naming it (with its path), and a field the API has but shoal does not implement is
-//! accepted only at its zero value (what the docker CLI sends by default), else refused by
-//! name. Nothing of a refused request is applied.
+//! Request bodies of the Engine API, decoded as dockerd decodes them (go_json.rs: field
+//! names in any case, `null` as absent). What happens to each field:
+//!
+//! | field | shoal |
+//! | --- | --- |
+//! | a field the Engine API does not have (a typo, a newer API's field) | ignored, as dockerd ignores it |
+//! | a field shoal implements | honoured |
+//! | a field the API has and shoal lacks (Mounts, Secrets, Init, Pids, LogDriver, Platforms, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
+//! | `Mode.ReplicatedJob`, `Mode.GlobalJob` | refused whenever present (even `{}`, which asks for a job) |
+//! | `CheckDuplicate` (network create) | read and ignored: a duplicate name is always refused |
+//!
+//! A value of the wrong type is a 400 naming its path. Nothing of a refused request is
+//! applied.
 
 use std::collections::HashMap;
 
@@ -10,28 +19,23 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_proto as pb;
 
+use super::go_json::GoJson;
+use crate::error::{Invalid, Result};
 use crate::flags::one_of;
 
-use crate::error::{Invalid, Result};
-
-/// Parses a JSON body, naming the path of whatever is wrong.
+/// Parses a JSON body with Go's rules, naming the path of whatever is wrong.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." || path.is_empty() || !inner.is_data() {
-                Invalid::new(format!("malformed JSON body: {inner}"))
-            } else {
-                Invalid::new(format!("invalid JSON at {path}: {inner}"))
-            }
-        })
-        .and_then(|v| {
-            de.end()
-                .map_err(|e| Invalid::new(format!("malformed JSON body: {e}")))?;
-            Ok(v)
-        })
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Invalid::new(format!("malformed JSON body: {e}")))?;
+    serde_path_to_error::deserialize(GoJson(value)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Invalid::new(format!("invalid JSON body: {inner}"))
+        } else {
+            Invalid::new(format!("invalid JSON at {path}: {inner}"))
+        }
+    })
 }
 
 /// Go clients send nil maps and slices as null: the same as absent.
@@ -69,7 +73,7 @@ fn refuse_set(fields: &[(&str, &Unsupported)]) -> Result<()> {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct ServiceSpec {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
@@ -84,7 +88,7 @@ pub struct ServiceSpec {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct TaskTemplate {
     pub container_spec: Option<ContainerSpec>,
     pub resources: Option<Resources>,
@@ -100,7 +104,7 @@ pub struct TaskTemplate {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct ContainerSpec {
     #[serde(default, deserialize_with = "null_default")]
     pub image: String,
@@ -121,7 +125,8 @@ pub struct ContainerSpec {
     #[serde(default, deserialize_with = "null_default")]
     pub stop_signal: String,
     pub stop_grace_period: Option<i64>,
-    pub health_check: Option<HealthCheck>,
+    #[serde(rename = "Healthcheck")]
+    pub healthcheck: Option<HealthCheck>,
     groups: Unsupported,
     privileges: Unsupported,
     #[serde(rename = "TTY")]
@@ -144,7 +149,7 @@ pub struct ContainerSpec {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct HealthCheck {
     #[serde(default, deserialize_with = "null_default")]
     pub test: Vec<String>,
@@ -160,7 +165,7 @@ pub struct HealthCheck {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Resources {
     pub limits: Option<Limit>,
     pub reservations: Option<Limit>,
@@ -169,7 +174,7 @@ pub struct Resources {
 /// Limits and reservations share a shape; Pids (limits) and GenericResources
 /// (reservations) are the parts shoal lacks.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Limit {
     #[serde(default, rename = "NanoCPUs", deserialize_with = "null_default")]
     pub nano_cpus: i64,
@@ -180,7 +185,7 @@ pub struct Limit {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct RestartPolicy {
     pub condition: Option<String>,
     pub delay: Option<i64>,
@@ -189,7 +194,7 @@ pub struct RestartPolicy {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Placement {
     #[serde(default, deserialize_with = "null_default")]
     pub constraints: Vec<String>,
@@ -201,19 +206,19 @@ pub struct Placement {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Preference {
     pub spread: Spread,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Spread {
     pub spread_descriptor: String,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct NetworkAttachment {
     pub target: String,
     #[serde(default, deserialize_with = "null_default")]
@@ -222,7 +227,7 @@ pub struct NetworkAttachment {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Mode {
     pub replicated: Option<Replicated>,
     pub global: Option<Value>,
@@ -231,13 +236,13 @@ pub struct Mode {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Replicated {
     pub replicas: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct UpdateConfig {
     #[serde(default, deserialize_with = "null_default")]
     pub parallelism: u64,
@@ -254,7 +259,7 @@ pub struct UpdateConfig {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct EndpointSpec {
     #[serde(default, deserialize_with = "null_default")]
     pub mode: String,
@@ -263,7 +268,7 @@ pub struct EndpointSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct PortConfig {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -335,9 +340,9 @@ impl ServiceSpec {
             ("ContainerSpec.Ulimits", &c.ulimits),
             ("ContainerSpec.OomScoreAdj", &c.oom_score_adj),
         ])?;
-        let healthcheck = match c.health_check {
+        let healthcheck = match c.healthcheck {
             Some(h) => {
-                refuse_set(&[("ContainerSpec.HealthCheck.StartInterval", &h.start_interval)])?;
+                refuse_set(&[("ContainerSpec.Healthcheck.StartInterval", &h.start_interval)])?;
                 Some(pb::HealthConfig {
                     test: h.test,
                     interval_nanos: h.interval,
@@ -389,10 +394,18 @@ impl ServiceSpec {
         let mode = match self.mode {
             None => pb::service_spec::Mode::Replicated(pb::ReplicatedService { replicas: 1 }),
             Some(m) => {
-                refuse_set(&[
-                    ("Mode.ReplicatedJob", &m.replicated_job),
-                    ("Mode.GlobalJob", &m.global_job),
-                ])?;
+                let jobs = [
+                    ("ReplicatedJob", &m.replicated_job),
+                    ("GlobalJob", &m.global_job),
+                ];
+                if let Some((job, _)) = jobs
+                    .iter()
+                    .find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null()))
+                {
+                    return Err(Invalid::new(format!(
+                        "Mode.{job}: shoal does not run jobs yet: use Replicated or Global"
+                    )));
+                }
                 match (m.replicated, m.global) {
                     (Some(_), Some(_)) => {
                         return Err(Invalid::new(
@@ -478,7 +491,7 @@ impl ServiceSpec {
 
 /// POST /networks/create.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct NetworkCreate {
     pub name: String,
     #[serde(default, deserialize_with = "null_default")]
@@ -505,7 +518,7 @@ pub struct NetworkCreate {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct Ipam {
     driver: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
@@ -514,7 +527,7 @@ pub struct Ipam {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct IpamConfig {
     #[serde(default, deserialize_with = "null_default")]
     subnet: String,
@@ -582,7 +595,7 @@ impl NetworkCreate {
 
 /// POST /nodes/{id}/update: the whole NodeSpec.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct NodeSpec {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
@@ -593,7 +606,7 @@ pub struct NodeSpec {
 
 /// POST /swarm/init.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct SwarmInit {
     #[serde(default, deserialize_with = "null_default")]
     pub listen_addr: String,
@@ -645,7 +658,7 @@ impl SwarmInit {
 
 /// POST /swarm/join.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[serde(rename_all = "PascalCase")]
 pub struct SwarmJoin {
     #[serde(default, deserialize_with = "null_default")]
     pub listen_addr: String,
@@ -701,18 +714,41 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unsupported_fields_are_refused_by_name() {
-        let unknown = parse::<ServiceSpec>(
-            br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Colour":"red"}}}"#,
+    fn fields_shoal_lacks_are_refused_by_name_and_unknown_ones_ignored_as_dockerd() {
+        // Go decoding: any case, and a field the API does not have is ignored.
+        let spec = parse::<ServiceSpec>(
+            br#"{"name":"web","taskTemplate":{"containerSpec":{"image":"x","Colour":"red",
+                "healthcheck":{"test":["CMD","true"],"retries":2}}},
+                "mode":{"global":{}},"updateconfig":{"order":"start-first"}}"#,
         )
-        .err()
+        .unwrap()
+        .into_proto()
         .unwrap();
-        assert!(
-            unknown.0.contains("TaskTemplate.ContainerSpec"),
-            "{}",
-            unknown.0
+        assert_eq!(spec.annotations.as_ref().unwrap().name, "web");
+        assert!(matches!(spec.mode, Some(pb::service_spec::Mode::Global(_))));
+        let container = spec.task.unwrap().container.unwrap();
+        assert_eq!(container.healthcheck.unwrap().retries, 2);
+        assert_eq!(
+            spec.update.unwrap().order,
+            pb::UpdateOrder::StartFirst as i32
         );
-        assert!(unknown.0.contains("Colour"), "{}", unknown.0);
+        // A job is refused, not turned into a replicated service.
+        for job in ["GlobalJob", "replicatedJob"] {
+            let body = format!(r#"{{"Name":"j","Mode":{{"{job}":{{}}}}}}"#);
+            let e = parse::<ServiceSpec>(body.as_bytes())
+                .unwrap()
+                .into_proto()
+                .unwrap_err();
+            assert!(e.0.contains("does not run jobs"), "{}", e.0);
+        }
+        let wrong = parse::<ServiceSpec>(br#"{"TaskTemplate":{"ContainerSpec":{"Env":"A=1"}}}"#)
+            .err()
+            .unwrap();
+        assert!(
+            wrong.0.contains("TaskTemplate.ContainerSpec.Env"),
+            "{}",
+            wrong.0
+        );
         let mounts = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Mounts":[{"Type":"bind"}]}}}"#)
             .unwrap()
             .into_proto()

@@ -23,50 +23,91 @@ fn update_state_name(state: UpdateState) -> &'static str {
     }
 }
 
-fn update_json(c: Option<&UpdateConfig>) -> Value {
-    let c = c.copied().unwrap_or_default();
-    json!({
+/// Drops what Go's `omitempty` drops from an object and the objects inside it: null,
+/// false, 0, "", [] and {}; except `kept`, fields dockerd always writes (no omitempty,
+/// or a pointer that is set).
+fn omit_empty(v: Value, kept: &[&str]) -> Value {
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+        }
+    }
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, omit_empty(v, kept)))
+                .filter(|(k, v)| kept.contains(&k.as_str()) || !empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| omit_empty(v, kept)).collect())
+        }
+        other => other,
+    }
+}
+
+/// A float32 as Go prints it: its shortest decimal (0.4, not 0.4000000059604645).
+fn float32(f: f32) -> Value {
+    f.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+fn update_json(c: &UpdateConfig) -> Value {
+    let doc = json!({
         "Parallelism": c.parallelism,
         "Delay": c.delay_nanos,
         "FailureAction": name_of::<UpdateFailureAction>(c.failure_action),
         "Monitor": c.monitor_nanos,
-        "MaxFailureRatio": c.max_failure_ratio,
+        "MaxFailureRatio": float32(c.max_failure_ratio),
         "Order": name_of::<UpdateOrder>(c.order),
-    })
+    });
+    omit_empty(doc, &["Parallelism", "MaxFailureRatio", "Order"])
 }
 
-/// A task template (TaskSpec) as the Engine API shows it.
+/// A task template (TaskSpec) as the Engine API shows it: what Go omits when empty is
+/// left out.
 pub fn task_spec_json(task: &TaskSpec) -> Value {
     let c = task.container.clone().unwrap_or_default();
     let res = task.resources.unwrap_or_default();
     let restart = task.restart.unwrap_or_default();
     let placement = task.placement.clone().unwrap_or_default();
-    let mut container = json!({
-        "Image": c.image,
-        "Command": c.command,
-        "Args": c.args,
-        "Env": c.env,
-        "Hostname": c.hostname,
-        "User": c.user,
-        "Dir": c.dir,
-        "Labels": c.labels,
-        "StopSignal": c.stop_signal,
-        "StopGracePeriod": c.stop_grace_period_nanos,
-    });
-    if let Some(h) = &c.healthcheck {
-        container["HealthCheck"] = json!({
+    let healthcheck = c.healthcheck.as_ref().map(|h| {
+        json!({
             "Test": h.test,
             "Interval": h.interval_nanos,
             "Timeout": h.timeout_nanos,
             "StartPeriod": h.start_period_nanos,
             "Retries": h.retries,
-        });
-    }
-    json!({
-        "ContainerSpec": container,
+        })
+    });
+    let values = |v: Option<shoal_proto::ResourceValues>| {
+        v.map(|v| json!({"NanoCPUs": v.nano_cpus, "MemoryBytes": v.memory_bytes}))
+    };
+    let doc = json!({
+        "ContainerSpec": {
+            "Image": c.image,
+            "Labels": c.labels,
+            "Command": c.command,
+            "Args": c.args,
+            "Hostname": c.hostname,
+            "Env": c.env,
+            "Dir": c.dir,
+            "User": c.user,
+            "StopSignal": c.stop_signal,
+            "StopGracePeriod": c.stop_grace_period_nanos,
+            "Healthcheck": healthcheck,
+        },
         "Resources": {
-            "Limits": {"NanoCPUs": res.limits.unwrap_or_default().nano_cpus, "MemoryBytes": res.limits.unwrap_or_default().memory_bytes},
-            "Reservations": {"NanoCPUs": res.reservations.unwrap_or_default().nano_cpus, "MemoryBytes": res.reservations.unwrap_or_default().memory_bytes},
+            "Limits": values(res.limits),
+            "Reservations": values(res.reservations),
         },
         "RestartPolicy": {
             "Condition": name_of::<RestartCondition>(restart.condition),
@@ -81,7 +122,18 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
         },
         "Networks": task.networks.iter().map(|n| json!({"Target": n.target, "Aliases": n.aliases})).collect::<Vec<_>>(),
         "ForceUpdate": task.force_update,
-    })
+    });
+    // RestartPolicy's Delay and MaxAttempts are pointers swarmkit always sets.
+    omit_empty(
+        doc,
+        &[
+            "ForceUpdate",
+            "Delay",
+            "MaxAttempts",
+            "Spread",
+            "SpreadDescriptor",
+        ],
+    )
 }
 
 pub fn spec_json(spec: &ServiceSpec) -> Value {
@@ -91,27 +143,55 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
         Some(Mode::Replicated(r)) => json!({"Replicated": {"Replicas": r.replicas}}),
         None => json!({}),
     };
-    json!({
+    let mut doc = json!({
         "Name": spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
         "Labels": spec.annotations.as_ref().map(|a| a.labels.clone()).unwrap_or_default(),
         "TaskTemplate": task_spec_json(&spec.task.clone().unwrap_or_default()),
         "Mode": mode,
-        "UpdateConfig": update_json(spec.update.as_ref()),
-        "RollbackConfig": update_json(spec.rollback.as_ref()),
-        "EndpointSpec": {
+        "EndpointSpec": omit_empty(json!({
             "Mode": name_of::<EndpointMode>(endpoint.mode),
             "Ports": endpoint.ports.iter().map(port_json).collect::<Vec<_>>(),
-        },
-    })
+        }), &[]),
+    });
+    if let Some(u) = &spec.update {
+        doc["UpdateConfig"] = update_json(u);
+    }
+    if let Some(r) = &spec.rollback {
+        doc["RollbackConfig"] = update_json(r);
+    }
+    doc
+}
+
+/// What `service inspect --insertDefaults` (`docker service inspect` does not ask; SDKs
+/// may) shows for settings left unset: swarmkit's defaults, which the managers apply.
+pub fn with_defaults(mut spec: ServiceSpec) -> ServiceSpec {
+    let default_update = UpdateConfig {
+        parallelism: 1,
+        failure_action: UpdateFailureAction::Pause as i32,
+        monitor_nanos: 5_000_000_000,
+        order: UpdateOrder::StopFirst as i32,
+        ..UpdateConfig::default()
+    };
+    spec.update.get_or_insert(default_update);
+    spec.rollback.get_or_insert(default_update);
+    let task = spec.task.get_or_insert_default();
+    let container = task.container.get_or_insert_default();
+    if container.stop_grace_period_nanos == 0 {
+        container.stop_grace_period_nanos = 10_000_000_000;
+    }
+    spec
 }
 
 pub fn port_json(p: &shoal_proto::PortConfig) -> Value {
-    json!({
-        "Protocol": p.protocol,
-        "TargetPort": p.target_port,
-        "PublishedPort": p.published_port,
-        "PublishMode": name_of::<PublishMode>(p.publish_mode),
-    })
+    omit_empty(
+        json!({
+            "Protocol": p.protocol,
+            "TargetPort": p.target_port,
+            "PublishedPort": p.published_port,
+            "PublishMode": name_of::<PublishMode>(p.publish_mode),
+        }),
+        &[],
+    )
 }
 
 /// The ports as allocated (every ingress port numbered), else as asked for.
@@ -286,4 +366,87 @@ pub fn pretty(s: &Service) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::{HealthConfig, NetworkAttachmentConfig};
+
+    use super::*;
+
+    fn spec() -> ServiceSpec {
+        let mut spec = ServiceSpec::replicated("web", "shoal/demo-web", 0);
+        let task = spec.task.as_mut().unwrap();
+        task.container.as_mut().unwrap().healthcheck = Some(HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            retries: 3,
+            ..Default::default()
+        });
+        task.networks = vec![NetworkAttachmentConfig {
+            target: "net1".into(),
+            aliases: vec![],
+        }];
+        spec.update = Some(UpdateConfig {
+            parallelism: 0,
+            max_failure_ratio: 0.4,
+            ..Default::default()
+        });
+        spec
+    }
+
+    #[test]
+    fn what_dockerd_leaves_out_is_left_out_and_what_it_writes_is_written() {
+        let doc = spec_json(&spec());
+        let task = &doc["TaskTemplate"];
+        assert_eq!(
+            task["Networks"],
+            json!([{"Target": "net1"}]),
+            "no Aliases: []"
+        );
+        assert!(
+            task.get("Placement").is_none(),
+            "no empty Constraints, Preferences, MaxReplicas"
+        );
+        assert!(task.get("Resources").is_none());
+        assert_eq!(task["ForceUpdate"], 0, "ForceUpdate has no omitempty");
+        let container = &task["ContainerSpec"];
+        assert_eq!(
+            container["Healthcheck"],
+            json!({"Test": ["CMD", "true"], "Retries": 3})
+        );
+        assert!(container.get("HealthCheck").is_none() && container.get("Args").is_none());
+        assert_eq!(doc["Mode"], json!({"Replicated": {"Replicas": 0}}));
+        let update = &doc["UpdateConfig"];
+        assert_eq!(update["Parallelism"], 0);
+        assert_eq!(
+            update["MaxFailureRatio"].to_string(),
+            "0.4",
+            "a float32 as Go prints it"
+        );
+        assert!(doc.get("RollbackConfig").is_none());
+        let global = ServiceSpec {
+            mode: Some(Mode::Global(shoal_proto::GlobalService {})),
+            ..spec()
+        };
+        assert_eq!(spec_json(&global)["Mode"], json!({"Global": {}}));
+    }
+
+    #[test]
+    fn insert_defaults_fills_what_the_managers_default() {
+        let mut bare = spec();
+        bare.update = None;
+        let doc = spec_json(&with_defaults(bare));
+        assert_eq!(doc["UpdateConfig"]["Parallelism"], 1);
+        assert_eq!(doc["UpdateConfig"]["FailureAction"], "pause");
+        assert_eq!(doc["RollbackConfig"]["Order"], "stop-first");
+        assert_eq!(
+            doc["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
+            10_000_000_000_i64
+        );
+        // What was set stays as set.
+        assert_eq!(
+            spec_json(&with_defaults(spec()))["UpdateConfig"]["Parallelism"],
+            0
+        );
+    }
 }
