@@ -306,8 +306,6 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
         answer["message"].as_str().unwrap().contains("nope"),
         "{answer}"
     );
-    let (code, _) = lab.engine_api("manager1", "GET", "/v1.41/containers/json", None);
-    assert_eq!(code, 404);
     let (code, answer) = lab.engine_api("worker1", "GET", "/v1.41/services", None);
     assert_eq!(code, 503, "a worker refuses as dockerd does: {answer}");
     assert!(
@@ -563,4 +561,98 @@ fn other_clients_are_decoded_and_answered_as_dockerd_does() {
             .unwrap()
             .contains("not part of a swarm")
     );
+}
+
+/// Removes a container of the host's dockerd when dropped, even if the test failed.
+struct RemoveContainer(&'static str);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", self.0]).output();
+    }
+}
+
+/// What is not swarm mode goes through shoal's socket to the node's own dockerd, as on
+/// a Swarm node: docker run (attach), exec (a hijacked connection), logs, ps, images.
+#[test]
+fn containers_images_and_exec_reach_the_nodes_dockerd_through_the_same_socket() {
+    let lab = Lab::up("eng-pass", 88, 1, 1, "1s");
+    let name = "shoal-test-eng-pass";
+    let _cleanup = RemoveContainer(name);
+    let said = lab.docker_ok(
+        "manager1",
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/echo",
+            "shoal/demo-web",
+            "through",
+            "shoal",
+        ],
+    );
+    assert_eq!(said.trim(), "through shoal");
+    lab.docker_ok(
+        "manager1",
+        &[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--entrypoint",
+            "/bin/sh",
+            "shoal/demo-web",
+            "-c",
+            "echo started; sleep 300",
+        ],
+    );
+    let listed = lab.docker_ok(
+        "manager1",
+        &[
+            "ps",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Names}}",
+        ],
+    );
+    assert_eq!(listed.trim(), name);
+    let inside = lab.docker_ok(
+        "manager1",
+        &["exec", name, "sh", "-c", "echo inside $((6*7))"],
+    );
+    assert_eq!(inside.trim(), "inside 42");
+    let (logs, _) = wait_for(Duration::from_secs(10), "the container's log", || {
+        let logs = lab.docker_ok("manager1", &["logs", name]);
+        logs.contains("started").then_some(logs)
+    });
+    assert_eq!(logs.trim(), "started");
+    let images = lab.docker_ok("manager1", &["images", "--format", "{{.Repository}}"]);
+    assert!(images.lines().any(|r| r == "shoal/demo-web"), "{images}");
+    // /info is shoal's (the swarm part) with the engine's counts.
+    let counted = lab.docker_ok(
+        "manager1",
+        &["info", "--format", "{{.Images}} {{.Swarm.LocalNodeState}}"],
+    );
+    let (count, swarm) = counted.trim().split_once(' ').unwrap();
+    assert!(
+        count.parse::<u32>().unwrap() >= 1 && swarm == "active",
+        "{counted}"
+    );
+    let (code, containers) = lab.engine_api("manager1", "GET", "/v1.41/containers/json", None);
+    assert_eq!(code, 200, "{containers}");
+    assert!(
+        containers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["Names"][0] == format!("/{name}")),
+        "{containers}"
+    );
+    lab.docker_ok("manager1", &["rm", "-f", name]);
+    let gone = lab.docker_ok(
+        "manager1",
+        &["ps", "-a", "--filter", &format!("name={name}"), "-q"],
+    );
+    assert!(gone.trim().is_empty(), "{gone}");
 }

@@ -1,14 +1,15 @@
-//! The Docker Engine API's swarm-mode subset, served on <run-dir>/docker.sock so the
-//! docker CLI (and tools such as Portainer) drive shoal. Every operation goes through the
+//! The Docker Engine API, served on <run-dir>/docker.sock so the docker CLI (and tools
+//! such as Portainer) drive shoal. Swarm mode is shoal's: every operation goes through the
 //! same Control service the `shoal` CLI calls, so both lead to the same state; this layer
 //! only serves: the JSON shapes, filters and versions are shoal-docker's (engine::request
-//! in, render out).
+//! in, render out). The rest of the socket is the node's dockerd's (passthrough.rs).
 //! It lives with the daemon rather than in manager/ (where DESIGN.md's layout first put
 //! it) because /swarm init, join and leave and /info are node operations the daemon owns;
 //! every cluster call still lands in manager/ through the Control service.
 
 mod body;
 mod logs;
+mod passthrough;
 mod routes;
 pub mod tcp;
 
@@ -117,14 +118,35 @@ pub async fn serve(daemon: Arc<Daemon>, socket: &Path) -> crate::error::Result<(
 }
 
 fn app(daemon: Arc<Daemon>) -> Router {
-    // The version prefix is taken off before routing, so one table serves /v1.41/x and /x.
-    // Bodies are bounded outermost, so even a refused request has its body read (or
-    // timed out) before the answer; the handlers then see bounded bytes only.
+    // What is not swarm mode goes to dockerd first, unbounded and as sent. Of the rest,
+    // the version prefix is taken off before routing, so one table serves /v1.41/x and
+    // /x; bodies are bounded before that, so even a refused request has its body read
+    // (or timed out) before the answer, and the handlers see bounded bytes only.
+    let own_socket = Arc::new(daemon.args.run_dir.join(SOCKET_NAME));
     Router::new()
         .fallback_service(routes::router(daemon))
         .layer(axum::middleware::from_fn(versioned))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(body::bounded))
+        .layer(axum::middleware::from_fn_with_state(
+            own_socket,
+            dockerd_unless_swarm,
+        ))
+}
+
+/// Passes a request that is not swarm mode to the node's dockerd.
+async fn dockerd_unless_swarm(
+    axum::extract::State(own_socket): axum::extract::State<Arc<std::path::PathBuf>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    let logical = split_version(path).map_or(path, |(_, rest)| rest);
+    if passthrough::is_swarm_path(logical) {
+        return next.run(req).await;
+    }
+    tracing::debug!(method = %req.method(), uri = %req.uri(), "engine api: to dockerd");
+    passthrough::forward(&passthrough::dockerd_socket(), &own_socket, req).await
 }
 
 /// Strips and checks `/vX.Y`, then stamps dockerd's headers on every answer.

@@ -129,7 +129,26 @@ async fn manager_only(api: &Api) -> ApiResult<()> {
 async fn info(State(api): Shared) -> axum::Json<Value> {
     let (info, cluster) = full_info(&api).await;
     let root = api.daemon.args.data_dir.display().to_string();
-    axum::Json(render::system_info(&info, cluster.as_ref(), &root))
+    let mut doc = render::system_info(&info, cluster.as_ref(), &root);
+    // The engine's part (containers, images, storage) is the node's dockerd's, if any.
+    if let Some(engine) =
+        super::passthrough::engine_info(&super::passthrough::dockerd_socket()).await
+    {
+        for key in [
+            "Containers",
+            "ContainersRunning",
+            "ContainersPaused",
+            "ContainersStopped",
+            "Images",
+            "Driver",
+            "DriverStatus",
+        ] {
+            if let Some(v) = engine.get(key) {
+                doc[key] = v.clone();
+            }
+        }
+    }
+    axum::Json(doc)
 }
 
 async fn swarm_inspect(State(api): Shared) -> ApiResult<axum::Json<Value>> {
