@@ -267,12 +267,6 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
         (
             "POST",
             "/v1.41/networks/create",
-            Some(r#"{"Name": "n1", "Driver": "bridge"}"#),
-            "overlay",
-        ),
-        (
-            "POST",
-            "/v1.41/networks/create",
             Some(r#"{"Name": "n1", "Driver": "overlay", "internal": true}"#),
             "Internal is not supported",
         ),
@@ -563,12 +557,21 @@ fn other_clients_are_decoded_and_answered_as_dockerd_does() {
     );
 }
 
-/// Removes a container of the host's dockerd when dropped, even if the test failed.
-struct RemoveContainer(&'static str);
+/// Removes a container and a network of the host's dockerd when dropped, even if the
+/// test failed.
+struct RemoveLocal {
+    container: &'static str,
+    network: &'static str,
+}
 
-impl Drop for RemoveContainer {
+impl Drop for RemoveLocal {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", self.0]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", self.container])
+            .output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", self.network])
+            .output();
     }
 }
 
@@ -577,8 +580,11 @@ impl Drop for RemoveContainer {
 #[test]
 fn containers_images_and_exec_reach_the_nodes_dockerd_through_the_same_socket() {
     let lab = Lab::up("eng-pass", 88, 1, 1, "1s");
-    let name = "shoal-test-eng-pass";
-    let _cleanup = RemoveContainer(name);
+    let (name, local_net) = ("shoal-test-eng-pass", "shoal-test-eng-pass-net");
+    let _cleanup = RemoveLocal {
+        container: name,
+        network: local_net,
+    };
     let said = lab.docker_ok(
         "manager1",
         &[
@@ -649,6 +655,21 @@ fn containers_images_and_exec_reach_the_nodes_dockerd_through_the_same_socket() 
             .any(|c| c["Names"][0] == format!("/{name}")),
         "{containers}"
     );
+    // A bridge network is the node's own; one list shows it beside the swarm's.
+    lab.docker_ok(
+        "manager1",
+        &["network", "create", "-d", "bridge", local_net],
+    );
+    let nets = parse_table(&lab.docker_ok("manager1", &["network", "ls"]));
+    assert_eq!(row(&nets, "NAME", local_net)["SCOPE"], "local");
+    assert_eq!(row(&nets, "NAME", "ingress")["SCOPE"], "swarm");
+    let inspected = lab.docker_ok("manager1", &["network", "inspect", local_net]);
+    assert!(inspected.contains("\"Driver\": \"bridge\""), "{inspected}");
+    assert!(
+        !lab.ok("manager1", &["network", "ls"]).contains(local_net),
+        "the swarm has no such network"
+    );
+    lab.docker_ok("manager1", &["network", "rm", local_net]);
     lab.docker_ok("manager1", &["rm", "-f", name]);
     let gone = lab.docker_ok(
         "manager1",

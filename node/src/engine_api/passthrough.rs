@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -51,20 +52,10 @@ pub async fn forward(socket: &Path, own_socket: &Path, mut req: Request) -> Resp
     if socket == own_socket {
         return no_engine(socket, "it is this socket");
     }
-    let stream = match tokio::net::UnixStream::connect(socket).await {
+    let mut sender = match connect(socket).await {
         Ok(s) => s,
-        Err(e) => return no_engine(socket, &e.to_string()),
+        Err(e) => return no_engine(socket, &e),
     };
-    let (mut sender, connection) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok(pair) => pair,
-            Err(e) => return no_engine(socket, &e.to_string()),
-        };
-    tokio::spawn(async move {
-        if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!("engine api passthrough: {e}");
-        }
-    });
     let upgrading = wants_upgrade(req.headers());
     let client_side = upgrading.then(|| hyper::upgrade::on(&mut req));
     let mut answer = match sender.send_request(req).await {
@@ -109,19 +100,29 @@ async fn connect(socket: &Path) -> Result<SendRequest<Body>, String> {
     Ok(sender)
 }
 
-/// dockerd's own /info (its containers, images, storage driver), if it answers soon.
-pub async fn engine_info(socket: &Path) -> Option<serde_json::Value> {
+/// Sends dockerd a request of shoal's making (a network that is not swarm-scoped, a
+/// list to merge) and gives back its answer.
+pub async fn send(own_socket: &Path, method: Method, path: &str, body: Bytes) -> Response {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "docker")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body));
+    match req {
+        Ok(req) => forward(&dockerd_socket(), own_socket, req).await,
+        Err(e) => ApiError::bad_request(e.to_string()).into_response(),
+    }
+}
+
+/// dockerd's JSON answer to `GET path`, if it gives one soon (None without dockerd).
+pub async fn engine_json(own_socket: &Path, path: &str) -> Option<serde_json::Value> {
     let ask = async {
-        let mut sender = connect(socket).await.ok()?;
-        let req = Request::get("/info")
-            .header(header::HOST, "docker")
-            .body(Body::empty())
-            .ok()?;
-        let answer = sender.send_request(req).await.ok()?;
+        let answer = send(own_socket, Method::GET, path, Bytes::new()).await;
         if !answer.status().is_success() {
             return None;
         }
-        let body = axum::body::to_bytes(Body::new(answer.into_body()), 1 << 20)
+        let body = axum::body::to_bytes(answer.into_body(), 4 << 20)
             .await
             .ok()?;
         serde_json::from_slice(&body).ok()

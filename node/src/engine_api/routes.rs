@@ -2,12 +2,13 @@
 //! (the same ones the `shoal` CLI makes) and the answers into Engine API JSON.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
@@ -19,13 +20,15 @@ use shoal_docker::engine::filters::Filters;
 use shoal_docker::engine::request::{self as spec, parse};
 use shoal_docker::render::{engine as render, network, node, service};
 
-use super::{ApiError, ApiResult, logs};
+use super::{ApiError, ApiResult, logs, passthrough};
 use crate::Daemon;
 use crate::control::ControlService;
 
 pub struct Api {
     pub ctl: ControlService,
     pub daemon: Arc<Daemon>,
+    /// This API's own socket, never to be taken for dockerd's.
+    own_socket: PathBuf,
 }
 
 type Shared = State<Arc<Api>>;
@@ -34,6 +37,7 @@ type Params = Query<HashMap<String, String>>;
 pub fn router(daemon: Arc<Daemon>) -> Router {
     let api = Arc::new(Api {
         ctl: ControlService::local(daemon.clone()),
+        own_socket: daemon.args.run_dir.join(super::SOCKET_NAME),
         daemon,
     });
     Router::new()
@@ -131,9 +135,7 @@ async fn info(State(api): Shared) -> axum::Json<Value> {
     let root = api.daemon.args.data_dir.display().to_string();
     let mut doc = render::system_info(&info, cluster.as_ref(), &root);
     // The engine's part (containers, images, storage) is the node's dockerd's, if any.
-    if let Some(engine) =
-        super::passthrough::engine_info(&super::passthrough::dockerd_socket()).await
-    {
+    if let Some(engine) = passthrough::engine_json(&api.own_socket, "/info").await {
         for key in [
             "Containers",
             "ContainersRunning",
@@ -573,13 +575,17 @@ async fn task_inspect(State(api): Shared, Path(id): Path<String>) -> ApiResult<a
     }
 }
 
-async fn network_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json<Value>> {
+async fn network_list(
+    State(api): Shared,
+    Query(q): Params,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Value>> {
     let f = Filters::parse(
         q.get("filters").map(String::as_str),
         &["dangling", "driver", "id", "label", "name", "scope", "type"],
     )?;
     let nets = ok(api.ctl.list_networks(Request::new(pb::Empty {})).await?).networks;
-    let list: Vec<Value> = nets
+    let mut list: Vec<Value> = nets
         .iter()
         .filter(|n| {
             let name = n.name();
@@ -598,12 +604,28 @@ async fn network_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::J
         })
         .map(network::engine_json)
         .collect();
+    // The node's local networks (bridge, host, none, ...) are its dockerd's, as on a
+    // Swarm node, where one list holds both.
+    let path = raw.map_or("/networks".to_string(), |q| format!("/networks?{q}"));
+    if let Some(Value::Array(local)) = passthrough::engine_json(&api.own_socket, &path).await {
+        list.extend(local.into_iter().filter(|n| n["Scope"] == "local"));
+    }
     Ok(axum::Json(json!(list)))
 }
 
+/// Overlay networks are the swarm's; any other driver makes a local network of the
+/// node's dockerd, as `docker network create` does on a Swarm node.
 async fn network_create(State(api): Shared, body: Bytes) -> ApiResult<Response> {
-    let spec = parse::<spec::NetworkCreate>(&body)?.into_proto()?;
-    let created = ok(api.ctl.create_network(Request::new(spec)).await?);
+    let create = parse::<spec::NetworkCreate>(&body)?;
+    if create.driver != "overlay" {
+        return Ok(
+            passthrough::send(&api.own_socket, Method::POST, "/networks/create", body).await,
+        );
+    }
+    let created = ok(api
+        .ctl
+        .create_network(Request::new(create.into_proto()?))
+        .await?);
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"Id": created.id, "Warning": ""})),
@@ -611,22 +633,42 @@ async fn network_create(State(api): Shared, body: Bytes) -> ApiResult<Response> 
         .into_response())
 }
 
-async fn network_inspect(
-    State(api): Shared,
-    Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
-    let n = ok(api
-        .ctl
-        .get_network(Request::new(pb::NetworkRef { id_or_name: id }))
-        .await?);
-    Ok(axum::Json(network::engine_json(&n)))
+/// A network shoal does not know may be one of the node's dockerd's.
+async fn or_local(api: &Api, method: Method, path: &str, e: ApiError) -> ApiResult<Response> {
+    if e.status != StatusCode::NOT_FOUND {
+        return Err(e);
+    }
+    let local = passthrough::send(&api.own_socket, method, path, Bytes::new()).await;
+    match local.status() {
+        StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE => Err(e),
+        _ => Ok(local),
+    }
 }
 
-async fn network_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    api.ctl
-        .remove_network(Request::new(pb::NetworkRef { id_or_name: id }))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+async fn network_inspect(State(api): Shared, Path(id): Path<String>) -> ApiResult<Response> {
+    match api
+        .ctl
+        .get_network(Request::new(pb::NetworkRef {
+            id_or_name: id.clone(),
+        }))
+        .await
+    {
+        Ok(n) => Ok(axum::Json(network::engine_json(&ok(n))).into_response()),
+        Err(e) => or_local(&api, Method::GET, &format!("/networks/{id}"), e.into()).await,
+    }
+}
+
+async fn network_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult<Response> {
+    match api
+        .ctl
+        .remove_network(Request::new(pb::NetworkRef {
+            id_or_name: id.clone(),
+        }))
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => or_local(&api, Method::DELETE, &format!("/networks/{id}"), e.into()).await,
+    }
 }
 
 async fn none_listed(Query(q): Params) -> ApiResult<axum::Json<Value>> {
