@@ -576,15 +576,27 @@ impl Drop for RemoveLocal {
 }
 
 /// What is not swarm mode goes through shoal's socket to the node's own dockerd, as on
-/// a Swarm node: docker run (attach), exec (a hijacked connection), logs, ps, images.
+/// a Swarm node: docker run (attach), exec (a hijacked connection), logs, ps, images,
+/// local networks; and /events merges the swarm's events with dockerd's.
 #[test]
-fn containers_images_and_exec_reach_the_nodes_dockerd_through_the_same_socket() {
+fn containers_images_exec_and_events_reach_the_nodes_dockerd_through_the_same_socket() {
     let lab = Lab::up("eng-pass", 88, 1, 1, "1s");
     let (name, local_net) = ("shoal-test-eng-pass", "shoal-test-eng-pass-net");
     let _cleanup = RemoveLocal {
         container: name,
         network: local_net,
     };
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let since = format!("{:.3}", unix_now() - 1.0);
+    lab.docker_ok(
+        "manager1",
+        &["service", "create", "-d", "--name", "evt", "shoal/demo-web"],
+    );
     let said = lab.docker_ok(
         "manager1",
         &[
@@ -671,6 +683,50 @@ fn containers_images_and_exec_reach_the_nodes_dockerd_through_the_same_socket() 
     );
     lab.docker_ok("manager1", &["network", "rm", local_net]);
     lab.docker_ok("manager1", &["rm", "-f", name]);
+    // One event stream: the swarm's (the service created) and dockerd's (the containers).
+    let until = format!("{:.3}", unix_now() + 1.0);
+    let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
+    let events = lab.docker_ok(
+        "manager1",
+        &[
+            "events", "--since", &since, "--until", &until, "--format", format,
+        ],
+    );
+    assert!(
+        events.lines().any(|l| l == "service create evt"),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|l| l == format!("container destroy {name}")),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|l| l == format!("network create {local_net}")),
+        "{events}"
+    );
+    let swarm_only = lab.docker_ok(
+        "manager1",
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "scope=swarm",
+            "--format",
+            format,
+        ],
+    );
+    assert!(
+        swarm_only.lines().any(|l| l == "service create evt"),
+        "{swarm_only}"
+    );
+    assert!(!swarm_only.contains("container"), "{swarm_only}");
     let gone = lab.docker_ok(
         "manager1",
         &["ps", "-a", "--filter", &format!("name={name}"), "-q"],

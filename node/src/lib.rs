@@ -9,6 +9,7 @@ mod connect;
 mod control;
 mod engine_api;
 pub mod error;
+mod events;
 pub use engine_api::SOCKET_NAME as DOCKER_SOCKET_NAME;
 mod lifecycle;
 mod logfile;

@@ -27,11 +27,14 @@ use super::Daemon;
 use super::control::ControlService;
 use super::state::{SwarmDir, SwarmState};
 use crate::error::{IoContext, NodeError, Result};
+use crate::events::SwarmEvents;
 
 pub struct Runtime {
     pub state: SwarmState,
     pub tls: NodeTls,
     pub manager: Option<Arc<Manager>>,
+    /// The swarm's events for /events, on managers.
+    pub swarm_events: Option<Arc<SwarmEvents>>,
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// The Docker Engine API over TCP (--engine-api-addr), on managers.
     engine_tcp: Option<tokio::task::AbortHandle>,
@@ -139,6 +142,7 @@ impl Runtime {
         Ok(Runtime {
             state,
             tls,
+            swarm_events: manager.as_deref().map(SwarmEvents::start),
             manager,
             server,
             engine_tcp,

@@ -8,6 +8,7 @@
 //! every cluster call still lands in manager/ through the Control service.
 
 mod body;
+mod events;
 mod logs;
 mod passthrough;
 mod routes;

@@ -18,8 +18,9 @@ use super::ApiError;
 
 /// Paths (without their /vX.Y prefix) that shoal answers itself; the rest is dockerd's.
 pub fn is_swarm_path(path: &str) -> bool {
-    const OWN: [&str; 11] = [
+    const OWN: [&str; 12] = [
         "/_ping",
+        "/events",
         "/version",
         "/info",
         "/swarm",

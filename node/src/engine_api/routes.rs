@@ -28,11 +28,11 @@ pub struct Api {
     pub ctl: ControlService,
     pub daemon: Arc<Daemon>,
     /// This API's own socket, never to be taken for dockerd's.
-    own_socket: PathBuf,
+    pub(super) own_socket: PathBuf,
 }
 
 type Shared = State<Arc<Api>>;
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
     let api = Arc::new(Api {
@@ -70,6 +70,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/networks/create", post(network_create))
         .route("/networks/{id}", get(network_inspect))
         .route("/networks/{id}", delete(network_remove))
+        .route("/events", get(super::events::events))
         .route("/distribution/{*name}", get(distribution))
         // No secrets or configs exist in shoal yet; listing them (as `stack rm` does)
         // finds none, and creating one is refused by name.

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Invalid, Result};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Filters(HashMap<String, BTreeSet<String>>);
 
 impl Filters {

@@ -2,6 +2,7 @@
 //! and the `--pretty` text.
 
 pub mod engine;
+pub mod events;
 pub mod network;
 pub mod node;
 pub mod service;
