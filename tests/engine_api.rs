@@ -434,6 +434,27 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
     let worker_info = || lab.docker_ok("worker1", &["info"]);
     lab.docker_ok("worker1", &["swarm", "leave"]);
     assert!(worker_info().contains("Swarm: inactive"));
+    // A setting shoal does not change is refused by name, not dropped.
+    let refused = lab.docker(
+        "worker1",
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &lab.ip(2),
+            "--task-history-limit",
+            "10",
+        ],
+    );
+    assert!(
+        !refused.status.success() && text(&refused).contains("TaskHistoryRetentionLimit"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        worker_info().contains("Swarm: inactive"),
+        "nothing was set up"
+    );
     // A swarm of its own, then back out of it.
     lab.docker_ok(
         "worker1",

@@ -202,7 +202,7 @@ async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiR
     let sent: Value = parse(&body)?;
     manager_only(&api).await?;
     let info = api.daemon.info().await;
-    if let Some(path) = first_difference(&sent, &render::swarm_spec(&info), String::new()) {
+    if let Some(path) = spec::first_difference(&sent, &render::swarm_spec(&info), String::new()) {
         return Err(ApiError::bad_request(format!(
             "changing the swarm setting {path} is not supported by shoal; only join tokens can be rotated"
         )));
@@ -226,36 +226,6 @@ async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiR
         }
     }
     Ok(StatusCode::OK)
-}
-
-/// Where `sent` sets something `have` does not say (absent and zero values agree).
-fn first_difference(sent: &Value, have: &Value, path: String) -> Option<String> {
-    match (sent, have) {
-        (Value::Object(s), _) => s.iter().find_map(|(k, v)| {
-            let here = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            // Keys match in any case, as Go decodes them.
-            let had = have.as_object().and_then(|h| {
-                h.get(k).or_else(|| {
-                    h.iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                        .map(|(_, v)| v)
-                })
-            });
-            first_difference(v, had.unwrap_or(&Value::Null), here)
-        }),
-        (Value::Null, _) => None,
-        (s, Value::Null)
-            if s == &json!(0) || s == &json!("") || s == &json!(false) || s == &json!([]) =>
-        {
-            None
-        }
-        (s, h) if s == h || (s.as_f64().is_some() && s.as_f64() == h.as_f64()) => None,
-        _ => Some(path),
-    }
 }
 
 async fn node_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::Json<Value>> {
@@ -694,21 +664,4 @@ async fn distribution(Path(name): Path<String>) -> ApiError {
     ApiError::not_found(format!(
         "shoal does not query registries: each node resolves image {image} from its own store"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn swarm_update_finds_the_setting_that_changed() {
-        let have = json!({"Dispatcher": {"HeartbeatPeriod": 5_000_000_000_u64}, "Name": "default"});
-        let same = json!({"Dispatcher": {"HeartbeatPeriod": 5_000_000_000_u64}, "Name": "default", "Labels": {}, "TaskDefaults": {}});
-        assert_eq!(first_difference(&same, &have, String::new()), None);
-        let changed = json!({"Dispatcher": {"HeartbeatPeriod": 1_000_000_000_u64}});
-        assert_eq!(
-            first_difference(&changed, &have, String::new()).as_deref(),
-            Some("Dispatcher.HeartbeatPeriod")
-        );
-    }
 }

@@ -38,6 +38,16 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     })
 }
 
+/// A field of a JSON object, its name matched in any case, as Go matches it.
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    let obj = v.as_object()?;
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
 /// Go clients send nil maps and slices as null: the same as absent.
 fn null_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
 where
@@ -639,12 +649,26 @@ impl SwarmInit {
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
-        let heartbeat = self
-            .spec
-            .as_ref()
-            .and_then(|s| s.pointer("/Dispatcher/HeartbeatPeriod"))
+        let spec = self.spec.unwrap_or(Value::Null);
+        let heartbeat = ["Dispatcher", "HeartbeatPeriod"]
+            .iter()
+            .try_fold(&spec, |v, key| field(v, key))
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        // The other settings are fixed in shoal: one that differs is refused by name.
+        let shown = crate::render::engine::swarm_spec(&pb::InfoResponse {
+            heartbeat_period_ms: if heartbeat == 0 {
+                pb::DEFAULT_HEARTBEAT_MS
+            } else {
+                heartbeat / 1_000_000
+            },
+            ..Default::default()
+        });
+        if let Some(path) = first_difference(&spec, &shown, "Spec".into()) {
+            return Err(Invalid::new(format!(
+                "{path}: shoal does not change this swarm setting; leave it at its default"
+            )));
+        }
         Ok(pb::SwarmInitRequest {
             advertise_addr: self.advertise_addr,
             listen_addr: self.listen_addr,
@@ -653,6 +677,36 @@ impl SwarmInit {
             default_addr_pool: self.default_addr_pool,
             default_addr_pool_mask_length: self.subnet_size,
         })
+    }
+}
+
+/// Where `sent` sets something `have` does not say (keys in any case; a zero or absent
+/// value asks for the default and agrees), as a dotted path: how a swarm setting shoal
+/// does not change is named.
+pub fn first_difference(sent: &Value, have: &Value, path: String) -> Option<String> {
+    match (sent, have) {
+        (Value::Object(s), _) => s.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            // Keys match in any case, as Go decodes them.
+            let had = have.as_object().and_then(|h| {
+                h.get(k).or_else(|| {
+                    h.iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v)
+                })
+            });
+            first_difference(v, had.unwrap_or(&Value::Null), here)
+        }),
+        (Value::Null, _) => None,
+        // A zero asks for the default, as swarmkit reads it (`swarm init` sends zero
+        // Raft ticks).
+        (s, _) if is_zero(s) => None,
+        (s, h) if s == h || (s.as_f64().is_some() && s.as_f64() == h.as_f64()) => None,
+        _ => Some(path),
     }
 }
 
@@ -787,5 +841,32 @@ mod tests {
             .err()
             .unwrap();
         assert!(bridge.0.contains("overlay"), "{}", bridge.0);
+    }
+
+    #[test]
+    fn a_swarm_setting_shoal_fixes_is_named_when_it_differs() {
+        let have = serde_json::json!({"Dispatcher": {"HeartbeatPeriod": 5_000_000_000_u64}, "Name": "default"});
+        let same = serde_json::json!({"dispatcher": {"HeartbeatPeriod": 5_000_000_000_u64}, "Name": "default", "Labels": {}, "TaskDefaults": {}});
+        assert_eq!(first_difference(&same, &have, String::new()), None);
+        let changed = serde_json::json!({"Dispatcher": {"HeartbeatPeriod": 1_000_000_000_u64}});
+        assert_eq!(
+            first_difference(&changed, &have, String::new()).as_deref(),
+            Some("Dispatcher.HeartbeatPeriod")
+        );
+        // swarm init: what the docker CLI sends by default passes, the heartbeat is
+        // honoured, and a setting shoal does not change is refused by name.
+        let cli = br#"{"ListenAddr":"0.0.0.0:2377","Spec":{"Orchestration":{"TaskHistoryRetentionLimit":5},
+            "Raft":{"SnapshotInterval":10000,"KeepOldSnapshots":0,"LogEntriesForSlowFollowers":500,"ElectionTick":0,"HeartbeatTick":0},
+            "Dispatcher":{"HeartbeatPeriod":2000000000},"CAConfig":{"NodeCertExpiry":7776000000000000},
+            "TaskDefaults":{},"EncryptionConfig":{"AutoLockManagers":false}}}"#;
+        let init = parse::<SwarmInit>(cli).unwrap().into_proto().unwrap();
+        assert_eq!(init.heartbeat_period_ms, 2000);
+        let limit = br#"{"Spec":{"Orchestration":{"TaskHistoryRetentionLimit":10}}}"#;
+        let e = parse::<SwarmInit>(limit).unwrap().into_proto().unwrap_err();
+        assert!(
+            e.0.starts_with("Spec.Orchestration.TaskHistoryRetentionLimit"),
+            "{}",
+            e.0
+        );
     }
 }
