@@ -223,7 +223,7 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
     assert_eq!((code, body.as_str()), (200, Some("OK")));
     let (code, body) = lab.engine_api("manager1", "GET", "/v1.41/version", None);
     assert_eq!(code, 200);
-    assert_eq!(body["ApiVersion"], "1.41");
+    assert_eq!(body["ApiVersion"], "1.50");
 
     let cases = [
         (
@@ -280,7 +280,7 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
             "GET",
             "/v1.99/services",
             None,
-            "Maximum supported API version is 1.41",
+            "Maximum supported API version is 1.50",
         ),
     ];
     for (method, path, body, why) in cases {

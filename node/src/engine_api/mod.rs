@@ -24,7 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use shoal_docker::engine::{API_VERSION, MIN_API_VERSION, version_text};
+use shoal_docker::engine::{API_VERSION, MIN_API_VERSION, parse_version, version_text};
 use shoal_docker::error::Invalid;
 
 use crate::Daemon;
@@ -177,9 +177,7 @@ fn split_version(path: &str) -> Option<(&str, &str)> {
 }
 
 fn check_version(v: &str) -> ApiResult<()> {
-    let parsed = v
-        .split_once('.')
-        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+    let parsed = parse_version(v)
         .ok_or_else(|| ApiError::bad_request(format!("invalid API version {v:?}")))?;
     if parsed > API_VERSION {
         return Err(ApiError::bad_request(format!(
@@ -225,12 +223,13 @@ mod tests {
         assert_eq!(split_version("/services/web"), None);
         assert_eq!(split_version("/volumes/x"), None);
         assert!(check_version("1.41").is_ok());
+        assert!(check_version("1.50").is_ok(), "the docker CLI 28.x's");
         assert!(check_version("1.24").is_ok());
-        let new = check_version("1.50").unwrap_err();
+        let new = check_version("1.51").unwrap_err();
         assert_eq!(new.status, StatusCode::BAD_REQUEST);
         assert!(
             new.message
-                .contains("Maximum supported API version is 1.41")
+                .contains("Maximum supported API version is 1.50")
         );
         assert!(
             check_version("1.12")

@@ -5,6 +5,7 @@
 //! and copied both ways until either end closes.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::body::Bytes;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use shoal_docker::engine::{parse_version, version_text};
 
 use super::ApiError;
 
@@ -57,6 +59,7 @@ pub async fn forward(socket: &Path, own_socket: &Path, mut req: Request) -> Resp
         Ok(s) => s,
         Err(e) => return no_engine(socket, &e),
     };
+    at_engine_version(&mut req, socket).await;
     let upgrading = wants_upgrade(req.headers());
     let client_side = upgrading.then(|| hyper::upgrade::on(&mut req));
     let mut answer = match sender.send_request(req).await {
@@ -99,6 +102,46 @@ async fn connect(socket: &Path) -> Result<SendRequest<Body>, String> {
         }
     });
     Ok(sender)
+}
+
+/// dockerd refuses a client newer than itself ("client version 1.50 is too new"), and
+/// shoal's socket speaks a newer version than an older dockerd: such a request goes to
+/// dockerd at dockerd's own version.
+async fn at_engine_version(req: &mut Request, socket: &Path) {
+    let Some((asked, rest)) = super::split_version(req.uri().path()) else {
+        return;
+    };
+    let (Some(asked), Some(engine)) = (parse_version(asked), engine_version(socket).await) else {
+        return;
+    };
+    if asked <= engine {
+        return;
+    }
+    let query = req.uri().query().map_or(String::new(), |q| format!("?{q}"));
+    let uri = format!("/v{}{rest}{query}", version_text(engine));
+    if let Ok(uri) = uri.parse() {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// The newest API version the node's dockerd speaks (asked once).
+async fn engine_version(socket: &Path) -> Option<(u32, u32)> {
+    static ENGINE: OnceLock<(u32, u32)> = OnceLock::new();
+    if let Some(v) = ENGINE.get() {
+        return Some(*v);
+    }
+    let mut sender = connect(socket).await.ok()?;
+    let req = Request::get("/version")
+        .header(header::HOST, "docker")
+        .body(Body::empty())
+        .ok()?;
+    let answer = sender.send_request(req).await.ok()?;
+    let body = axum::body::to_bytes(Body::new(answer.into_body()), 1 << 16)
+        .await
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let v = parse_version(doc["ApiVersion"].as_str()?)?;
+    Some(*ENGINE.get_or_init(|| v))
 }
 
 /// Sends dockerd a request of shoal's making (a network that is not swarm-scoped, a

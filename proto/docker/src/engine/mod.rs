@@ -6,11 +6,19 @@ pub mod filters;
 pub mod go_json;
 pub mod request;
 
-/// The newest API version served: Docker 20.10's, where the swarm types shoal speaks
-/// (ServiceStatus, jobs excepted) are complete. Older clients down to MIN get it too.
-pub const API_VERSION: (u32, u32) = (1, 41);
+/// The newest API version served: Docker 28.x's (the docker CLI installed with shoal
+/// speaks it). The swarm types shoal speaks kept their shape from 1.41 on (newer fields,
+/// such as Healthcheck.StartInterval or ContainerSpec.OomScoreAdj, are refused unless
+/// zero, by request.rs); older clients down to MIN get the same answers.
+pub const API_VERSION: (u32, u32) = (1, 50);
 pub const MIN_API_VERSION: (u32, u32) = (1, 24);
 
 pub fn version_text(v: (u32, u32)) -> String {
     format!("{}.{}", v.0, v.1)
+}
+
+/// "1.41" as (1, 41).
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
