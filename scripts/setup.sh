@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PACKAGES=(iproute2 nftables docker.io busybox-static dnsutils protobuf-compiler bpftool
-          tcpdump curl ca-certificates procps dnsmasq-base dnsperf wrk)
+          tcpdump curl ca-certificates procps dnsmasq-base dnsperf wrk
+          golang-github-docker-docker-dev)  # moby's swagger.yaml, for tests/conformance.rs
 # bpf-linker links against LLVM 22, the LLVM of the nightly toolchain.
 LLVM_PACKAGE=llvm-22-dev
 missing=()

@@ -414,7 +414,8 @@ async fn service_create(State(api): Shared, body: Bytes) -> ApiResult<Response> 
     let created = ok(api.ctl.create_service(Request::new(spec)).await?);
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({"ID": created.id, "Warnings": null})),
+        // Warnings is omitempty in dockerd's answer: none, so absent.
+        axum::Json(json!({"ID": created.id})),
     )
         .into_response())
 }
@@ -451,7 +452,8 @@ async fn service_update(
             rollback,
         }))
         .await?;
-    Ok(axum::Json(json!({"Warnings": null})))
+    // Warnings is omitempty in dockerd's answer: none, so absent.
+    Ok(axum::Json(json!({})))
 }
 
 async fn service_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
