@@ -1,6 +1,16 @@
 //! The Docker Engine API's vocabulary: versions, request bodies and filters. The server
 //! lives in the node crate; everything here is pure, so its refusals are
 //! [`crate::error::Invalid`]s the server answers with 400.
+//!
+//! Why hand-written shapes and not bollard-stubs (the serde models generated from the
+//! same OpenAPI description, already in the tree through bollard): measured on
+//! bollard-stubs 1.53.1-rc.29.3.1, they carry the description's errata that dockerd's Go
+//! types do not have, exactly where clients trip: the container spec's health check is
+//! `HealthCheck` (dockerd writes and reads `Healthcheck`), a service create answer
+//! writes `Warnings: null` (dockerd omits it), a task has no `NetworksAttachments`, and
+//! float32 ratios are f64. Shoal's shapes follow dockerd instead, decoded with Go's rules
+//! (go_json.rs) and checked field by field against the description, with those errata
+//! named, by tests/conformance.rs.
 
 pub mod filters;
 pub mod go_json;
