@@ -698,6 +698,21 @@ fn containers_images_exec_and_events_reach_the_nodes_dockerd_through_the_same_so
     assert_eq!(row(&nets, "NAME", "ingress")["SCOPE"], "swarm");
     let inspected = lab.docker_ok("manager1", &["network", "inspect", local_net]);
     assert!(inspected.contains("\"Driver\": \"bridge\""), "{inspected}");
+    lab.docker_ok("manager1", &["network", "connect", local_net, name]);
+    let attached = lab.docker_ok(
+        "manager1",
+        &[
+            "inspect",
+            name,
+            "--format",
+            "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}",
+        ],
+    );
+    assert!(
+        attached.split_whitespace().any(|n| n == local_net),
+        "{attached}"
+    );
+    lab.docker_ok("manager1", &["network", "disconnect", local_net, name]);
     assert!(
         !lab.ok("manager1", &["network", "ls"]).contains(local_net),
         "the swarm has no such network"

@@ -19,7 +19,14 @@ use shoal_docker::engine::{parse_version, version_text};
 use super::ApiError;
 
 /// Paths (without their /vX.Y prefix) that shoal answers itself; the rest is dockerd's.
+/// Connecting a container to a network is dockerd's for now (local networks); shoal's
+/// attachable overlays are connected with `shoal network connect`.
 pub fn is_swarm_path(path: &str) -> bool {
+    if path.starts_with("/networks/")
+        && (path.ends_with("/connect") || path.ends_with("/disconnect"))
+    {
+        return false;
+    }
     const OWN: [&str; 12] = [
         "/_ping",
         "/events",
@@ -217,6 +224,7 @@ mod tests {
             assert!(is_swarm_path(own), "{own}");
         }
         for theirs in [
+            "/networks/br0/connect",
             "/containers/json",
             "/images/json",
             "/exec/1/start",
