@@ -27,7 +27,7 @@ impl Daemon {
         let guard = self.runtime.lock().await;
         let rt = guard
             .as_ref()
-            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+            .ok_or_else(|| crate::lifecycle::swarm_state(crate::lifecycle::NOT_PART_OF_SWARM))?;
         let data_plane = rt.data_plane.clone().ok_or_else(|| {
             Status::unavailable(
                 "the network driver is not running on this node: see the daemon's log",

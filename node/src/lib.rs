@@ -147,7 +147,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         *daemon.runtime.lock().await = Some(rt);
     }
     tokio::spawn(lifecycle::handle_session_events(daemon.clone(), events_rx));
-    let docker_socket = args.run_dir.join(engine_api::SOCKET_NAME);
+    let docker_socket = daemon.engine_socket();
     let engine = tokio::spawn({
         let (daemon, socket) = (daemon.clone(), docker_socket.clone());
         async move {

@@ -22,9 +22,25 @@ use super::runtime::Runtime;
 use super::state::{SwarmDir, SwarmState};
 use crate::error::NodeError;
 
+pub(crate) const NOT_PART_OF_SWARM: &str = "This node is not part of a swarm";
 const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.";
 const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.";
 const WORKER_NODE: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+/// Metadata marking a refusal caused by the node's swarm state (not in a swarm, already
+/// in one, not a manager, the last manager leaving), which dockerd answers 503
+/// (errdefs.Unavailable) and the Engine API reads instead of the words.
+pub const SWARM_STATE: &str = "shoal-swarm-state";
+
+/// A refusal because of this node's swarm state.
+pub fn swarm_state(message: impl Into<String>) -> Status {
+    let mut status = Status::failed_precondition(message);
+    status.metadata_mut().insert(
+        SWARM_STATE,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
 
 /// How long a task may take to stop when its node leaves the swarm.
 const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -49,11 +65,8 @@ impl Daemon {
     pub async fn manager(&self) -> Result<Arc<Manager>, Status> {
         let guard = self.runtime.lock().await;
         match guard.as_ref() {
-            None => Err(Status::failed_precondition(NOT_IN_SWARM)),
-            Some(rt) => rt
-                .manager
-                .clone()
-                .ok_or_else(|| Status::failed_precondition(WORKER_NODE)),
+            None => Err(swarm_state(NOT_IN_SWARM)),
+            Some(rt) => rt.manager.clone().ok_or_else(|| swarm_state(WORKER_NODE)),
         }
     }
 
@@ -94,7 +107,7 @@ impl Daemon {
             return self.force_new_cluster(&mut guard).await;
         }
         if guard.is_some() {
-            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+            return Err(swarm_state(ALREADY_IN_SWARM));
         }
         let (ip, port, listen_addr) =
             self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
@@ -277,7 +290,7 @@ impl Daemon {
     ) -> Result<SwarmJoinResponse, Status> {
         let mut guard = self.runtime.lock().await;
         if guard.is_some() {
-            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+            return Err(swarm_state(ALREADY_IN_SWARM));
         }
         let (ip, port, listen_addr) =
             self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
@@ -351,14 +364,12 @@ impl Daemon {
     pub async fn leave(&self, force: bool) -> Result<(), Status> {
         let mut guard = self.runtime.lock().await;
         let Some(rt) = guard.take() else {
-            return Err(Status::failed_precondition(
-                "This node is not part of a swarm",
-            ));
+            return Err(swarm_state(NOT_PART_OF_SWARM));
         };
         if rt.state.manager && !force {
             let managers = rt.manager.as_ref().map(|m| m.voters().len()).unwrap_or(1);
             *guard = Some(rt);
-            return Err(Status::failed_precondition(format!(
+            return Err(swarm_state(format!(
                 "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {} managers out of {managers}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
                 managers.saturating_sub(1)
             )));
@@ -443,7 +454,7 @@ impl Daemon {
         let guard = self.runtime.lock().await;
         let rt = guard
             .as_ref()
-            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+            .ok_or_else(|| swarm_state(NOT_PART_OF_SWARM))?;
         let gossip = rt.gossip.as_ref().ok_or_else(|| {
             Status::unavailable("gossip is not running on this node: see the daemon's log")
         })?;
@@ -454,7 +465,7 @@ impl Daemon {
         let guard = self.runtime.lock().await;
         let rt = guard
             .as_ref()
-            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+            .ok_or_else(|| swarm_state(NOT_PART_OF_SWARM))?;
         let plane = rt.data_plane.as_ref().ok_or_else(|| {
             Status::unavailable("the data plane is not running on this node: see the daemon's log")
         })?;

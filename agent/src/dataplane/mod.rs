@@ -111,7 +111,11 @@ impl DataPlane {
     pub async fn detach(&self, task_id: &str) {
         self.dns.stop(task_id).await;
         self.lb.remove_task(task_id).await;
-        for endpoint in self.overlay.detach(task_id).await {
+        self.withdraw(self.overlay.detach(task_id).await);
+    }
+
+    fn withdraw(&self, endpoints: Vec<crate::gossip::Endpoint>) {
+        for endpoint in endpoints {
             self.gossip.withdraw(&endpoint.key());
         }
     }
@@ -119,9 +123,7 @@ impl DataPlane {
     /// Stops serving published ports and leaves the ingress network (the node leaves).
     pub async fn leave(&self) {
         self.lb.clear().await;
-        for endpoint in self.overlay.detach_ingress_leg().await {
-            self.gossip.withdraw(&endpoint.key());
-        }
+        self.withdraw(self.overlay.detach_ingress_leg().await);
     }
 
     /// The addresses a task is attached with, once it is.

@@ -87,10 +87,7 @@ fn swarm_lines(
     let before_end =
         move |e: &Value| until.is_none_or(|u| e["timeNano"].as_i64().is_some_and(|t| t <= u));
     let filters = Arc::new(filters);
-    let keep = {
-        let filters = filters.clone();
-        move |e: &Value| wanted(e, &filters) && before_end(e)
-    };
+    let keep = move |e: &Value| wanted(e, &filters) && before_end(e);
     let replay = stream::iter(past.into_iter().filter(keep.clone()));
     let live = stream::unfold(live, |mut rx| async move {
         loop {

@@ -31,6 +31,13 @@ use crate::Daemon;
 
 pub const SOCKET_NAME: &str = "docker.sock";
 
+impl Daemon {
+    /// The node's Docker Engine API socket (never to be taken for dockerd's).
+    pub(crate) fn engine_socket(&self) -> std::path::PathBuf {
+        self.args.run_dir.join(SOCKET_NAME)
+    }
+}
+
 /// An error as dockerd answers it: a status code and `{"message": ...}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -66,15 +73,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The swarm-state refusals dockerd answers 503 (errdefs.Unavailable): SDKs tolerate
-/// them, e.g. a forced leave on a node outside a swarm.
-const SWARM_STATE: [&str; 4] = [
-    "This node is not a swarm manager",
-    "This node is not part of a swarm",
-    "This node is already part of a swarm",
-    "You are attempting to leave the swarm on a node that is participating as a manager",
-];
-
 /// gRPC codes as dockerd maps swarmkit's (errdefs); swarm-state refusals are 503.
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
@@ -87,7 +85,11 @@ impl From<tonic::Status> for ApiError {
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::FailedPrecondition if SWARM_STATE.iter().any(|m| s.message().starts_with(m)) => {
+            // dockerd answers swarm-state refusals 503 (SDKs tolerate them, e.g. a forced
+            // leave on a node outside a swarm); the daemon marks them where it makes them.
+            Code::FailedPrecondition
+                if s.metadata().contains_key(crate::lifecycle::SWARM_STATE) =>
+            {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Code::FailedPrecondition => StatusCode::BAD_REQUEST,
@@ -123,7 +125,7 @@ fn app(daemon: Arc<Daemon>) -> Router {
     // the version prefix is taken off before routing, so one table serves /v1.41/x and
     // /x; bodies are bounded before that, so even a refused request has its body read
     // (or timed out) before the answer, and the handlers see bounded bytes only.
-    let own_socket = Arc::new(daemon.args.run_dir.join(SOCKET_NAME));
+    let own_socket = Arc::new(daemon.engine_socket());
     Router::new()
         .fallback_service(routes::router(daemon))
         .layer(axum::middleware::from_fn(versioned))
@@ -253,10 +255,14 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(
-            code(tonic::Status::failed_precondition(
+            code(crate::lifecycle::swarm_state(
                 "This node is not a swarm manager. Use ..."
             )),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            code(tonic::Status::failed_precondition("a network in use")),
+            StatusCode::BAD_REQUEST
         );
     }
 }

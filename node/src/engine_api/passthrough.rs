@@ -137,16 +137,7 @@ async fn engine_version(socket: &Path) -> Option<(u32, u32)> {
     if let Some(v) = ENGINE.get() {
         return Some(*v);
     }
-    let mut sender = connect(socket).await.ok()?;
-    let req = Request::get("/version")
-        .header(header::HOST, "docker")
-        .body(Body::empty())
-        .ok()?;
-    let answer = sender.send_request(req).await.ok()?;
-    let body = axum::body::to_bytes(Body::new(answer.into_body()), 1 << 16)
-        .await
-        .ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let doc = get_json(socket, "/version").await?;
     let v = parse_version(doc["ApiVersion"].as_str()?)?;
     Some(*ENGINE.get_or_init(|| v))
 }
@@ -168,12 +159,27 @@ pub async fn send(own_socket: &Path, method: Method, path: &str, body: Bytes) ->
 
 /// dockerd's JSON answer to `GET path`, if it gives one soon (None without dockerd).
 pub async fn engine_json(own_socket: &Path, path: &str) -> Option<serde_json::Value> {
+    let socket = dockerd_socket();
+    if socket == own_socket {
+        return None;
+    }
+    get_json(&socket, path).await
+}
+
+/// The JSON answer at `socket` to `GET path` (unversioned: dockerd's own version), if
+/// it gives one within 2 s.
+async fn get_json(socket: &Path, path: &str) -> Option<serde_json::Value> {
     let ask = async {
-        let answer = send(own_socket, Method::GET, path, Bytes::new()).await;
+        let mut sender = connect(socket).await.ok()?;
+        let req = Request::get(path)
+            .header(header::HOST, "docker")
+            .body(Body::empty())
+            .ok()?;
+        let answer = sender.send_request(req).await.ok()?;
         if !answer.status().is_success() {
             return None;
         }
-        let body = axum::body::to_bytes(answer.into_body(), 4 << 20)
+        let body = axum::body::to_bytes(Body::new(answer.into_body()), 4 << 20)
             .await
             .ok()?;
         serde_json::from_slice(&body).ok()

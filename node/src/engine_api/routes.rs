@@ -37,7 +37,7 @@ pub(super) type Params = Query<HashMap<String, String>>;
 pub fn router(daemon: Arc<Daemon>) -> Router {
     let api = Arc::new(Api {
         ctl: ControlService::local(daemon.clone()),
-        own_socket: daemon.args.run_dir.join(super::SOCKET_NAME),
+        own_socket: daemon.engine_socket(),
         daemon,
     });
     Router::new()

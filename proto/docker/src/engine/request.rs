@@ -691,19 +691,10 @@ pub fn first_difference(sent: &Value, have: &Value, path: String) -> Option<Stri
             } else {
                 format!("{path}.{k}")
             };
-            // Keys match in any case, as Go decodes them.
-            let had = have.as_object().and_then(|h| {
-                h.get(k).or_else(|| {
-                    h.iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                        .map(|(_, v)| v)
-                })
-            });
-            first_difference(v, had.unwrap_or(&Value::Null), here)
+            first_difference(v, field(have, k).unwrap_or(&Value::Null), here)
         }),
-        (Value::Null, _) => None,
-        // A zero asks for the default, as swarmkit reads it (`swarm init` sends zero
-        // Raft ticks).
+        // A zero (or null) asks for the default, as swarmkit reads it (`swarm init`
+        // sends zero Raft ticks).
         (s, _) if is_zero(s) => None,
         (s, h) if s == h || (s.as_f64().is_some() && s.as_f64() == h.as_f64()) => None,
         _ => Some(path),
