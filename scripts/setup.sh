@@ -45,18 +45,37 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/shoal/dockerd.log" >&2; exit 1; }
 fi
 
-# The demo image, built from busybox-static (no registry is reachable); rebuilt when its
-# files change.
-demo_dir="$(cd "$(dirname "$0")/../images/demo-web" && pwd)"
-demo_hash="$(cat "$demo_dir/Dockerfile" "$demo_dir/entrypoint.sh" /bin/busybox | sha256sum | cut -c1-16)"
-built_hash="$(docker image inspect -f '{{index .Config.Labels "shoal.demo.hash"}}' shoal/demo-web:latest 2>/dev/null || true)"
-if [ "$built_hash" != "$demo_hash" ]; then
-    log "building the shoal/demo-web image"
+# Images, built from busybox-static (no registry is reachable): images/NAME/ plus host
+# files given by path, copied into the image at the same path (rootfs/ in the context).
+# Each is rebuilt when any of its files change.
+build_image() {
+    tag="$1"
+    dir="$(cd "$(dirname "$0")/../images/$2" && pwd)"
+    shift 2
+    hash="$(cat "$dir"/* /bin/busybox "$@" | sha256sum | cut -c1-16)"
+    built="$(docker image inspect -f '{{index .Config.Labels "shoal.image.hash"}}' "$tag" 2>/dev/null || true)"
+    [ "$built" = "$hash" ] && return 0
+    log "building the $tag image"
     context="$(mktemp -d)"
-    cp "$demo_dir/Dockerfile" "$demo_dir/entrypoint.sh" /bin/busybox "$context/"
-    DOCKER_BUILDKIT=0 docker build -q --label "shoal.demo.hash=$demo_hash" -t shoal/demo-web:latest "$context" >/dev/null 2>&1
-    rm -rf "$context"
-fi
+    cp -p "$dir"/* /bin/busybox "$context/"
+    mkdir -p "$context/rootfs"
+    for f in "$@"; do
+        mkdir -p "$context/rootfs$(dirname "$f")"
+        cp -L "$f" "$context/rootfs$f"
+    done
+    if ! DOCKER_BUILDKIT=0 docker build -q --label "shoal.image.hash=$hash" -t "$tag" "$context" >"$context.log" 2>&1; then
+        cat "$context.log" >&2
+        exit 1
+    fi
+    rm -rf "$context" "$context.log"
+}
+build_image shoal/demo-web:latest demo-web
+# Stand-ins for Docker's get-started Part 5 stack (examples/get-started-part5.yml): the
+# visualizer carries the host's docker CLI and the libraries it links.
+docker_cli="$(command -v docker)"
+mapfile -t docker_libs < <(ldd "$docker_cli" | grep -o '/[^ ]*' | sort -u)
+build_image shoal/visualizer-standin:latest visualizer-standin "$docker_cli" "${docker_libs[@]}"
+build_image shoal/redis-standin:latest redis-standin
 
 # Rust toolchains: stable for the workspace, nightly + rust-src + bpf-linker for ebpf/.
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -147,6 +147,24 @@ fn every_swarm_answer_has_only_fields_the_engine_api_has_with_their_types() {
             "UpdateConfig": {"Parallelism": 1, "MaxFailureRatio": 0.4},
             "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8089}]}}"#,
     );
+    // Every engine setting, shown back (its tasks cannot run on the process runtime).
+    post(
+        "/v1.41/services/create",
+        r#"{"Name": "confeng",
+            "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Init": true,
+                "Mounts": [{"Type": "bind", "Source": "/srv", "Target": "/srv", "ReadOnly": true,
+                            "BindOptions": {"Propagation": "rslave", "NonRecursive": true}},
+                           {"Type": "volume", "Source": "v", "Target": "/v",
+                            "VolumeOptions": {"NoCopy": true, "Labels": {"a": "b"},
+                                              "DriverConfig": {"Name": "local", "Options": {"o": "p"}}}},
+                           {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1024, "Mode": 448}}],
+                "CapabilityAdd": ["CAP_NET_ADMIN"], "CapabilityDrop": ["CAP_MKNOD"],
+                "ReadOnly": true, "TTY": true, "OpenStdin": true, "Sysctls": {"net.core.somaxconn": "1024"},
+                "Hosts": ["10.0.0.1 db"], "Groups": ["1234"],
+                "DNSConfig": {"Nameservers": ["192.0.2.1"], "Search": ["example.org"], "Options": ["timeout:1"]}},
+              "LogDriver": {"Name": "json-file", "Options": {"max-size": "1m"}},
+              "Placement": {"Platforms": [{"Architecture": "amd64", "OS": "linux"}]}}}"#,
+    );
     lab.wait_running("conf", 1);
     let mut problems = Vec::new();
     let mut check = |method: &str, spec_path: &str, value: &Value| {
@@ -162,6 +180,7 @@ fn every_swarm_answer_has_only_fields_the_engine_api_has_with_their_types() {
     for (spec_path, path) in [
         ("/services", "/v1.41/services?status=true"),
         ("/services/{id}", "/v1.41/services/conf"),
+        ("/services/{id}", "/v1.41/services/confeng"),
         ("/nodes", "/v1.41/nodes"),
         ("/nodes/{id}", "/v1.41/nodes/manager1"),
         ("/tasks", "/v1.41/tasks"),

@@ -350,6 +350,45 @@ fn invalid_specs_are_refused_and_nothing_is_written() {
             &["--name", "bad/name", "shoal/demo-web"],
             "invalid service name",
         ),
+        // What a container engine gives a task is checked by the managers too.
+        (
+            &[
+                "--name",
+                "g",
+                "--mount",
+                "type=bind,source=data,target=/data",
+                "shoal/demo-web",
+            ],
+            "absolute path of a host directory",
+        ),
+        (
+            &[
+                "--name",
+                "h",
+                "--mount",
+                "type=tmpfs,target=/t,colour=red",
+                "shoal/demo-web",
+            ],
+            "unknown field \"colour\"",
+        ),
+        (
+            &["--name", "i", "--cap-add", "fly", "shoal/demo-web"],
+            "unknown capability \"CAP_FLY\"",
+        ),
+        (
+            &[
+                "--name",
+                "j",
+                "--sysctl",
+                "kernel.hostname=x",
+                "shoal/demo-web",
+            ],
+            "only namespaced sysctls",
+        ),
+        (
+            &["--name", "k", "--host", "db", "shoal/demo-web"],
+            "use NAME:IP",
+        ),
     ];
     for (args, why) in cases {
         let mut full = vec!["service", "create", "-d"];
@@ -358,6 +397,32 @@ fn invalid_specs_are_refused_and_nothing_is_written() {
     }
     let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
     assert_eq!(ls.len(), 1, "a refused spec was written: {ls:?}");
+
+    // A sound setting the process runtime cannot give is refused by the node, by name,
+    // never run without it.
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "mounted",
+            "--mount",
+            "type=tmpfs,target=/scratch",
+            "--init",
+            "shoal/demo-web",
+        ],
+    );
+    wait_for(Duration::from_secs(10), "the task to be rejected", || {
+        lab.tasks("mounted")
+            .iter()
+            .any(|t| {
+                t["CURRENT STATE"].starts_with("Rejected")
+                    && t["ERROR"].contains("the process runtime cannot honour Mounts, Init")
+            })
+            .then_some(())
+    });
 }
 
 #[test]
@@ -726,4 +791,222 @@ fn service_logs_show_every_tasks_output() {
         "{}",
         text(&out)
     );
+}
+
+/// A named volume the test owns, removed even when the test fails.
+struct OwnedVolume(String);
+
+impl Drop for OwnedVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+/// The one running container of `service` on the lab's dockerd.
+fn container_of(service: &str) -> String {
+    wait_for(
+        Duration::from_secs(20),
+        &format!("one container of {service}"),
+        || {
+            let ids = docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={service}"),
+            ]);
+            let ids: Vec<&str> = ids.lines().collect();
+            (ids.len() == 1).then(|| ids[0].to_string())
+        },
+    )
+    .0
+}
+
+fn inspect_container(id: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&docker(&["inspect", id])).unwrap();
+    doc[0].clone()
+}
+
+#[test]
+fn what_a_container_engine_gives_a_task_reaches_the_container() {
+    // Declared before the lab, so it is removed after the lab's containers are.
+    let volume = OwnedVolume(format!("svc-engine-{}", std::process::id()));
+    let lab = Lab::up_with("svc-engine", 96, 1, 1, "1s", "docker");
+    let mount_volume = format!(
+        "type=volume,source={},target=/vol,volume-label=owner=svc-engine",
+        volume.0
+    );
+    // Through the docker CLI and shoal's Engine API, as a Swarm user would.
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "tuned",
+            "--mount",
+            "type=tmpfs,target=/scratch,tmpfs-size=16M",
+            "--mount",
+            &mount_volume,
+            "--mount",
+            "type=volume,target=/anon",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "MKNOD",
+            "--init",
+            "--read-only",
+            "--host",
+            "db:10.0.0.5",
+            "--dns-search",
+            "example.org",
+            "--dns-option",
+            "timeout:2",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "--group",
+            "1234",
+            "--log-driver",
+            "json-file",
+            "--log-opt",
+            "max-size=1m",
+            "-e",
+            "WWW=/scratch",
+            "shoal/demo-web",
+        ],
+    );
+    lab.wait_running("tuned", 1);
+    let c = container_of("tuned");
+    let info = inspect_container(&c);
+    let host = &info["HostConfig"];
+    assert_eq!(host["CapAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+    assert_eq!(host["CapDrop"], serde_json::json!(["CAP_MKNOD"]));
+    assert_eq!(host["Init"], true);
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["ExtraHosts"], serde_json::json!(["db:10.0.0.5"]));
+    assert_eq!(host["Sysctls"]["net.ipv4.ip_forward"], "1");
+    assert_eq!(host["GroupAdd"], serde_json::json!(["1234"]));
+    assert_eq!(host["DnsSearch"], serde_json::json!(["example.org"]));
+    assert_eq!(host["DnsOptions"], serde_json::json!(["timeout:2"]));
+    assert_eq!(host["LogConfig"]["Type"], "json-file");
+    assert_eq!(host["LogConfig"]["Config"]["max-size"], "1m");
+    let mounts = info["Mounts"].as_array().unwrap().clone();
+    let named = mounts
+        .iter()
+        .find(|m| m["Destination"] == "/vol")
+        .expect("/vol");
+    assert_eq!(named["Name"], volume.0.as_str());
+    let anonymous = mounts
+        .iter()
+        .find(|m| m["Destination"] == "/anon")
+        .expect("/anon")["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let labels = docker(&["volume", "inspect", "-f", "{{json .Labels}}", &volume.0]);
+    assert!(labels.contains("\"owner\":\"svc-engine\""), "{labels}");
+    // Inside: the page is served from the tmpfs on a read-only root, the hosts entry is
+    // there, and PID 1 is docker's init.
+    let hello = docker(&["exec", &c, "wget", "-qO-", "http://127.0.0.1/"]);
+    assert!(hello.starts_with("Hello from "), "{hello}");
+    assert!(docker(&["exec", &c, "cat", "/etc/hosts"]).contains("10.0.0.5\tdb"));
+    assert_eq!(
+        docker(&["exec", &c, "cat", "/proc/1/comm"]).trim(),
+        "docker-init"
+    );
+    let write = std::process::Command::new("docker")
+        .args(["exec", &c, "touch", "/not-here"])
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "the root filesystem is writable");
+
+    // Shown back as dockerd shows them, so the docker CLI's own views work.
+    let doc: serde_json::Value =
+        serde_json::from_str(&lab.docker_ok("manager1", &["service", "inspect", "tuned"])).unwrap();
+    let spec = &doc[0]["Spec"]["TaskTemplate"];
+    assert_eq!(spec["ContainerSpec"]["Mounts"][0]["Type"], "tmpfs");
+    assert_eq!(
+        spec["ContainerSpec"]["Mounts"][0]["TmpfsOptions"]["SizeBytes"],
+        16 << 20
+    );
+    assert_eq!(spec["LogDriver"]["Name"], "json-file");
+    let pretty = lab.docker_ok("manager1", &["service", "inspect", "--pretty", "tuned"]);
+    assert!(
+        pretty.contains("Mounts:") && pretty.contains("/scratch"),
+        "{pretty}"
+    );
+
+    // Edits: the docker CLI's -rm/-add forms, then shoal's.
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--mount-rm",
+            "/vol",
+            "--cap-drop",
+            "NET_ADMIN",
+            "tuned",
+        ],
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--host-add",
+            "cache:10.0.0.6",
+            "tuned",
+        ],
+    );
+    let updated = wait_for(Duration::from_secs(30), "the updated container", || {
+        let c = container_of("tuned");
+        let info = inspect_container(&c);
+        let hosts = info["HostConfig"]["ExtraHosts"].to_string();
+        (hosts.contains("cache:10.0.0.6")).then_some(info)
+    })
+    .0;
+    let mounts = updated["Mounts"].to_string();
+    assert!(!mounts.contains("\"/vol\""), "{mounts}");
+    assert!(
+        updated["HostConfig"]["CapAdd"].is_null(),
+        "{}",
+        updated["HostConfig"]["CapAdd"]
+    );
+    assert_eq!(
+        updated["HostConfig"]["CapDrop"],
+        serde_json::json!(["CAP_MKNOD"])
+    );
+
+    // A platform no node has leaves the task pending, and says so.
+    let (code, _) = lab.engine_api(
+        "manager1",
+        "POST",
+        "/v1.50/services/create",
+        Some(r#"{"Name":"armonly","TaskTemplate":{"ContainerSpec":{"Image":"shoal/demo-web"},"Placement":{"Platforms":[{"Architecture":"arm64","OS":"linux"}]}}}"#),
+    );
+    assert_eq!(code, 201);
+    wait_for(Duration::from_secs(10), "the platform refusal", || {
+        lab.tasks("armonly")
+            .iter()
+            .any(|t| t["ERROR"].contains("unsupported platform on 1 node"))
+            .then_some(())
+    });
+
+    drop(lab);
+    // The task's anonymous volume went with it; the named one stays until its owner
+    // removes it, as in Swarm.
+    let gone = std::process::Command::new("docker")
+        .args(["volume", "inspect", &anonymous])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "the anonymous volume {anonymous} was left behind"
+    );
+    docker(&["volume", "inspect", &volume.0]);
 }

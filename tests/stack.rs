@@ -6,10 +6,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Lab, dig, parse_table, text, wait_for};
+use common::{Lab, dig, parse_table, shoal_env, text, wait_for};
 
 /// Docker's getting-started Part 3 file, with the demo image.
 const GETTING_STARTED: &str = include_str!("../examples/docker-compose.yml");
+/// Docker's get-started Part 5 file: images, the manager's socket and redis's data
+/// directory come from variables.
+const PART5: &str = include_str!("../examples/get-started-part5.yml");
 
 fn write(lab: &Lab, file: &str, text: &str) -> String {
     let path = lab.dir().join(file);
@@ -234,4 +237,130 @@ fn shoal_stack_deploy_updates_prunes_and_refuses_what_it_cannot_run() {
     );
     let nets = lab.ok("manager1", &["network", "ls"]);
     assert!(!nets.contains("s1_"), "{nets}");
+}
+
+/// Inline redis commands to `addr`, one reply line each.
+fn redis(addr: &str, commands: &[&str]) -> Result<Vec<String>, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut replies = Vec::new();
+    for c in commands {
+        writer
+            .write_all(format!("{c}\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        replies.push(line.trim_end().to_string());
+    }
+    Ok(replies)
+}
+
+#[test]
+fn docker_stack_deploy_runs_the_get_started_part5_stack_with_its_mounts() {
+    let lab = Lab::up_with("stk-part5", 99, 3, 1, "1s", "docker");
+    let file = write(&lab, "get-started-part5.yml", PART5);
+    let data = lab.dir().join("redis-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let socket = lab.node("manager1").docker_socket();
+    let env = [
+        ("WEB_IMAGE", "shoal/demo-web"),
+        ("VISUALIZER_IMAGE", "shoal/visualizer-standin"),
+        ("REDIS_IMAGE", "shoal/redis-standin"),
+        ("DOCKER_SOCKET", socket.to_str().unwrap()),
+        ("REDIS_DATA", data.to_str().unwrap()),
+    ];
+    let deploy = [
+        "lab",
+        "exec",
+        "--name",
+        &lab.name,
+        "manager1",
+        "--",
+        "docker",
+        "stack",
+        "deploy",
+        "-c",
+        &file,
+        "getstartedlab",
+    ];
+    let out = shoal_env(&env, &deploy);
+    assert!(out.status.success(), "stack deploy: {}", text(&out));
+    lab.wait_running("getstartedlab_web", 5);
+    // The visualizer and redis are held to the manager, as the file says.
+    for service in ["getstartedlab_visualizer", "getstartedlab_redis"] {
+        let tasks = lab.wait_running(service, 1);
+        assert_eq!(tasks[0].1, "manager1", "{service}: {tasks:?}");
+    }
+    lab.wait_mesh(&[1, 2, 3], 80, 10, 5);
+
+    // The visualizer reads the swarm through the socket bind-mounted into it, and any
+    // node's 8080 reaches it.
+    let page = wait_for(Duration::from_secs(30), "the visualizer's page", || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://{}:8080/", lab.ip(3)),
+            ])
+            .output()
+            .unwrap();
+        let page = String::from_utf8_lossy(&out.stdout).into_owned();
+        (page.contains("getstartedlab_web 5/5")).then_some(page)
+    })
+    .0;
+    for node in ["manager1", "worker1", "worker2"] {
+        assert!(page.contains(&format!("{node} Ready Active")), "{page}");
+    }
+
+    // redis, reached through a worker, writes into the manager's directory...
+    let at = |node: u32| format!("{}:6379", lab.ip(node));
+    let replies = wait_for(Duration::from_secs(20), "redis through the mesh", || {
+        redis(&at(2), &["PING", "INCR hits", "INCR hits"]).ok()
+    })
+    .0;
+    assert_eq!(replies, ["+PONG", ":1", ":2"]);
+    let aof = std::fs::read_to_string(data.join("appendonly.aof")).unwrap();
+    assert_eq!(
+        aof.lines().filter(|l| *l == "INCR hits").count(),
+        2,
+        "{aof}"
+    );
+    // ...which outlives the task: a new one counts on.
+    lab.docker_ok(
+        "manager1",
+        &["service", "update", "-d", "--force", "getstartedlab_redis"],
+    );
+    lab.wait_update_completed("getstartedlab_redis", Duration::from_secs(30));
+    let replies = wait_for(Duration::from_secs(20), "redis after the update", || {
+        redis(&at(3), &["INCR hits"]).ok()
+    })
+    .0;
+    assert_eq!(replies, [":3"]);
+
+    let doc: serde_json::Value = serde_json::from_str(
+        &lab.docker_ok("manager1", &["service", "inspect", "getstartedlab_redis"]),
+    )
+    .unwrap();
+    let mount = &doc[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"][0];
+    assert_eq!(
+        (
+            mount["Type"].as_str(),
+            mount["Source"].as_str(),
+            mount["Target"].as_str()
+        ),
+        (Some("bind"), data.to_str(), Some("/data"))
+    );
+    let out = lab.docker_ok("manager1", &["stack", "rm", "getstartedlab"]);
+    assert!(
+        out.contains("Removing service getstartedlab_redis"),
+        "{out}"
+    );
 }

@@ -17,8 +17,9 @@ use clap::{Parser, Subcommand};
     about = "A Docker-Swarm-compatible cluster with an eBPF data plane"
 )]
 struct Cli {
-    /// Daemon to talk to: unix:///path/to/shoal.sock or tcp://MANAGER:2377
-    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true)]
+    /// Daemon to talk to: unix:///path/to/shoal.sock or tcp://MANAGER:2377 (before the
+    /// command, as docker's -H: `service create --host` is a hosts-file entry)
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST")]
     host: Option<String>,
     /// Directory holding ca.crt, node.crt and node.key for tcp:// hosts
     #[arg(long = "tls-dir", env = "SHOAL_TLS_DIR", global = true)]
@@ -70,7 +71,8 @@ fn main() -> std::process::ExitCode {
             Command::Daemon(args) => daemon::run(args).await.map_err(Into::into),
             Command::Swarm(cmd) => commands::swarm::run(&target, cmd).await,
             Command::Node(cmd) => commands::node::run(&target, cmd).await,
-            Command::Service(cmd) => commands::service::run(&target, *cmd).await,
+            // Boxed: the service commands hold a whole spec of flags.
+            Command::Service(cmd) => Box::pin(commands::service::run(&target, *cmd)).await,
             Command::Network(cmd) => commands::network::run(&target, cmd).await,
             Command::Stack(cmd) => commands::stack::run(&target, cmd).await,
             Command::Debug(cmd) => commands::debug::run(&target, cmd).await,

@@ -254,7 +254,8 @@ fn plan_global(
     let mut kept = Vec::new();
     for node in state.nodes() {
         let history = per_node.remove(node.id.as_str()).unwrap_or_default();
-        let eligible = rules.iter().all(|c| c.matches(node));
+        let eligible = rules.iter().all(|c| c.matches(node))
+            && constraints::platform_matches(&placement.platforms, node);
         let available = node_available(node);
         if !eligible {
             for t in history

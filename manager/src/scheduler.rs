@@ -54,6 +54,7 @@ fn host_ports(t: &Task) -> Vec<(u32, String)> {
 struct Refusals {
     unavailable: usize,
     constraints: usize,
+    platform: usize,
     memory: usize,
     cpu: usize,
     max_replicas: usize,
@@ -76,6 +77,13 @@ impl Refusals {
                 "scheduling constraints not satisfied on {} {}",
                 self.constraints,
                 plural(self.constraints)
+            ));
+        }
+        if self.platform > 0 {
+            parts.push(format!(
+                "unsupported platform on {} {}",
+                self.platform,
+                plural(self.platform)
             ));
         }
         if self.memory > 0 {
@@ -170,6 +178,10 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
             }
             if !rules.iter().all(|c| c.matches(node)) {
                 refused.constraints += 1;
+                continue;
+            }
+            if !constraints::platform_matches(&placement.platforms, node) {
+                refused.platform += 1;
                 continue;
             }
             let used = usage.get(&node.id).copied().unwrap_or_default();

@@ -2,7 +2,8 @@
 //! `inspect` output: one table per enum, so every place reads and writes one spelling.
 
 use crate::{
-    EndpointMode, NodeAvailability, PublishMode, RestartCondition, UpdateFailureAction, UpdateOrder,
+    EndpointMode, MountType, NodeAvailability, PublishMode, RestartCondition, UpdateFailureAction,
+    UpdateOrder,
 };
 
 pub trait DockerName: Sized + Copy + PartialEq + 'static {
@@ -42,6 +43,14 @@ impl DockerName for NodeAvailability {
         ("active", NodeAvailability::Active),
         ("pause", NodeAvailability::Pause),
         ("drain", NodeAvailability::Drain),
+    ];
+}
+
+impl DockerName for MountType {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("bind", MountType::Bind),
+        ("volume", MountType::Volume),
+        ("tmpfs", MountType::Tmpfs),
     ];
 }
 

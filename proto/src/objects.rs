@@ -88,3 +88,33 @@ impl Node {
 fn name_in(annotations: Option<&Annotations>) -> &str {
     annotations.map_or("", |a| a.name.as_str())
 }
+
+impl TaskSpec {
+    /// The settings only a container engine can give a task, by their Engine API names:
+    /// what a runtime without one must refuse rather than ignore.
+    pub fn engine_settings(&self) -> Vec<&'static str> {
+        let c = self.container.clone().unwrap_or_default();
+        let dns = c.dns_config.unwrap_or_default();
+        [
+            ("Mounts", !c.mounts.is_empty()),
+            ("CapabilityAdd", !c.capability_add.is_empty()),
+            ("CapabilityDrop", !c.capability_drop.is_empty()),
+            // Init false (what the docker CLI sends by default) is what runtimes do anyway.
+            ("Init", c.init == Some(true)),
+            ("ReadOnly", c.read_only),
+            ("Sysctls", !c.sysctls.is_empty()),
+            ("TTY", c.tty),
+            ("OpenStdin", c.open_stdin),
+            ("Hosts", !c.hosts.is_empty()),
+            (
+                "DNSConfig",
+                !(dns.nameservers.is_empty() && dns.search.is_empty() && dns.options.is_empty()),
+            ),
+            ("Groups", !c.groups.is_empty()),
+            ("LogDriver", self.log_driver.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}

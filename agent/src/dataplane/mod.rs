@@ -95,8 +95,11 @@ impl DataPlane {
             .map(|l| l.network_id.clone())
             .collect();
         if !networks.is_empty() {
+            let dns = crate::runtime::container_spec(task)
+                .dns_config
+                .unwrap_or_default();
             self.dns
-                .serve(&task.id, task_netns, networks)
+                .serve(&task.id, task_netns, networks, &dns.nameservers)
                 .await
                 .map_err(AttachError::Dns)?;
         }

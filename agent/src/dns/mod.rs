@@ -106,13 +106,25 @@ impl Dns {
     }
 
     /// Serves the resolver inside `netns` for a task on `networks` (again after an agent
-    /// restart: the old sockets went with the old process).
+    /// restart: the old sockets went with the old process). Names outside the cluster go
+    /// to the task's `nameservers` (its DNSConfig), or to the node's when it has none.
     pub async fn serve(
         &self,
         task_id: &str,
         netns: &Path,
         networks: HashSet<String>,
+        nameservers: &[String],
     ) -> Result<(), DnsError> {
+        let own: Vec<SocketAddr> = nameservers
+            .iter()
+            .filter_map(|n| n.parse::<std::net::IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect();
+        let forwarder = if own.is_empty() {
+            self.forwarder.clone()
+        } else {
+            Arc::new(Forwarder::new(own))
+        };
         self.stop(task_id).await;
         let bind = SocketAddr::from((RESOLVER, 53));
         let bound = |cause| DnsError::Bind { addr: bind, cause };
@@ -128,7 +140,7 @@ impl Dns {
         let handler = Handler {
             gossip: self.gossip.clone(),
             networks,
-            forwarder: self.forwarder.clone(),
+            forwarder,
             ttl: self.ttl,
             malformed: self.malformed.clone(),
         };

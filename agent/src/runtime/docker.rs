@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::models::{ContainerCreateBody, HealthConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -14,7 +14,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use shoal_proto::Task;
 
-use super::{Existing, Runtime, RuntimeError, container_spec, task_name};
+use super::{Existing, Runtime, RuntimeError, container_spec, docker_config, task_name};
 
 pub const LABEL_TASK: &str = "com.docker.swarm.task.id";
 pub const LABEL_NODE: &str = "com.docker.swarm.node.id";
@@ -85,8 +85,6 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, task: &Task) -> Result<String, RuntimeError> {
         let c = container_spec(task);
-        let spec = task.spec.clone().unwrap_or_default();
-        let limits = spec.resources.and_then(|r| r.limits).unwrap_or_default();
         let name = task_name(task);
         let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
         labels.insert(LABEL_TASK.into(), task.id.clone());
@@ -116,17 +114,11 @@ impl Runtime for DockerRuntime {
             user: (!c.user.is_empty()).then(|| c.user.clone()),
             working_dir: (!c.dir.is_empty()).then(|| c.dir.clone()),
             stop_signal: (!c.stop_signal.is_empty()).then(|| c.stop_signal.clone()),
+            tty: c.tty.then_some(true),
+            open_stdin: c.open_stdin.then_some(true),
             labels: Some(labels),
             healthcheck,
-            host_config: Some(HostConfig {
-                network_mode: Some("none".into()),
-                // Tasks on overlays ask the agent's resolver, as in Swarm.
-                dns: (!task.networks.is_empty()).then(|| vec![crate::dns::RESOLVER.to_string()]),
-                dns_options: (!task.networks.is_empty()).then(|| vec!["ndots:0".into()]),
-                memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
-                nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
-                ..Default::default()
-            }),
+            host_config: Some(docker_config::host_config(task)),
             ..Default::default()
         };
         let created = self
@@ -195,8 +187,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        // Anonymous volumes go with the task, as in Swarm; named ones stay.
         let options = RemoveContainerOptions {
             force: true,
+            v: true,
             ..Default::default()
         };
         match self.docker.remove_container(id, Some(options)).await {

@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod docker;
+mod docker_config;
 pub mod process;
 
 use std::time::Duration;

@@ -105,6 +105,13 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn prepare(&self, task: &Task) -> Result<(), RuntimeError> {
+        let engine_only = task.spec.clone().unwrap_or_default().engine_settings();
+        if !engine_only.is_empty() {
+            return Err(RuntimeError::Rejected(format!(
+                "the process runtime cannot honour {}: run this service on nodes with the docker runtime (a placement constraint), or remove them",
+                engine_only.join(", ")
+            )));
+        }
         let argv = self.command_of(task)?;
         if !argv[0].contains('/') && which(&argv[0]).is_none() {
             return Err(RuntimeError::Rejected(format!(

@@ -14,6 +14,7 @@ use shoal_proto::{
 };
 use tonic::transport::Channel;
 
+use shoal_docker::container_flags::ContainerEdits;
 use shoal_docker::flags::{self, CreateLists, SpecFlags, key_value, parse_port, parse_preference};
 use shoal_docker::tables::{ps_table, services_table};
 use shoal_node::client::{Target, daemon_error};
@@ -112,6 +113,8 @@ pub enum ServiceCommand {
         args: Option<String>,
         #[command(flatten)]
         flags: SpecFlags,
+        #[command(flatten)]
+        edits: ContainerEdits,
         service: String,
     },
     /// Fetch the logs of a service's tasks
@@ -295,6 +298,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             publish_rm,
             args,
             flags,
+            edits,
             service,
         } => {
             let svc = get(&mut client, &service).await?;
@@ -303,6 +307,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             }
             let mut spec = svc.spec.clone().unwrap_or_default();
             flags.apply(&mut spec)?;
+            edits.apply(&mut spec)?;
             let task = spec.task.get_or_insert_default();
             let c = task.container.get_or_insert_default();
             if let Some(i) = image {

@@ -1,7 +1,7 @@
 //! Placement constraints as docker writes them: `node.hostname==worker1`,
 //! `node.role!=manager`, `node.labels.zone==a`, `node.platform.os==linux`.
 
-use shoal_proto::{Node, NodeRole};
+use shoal_proto::{Node, NodeRole, Platform};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Constraint {
@@ -96,6 +96,33 @@ impl Constraint {
     }
 }
 
+/// Names docker's image platforms use for what a node reports from uname.
+fn arch_name(arch: &str) -> &str {
+    match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        "armhf" | "armel" => "arm",
+        other => other,
+    }
+}
+
+/// Whether the node runs one of `platforms` (empty: any); an empty field matches any.
+/// As in Swarm, architectures compare by their image names (x86_64 is amd64).
+pub fn platform_matches(platforms: &[Platform], node: &Node) -> bool {
+    let actual = node
+        .description
+        .as_ref()
+        .and_then(|d| d.platform.clone())
+        .unwrap_or_default();
+    platforms.is_empty()
+        || platforms.iter().any(|p| {
+            (p.os.is_empty() || p.os.eq_ignore_ascii_case(&actual.os))
+                && (p.architecture.is_empty()
+                    || arch_name(&p.architecture.to_ascii_lowercase())
+                        == arch_name(&actual.architecture.to_ascii_lowercase()))
+        })
+}
+
 pub fn parse_all(constraints: &[String]) -> Result<Vec<Constraint>, String> {
     constraints.iter().map(|c| c.parse()).collect()
 }
@@ -160,5 +187,24 @@ mod tests {
             let err = c.parse::<Constraint>().unwrap_err();
             assert!(err.contains(why), "{c}: {err}");
         }
+    }
+
+    #[test]
+    fn platforms_match_by_image_names() {
+        let mut n = node();
+        n.description.as_mut().unwrap().platform = Some(Platform {
+            architecture: "x86_64".into(),
+            os: "linux".into(),
+        });
+        let p = |arch: &str, os: &str| Platform {
+            architecture: arch.into(),
+            os: os.into(),
+        };
+        assert!(platform_matches(&[], &n));
+        assert!(platform_matches(&[p("amd64", "linux")], &n));
+        assert!(platform_matches(&[p("", "linux")], &n));
+        assert!(platform_matches(&[p("arm64", "linux"), p("amd64", "")], &n));
+        assert!(!platform_matches(&[p("arm64", "linux")], &n));
+        assert!(!platform_matches(&[p("amd64", "windows")], &n));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod constraints;
 pub mod endpoint;
+mod engine_settings;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 use shoal_proto::service_spec::Mode;
 use shoal_proto::{MAX_PORTS, MAX_REPLICAS, ServiceSpec, TaskSpec, check_count};
 
-use super::constraints;
+use super::{constraints, engine_settings};
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -149,6 +149,7 @@ fn validate_task(task: &TaskSpec) -> Result<(), String> {
     {
         return Err("--restart-delay and --restart-window cannot be negative".into());
     }
+    engine_settings::validate(task)?;
     if let Some(p) = &task.placement {
         constraints::parse_all(&p.constraints)?;
         for pref in &p.preferences {

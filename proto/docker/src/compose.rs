@@ -15,6 +15,7 @@ use serde_norway::Value;
 use shoal_proto as pb;
 use shoal_proto::service_spec::Mode;
 
+use crate::compose_container::{ContainerKeys, Hosts, Logging, OneOrMany, VolumeDecl, Volumes};
 use crate::flags::{parse_bytes, parse_cpus, parse_port};
 
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
@@ -50,7 +51,8 @@ struct File {
     services: BTreeMap<String, Service>,
     #[serde(default)]
     networks: BTreeMap<String, Option<Network>>,
-    volumes: Refused,
+    #[serde(default)]
+    volumes: BTreeMap<String, Option<VolumeDecl>>,
     secrets: Refused,
     configs: Refused,
     name: Ignored,
@@ -83,26 +85,35 @@ struct Service {
     external_links: Ignored,
     restart: Ignored,
     expose: Ignored,
+    // what the container engine gives the task (compose_container.rs)
+    #[serde(default)]
+    volumes: Vec<Value>,
+    #[serde(default)]
+    cap_add: Vec<String>,
+    #[serde(default)]
+    cap_drop: Vec<String>,
+    dns: Option<OneOrMany>,
+    dns_search: Option<OneOrMany>,
+    #[serde(default)]
+    dns_opt: Vec<String>,
+    extra_hosts: Option<Hosts>,
+    logging: Option<Logging>,
+    #[serde(default)]
+    read_only: bool,
+    init: Option<bool>,
+    #[serde(default)]
+    tty: bool,
+    #[serde(default)]
+    stdin_open: bool,
+    sysctls: Option<Pairs>,
     // shoal cannot honour these
-    volumes: Refused,
     secrets: Refused,
     configs: Refused,
     env_file: Refused,
-    cap_add: Refused,
-    cap_drop: Refused,
     devices: Refused,
-    dns: Refused,
-    dns_search: Refused,
-    extra_hosts: Refused,
-    logging: Refused,
     privileged: Refused,
-    read_only: Refused,
     tmpfs: Refused,
     ulimits: Refused,
-    sysctls: Refused,
-    init: Refused,
-    tty: Refused,
-    stdin_open: Refused,
     network_mode: Refused,
     pid: Refused,
     ipc: Refused,
@@ -634,11 +645,7 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
     }
     refuse(
         "compose file",
-        &[
-            ("volumes", &file.volumes),
-            ("secrets", &file.secrets),
-            ("configs", &file.configs),
-        ],
+        &[("secrets", &file.secrets), ("configs", &file.configs)],
     )?;
     let mut ignored = Vec::new();
     if file.name.is_some() {
@@ -648,6 +655,11 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
         return Err(invalid!("services: the compose file defines no service"));
     }
     let namespace = BTreeMap::from([(NAMESPACE_LABEL.to_string(), stack.to_string())]);
+    let volumes = Volumes {
+        declared: &file.volumes,
+        stack,
+        namespace: &namespace,
+    };
     // Every network the services use, by its key in the file, with its cluster name.
     let mut used: BTreeMap<String, String> = BTreeMap::new();
     let mut networks = Vec::new();
@@ -709,25 +721,13 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
         refuse(
             &path,
             &[
-                ("volumes", &svc.volumes),
                 ("secrets", &svc.secrets),
                 ("configs", &svc.configs),
                 ("env_file", &svc.env_file),
-                ("cap_add", &svc.cap_add),
-                ("cap_drop", &svc.cap_drop),
                 ("devices", &svc.devices),
-                ("dns", &svc.dns),
-                ("dns_search", &svc.dns_search),
-                ("extra_hosts", &svc.extra_hosts),
-                ("logging", &svc.logging),
                 ("privileged", &svc.privileged),
-                ("read_only", &svc.read_only),
                 ("tmpfs", &svc.tmpfs),
                 ("ulimits", &svc.ulimits),
-                ("sysctls", &svc.sysctls),
-                ("init", &svc.init),
-                ("tty", &svc.tty),
-                ("stdin_open", &svc.stdin_open),
                 ("network_mode", &svc.network_mode),
                 ("pid", &svc.pid),
                 ("ipc", &svc.ipc),
@@ -808,7 +808,7 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
                 })
             }
         };
-        let container = pb::ContainerSpec {
+        let mut container = pb::ContainerSpec {
             image: image.clone(),
             command: words(svc.entrypoint)?,
             args: words(svc.command)?,
@@ -824,7 +824,24 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
             )?
             .unwrap_or(0),
             labels: container_labels.into_iter().collect(),
+            ..Default::default()
         };
+        let keys = ContainerKeys {
+            volumes: svc.volumes,
+            cap_add: svc.cap_add,
+            cap_drop: svc.cap_drop,
+            dns: svc.dns,
+            dns_search: svc.dns_search,
+            dns_opt: svc.dns_opt,
+            extra_hosts: svc.extra_hosts,
+            logging: svc.logging,
+            read_only: svc.read_only,
+            init: svc.init,
+            tty: svc.tty,
+            stdin_open: svc.stdin_open,
+            sysctls: pairs(svc.sysctls, &format!("{path}.sysctls"))?,
+        };
+        let log_driver = keys.apply(&path, &volumes, &mut container)?;
         let d = svc.deploy.unwrap_or_default();
         let dp = format!("{path}.deploy");
         let mut labels = pairs(d.labels, &format!("{dp}.labels"))?;
@@ -861,6 +878,7 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
                 })
                 .collect(),
             max_replicas: p.max_replicas_per_node.unwrap_or(0),
+            platforms: vec![],
         });
         let update = d
             .update_config
@@ -888,6 +906,7 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
                 networks: task_networks,
                 force_update: 0,
                 attachment: None,
+                log_driver,
             }),
             mode: Some(mode),
             update,

@@ -220,8 +220,8 @@ networks:
 fn what_shoal_cannot_honour_is_refused_by_name() {
     let cases = [
         (
-            "services:\n  web:\n    image: x\n    volumes: [\"/data:/data\"]\n",
-            "services.web.volumes is not supported",
+            "services:\n  web:\n    image: x\n    privileged: true\n",
+            "services.web.privileged is not supported",
         ),
         (
             "services:\n  web:\n    image: x\n    colour: red\n",
@@ -277,4 +277,110 @@ fn what_shoal_cannot_honour_is_refused_by_name() {
         )
         .contains("invalid stack name")
     );
+}
+
+#[test]
+fn volumes_and_engine_settings_convert_as_docker_converts_them() {
+    let text = r#"
+services:
+  redis:
+    image: redis
+    command: redis-server --appendonly yes
+    volumes:
+      - "/home/docker/data:/data"
+      - "cache:/cache:ro,nocopy"
+      - "/scratch"
+      - type: tmpfs
+        target: /run/t
+        tmpfs: {size: 64M}
+      - {type: volume, source: shared, target: /shared}
+    cap_add: [net_admin]
+    cap_drop: [ALL]
+    init: true
+    read_only: true
+    tty: true
+    sysctls: {net.core.somaxconn: 1024}
+    extra_hosts: ["db:10.0.0.5"]
+    dns: 192.0.2.1
+    dns_search: [example.org]
+    logging:
+      driver: json-file
+      options: {max-size: 1m}
+volumes:
+  cache:
+    driver: local
+    labels: {tier: cache}
+  shared:
+    external: true
+"#;
+    let s = stack(text);
+    let task = s.services[0].task.clone().unwrap();
+    let c = task.container.unwrap();
+    let m = &c.mounts;
+    assert_eq!(m.len(), 5);
+    assert_eq!(
+        (m[0].r#type(), m[0].source.as_str(), m[0].target.as_str()),
+        (pb::MountType::Bind, "/home/docker/data", "/data")
+    );
+    // A stack's own volume is named for the stack and labelled with it.
+    assert_eq!(m[1].source, "getstartedlab_cache");
+    assert!(m[1].read_only);
+    let v = m[1].volume.clone().unwrap();
+    assert!(v.no_copy);
+    assert_eq!(
+        v.labels.get(NAMESPACE_LABEL).map(String::as_str),
+        Some("getstartedlab")
+    );
+    assert_eq!(v.labels.get("tier").map(String::as_str), Some("cache"));
+    assert_eq!(v.driver.unwrap().name, "local");
+    assert_eq!(
+        (m[2].r#type(), m[2].source.as_str()),
+        (pb::MountType::Volume, "")
+    );
+    assert_eq!(m[3].tmpfs.unwrap().size_bytes, 64 << 20);
+    // An external volume keeps its own name.
+    assert_eq!(m[4].source, "shared");
+    assert_eq!(c.capability_add, ["CAP_NET_ADMIN"]);
+    assert_eq!(c.capability_drop, ["ALL"]);
+    assert_eq!((c.init, c.read_only, c.tty), (Some(true), true, true));
+    assert_eq!(
+        c.sysctls.get("net.core.somaxconn").map(String::as_str),
+        Some("1024")
+    );
+    assert_eq!(c.hosts, ["10.0.0.5 db"]);
+    let dns = c.dns_config.unwrap();
+    assert_eq!(
+        (dns.nameservers, dns.search),
+        (
+            vec!["192.0.2.1".to_string()],
+            vec!["example.org".to_string()]
+        )
+    );
+    assert_eq!(task.log_driver.unwrap().name, "json-file");
+
+    for (bad, why) in [
+        (
+            "services:\n  w:\n    image: x\n    volumes: [\"data:/data\"]\n",
+            "not declared under the top-level volumes",
+        ),
+        (
+            "services:\n  w:\n    image: x\n    volumes: [\"./data:/data\"]\n",
+            "give an absolute path",
+        ),
+        (
+            "services:\n  w:\n    image: x\n    volumes: [\"/a:/data:z\"]\n",
+            "mode \"z\" is not supported",
+        ),
+        (
+            "services:\n  w:\n    image: x\n    volumes: [{type: npipe, source: a, target: /b}]\n",
+            "services.w.volumes[0].type",
+        ),
+        (
+            "services:\n  w:\n    image: x\n    extra_hosts: [\"db\"]\n",
+            "use NAME:IP",
+        ),
+    ] {
+        let err = refusal(bad);
+        assert!(err.contains(why), "{bad}: {err}");
+    }
 }

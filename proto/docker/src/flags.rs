@@ -11,6 +11,7 @@ use shoal_proto::{
     TaskSpec, UpdateConfig, UpdateFailureAction, UpdateOrder,
 };
 
+use crate::container_flags::{ContainerFlags, ContainerLists};
 use crate::duration;
 
 /// Flags of `service create` that list things (update has -add/-rm forms instead).
@@ -37,6 +38,8 @@ pub struct CreateLists {
     /// Network attachments: NETWORK, or name=NETWORK[,alias=NAME...]
     #[arg(long = "network")]
     pub network: Vec<String>,
+    #[command(flatten)]
+    pub container: ContainerLists,
 }
 
 /// A count flag (replicas, tasks per node, parallelism): a whole number within the
@@ -134,6 +137,8 @@ pub struct SpecFlags {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    #[command(flatten)]
+    pub container: ContainerFlags,
 }
 
 fn nanos(d: std::time::Duration) -> i64 {
@@ -378,7 +383,7 @@ impl SpecFlags {
         if let Some(m) = &self.endpoint_mode {
             endpoint.mode = EndpointMode::from_docker_name(m).unwrap_or_default() as i32;
         }
-        Ok(())
+        self.container.apply(spec)
     }
 }
 
@@ -405,7 +410,7 @@ impl CreateLists {
         for p in &self.publish {
             endpoint.ports.push(parse_port(p)?);
         }
-        Ok(())
+        self.container.apply(spec)
     }
 }
 
@@ -444,6 +449,29 @@ pub fn parse_preference(p: &str) -> Result<SpreadOver> {
     Ok(SpreadOver {
         spread_descriptor: descriptor.to_string(),
     })
+}
+
+/// A capability as docker writes it in a spec: `net_admin` is CAP_NET_ADMIN; ALL stays.
+pub fn capability(name: &str) -> String {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper == "ALL" || upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
+}
+
+/// `--host NAME:IP` (or NAME=IP) as the service keeps it: an /etc/hosts line "IP NAME".
+pub fn host_line(s: &str) -> Result<String> {
+    let split = s.find([':', '=']);
+    match split.map(|i| (&s[..i], &s[i + 1..])) {
+        Some((name, ip)) if !name.is_empty() && ip.parse::<std::net::IpAddr>().is_ok() => {
+            Ok(format!("{ip} {name}"))
+        }
+        _ => Err(invalid!(
+            "invalid host {s:?}: use NAME:IP, e.g. db:10.0.0.5"
+        )),
+    }
 }
 
 /// The value docker names `value` (empty: the default), or an error naming `field` and

@@ -10,6 +10,8 @@
 //!   [`text`] (tables, times, enum words), [`duration`].
 
 pub mod compose;
+mod compose_container;
+pub mod container_flags;
 pub mod duration;
 pub mod engine;
 pub mod error;

@@ -12,6 +12,7 @@
 //! (go_json.rs) and checked field by field against the description, with those errata
 //! named, by tests/conformance.rs.
 
+pub mod engine_settings;
 pub mod filters;
 pub mod go_json;
 pub mod request;

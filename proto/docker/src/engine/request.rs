@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | a field the Engine API does not have (a typo, a newer API's field) | ignored, as dockerd ignores it |
 //! | a field shoal implements | honoured |
-//! | a field the API has and shoal lacks (Mounts, Secrets, Init, Pids, LogDriver, Platforms, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
+//! | a field the API has and shoal lacks (Secrets, Configs, Privileges, Ulimits, Pids, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
 //! | `Mode.ReplicatedJob`, `Mode.GlobalJob` | refused whenever present (even `{}`, which asks for a job) |
 //! | `CheckDuplicate` (network create) | read and ignored: a duplicate name is always refused |
 //!
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_proto as pb;
 
+use super::engine_settings::{DnsConfig, Driver, Mount, Platform};
 use super::go_json::GoJson;
 use crate::error::{Invalid, Result};
 use crate::flags::one_of;
@@ -49,7 +50,7 @@ fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 /// Go clients send nil maps and slices as null: the same as absent.
-fn null_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+pub(super) fn null_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -58,7 +59,7 @@ where
 }
 
 /// A known Engine API field shoal does not implement: fine when absent or zero.
-type Unsupported = Option<Value>;
+pub(super) type Unsupported = Option<Value>;
 
 fn is_zero(v: &Value) -> bool {
     match v {
@@ -71,7 +72,7 @@ fn is_zero(v: &Value) -> bool {
     }
 }
 
-fn refuse_set(fields: &[(&str, &Unsupported)]) -> Result<()> {
+pub(super) fn refuse_set(fields: &[(&str, &Unsupported)]) -> Result<()> {
     for (name, v) in fields {
         if v.as_ref().is_some_and(|v| !is_zero(v)) {
             return Err(Invalid::new(format!(
@@ -109,7 +110,7 @@ pub struct TaskTemplate {
     pub force_update: u64,
     plugin_spec: Unsupported,
     network_attachment_spec: Unsupported,
-    log_driver: Unsupported,
+    pub log_driver: Option<Driver>,
     runtime: Unsupported,
 }
 
@@ -137,23 +138,31 @@ pub struct ContainerSpec {
     pub stop_grace_period: Option<i64>,
     #[serde(rename = "Healthcheck")]
     pub healthcheck: Option<HealthCheck>,
-    groups: Unsupported,
+    #[serde(default, deserialize_with = "null_default")]
+    pub groups: Vec<String>,
     privileges: Unsupported,
-    #[serde(rename = "TTY")]
-    tty: Unsupported,
-    open_stdin: Unsupported,
-    read_only: Unsupported,
-    mounts: Unsupported,
-    hosts: Unsupported,
-    #[serde(rename = "DNSConfig")]
-    dns_config: Unsupported,
+    #[serde(default, rename = "TTY", deserialize_with = "null_default")]
+    pub tty: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub open_stdin: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub read_only: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub hosts: Vec<String>,
+    #[serde(default, rename = "DNSConfig", deserialize_with = "null_default")]
+    pub dns_config: DnsConfig,
     secrets: Unsupported,
     configs: Unsupported,
     isolation: Unsupported,
-    init: Unsupported,
-    sysctls: Unsupported,
-    capability_add: Unsupported,
-    capability_drop: Unsupported,
+    pub init: Option<bool>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub sysctls: HashMap<String, String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub capability_add: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub capability_drop: Vec<String>,
     ulimits: Unsupported,
     oom_score_adj: Unsupported,
 }
@@ -212,7 +221,8 @@ pub struct Placement {
     pub preferences: Vec<Preference>,
     #[serde(default, deserialize_with = "null_default")]
     pub max_replicas: u64,
-    platforms: Unsupported,
+    #[serde(default, deserialize_with = "null_default")]
+    pub platforms: Vec<Platform>,
 }
 
 #[derive(Deserialize)]
@@ -327,26 +337,14 @@ impl ServiceSpec {
                 "TaskTemplate.NetworkAttachmentSpec",
                 &t.network_attachment_spec,
             ),
-            ("TaskTemplate.LogDriver", &t.log_driver),
             ("TaskTemplate.Runtime", &t.runtime),
         ])?;
         let c = t.container_spec.unwrap_or_default();
         refuse_set(&[
-            ("ContainerSpec.Groups", &c.groups),
             ("ContainerSpec.Privileges", &c.privileges),
-            ("ContainerSpec.TTY", &c.tty),
-            ("ContainerSpec.OpenStdin", &c.open_stdin),
-            ("ContainerSpec.ReadOnly", &c.read_only),
-            ("ContainerSpec.Mounts", &c.mounts),
-            ("ContainerSpec.Hosts", &c.hosts),
-            ("ContainerSpec.DNSConfig", &c.dns_config),
             ("ContainerSpec.Secrets", &c.secrets),
             ("ContainerSpec.Configs", &c.configs),
             ("ContainerSpec.Isolation", &c.isolation),
-            ("ContainerSpec.Init", &c.init),
-            ("ContainerSpec.Sysctls", &c.sysctls),
-            ("ContainerSpec.CapabilityAdd", &c.capability_add),
-            ("ContainerSpec.CapabilityDrop", &c.capability_drop),
             ("ContainerSpec.Ulimits", &c.ulimits),
             ("ContainerSpec.OomScoreAdj", &c.oom_score_adj),
         ])?;
@@ -375,6 +373,21 @@ impl ServiceSpec {
             stop_signal: c.stop_signal,
             stop_grace_period_nanos: c.stop_grace_period.unwrap_or(0),
             labels: c.labels,
+            mounts: c
+                .mounts
+                .into_iter()
+                .map(Mount::into_proto)
+                .collect::<Result<_>>()?,
+            capability_add: c.capability_add,
+            capability_drop: c.capability_drop,
+            init: c.init,
+            read_only: c.read_only,
+            sysctls: c.sysctls,
+            tty: c.tty,
+            open_stdin: c.open_stdin,
+            hosts: c.hosts,
+            dns_config: c.dns_config.into_proto(),
+            groups: c.groups,
         };
         let res = t.resources.unwrap_or_default();
         let limit = |field: &str, l: Option<Limit>| -> Result<Option<pb::ResourceValues>> {
@@ -398,7 +411,6 @@ impl ServiceSpec {
             restart.condition.as_deref().unwrap_or(""),
         )?;
         let placement = t.placement.unwrap_or_default();
-        refuse_set(&[("TaskTemplate.Placement.Platforms", &placement.platforms)])?;
         // The top-level Networks is the deprecated spelling of TaskTemplate.Networks.
         let networks = attachments(t.networks.or(self.networks).unwrap_or_default())?;
         let mode = match self.mode {
@@ -477,10 +489,19 @@ impl ServiceSpec {
                         })
                         .collect(),
                     max_replicas: placement.max_replicas,
+                    platforms: placement
+                        .platforms
+                        .into_iter()
+                        .map(Platform::into_proto)
+                        .collect(),
                 }),
                 networks,
                 force_update: t.force_update,
                 attachment: None,
+                log_driver: t
+                    .log_driver
+                    .map(Driver::into_proto)
+                    .filter(|d| !(d.name.is_empty() && d.options.is_empty())),
             }),
             mode: Some(mode),
             update: self
@@ -759,6 +780,78 @@ mod tests {
     }
 
     #[test]
+    fn engine_settings_are_read_into_the_spec() {
+        let body = br#"{"Name":"redis","TaskTemplate":{"ContainerSpec":{"Image":"redis","Init":true,
+            "Mounts":[{"Type":"bind","Source":"/srv/data","Target":"/data","ReadOnly":true,"BindOptions":{"Propagation":"rslave"}},
+                      {"Type":"volume","Source":"db","Target":"/db","VolumeOptions":{"NoCopy":true,"DriverConfig":{"Name":"local","Options":{"type":"tmpfs"}}}},
+                      {"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576,"Mode":448}}],
+            "CapabilityAdd":["CAP_NET_ADMIN"],"CapabilityDrop":["CAP_MKNOD"],"ReadOnly":true,"TTY":true,"OpenStdin":true,
+            "Sysctls":{"net.core.somaxconn":"1024"},"Hosts":["10.0.0.1 db"],"Groups":["audio"],
+            "DNSConfig":{"Nameservers":["192.0.2.1"],"Search":["example.org"],"Options":["timeout:1"]}},
+            "LogDriver":{"Name":"json-file","Options":{"max-size":"1m"}},
+            "Placement":{"Platforms":[{"Architecture":"amd64","OS":"linux"}]}}}"#;
+        let spec = parse::<ServiceSpec>(body).unwrap().into_proto().unwrap();
+        let task = spec.task.unwrap();
+        let c = task.container.clone().unwrap();
+        assert_eq!(c.mounts.len(), 3);
+        assert_eq!(c.mounts[0].r#type(), pb::MountType::Bind);
+        assert_eq!(c.mounts[0].bind.as_ref().unwrap().propagation, "rslave");
+        assert_eq!(
+            c.mounts[1]
+                .volume
+                .as_ref()
+                .unwrap()
+                .driver
+                .as_ref()
+                .unwrap()
+                .options["type"],
+            "tmpfs"
+        );
+        assert_eq!(c.mounts[2].tmpfs.unwrap().mode, 0o700);
+        assert_eq!(c.init, Some(true));
+        assert!(c.read_only && c.tty && c.open_stdin);
+        assert_eq!(c.capability_drop, ["CAP_MKNOD"]);
+        assert_eq!(c.hosts, ["10.0.0.1 db"]);
+        assert_eq!(c.groups, ["audio"]);
+        assert_eq!(c.dns_config.unwrap().options, ["timeout:1"]);
+        assert_eq!(task.log_driver.clone().unwrap().options["max-size"], "1m");
+        assert_eq!(task.placement.clone().unwrap().platforms[0].os, "linux");
+        // Everything a container engine must give, named for runtimes without one.
+        assert_eq!(
+            task.engine_settings(),
+            [
+                "Mounts",
+                "CapabilityAdd",
+                "CapabilityDrop",
+                "Init",
+                "ReadOnly",
+                "Sysctls",
+                "TTY",
+                "OpenStdin",
+                "Hosts",
+                "DNSConfig",
+                "Groups",
+                "LogDriver"
+            ]
+        );
+        // Shown back as dockerd shows them, and read again unchanged.
+        let shown = crate::render::service::spec_json(&pb::ServiceSpec {
+            task: Some(task.clone()),
+            ..Default::default()
+        });
+        assert_eq!(shown["TaskTemplate"]["ContainerSpec"]["Init"], true);
+        assert_eq!(
+            shown["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["Type"],
+            "bind"
+        );
+        let again = parse::<ServiceSpec>(shown.to_string().as_bytes())
+            .unwrap()
+            .into_proto()
+            .unwrap();
+        assert_eq!(again.task.unwrap(), task);
+    }
+
+    #[test]
     fn fields_shoal_lacks_are_refused_by_name_and_unknown_ones_ignored_as_dockerd() {
         // Go decoding: any case, and a field the API does not have is ignored.
         let spec = parse::<ServiceSpec>(
@@ -794,15 +887,29 @@ mod tests {
             "{}",
             wrong.0
         );
-        let mounts = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Mounts":[{"Type":"bind"}]}}}"#)
+        let privileges = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Privileges":{"NoNewPrivileges":true}}}}"#)
             .unwrap()
             .into_proto()
             .err()
             .unwrap();
         assert!(
-            mounts.0.contains("ContainerSpec.Mounts is not supported"),
+            privileges
+                .0
+                .contains("ContainerSpec.Privileges is not supported"),
             "{}",
-            mounts.0
+            privileges.0
+        );
+        let mountpoint = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Mounts":[{"Type":"bind","Source":"/a","Target":"/b","BindOptions":{"CreateMountpoint":true}}]}}}"#)
+            .unwrap()
+            .into_proto()
+            .err()
+            .unwrap();
+        assert!(
+            mountpoint
+                .0
+                .contains("ContainerSpec.Mounts[/b].BindOptions.CreateMountpoint is not supported"),
+            "{}",
+            mountpoint.0
         );
         let bad = parse::<ServiceSpec>(b"{\"Name\": ").err().unwrap();
         assert!(bad.0.contains("malformed JSON"), "{}", bad.0);

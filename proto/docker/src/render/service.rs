@@ -104,6 +104,20 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
             "StopSignal": c.stop_signal,
             "StopGracePeriod": c.stop_grace_period_nanos,
             "Healthcheck": healthcheck,
+            "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
+            "CapabilityAdd": c.capability_add,
+            "CapabilityDrop": c.capability_drop,
+            "ReadOnly": c.read_only,
+            "Sysctls": c.sysctls,
+            "TTY": c.tty,
+            "OpenStdin": c.open_stdin,
+            "Hosts": c.hosts,
+            "DNSConfig": c.dns_config.as_ref().map(|d| json!({
+                "Nameservers": d.nameservers,
+                "Search": d.search,
+                "Options": d.options,
+            })),
+            "Groups": c.groups,
         },
         "Resources": {
             "Limits": values(res.limits),
@@ -119,12 +133,14 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
             "Constraints": placement.constraints,
             "Preferences": placement.preferences.iter().map(|p| json!({"Spread": {"SpreadDescriptor": p.spread_descriptor}})).collect::<Vec<_>>(),
             "MaxReplicas": placement.max_replicas,
+            "Platforms": placement.platforms.iter().map(|p| json!({"Architecture": p.architecture, "OS": p.os})).collect::<Vec<_>>(),
         },
+        "LogDriver": task.log_driver.as_ref().map(|d| json!({"Name": d.name, "Options": d.options})),
         "Networks": task.networks.iter().map(|n| json!({"Target": n.target, "Aliases": n.aliases})).collect::<Vec<_>>(),
         "ForceUpdate": task.force_update,
     });
     // RestartPolicy's Delay and MaxAttempts are pointers swarmkit always sets.
-    omit_empty(
+    let mut doc = omit_empty(
         doc,
         &[
             "ForceUpdate",
@@ -133,7 +149,32 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
             "Spread",
             "SpreadDescriptor",
         ],
-    )
+    );
+    // Init is a pointer: false when set, absent when left to the engine.
+    if let Some(init) = c.init {
+        doc["ContainerSpec"]["Init"] = json!(init);
+    }
+    doc
+}
+
+fn mount_json(m: &shoal_proto::Mount) -> Value {
+    let volume = m.volume.as_ref().map(|v| {
+        json!({
+            "NoCopy": v.no_copy,
+            "Labels": v.labels,
+            "DriverConfig": v.driver.as_ref().map(|d| json!({"Name": d.name, "Options": d.options})),
+        })
+    });
+    json!({
+        "Type": name_of::<shoal_proto::MountType>(m.r#type),
+        "Source": m.source,
+        "Target": m.target,
+        "ReadOnly": m.read_only,
+        "Consistency": m.consistency,
+        "BindOptions": m.bind.as_ref().map(|b| json!({"Propagation": b.propagation, "NonRecursive": b.non_recursive})),
+        "VolumeOptions": volume,
+        "TmpfsOptions": m.tmpfs.map(|t| json!({"SizeBytes": t.size_bytes, "Mode": t.mode})),
+    })
 }
 
 pub fn spec_json(spec: &ServiceSpec) -> Value {
@@ -325,6 +366,41 @@ pub fn pretty(s: &Service) -> String {
     }
     if !c.env.is_empty() {
         line(format!(" Env:\t\t{}", c.env.join(" ")));
+    }
+    if let Some(init) = c.init {
+        line(format!(" Init:\t\t{init}"));
+    }
+    if !c.mounts.is_empty() {
+        line("Mounts:".into());
+    }
+    for m in &c.mounts {
+        line(format!(" Target:\t{}", m.target));
+        line(format!("  Source:\t{}", m.source));
+        line(format!("  ReadOnly:\t{}", m.read_only));
+        line(format!(
+            "  Type:\t\t{}",
+            name_of::<shoal_proto::MountType>(m.r#type)
+        ));
+    }
+    if !(c.capability_add.is_empty() && c.capability_drop.is_empty()) {
+        line("Capabilities:".into());
+        if !c.capability_add.is_empty() {
+            line(format!(" Add: {}", c.capability_add.join(", ")));
+        }
+        if !c.capability_drop.is_empty() {
+            line(format!(" Drop: {}", c.capability_drop.join(", ")));
+        }
+    }
+    if let Some(d) = &task.log_driver {
+        line("Log Driver:".into());
+        line(format!(" Name:\t\t{}", d.name));
+        if !d.options.is_empty() {
+            line(" LogOpts:".into());
+            let options: std::collections::BTreeMap<_, _> = d.options.iter().collect();
+            for (k, v) in options {
+                line(format!("  {k}:\t\t{v}"));
+            }
+        }
     }
     let res = task.resources.unwrap_or_default();
     let (limits, reservations) = (
