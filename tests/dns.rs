@@ -176,41 +176,6 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
     }
 }
 
-/// A stand-in for the internet's resolvers: dnsmasq on the lab's host address, knowing
-/// one name and forwarding nothing.
-struct Upstream(std::process::Child);
-
-impl Upstream {
-    /// Knows outside.test, says gone.test does not exist, logs every query to `log`.
-    fn start(addr: &str, log: &std::path::Path) -> Upstream {
-        let child = Command::new("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &format!("--listen-address={addr}"),
-                "--port=53",
-                "--address=/outside.test/192.0.2.7",
-                "--address=/gone.test/",
-                "--log-queries",
-                &format!("--log-facility={}", log.display()),
-                "--pid-file=",
-            ])
-            .spawn()
-            .expect("dnsmasq (scripts/setup.sh installs dnsmasq-base)");
-        Upstream(child)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
     // The first upstream is a lab address nobody answers on; the second is dnsmasq.
@@ -227,7 +192,7 @@ fn other_names_go_upstream_and_a_dead_upstream_fails_over() {
         &["--dns-upstream", dead, "--dns-upstream", live],
     );
     let log = lab.dir().join("dnsmasq.log");
-    let _upstream = Upstream::start(live, &log);
+    let _upstream = common::Upstream::start(live, &log);
     let (ns, probe_ip) = probe(&lab);
     let start = std::time::Instant::now();
     let answer = wait_for(Duration::from_secs(15), "the forwarded answer", || {

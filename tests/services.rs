@@ -982,6 +982,48 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
         serde_json::json!(["CAP_MKNOD"])
     );
 
+    // A task on an overlay asks the node's resolver, which sends names outside the
+    // cluster to the task's own nameservers (--dns), not the node's.
+    let log = lab.dir().join("dnsmasq.log");
+    let _upstream = common::Upstream::start("10.239.96.1", &log);
+    lab.docker_ok(
+        "manager1",
+        &["network", "create", "-d", "overlay", "engnet"],
+    );
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "asker",
+            "--network",
+            "engnet",
+            "--dns",
+            "10.239.96.1",
+            "shoal/demo-web",
+        ],
+    );
+    lab.wait_running("asker", 1);
+    let asker = container_of("asker");
+    let resolved = wait_for(
+        Duration::from_secs(15),
+        "outside.test through --dns",
+        || {
+            let out = std::process::Command::new("docker")
+                .args(["exec", &asker, "nslookup", "outside.test"])
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.contains("192.0.2.7").then_some(out)
+        },
+    )
+    .0;
+    assert!(resolved.contains("127.0.0.11"), "{resolved}");
+    let info = inspect_container(&asker);
+    assert_eq!(info["HostConfig"]["Dns"], serde_json::json!(["127.0.0.11"]));
+
     // A platform no node has leaves the task pending, and says so.
     let (code, _) = lab.engine_api(
         "manager1",

@@ -564,3 +564,38 @@ pub fn dig(ns: &str, args: &[&str]) -> std::collections::BTreeSet<String> {
         .filter(|l| !l.is_empty() && !l.starts_with(";;"))
         .collect()
 }
+
+/// A stand-in for the internet's resolvers: dnsmasq on the lab's host address, knowing
+/// one name and forwarding nothing.
+pub struct Upstream(std::process::Child);
+
+impl Upstream {
+    /// Knows outside.test, says gone.test does not exist, logs every query to `log`.
+    pub fn start(addr: &str, log: &std::path::Path) -> Upstream {
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &format!("--listen-address={addr}"),
+                "--port=53",
+                "--address=/outside.test/192.0.2.7",
+                "--address=/gone.test/",
+                "--log-queries",
+                &format!("--log-facility={}", log.display()),
+                "--pid-file=",
+            ])
+            .spawn()
+            .expect("dnsmasq (scripts/setup.sh installs dnsmasq-base)");
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
