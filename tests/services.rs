@@ -763,6 +763,53 @@ fn service_logs_show_every_tasks_output() {
     let tail = lab.ok("manager1", &["service", "logs", "--tail", "1", "talk"]);
     assert_eq!(tail.lines().count(), 3, "{tail}");
 
+    // Every line carries the time it was written: --timestamps shows it, --since leaves
+    // out what came before (the process runtime stamps lines as dockerd does).
+    let time_of = |line: &str| {
+        line.split_once(' ')
+            .and_then(|(t, _)| shoal_proto::time::parse_rfc3339(t))
+            .unwrap_or_else(|| panic!("no time leads {line:?}"))
+    };
+    let now = || shoal_agent::runtime::stamp::now();
+    let stamped = lab.ok(
+        "manager1",
+        &["service", "logs", "-t", "--tail", "2", "talk"],
+    );
+    assert_eq!(stamped.lines().count(), 6, "{stamped}");
+    for line in stamped.lines() {
+        let age = now() - time_of(line);
+        assert!((0..60_000_000_000).contains(&age), "{line}: {age} ns old");
+    }
+    let mark = now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let since = shoal_proto::time::rfc3339(mark);
+    let recent = lab.ok(
+        "manager1",
+        &["service", "logs", "-t", "--since", &since, "talk"],
+    );
+    let everything = lab.ok("manager1", &["service", "logs", "talk"]);
+    assert!(
+        recent.lines().count() >= 6,
+        "too little since {since}:\n{recent}"
+    );
+    assert!(recent.lines().count() < everything.lines().count());
+    for line in recent.lines() {
+        assert!(time_of(line) >= mark, "{line} is older than {since}");
+    }
+    // The docker CLI asks the same through the Engine API (it turns 1s into a time).
+    let out = lab.docker_ok(
+        "manager1",
+        &["service", "logs", "--timestamps", "--since", "1s", "talk"],
+    );
+    assert!(out.lines().count() >= 3, "{out}");
+    for line in out.lines() {
+        assert!(
+            line.contains(" talk.") && line.contains("| line "),
+            "{line}"
+        );
+        assert!(now() - time_of(line) < 30_000_000_000, "{line}");
+    }
+
     // Following shows output written after the command started.
     let out = std::process::Command::new("timeout")
         .args([
@@ -1023,6 +1070,38 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
     assert!(resolved.contains("127.0.0.11"), "{resolved}");
     let info = inspect_container(&asker);
     assert_eq!(info["HostConfig"]["Dns"], serde_json::json!(["127.0.0.11"]));
+
+    // dockerd's own line times come through service logs.
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "echoer",
+            "--entrypoint",
+            "sh",
+            "shoal/demo-web",
+            "-c",
+            "echo hello from dockerd; exec sleep 600",
+        ],
+    );
+    let logs = wait_for(Duration::from_secs(20), "the echoer's line", || {
+        let out = lab.docker_ok("manager1", &["service", "logs", "--timestamps", "echoer"]);
+        out.contains("hello from dockerd").then_some(out)
+    })
+    .0;
+    let (time, rest) = logs.trim().split_once(' ').unwrap();
+    let written = shoal_proto::time::parse_rfc3339(time).unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        shoal_agent::runtime::stamp::now() - written < 60_000_000_000,
+        "{logs}"
+    );
+    assert!(
+        rest.starts_with("echoer.1.") && rest.ends_with("| hello from dockerd"),
+        "{logs}"
+    );
 
     // A platform no node has leaves the task pending, and says so.
     let (code, _) = lab.engine_api(

@@ -91,6 +91,26 @@ fn tail_start(text: &str, tail: i64) -> usize {
     0
 }
 
+/// The offset of the first line written at or after `since` (unix nanoseconds; 0 for
+/// all): lines start with their RFC 3339 time, in order.
+fn since_start(text: &str, since: i64) -> usize {
+    if since <= 0 {
+        return 0;
+    }
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let time = line
+            .split_once(' ')
+            .and_then(|(t, _)| shoal_proto::time::parse_rfc3339(t))
+            .unwrap_or(0);
+        if time >= since {
+            return offset;
+        }
+        offset += line.len();
+    }
+    text.len()
+}
+
 async fn answer(
     mut client: DispatcherClient<tonic::transport::Channel>,
     sub: LogSubscription,
@@ -122,7 +142,9 @@ async fn answer(
             };
             if let Some(rid) = rid {
                 let text = runtime.logs(&rid).await.unwrap_or_default();
-                let mut sent = tail_start(&text, sub.tail);
+                // The later of the two, as dockerd: the tail, then what is not too old.
+                let mut sent =
+                    tail_start(&text, sub.tail).max(since_start(&text, sub.since_unix_nanos));
                 if sent < text.len() {
                     let _ = tx
                         .send(chunk(text.as_bytes()[sent..].to_vec(), false))
@@ -159,7 +181,19 @@ async fn answer(
 
 #[cfg(test)]
 mod tests {
-    use super::tail_start;
+    use super::{since_start, tail_start};
+
+    #[test]
+    fn since_skips_older_lines() {
+        let text = "2023-11-14T22:13:20Z a\n2023-11-14T22:13:21Z b\n2023-11-14T22:13:22Z c\n";
+        let at = |s: i64| 1_700_000_000_000_000_000 + s * 1_000_000_000;
+        assert_eq!(&text[since_start(text, 0)..], text);
+        assert_eq!(
+            &text[since_start(text, at(1))..],
+            "2023-11-14T22:13:21Z b\n2023-11-14T22:13:22Z c\n"
+        );
+        assert_eq!(&text[since_start(text, at(5))..], "");
+    }
 
     #[test]
     fn tails_count_lines_from_the_end() {

@@ -57,10 +57,17 @@ enum Command {
     /// A cluster of network namespaces on this machine
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Appends standard input to FILE, each line led by its time (the process runtime
+    /// runs this between a task and its log)
+    #[command(name = "__stamp-log", hide = true)]
+    StampLog { file: std::path::PathBuf },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::StampLog { file } = &cli.command {
+        return stamp_log(file);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,6 +86,7 @@ fn main() -> std::process::ExitCode {
             Command::Info => commands::info::info(&target).await,
             Command::Version => commands::info::version(&target).await,
             Command::Lab(cmd) => lab::run(cmd).await.map_err(Into::into),
+            Command::StampLog { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {
@@ -93,5 +101,19 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `__stamp-log FILE`: a process task's output, line by line with its time, into FILE
+/// until the task closes it.
+fn stamp_log(file: &std::path::Path) -> std::process::ExitCode {
+    use shoal_agent::runtime::stamp;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file);
+    match out.and_then(|f| stamp::stamp_lines(std::io::stdin().lock(), f, stamp::now)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
     }
 }

@@ -48,12 +48,12 @@ impl LogBroker {
         }
     }
 
-    /// Asks each node for the output of its tasks: `tasks` maps node ID -> task IDs.
+    /// Asks each node for the output of its tasks: `tasks` maps node ID -> task IDs;
+    /// `request` says how much (follow, tail, since).
     pub async fn subscribe(
         &self,
         tasks: HashMap<String, Vec<String>>,
-        follow: bool,
-        tail: i64,
+        request: &shoal_proto::ServiceLogsRequest,
     ) -> Subscription<'_> {
         let id = shoal_proto::ids::new_id();
         let (tx, rx) = mpsc::channel(256);
@@ -68,9 +68,10 @@ impl LogBroker {
             let request = LogSubscription {
                 id: id.clone(),
                 task_ids,
-                follow,
-                tail,
+                follow: request.follow,
+                tail: request.tail,
                 cancel: false,
+                since_unix_nanos: request.since_unix_nanos,
             };
             match agent {
                 Some(a) if a.send(request).await.is_ok() => nodes.push(node),

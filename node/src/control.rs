@@ -205,7 +205,7 @@ impl Control for ControlService {
         let r = req.into_inner();
         let listed = services::tasks(&m, &r.service, "")?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(super::logs::relay(m, listed, r.follow, r.tail, tx));
+        tokio::spawn(super::logs::relay(m, listed, r, tx));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

@@ -256,10 +256,17 @@ async fn start_data_plane(
 /// task is rejected with the reason, rather than the node failing to start.
 async fn task_runtime(daemon: &Arc<Daemon>, node_id: &str) -> Arc<dyn TaskRuntime> {
     match daemon.args.runtime.as_str() {
-        "process" => Arc::new(ProcessRuntime::new(
-            &daemon.args.run_dir,
-            &daemon.args.netns_prefix,
-        )),
+        "process" => {
+            let runtime = ProcessRuntime::new(&daemon.args.run_dir, &daemon.args.netns_prefix);
+            // This binary stamps the tasks' output lines (`shoal __stamp-log`).
+            Arc::new(match std::env::current_exe() {
+                Ok(exe) => runtime.with_log_stamper(vec![exe.into(), "__stamp-log".into()]),
+                Err(e) => {
+                    tracing::warn!("task output will carry no times: {e}");
+                    runtime
+                }
+            })
+        }
         _ => match DockerRuntime::connect(node_id).await {
             Ok(r) => Arc::new(r),
             Err(e) => {

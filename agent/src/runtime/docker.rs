@@ -252,6 +252,7 @@ impl Runtime for DockerRuntime {
             Some(LogsOptions {
                 stdout: true,
                 stderr: true,
+                timestamps: true,
                 ..Default::default()
             }),
         );

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod docker;
 mod docker_config;
 pub mod process;
+pub mod stamp;
 
 use std::time::Duration;
 
@@ -60,7 +61,8 @@ pub trait Runtime: Send + Sync {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Workloads of this node already present.
     async fn existing(&self) -> Result<Vec<Existing>, RuntimeError>;
-    /// The workload's output so far (stdout and stderr).
+    /// The workload's output so far (stdout and stderr), each line led by the time it
+    /// was written (RFC 3339, UTC) and a space, as dockerd's timestamps give it.
     async fn logs(&self, id: &str) -> Result<String, RuntimeError>;
     /// The hostname the workload sees: the spec's, or the short workload ID (as Docker
     /// gives a container).

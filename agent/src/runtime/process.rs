@@ -18,6 +18,9 @@ pub struct ProcessRuntime {
     dir: PathBuf,
     netns_prefix: String,
     children: Mutex<HashMap<String, Child>>,
+    /// The command that stamps output lines into a file named after it (stamp.rs);
+    /// without one, output is written as it comes, with no times.
+    log_stamper: Option<Vec<std::ffi::OsString>>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -56,7 +59,57 @@ impl ProcessRuntime {
             dir: run_dir.join("tasks"),
             netns_prefix: netns_prefix.to_string(),
             children: Mutex::new(HashMap::new()),
+            log_stamper: None,
         }
+    }
+
+    /// Output lines get their time from `argv` + the log file (the shoal binary's
+    /// `__stamp-log`).
+    #[must_use]
+    pub fn with_log_stamper(mut self, argv: Vec<std::ffi::OsString>) -> Self {
+        self.log_stamper = Some(argv);
+        self
+    }
+
+    /// Where the task's stdout and stderr go: a pipe into the stamper, which appends to
+    /// `log`, or the file itself.
+    fn output(&self, log: &Path) -> Result<(Stdio, Stdio), RuntimeError> {
+        let twice = |e| failed("sharing the log between stdout and stderr", e);
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map_err(|e| failed("opening the log", e))
+        };
+        let Some(argv) = &self.log_stamper else {
+            let f = file()?;
+            return Ok((f.try_clone().map_err(twice)?.into(), f.into()));
+        };
+        let (reader, writer) = std::io::pipe().map_err(|e| failed("making the log pipe", e))?;
+        let mut stamper = Command::new(&argv[0]);
+        stamper
+            .args(&argv[1..])
+            .arg(log)
+            .stdin(reader)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own session, as the task's: it outlives an agent restart with the task,
+        // and ends when the task's output does.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            stamper.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = stamper
+            .spawn()
+            .map_err(|e| failed("starting the log stamper", e))?;
+        std::thread::spawn(move || child.wait());
+        Ok((writer.try_clone().map_err(twice)?.into(), writer.into()))
     }
 
     fn task_dir(&self, id: &str) -> PathBuf {
@@ -144,11 +197,7 @@ impl Runtime for ProcessRuntime {
             std::fs::write(etc.join("resolv.conf"), crate::dns::RESOLV_CONF)
                 .map_err(|e| failed("writing the task's resolv.conf", e))?;
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("output.log"))
-            .map_err(|e| failed("opening the log", e))?;
+        let (stdout, stderr) = self.output(&dir.join("output.log"))?;
         let hostname = self.hostname(task, &id);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns])
@@ -161,8 +210,8 @@ impl Runtime for ProcessRuntime {
             .env("HOSTNAME", &hostname)
             .env("WWW", dir.join("www"))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| failed("log", e))?)
-            .stderr(log);
+            .stdout(stdout)
+            .stderr(stderr);
         for kv in &c.env {
             if let Some((k, v)) = kv.split_once('=') {
                 cmd.env(k, v);

@@ -128,6 +128,12 @@ pub enum ServiceCommand {
         /// Do not include task IDs in output
         #[arg(long = "no-task-ids")]
         no_task_ids: bool,
+        /// Show timestamps
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Show logs since a time (2026-12-07T10:00:00Z) or for a duration back (10m)
+        #[arg(long)]
+        since: Option<String>,
         service: String,
     },
     /// Revert changes to a service's configuration
@@ -372,8 +378,17 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             follow,
             tail,
             no_task_ids,
+            timestamps,
+            since,
             service,
         } => {
+            let since = match since {
+                None => 0,
+                Some(s) => {
+                    shoal_docker::duration::parse_since(&s, shoal_agent::runtime::stamp::now())
+                        .map_err(|e| anyhow!(e))?
+                }
+            };
             let tail: i64 = if tail == "all" {
                 -1
             } else {
@@ -386,6 +401,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                     service,
                     follow,
                     tail,
+                    since_unix_nanos: since,
                 })
                 .await
                 .map_err(daemon_error)?
@@ -404,9 +420,15 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                         // A reader that went away (`| head`) ends the command quietly.
                         use std::io::Write;
                         let mut out = std::io::stdout().lock();
+                        // As the docker CLI prints them: the time first.
+                        let time = if timestamps {
+                            format!("{} ", shoal_proto::time::rfc3339(line.time_unix_nanos))
+                        } else {
+                            String::new()
+                        };
                         if writeln!(
                             out,
-                            "{name}@{}    | {}",
+                            "{time}{name}@{}    | {}",
                             line.node,
                             String::from_utf8_lossy(&line.data)
                         )

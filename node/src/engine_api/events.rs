@@ -61,7 +61,7 @@ pub async fn events(
 }
 
 /// A time as docker sends it: seconds since the epoch, with a fraction or not.
-fn nanos(t: &str, what: &str) -> ApiResult<i64> {
+pub(super) fn nanos(t: &str, what: &str) -> ApiResult<i64> {
     let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
     let bad = || {
         ApiError::bad_request(format!(

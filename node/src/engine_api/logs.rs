@@ -1,6 +1,7 @@
 //! GET /services/{id}/logs: the lines the `shoal service logs` call streams, framed as
-//! dockerd frames a non-TTY stream (8-byte headers), with the details the docker CLI
-//! reads to print `web.1.<task>@<node> | line`.
+//! dockerd frames a non-TTY stream (8-byte headers), with their times (timestamps) and
+//! the details the docker CLI reads to print `web.1.<task>@<node> | line`; since leaves
+//! out older lines.
 
 use std::collections::HashMap;
 
@@ -46,20 +47,12 @@ pub async fn service_logs(
             "Bad parameters: you must choose at least one stream",
         ));
     }
-    for unsupported in ["since", "until"] {
-        if q.get(unsupported)
-            .is_some_and(|v| !v.is_empty() && v != "0")
-        {
-            return Err(ApiError::bad_request(format!(
-                "{unsupported}: shoal's log lines carry no time yet; use tail instead"
-            )));
-        }
-    }
-    if on("timestamps") {
-        return Err(ApiError::bad_request(
-            "timestamps: shoal's log lines carry no time yet; drop --timestamps",
-        ));
-    }
+    // The docker CLI sends since as seconds since the epoch ("10m" is its own sum).
+    let since = match q.get("since").map(String::as_str) {
+        None | Some("" | "0") => 0,
+        Some(t) => super::events::nanos(t, "since")?,
+    };
+    let timestamps = on("timestamps");
     let details = on("details");
     let service = api
         .ctl
@@ -81,6 +74,7 @@ pub async fn service_logs(
             service: service.id.clone(),
             follow: on("follow"),
             tail: tail(&q)?,
+            since_unix_nanos: since,
         }))
         .await?
         .into_inner();
@@ -88,7 +82,13 @@ pub async fn service_logs(
     let body = lines.filter_map(move |line| {
         let out = match line {
             Ok(l) => {
+                // As dockerd writes them: the time, the details, then the line.
                 let mut payload = Vec::new();
+                if timestamps {
+                    payload.extend_from_slice(
+                        format!("{} ", shoal_proto::time::rfc3339(l.time_unix_nanos)).as_bytes(),
+                    );
+                }
                 if details {
                     let node = nodes.get(&l.node).map(String::as_str).unwrap_or(&l.node);
                     payload.extend_from_slice(

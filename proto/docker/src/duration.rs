@@ -1,4 +1,4 @@
-//! Durations as docker writes them: 500ms, 5s, 1m30s, 1h.
+//! Durations as docker writes them: 500ms, 5s, 1m30s, 1h; and `--since` times.
 
 use std::time::Duration;
 
@@ -38,9 +38,46 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// `--since` as docker reads it: a duration back from `now` (10m), an RFC 3339 time, a
+/// date (2026-12-07, UTC), or seconds since the epoch; as unix nanoseconds.
+pub fn parse_since(s: &str, now: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(d) = parse(s) {
+        return Ok(now - d.as_nanos() as i64);
+    }
+    if let Some(t) = shoal_proto::time::parse_rfc3339(s)
+        .or_else(|| shoal_proto::time::parse_rfc3339(&format!("{s}T00:00:00Z")))
+    {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    Err(format!(
+        "invalid since {s:?}: give a duration (10m), a time (2026-12-07T10:00:00Z), a date or seconds since the epoch"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_takes_what_docker_takes() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(parse_since("10m", now).unwrap(), now - 600_000_000_000);
+        assert_eq!(parse_since("2023-11-14T22:13:20Z", 0).unwrap(), now);
+        assert_eq!(
+            parse_since("2023-11-14", 0).unwrap(),
+            now - 80_000_000_000_000
+        );
+        assert_eq!(parse_since("1700000000.5", 0).unwrap(), now + 500_000_000);
+        assert!(
+            parse_since("yesterday", now)
+                .unwrap_err()
+                .contains("invalid since")
+        );
+    }
 
     #[test]
     fn parses_docker_durations() {
