@@ -478,6 +478,59 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
     );
     lab.docker_ok("worker1", &["swarm", "leave", "--force"]);
     assert!(worker_info().contains("Swarm: inactive"));
+    // A single-node swarm on loopback, as dockerd allows; its published port answers on
+    // localhost. Joining others at a loopback address is refused.
+    lab.docker_ok(
+        "worker1",
+        &["swarm", "init", "--advertise-addr", "127.0.0.1"],
+    );
+    lab.docker_ok(
+        "worker1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "lone",
+            "-p",
+            "8081:80",
+            "shoal/demo-web",
+        ],
+    );
+    let worker_ns = lab.netns("worker1");
+    wait_for(
+        Duration::from_secs(20),
+        "the lone swarm's port on localhost",
+        || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &worker_ns, "curl", "-s", "--max-time", "2"])
+                .arg("http://127.0.0.1:8081/")
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .starts_with("Hello from ")
+                .then_some(())
+        },
+    );
+    lab.docker_ok("worker1", &["swarm", "leave", "--force"]);
+    let refused = lab.docker(
+        "worker1",
+        &[
+            "swarm",
+            "join",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--token",
+            rotated.trim(),
+            &format!("{}:2377", lab.ip(1)),
+        ],
+    );
+    assert!(
+        !refused.status.success() && text(&refused).contains("cannot advertise 127.0.0.1"),
+        "{}",
+        text(&refused)
+    );
+    assert!(worker_info().contains("Swarm: inactive"));
     lab.docker_ok(
         "worker1",
         &[

@@ -143,6 +143,33 @@ fn published_ports_answer_on_every_node_and_reach_every_task(engine: &str, net: 
     }
     assert_eq!(reached, want, "requests through the mesh reach all 5 tasks");
 
+    // A client on the node itself reaches the port at the node's address and at
+    // localhost, as on a Swarm node.
+    let local = |addr: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.netns("worker1"),
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+            ])
+            .arg(format!("http://{addr}:8080/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        local(&lab.ip(2)).starts_with("Hello from "),
+        "worker1 to itself"
+    );
+    assert!(
+        local("127.0.0.1").starts_with("Hello from "),
+        "worker1 to localhost"
+    );
+
     // `shoal debug lb` on a node shows the port, its backends and (ebpf) what they carried.
     let status = lab.ok("worker1", &["debug", "lb"]);
     assert!(status.contains(&format!("Engine: {engine}")), "{status}");

@@ -297,7 +297,12 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
     let Some(cfg) = CONFIG.get(0).copied() else {
         return Ok(TC_ACT_OK);
     };
-    if cfg.leg_ifindex == 0 || p.daddr != cfg.node_addr {
+    // SAFETY: reading the context's own skb.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // The node's address, or loopback from the node itself (lo is ifindex 1 in every
+    // namespace): as Swarm's mesh, curl localhost:PORT on a node reaches the service.
+    let local = ifindex == LOOPBACK_IFINDEX && p.daddr.to_ne_bytes()[0] == 127;
+    if cfg.leg_ifindex == 0 || (p.daddr != cfg.node_addr && !local) {
         return Ok(TC_ACT_OK);
     }
     let fkey = FrontendKey {
@@ -328,8 +333,7 @@ fn mesh_in(ctx: &TcContext) -> Result<i32, i64> {
             let ours: [u8; 6] = ctx.load(0)?;
             let theirs: [u8; 6] = ctx.load(6)?;
             let reply_key = p.reply_key((backend.addr, backend.port), (cfg.leg_addr, port));
-            // SAFETY: reading the context's own skb.
-            let reply = p.answer(unsafe { (*ctx.skb.skb).ifindex }, ours, theirs);
+            let reply = p.answer(ifindex, ours, theirs);
             track(p.key(), flow, reply_key, reply)?;
             flow
         }
@@ -363,6 +367,7 @@ fn mesh_reply(ctx: &TcContext) -> Result<i32, i64> {
     Ok(unsafe { bpf_redirect(r.ifindex, 0) } as i32)
 }
 
+const LOOPBACK_IFINDEX: u32 = 1;
 const ETH_P_ARP: u16 = 0x0806;
 const ARP_OP: usize = 20;
 const ARP_SHA: usize = 22;

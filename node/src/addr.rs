@@ -7,9 +7,21 @@ use crate::error::{IoContext, NodeError, Result};
 /// The address VirtualBox gives every VM's NAT interface: never reachable from other VMs.
 const VIRTUALBOX_NAT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 
+/// Who advertises: a node starting a swarm alone may use loopback (a single-node swarm,
+/// as `docker swarm init --advertise-addr 127.0.0.1` makes); one joining others may not.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Advertiser {
+    Founder,
+    Joiner,
+}
+
 /// Resolves `--advertise-addr` (IP, IP:PORT or an interface name) or, when absent, the
 /// address of the interface holding the default route. Returns (ip, port).
-pub fn resolve_advertise(given: Option<&str>, default_port: u16) -> Result<(IpAddr, u16)> {
+pub fn resolve_advertise(
+    given: Option<&str>,
+    default_port: u16,
+    who: Advertiser,
+) -> Result<(IpAddr, u16)> {
     let (ip, port) = match given.filter(|s| !s.is_empty()) {
         Some(s) => parse_or_interface(s, default_port)?,
         None => (default_route_address()?, default_port),
@@ -19,10 +31,15 @@ pub fn resolve_advertise(given: Option<&str>, default_port: u16) -> Result<(IpAd
             "refusing to advertise {ip}: it is the VirtualBox NAT address that every VM has, so other nodes cannot reach this one there. Pass --advertise-addr with the address of the host-only network (for example 192.168.56.11)"
         )));
     }
-    if ip.is_unspecified() || ip.is_loopback() {
+    if ip.is_unspecified() || (ip.is_loopback() && who == Advertiser::Joiner) {
         return Err(NodeError::Config(format!(
             "cannot advertise {ip}: other nodes cannot reach it; pass --advertise-addr with this node's address on the network they share"
         )));
+    }
+    if ip.is_loopback() {
+        tracing::warn!(
+            "advertising {ip}: a single-node swarm; no other node can join it at this address"
+        );
     }
     Ok((ip, port))
 }
@@ -84,7 +101,7 @@ mod tests {
 
     #[test]
     fn refuses_the_virtualbox_nat_address() {
-        let err = resolve_advertise(Some("10.0.2.15"), 2377)
+        let err = resolve_advertise(Some("10.0.2.15"), 2377, Advertiser::Founder)
             .unwrap_err()
             .to_string();
         assert!(err.contains("VirtualBox NAT"), "{err}");
@@ -93,18 +110,21 @@ mod tests {
     #[test]
     fn accepts_ip_and_ip_port() {
         assert_eq!(
-            resolve_advertise(Some("192.168.56.11"), 2377).unwrap(),
+            resolve_advertise(Some("192.168.56.11"), 2377, Advertiser::Joiner).unwrap(),
             ("192.168.56.11".parse().unwrap(), 2377)
         );
         assert_eq!(
-            resolve_advertise(Some("192.168.56.11:4000"), 2377).unwrap(),
+            resolve_advertise(Some("192.168.56.11:4000"), 2377, Advertiser::Joiner).unwrap(),
             ("192.168.56.11".parse().unwrap(), 4000)
         );
     }
 
     #[test]
     fn loopback_and_unknown_interfaces_are_refused() {
-        assert!(resolve_advertise(Some("127.0.0.1"), 2377).is_err());
-        assert!(resolve_advertise(Some("no-such-if0"), 2377).is_err());
+        assert!(resolve_advertise(Some("127.0.0.1"), 2377, Advertiser::Joiner).is_err());
+        // A swarm of one may live on loopback, as docker's may.
+        assert!(resolve_advertise(Some("127.0.0.1"), 2377, Advertiser::Founder).is_ok());
+        assert!(resolve_advertise(Some("0.0.0.0"), 2377, Advertiser::Founder).is_err());
+        assert!(resolve_advertise(Some("no-such-if0"), 2377, Advertiser::Founder).is_err());
     }
 }

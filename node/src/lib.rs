@@ -102,7 +102,12 @@ pub struct Daemon {
 pub async fn run(args: DaemonArgs) -> Result<()> {
     init_logging(&args)?;
     if let Some(a) = &args.advertise_addr {
-        addr::resolve_advertise(Some(a), shoal_proto::CONTROL_PORT)?;
+        // Checked again by init (loopback allowed) or join (refused).
+        addr::resolve_advertise(
+            Some(a),
+            shoal_proto::CONTROL_PORT,
+            addr::Advertiser::Founder,
+        )?;
     }
     std::fs::create_dir_all(&args.data_dir)
         .io(|| format!("creating --data-dir {}", args.data_dir.display()))?;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::Daemon;
-use super::addr::resolve_advertise;
+use super::addr::{Advertiser, resolve_advertise};
 use super::runtime::Runtime;
 use super::state::{SwarmDir, SwarmState};
 use crate::error::NodeError;
@@ -82,6 +82,7 @@ impl Daemon {
         &self,
         advertise: &str,
         listen: &str,
+        who: Advertiser,
     ) -> Result<(String, u16, String), Status> {
         let listen = if listen.is_empty() {
             self.args.listen_addr.clone()
@@ -93,7 +94,7 @@ impl Daemon {
         } else {
             Some(advertise)
         };
-        let (ip, port) = resolve_advertise(given, port_of(&listen))
+        let (ip, port) = resolve_advertise(given, port_of(&listen), who)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok((ip.to_string(), port, listen))
     }
@@ -110,7 +111,7 @@ impl Daemon {
             return Err(swarm_state(ALREADY_IN_SWARM));
         }
         let (ip, port, listen_addr) =
-            self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
+            self.choose_addresses(&req.advertise_addr, &req.listen_addr, Advertiser::Founder)?;
         check_address_pools(&req)?;
         let cluster_id = shoal_proto::ids::new_id();
         let node_id = shoal_proto::ids::new_id();
@@ -293,7 +294,7 @@ impl Daemon {
             return Err(swarm_state(ALREADY_IN_SWARM));
         }
         let (ip, port, listen_addr) =
-            self.choose_addresses(&req.advertise_addr, &req.listen_addr)?;
+            self.choose_addresses(&req.advertise_addr, &req.listen_addr, Advertiser::Joiner)?;
         let remote = if req.remote_addr.contains(':') {
             req.remote_addr.clone()
         } else {

@@ -1,8 +1,9 @@
 //! The nftables engine: kernel NAT and conntrack. In each task's namespace a nat/output
 //! chain sends connections to a VIP to one backend (numgen over the live ones); in the
 //! node's namespace nat/prerouting and nat/output send connections to a published port on
-//! any local address to a task over the ingress network, masqueraded behind the node's
-//! ingress address so replies come back through this node. Conntrack keeps each
+//! any local address (localhost too, from the node itself) to a task over the ingress
+//! network, masqueraded behind the node's ingress address so replies come back through
+//! this node. Conntrack keeps each
 //! connection on its backend while the backend set changes.
 
 use std::collections::HashMap;
@@ -86,7 +87,7 @@ fn node_rules(mesh: &[MeshFrontend], leg: &str) -> String {
         body,
         "  }}\n\
          \x20 chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local ip daddr != 127.0.0.0/8 jump mesh\n  }}\n\
-         \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local ip daddr != 127.0.0.0/8 jump mesh\n  }}\n\
+         \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump mesh\n  }}\n\
          \x20 chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{leg}\" ct status dnat masquerade\n  }}\n"
     );
     body
@@ -155,6 +156,13 @@ impl Engine for NftEngine {
     }
 
     fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), LbError> {
+        // The node's own clients may ask localhost: their 127/8 source leaves through the
+        // leg (masqueraded there) and the replies come back to it, which the kernel allows
+        // on a device with route_localnet only. The leg leads only to the ingress sandbox.
+        let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", leg.ifname);
+        std::fs::write(&knob, "1").map_err(super::kernel(format!(
+            "setting {knob} for the mesh's local clients"
+        )))?;
         let script = if mesh.is_empty() {
             nft::remove_table("ip", TABLE)
         } else {

@@ -4,8 +4,10 @@
 //! addresses and ports with correct checksums, and count packets, bytes and connections
 //! per frontend and per backend. Maps and tcx links are pinned under
 //! /sys/fs/bpf/shoal/<node>/<layout>, so forwarding goes on while the agent restarts, and
-//! a restarted agent adopts them. Service VIPs are frontends too, balanced by programs on
-//! each local task's veths; host-mode ports are left to nftables (nft.rs).
+//! a restarted agent adopts them. The mesh's program also sits on lo, so the node's own
+//! clients reach a published port at localhost or the node's address, as on Swarm.
+//! Service VIPs are frontends too, balanced by programs on each local task's veths;
+//! host-mode ports are left to nftables (nft.rs).
 //!
 //! Here: loading, attaching and pinning, and the Engine. The tables' contents (ids,
 //! Maglev tables, adopting what an earlier agent left) are table.rs, over the maps.rs
@@ -59,6 +61,8 @@ struct Programmed {
     attached: HashMap<(&'static str, String), u32>,
     /// Per local task, the veths its VIP programs sit on.
     task_veths: HashMap<String, Vec<String>>,
+    /// lo takes replies for the node's own clients (accept_local_replies).
+    local_replies: bool,
 }
 
 struct Loaded {
@@ -259,6 +263,13 @@ impl Engine for EbpfEngine {
             LbError::NoInterface(format!("holding the node's address {}", self.node_addr))
         })?;
         self.attach(loaded, MESH_IN, &uplink, None, TcAttachType::Ingress)?;
+        if uplink != LOOPBACK {
+            self.attach(loaded, MESH_IN, LOOPBACK, None, TcAttachType::Ingress)?;
+        }
+        if !loaded.done.local_replies {
+            accept_local_replies()?;
+            loaded.done.local_replies = true;
+        }
         if ifindex(GATEWAY_BRIDGE).is_some() {
             self.attach(loaded, MESH_IN, GATEWAY_BRIDGE, None, TcAttachType::Ingress)?;
         }
@@ -432,6 +443,23 @@ fn link_update_error(e: aya::programs::ProgramError) -> Option<String> {
                 .unwrap_or_default()
         )),
     }
+}
+
+const LOOPBACK: &str = "lo";
+
+/// Lets lo take the mesh's replies to the node's own clients (curl localhost:PORT): a
+/// reply turned back from a task's leg reaches lo without the route local traffic
+/// carries, so the kernel routes it as if it came from outside and would drop it for its
+/// local source (accept_local) and, for 127/8, as a martian (route_localnet). Only lo
+/// is changed: nothing from outside arrives on lo.
+fn accept_local_replies() -> Result<(), LbError> {
+    for knob in ["accept_local", "route_localnet"] {
+        let path = format!("/proc/sys/net/ipv4/conf/{LOOPBACK}/{knob}");
+        std::fs::write(&path, "1").map_err(kernel(format!(
+            "setting {path} for the mesh's local clients"
+        )))?;
+    }
+    Ok(())
 }
 
 /// The interface holding `addr` in this namespace.
