@@ -252,9 +252,17 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
             "POST",
             "/v1.41/services/create",
             Some(
-                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Mounts": [{"Type": "bind", "Source": "/", "Target": "/x"}]}}}"#,
+                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Mounts": [{"Type": "bind", "Source": "/", "Target": "/x", "BindOptions": {"CreateMountpoint": true}}]}}}"#,
             ),
-            "Mounts is not supported",
+            "BindOptions.CreateMountpoint is not supported",
+        ),
+        (
+            "POST",
+            "/v1.41/services/create",
+            Some(
+                r#"{"Name": "web", "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web", "Mounts": [{"Type": "bind", "Source": "relative", "Target": "/x"}]}}}"#,
+            ),
+            "absolute path of a host directory",
         ),
         (
             "POST",

@@ -1103,6 +1103,26 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
         "{logs}"
     );
 
+    // Privileges become dockerd's security options.
+    let (code, answer) = lab.engine_api(
+        "manager1",
+        "POST",
+        "/v1.50/services/create",
+        Some(
+            r#"{"Name":"strict","TaskTemplate":{"ContainerSpec":{"Image":"shoal/demo-web",
+                "Privileges":{"NoNewPrivileges":true,"Seccomp":{"Mode":"unconfined"}}}}}"#,
+        ),
+    );
+    assert_eq!(code, 201, "{answer}");
+    lab.wait_running("strict", 1);
+    let strict = container_of("strict");
+    assert_eq!(
+        inspect_container(&strict)["HostConfig"]["SecurityOpt"],
+        serde_json::json!(["seccomp=unconfined", "no-new-privileges=true"])
+    );
+    let status = docker(&["exec", &strict, "cat", "/proc/1/status"]);
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+
     // A platform no node has leaves the task pending, and says so.
     let (code, _) = lab.engine_api(
         "manager1",

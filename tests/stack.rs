@@ -197,13 +197,13 @@ fn shoal_stack_deploy_updates_prunes_and_refuses_what_it_cannot_run() {
         "bad.yml",
         &APP.replace(
             "    networks: [app]\n",
-            "    networks: [app]\n    volumes: [\"/srv:/srv\"]\n",
+            "    networks: [app]\n    privileged: true\n",
         ),
     );
     lab.refused(
         "manager1",
         &["stack", "deploy", "-c", &bad, "s1"],
-        "services.front.volumes is not supported",
+        "services.front.privileged is not supported",
     );
     assert_eq!(lab.wait_running("s1_front", 2).len(), 2);
 

@@ -6,6 +6,44 @@ use crate::{
     TaskSpec, TaskState, service_spec,
 };
 
+impl crate::Privileges {
+    /// The privileges as dockerd's security options (what swarmkit's executor gives a
+    /// container): SELinux labels, seccomp, AppArmor, no-new-privileges.
+    pub fn security_opts(&self) -> Vec<String> {
+        let mut opts = Vec::new();
+        if let Some(l) = &self.selinux {
+            if l.disable {
+                opts.push("label=disable".to_string());
+            }
+            for (key, value) in [
+                ("user", &l.user),
+                ("role", &l.role),
+                ("type", &l.r#type),
+                ("level", &l.level),
+            ] {
+                if !value.is_empty() {
+                    opts.push(format!("label={key}:{value}"));
+                }
+            }
+        }
+        match self.seccomp_mode.as_str() {
+            "unconfined" => opts.push("seccomp=unconfined".into()),
+            "custom" => opts.push(format!(
+                "seccomp={}",
+                String::from_utf8_lossy(&self.seccomp_profile)
+            )),
+            _ => {}
+        }
+        if self.apparmor_mode == "disabled" {
+            opts.push("apparmor=unconfined".into());
+        }
+        if self.no_new_privileges {
+            opts.push("no-new-privileges=true".into());
+        }
+        opts
+    }
+}
+
 impl TaskState {
     /// Complete, shut down, failed, rejected, ...: the task will not run again.
     pub fn is_terminal(self) -> bool {
@@ -111,6 +149,7 @@ impl TaskSpec {
                 !(dns.nameservers.is_empty() && dns.search.is_empty() && dns.options.is_empty()),
             ),
             ("Groups", !c.groups.is_empty()),
+            ("Privileges", c.privileges.is_some()),
             ("LogDriver", self.log_driver.is_some()),
         ]
         .into_iter()

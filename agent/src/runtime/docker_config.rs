@@ -104,6 +104,11 @@ pub fn host_config(task: &Task) -> HostConfig {
         sysctls: some_map(&c.sysctls),
         extra_hosts: (!c.hosts.is_empty()).then(|| extra_hosts(&c.hosts)),
         group_add: some_vec(&c.groups),
+        security_opt: c
+            .privileges
+            .as_ref()
+            .map(shoal_proto::Privileges::security_opts)
+            .filter(|o| !o.is_empty()),
         log_config: spec.log_driver.map(|d| HostConfigLogConfig {
             typ: Some(d.name),
             config: some_map(&d.options),

@@ -209,6 +209,39 @@ fn container(c: &ContainerSpec) -> Result<(), String> {
     for g in &c.groups {
         no_space("group", g)?;
     }
+    if let Some(p) = &c.privileges {
+        privileges(p)?;
+    }
+    Ok(())
+}
+
+fn privileges(p: &shoal_proto::Privileges) -> Result<(), String> {
+    match (p.seccomp_mode.as_str(), p.seccomp_profile.is_empty()) {
+        ("custom", true) => {
+            return Err(
+                "seccomp mode custom needs its profile (Privileges.Seccomp.Profile)".into(),
+            );
+        }
+        ("custom", false) => {
+            serde_json::from_slice::<serde_json::Value>(&p.seccomp_profile)
+                .map_err(|e| format!("the seccomp profile is not JSON: {e}"))?;
+        }
+        ("" | "default" | "unconfined", true) => {}
+        ("" | "default" | "unconfined", false) => {
+            return Err("a seccomp profile needs seccomp mode custom".into());
+        }
+        (other, _) => {
+            return Err(format!(
+                "invalid seccomp mode {other:?}: use default, unconfined or custom"
+            ));
+        }
+    }
+    if !["", "default", "disabled"].contains(&p.apparmor_mode.as_str()) {
+        return Err(format!(
+            "invalid AppArmor mode {:?}: use default or disabled",
+            p.apparmor_mode
+        ));
+    }
     Ok(())
 }
 
@@ -345,6 +378,27 @@ mod tests {
                     ..Default::default()
                 },
                 "invalid host entry",
+            ),
+            (
+                ContainerSpec {
+                    privileges: Some(shoal_proto::Privileges {
+                        seccomp_mode: "custom".into(),
+                        seccomp_profile: b"{not json".to_vec(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "the seccomp profile is not JSON",
+            ),
+            (
+                ContainerSpec {
+                    privileges: Some(shoal_proto::Privileges {
+                        apparmor_mode: "off".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "invalid AppArmor mode",
             ),
             (
                 ContainerSpec {

@@ -152,18 +152,27 @@ async fn dockerd_unless_swarm(
     passthrough::forward(&passthrough::dockerd_socket(), &own_socket, req).await
 }
 
-/// Strips and checks `/vX.Y`, then stamps dockerd's headers on every answer.
+/// The API version a request speaks: its `/vX.Y`, or the newest when it names none (as
+/// dockerd takes it).
+#[derive(Clone, Copy)]
+pub struct ClientVersion(pub (u32, u32));
+
+/// Strips and checks `/vX.Y` (kept as a `ClientVersion`), then stamps dockerd's headers
+/// on every answer.
 async fn versioned(mut req: Request, next: Next) -> Response {
+    let mut client = API_VERSION;
     if let Some((version, rest)) = split_version(req.uri().path()) {
         if let Err(e) = check_version(version) {
             return with_headers(e.into_response());
         }
+        client = parse_version(version).unwrap_or(API_VERSION);
         let mut uri = rest.to_string();
         if let Some(q) = req.uri().query() {
             uri = format!("{uri}?{q}");
         }
         *req.uri_mut() = uri.parse::<Uri>().unwrap_or_default();
     }
+    req.extensions_mut().insert(ClientVersion(client));
     tracing::debug!(method = %req.method(), uri = %req.uri(), "engine api");
     with_headers(next.run(req).await)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -20,7 +20,7 @@ use shoal_docker::engine::filters::Filters;
 use shoal_docker::engine::request::{self as spec, parse};
 use shoal_docker::render::{engine as render, network, node, service};
 
-use super::{ApiError, ApiResult, logs, passthrough};
+use super::{ApiError, ApiResult, ClientVersion, logs, passthrough};
 use crate::Daemon;
 use crate::control::ControlService;
 
@@ -409,8 +409,14 @@ async fn service_inspect(
     Ok(axum::Json(service::engine_json(&svc)))
 }
 
-async fn service_create(State(api): Shared, body: Bytes) -> ApiResult<Response> {
-    let spec = parse::<spec::ServiceSpec>(&body)?.into_proto()?;
+async fn service_create(
+    State(api): Shared,
+    Extension(ClientVersion(v)): Extension<ClientVersion>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let spec = parse::<spec::ServiceSpec>(&body)?
+        .for_version(v)
+        .into_proto()?;
     let created = ok(api.ctl.create_service(Request::new(spec)).await?);
     Ok((
         StatusCode::CREATED,
@@ -422,6 +428,7 @@ async fn service_create(State(api): Shared, body: Bytes) -> ApiResult<Response> 
 
 async fn service_update(
     State(api): Shared,
+    Extension(ClientVersion(v)): Extension<ClientVersion>,
     Path(id): Path<String>,
     Query(q): Params,
     body: Bytes,
@@ -443,7 +450,9 @@ async fn service_update(
             )));
         }
     };
-    let spec = parse::<spec::ServiceSpec>(&body)?.into_proto()?;
+    let spec = parse::<spec::ServiceSpec>(&body)?
+        .for_version(v)
+        .into_proto()?;
     api.ctl
         .update_service(Request::new(pb::UpdateServiceRequest {
             id_or_name: id,

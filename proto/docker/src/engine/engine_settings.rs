@@ -125,6 +125,13 @@ impl Platform {
 }
 
 impl Mount {
+    /// TmpfsOptions.Options came with API 1.46.
+    pub fn before_1_46(&mut self) {
+        if let Some(t) = self.tmpfs_options.as_mut() {
+            t.options = None;
+        }
+    }
+
     pub fn into_proto(self) -> Result<pb::Mount> {
         let at = format!("ContainerSpec.Mounts[{}]", self.target);
         refuse_set(&[
@@ -191,5 +198,95 @@ impl Mount {
             volume,
             tmpfs,
         })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Privileges {
+    credential_spec: Unsupported,
+    #[serde(rename = "SELinuxContext")]
+    selinux_context: Option<SeLinuxContext>,
+    seccomp: Option<Seccomp>,
+    #[serde(rename = "AppArmor")]
+    app_armor: Option<AppArmor>,
+    #[serde(default, deserialize_with = "null_default")]
+    no_new_privileges: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SeLinuxContext {
+    #[serde(default, deserialize_with = "null_default")]
+    disable: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    user: String,
+    #[serde(default, deserialize_with = "null_default")]
+    role: String,
+    #[serde(default, deserialize_with = "null_default")]
+    r#type: String,
+    #[serde(default, deserialize_with = "null_default")]
+    level: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Seccomp {
+    #[serde(default, deserialize_with = "null_default")]
+    mode: String,
+    /// Go's []byte: base64 in JSON.
+    #[serde(default, deserialize_with = "null_default")]
+    profile: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AppArmor {
+    #[serde(default, deserialize_with = "null_default")]
+    mode: String,
+}
+
+impl Privileges {
+    /// Seccomp, AppArmor and NoNewPrivileges came with API 1.44.
+    pub fn before_1_44(&mut self) {
+        self.seccomp = None;
+        self.app_armor = None;
+        self.no_new_privileges = false;
+    }
+
+    /// None when nothing is asked (what clients send by default).
+    pub fn into_proto(self) -> Result<Option<pb::Privileges>> {
+        use base64::Engine;
+        refuse_set(&[(
+            "ContainerSpec.Privileges.CredentialSpec (Windows only)",
+            &self.credential_spec,
+        )])?;
+        let seccomp = self
+            .seccomp
+            .map(|s| (s.mode, s.profile))
+            .unwrap_or_default();
+        let profile = base64::engine::general_purpose::STANDARD
+            .decode(seccomp.1.as_bytes())
+            .map_err(|e| {
+                Invalid::new(format!(
+                    "ContainerSpec.Privileges.Seccomp.Profile: not base64 ({e}): send the profile's bytes as Go encodes []byte"
+                ))
+            })?;
+        let p = pb::Privileges {
+            selinux: self.selinux_context.map(|l| pb::SeLinuxContext {
+                disable: l.disable,
+                user: l.user,
+                role: l.role,
+                r#type: l.r#type,
+                level: l.level,
+            }),
+            seccomp_mode: seccomp.0,
+            seccomp_profile: profile,
+            apparmor_mode: self.app_armor.map(|a| a.mode).unwrap_or_default(),
+            no_new_privileges: self.no_new_privileges,
+        };
+        let nothing =
+            p.security_opts().is_empty() && p.seccomp_mode.is_empty() && p.apparmor_mode.is_empty();
+        Ok((!nothing).then_some(p))
     }
 }

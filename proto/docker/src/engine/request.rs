@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | a field the Engine API does not have (a typo, a newer API's field) | ignored, as dockerd ignores it |
 //! | a field shoal implements | honoured |
-//! | a field the API has and shoal lacks (Secrets, Configs, Privileges, Ulimits, Pids, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
+//! | a field the API has and shoal lacks (Secrets, Configs, CredentialSpec, Ulimits, Pids, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
 //! | `Mode.ReplicatedJob`, `Mode.GlobalJob` | refused whenever present (even `{}`, which asks for a job) |
 //! | `CheckDuplicate` (network create) | read and ignored: a duplicate name is always refused |
 //!
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_proto as pb;
 
-use super::engine_settings::{DnsConfig, Driver, Mount, Platform};
+use super::engine_settings::{DnsConfig, Driver, Mount, Platform, Privileges};
 use super::go_json::GoJson;
 use crate::error::{Invalid, Result};
 use crate::flags::one_of;
@@ -140,7 +140,7 @@ pub struct ContainerSpec {
     pub healthcheck: Option<HealthCheck>,
     #[serde(default, deserialize_with = "null_default")]
     pub groups: Vec<String>,
-    privileges: Unsupported,
+    pub privileges: Option<Privileges>,
     #[serde(default, rename = "TTY", deserialize_with = "null_default")]
     pub tty: bool,
     #[serde(default, deserialize_with = "null_default")]
@@ -328,6 +328,55 @@ fn attachments(list: Vec<NetworkAttachment>) -> Result<Vec<pb::NetworkAttachment
 }
 
 impl ServiceSpec {
+    /// Leaves out what a client speaking API `v` cannot mean, as dockerd does before it
+    /// reads a service spec (its adjustForAPIVersion): a field newer than the client's
+    /// version is one its user never set.
+    #[must_use]
+    pub fn for_version(mut self, v: (u32, u32)) -> ServiceSpec {
+        let t = &mut self.task_template;
+        if let Some(c) = t.container_spec.as_mut() {
+            if v < (1, 40) {
+                c.sysctls.clear();
+            }
+            if v < (1, 41) {
+                c.capability_add.clear();
+                c.capability_drop.clear();
+                c.ulimits = None;
+            }
+            if v < (1, 44) {
+                if let Some(p) = c.privileges.as_mut() {
+                    p.before_1_44();
+                }
+                if let Some(h) = c.healthcheck.as_mut() {
+                    h.start_interval = None;
+                }
+            }
+            if v < (1, 46) {
+                c.oom_score_adj = None;
+                c.mounts.iter_mut().for_each(Mount::before_1_46);
+            }
+        }
+        if v < (1, 40)
+            && let Some(p) = t.placement.as_mut()
+        {
+            p.max_replicas = 0;
+        }
+        if v < (1, 41) {
+            if let Some(l) = t.resources.as_mut().and_then(|r| r.limits.as_mut()) {
+                l.pids = None;
+            }
+            if let Some(m) = self.mode.as_mut() {
+                m.replicated_job = None;
+                m.global_job = None;
+            }
+        }
+        // The top-level Networks (deprecated) is read only by clients before 1.44.
+        if v >= (1, 44) {
+            self.networks = None;
+        }
+        self
+    }
+
     /// The spec in shoal's terms; the manager validates what it means (names, ports, ...).
     pub fn into_proto(self) -> Result<pb::ServiceSpec> {
         let t = self.task_template;
@@ -341,7 +390,6 @@ impl ServiceSpec {
         ])?;
         let c = t.container_spec.unwrap_or_default();
         refuse_set(&[
-            ("ContainerSpec.Privileges", &c.privileges),
             ("ContainerSpec.Secrets", &c.secrets),
             ("ContainerSpec.Configs", &c.configs),
             ("ContainerSpec.Isolation", &c.isolation),
@@ -388,6 +436,11 @@ impl ServiceSpec {
             hosts: c.hosts,
             dns_config: c.dns_config.into_proto(),
             groups: c.groups,
+            privileges: c
+                .privileges
+                .map(Privileges::into_proto)
+                .transpose()?
+                .flatten(),
         };
         let res = t.resources.unwrap_or_default();
         let limit = |field: &str, l: Option<Limit>| -> Result<Option<pb::ResourceValues>> {
@@ -787,7 +840,10 @@ mod tests {
                       {"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576,"Mode":448}}],
             "CapabilityAdd":["CAP_NET_ADMIN"],"CapabilityDrop":["CAP_MKNOD"],"ReadOnly":true,"TTY":true,"OpenStdin":true,
             "Sysctls":{"net.core.somaxconn":"1024"},"Hosts":["10.0.0.1 db"],"Groups":["audio"],
-            "DNSConfig":{"Nameservers":["192.0.2.1"],"Search":["example.org"],"Options":["timeout:1"]}},
+            "DNSConfig":{"Nameservers":["192.0.2.1"],"Search":["example.org"],"Options":["timeout:1"]},
+            "Privileges":{"CredentialSpec":null,"SELinuxContext":{"User":"system_u"},
+                "Seccomp":{"Mode":"custom","Profile":"eyJkZWZhdWx0QWN0aW9uIjoiU0NNUF9BQ1RfQUxMT1cifQ=="},
+                "AppArmor":{"Mode":"disabled"},"NoNewPrivileges":true}},
             "LogDriver":{"Name":"json-file","Options":{"max-size":"1m"}},
             "Placement":{"Platforms":[{"Architecture":"amd64","OS":"linux"}]}}}"#;
         let spec = parse::<ServiceSpec>(body).unwrap().into_proto().unwrap();
@@ -816,6 +872,15 @@ mod tests {
         assert_eq!(c.dns_config.unwrap().options, ["timeout:1"]);
         assert_eq!(task.log_driver.clone().unwrap().options["max-size"], "1m");
         assert_eq!(task.placement.clone().unwrap().platforms[0].os, "linux");
+        assert_eq!(
+            c.privileges.unwrap().security_opts(),
+            [
+                "label=user:system_u",
+                r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+                "apparmor=unconfined",
+                "no-new-privileges=true"
+            ]
+        );
         // Everything a container engine must give, named for runtimes without one.
         assert_eq!(
             task.engine_settings(),
@@ -831,6 +896,7 @@ mod tests {
                 "Hosts",
                 "DNSConfig",
                 "Groups",
+                "Privileges",
                 "LogDriver"
             ]
         );
@@ -849,6 +915,41 @@ mod tests {
             .into_proto()
             .unwrap();
         assert_eq!(again.task.unwrap(), task);
+    }
+
+    #[test]
+    fn a_field_newer_than_the_clients_version_is_left_out_as_dockerd_leaves_it() {
+        let body = br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x",
+            "Sysctls":{"net.core.somaxconn":"1"},"CapabilityAdd":["CAP_NET_ADMIN"],
+            "Privileges":{"NoNewPrivileges":true},"Healthcheck":{"Test":["NONE"],"StartInterval":5}},
+            "Placement":{"MaxReplicas":2},"Networks":[{"Target":"new"}]},
+            "Networks":[{"Target":"old"}]}"#;
+        let at = |v: (u32, u32)| {
+            let spec = parse::<ServiceSpec>(body).unwrap().for_version(v);
+            spec.into_proto()
+        };
+        // 1.50 keeps everything (StartInterval is then refused by name, not dropped).
+        let e = at((1, 50)).unwrap_err();
+        assert!(e.0.contains("StartInterval"), "{}", e.0);
+        let t = at((1, 44)).unwrap_err();
+        assert!(t.0.contains("StartInterval"), "{}", t.0);
+        let t = at((1, 43)).unwrap().task.unwrap();
+        let c = t.container.clone().unwrap();
+        assert!(c.privileges.is_none(), "NoNewPrivileges is 1.44's");
+        assert_eq!(c.capability_add, ["CAP_NET_ADMIN"]);
+        let c = at((1, 40)).unwrap().task.unwrap().container.unwrap();
+        assert!(c.capability_add.is_empty(), "capabilities are 1.41's");
+        assert_eq!(c.sysctls.len(), 1);
+        let t = at((1, 39)).unwrap().task.unwrap();
+        assert!(
+            t.container.unwrap().sysctls.is_empty(),
+            "sysctls are 1.40's"
+        );
+        assert_eq!(t.placement.unwrap().max_replicas, 0);
+        assert_eq!(
+            t.networks[0].target, "new",
+            "the task template's networks win"
+        );
     }
 
     #[test]
@@ -887,15 +988,15 @@ mod tests {
             "{}",
             wrong.0
         );
-        let privileges = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Privileges":{"NoNewPrivileges":true}}}}"#)
+        let privileges = parse::<ServiceSpec>(br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x","Privileges":{"CredentialSpec":{"File":"spec.json"}}}}}"#)
             .unwrap()
             .into_proto()
             .err()
             .unwrap();
         assert!(
-            privileges
-                .0
-                .contains("ContainerSpec.Privileges is not supported"),
+            privileges.0.contains(
+                "ContainerSpec.Privileges.CredentialSpec (Windows only) is not supported"
+            ),
             "{}",
             privileges.0
         );

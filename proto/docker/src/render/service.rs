@@ -118,6 +118,7 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
                 "Options": d.options,
             })),
             "Groups": c.groups,
+            "Privileges": c.privileges.as_ref().map(privileges_json),
         },
         "Resources": {
             "Limits": values(res.limits),
@@ -155,6 +156,21 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
         doc["ContainerSpec"]["Init"] = json!(init);
     }
     doc
+}
+
+fn privileges_json(p: &shoal_proto::Privileges) -> Value {
+    use base64::Engine;
+    json!({
+        "SELinuxContext": p.selinux.as_ref().map(|l| json!({
+            "Disable": l.disable, "User": l.user, "Role": l.role, "Type": l.r#type, "Level": l.level,
+        })),
+        "Seccomp": {
+            "Mode": p.seccomp_mode,
+            "Profile": base64::engine::general_purpose::STANDARD.encode(&p.seccomp_profile),
+        },
+        "AppArmor": {"Mode": p.apparmor_mode},
+        "NoNewPrivileges": p.no_new_privileges,
+    })
 }
 
 fn mount_json(m: &shoal_proto::Mount) -> Value {
