@@ -630,6 +630,33 @@ fn an_attachable_network_takes_containers_started_later() {
         || (!neighbours(&sandbox).contains(&format!("{probe_ip} "))).then_some(()),
     );
 
+    // The docker CLI does the same through shoal's socket: an attachable overlay is the
+    // swarm's to connect (a local network would be the node's dockerd's).
+    let refused = lab.docker(
+        "worker1",
+        &["network", "connect", "shared", "no-such-container"],
+    );
+    assert!(
+        !refused.status.success() && text(&refused).to_lowercase().contains("no such container"),
+        "{}",
+        text(&refused)
+    );
+    lab.docker_ok(
+        "worker1",
+        &["network", "connect", "--alias", "prober", "shared", &probe],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the probe connected by docker",
+        || addr_of(&probe, "eth0").map(|_| ()),
+    );
+    lab.docker_ok("worker1", &["network", "disconnect", "shared", &probe]);
+    wait_for(
+        Duration::from_secs(10),
+        "the probe disconnected by docker",
+        || addr_of(&probe, "eth0").is_none().then_some(()),
+    );
+
     // Connected again, it holds the network even once no service uses it.
     lab.ok("worker1", &["network", "connect", "shared", &probe]);
     lab.ok("manager1", &["service", "rm", "web"]);

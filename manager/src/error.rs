@@ -5,6 +5,9 @@
 /// Docker's words for quorum loss, which operators already know.
 pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 
+/// The metadata key marking a refusal for a network the managers do not know.
+pub const UNKNOWN_NETWORK: &str = "shoal-unknown-network";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     #[error("{NO_LEADER}")]
@@ -14,6 +17,10 @@ pub enum ManagerError {
     Rejected(shoal_proto::Refusal, String),
     #[error("{0}")]
     NotFound(String),
+    /// A network the managers do not know (marked, so a node can tell it from an unknown
+    /// container and ask its own dockerd instead: `UNKNOWN_NETWORK`).
+    #[error("{0}")]
+    NoSuchNetwork(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -31,6 +38,14 @@ impl From<ManagerError> for tonic::Status {
             ManagerError::NoLeader => tonic::Status::unavailable(msg),
             ManagerError::Rejected(..) => tonic::Status::aborted(msg),
             ManagerError::NotFound(_) => tonic::Status::not_found(msg),
+            ManagerError::NoSuchNetwork(_) => {
+                let mut status = tonic::Status::not_found(msg);
+                status.metadata_mut().insert(
+                    UNKNOWN_NETWORK,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                status
+            }
             ManagerError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ManagerError::Raft(_) | ManagerError::Storage(_) => tonic::Status::internal(msg),

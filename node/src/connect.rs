@@ -15,6 +15,10 @@ use super::Daemon;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// The metadata key marking a refusal for a container this node's runtime cannot see
+/// (the Engine API then leaves the request to the node's dockerd).
+pub const UNKNOWN_CONTAINER: &str = "shoal-unknown-container";
+
 struct Parts {
     tls: NodeTls,
     managers: Vec<String>,
@@ -46,6 +50,8 @@ impl Daemon {
         })
     }
 
+    /// Connects a container on this node to an attachable overlay; a refusal for a
+    /// container this node's runtime cannot see is marked `UNKNOWN_CONTAINER`.
     pub async fn connect_network(
         &self,
         req: NetworkConnectRequest,
@@ -54,7 +60,14 @@ impl Daemon {
         // Refuse an unknown container before the managers record anything.
         shoal_agent::executor::container_netns(&parts.task_runtime, &req.container)
             .await
-            .map_err(Status::not_found)?;
+            .map_err(|e| {
+                let mut status = Status::not_found(e);
+                status.metadata_mut().insert(
+                    UNKNOWN_CONTAINER,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                status
+            })?;
         let task: Task = ask_managers(&parts, |mut c| {
             let r = req.clone();
             async move { c.attach_network(r).await.map(tonic::Response::into_inner) }

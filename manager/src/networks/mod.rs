@@ -25,6 +25,10 @@ pub fn find_network(state: &State, key: &str) -> Result<Network> {
         Network::name,
         format!("network {key} not found"),
     )
+    .map_err(|e| match e {
+        ManagerError::NotFound(m) => ManagerError::NoSuchNetwork(m),
+        other => other,
+    })
 }
 
 /// The cluster's address pools and subnet size.

@@ -19,14 +19,9 @@ use shoal_docker::engine::{parse_version, version_text};
 use super::ApiError;
 
 /// Paths (without their /vX.Y prefix) that shoal answers itself; the rest is dockerd's.
-/// Connecting a container to a network is dockerd's for now (local networks); shoal's
-/// attachable overlays are connected with `shoal network connect`.
+/// (Network paths are shoal's; those for a network the swarm does not have go on to
+/// dockerd from their handlers.)
 pub fn is_swarm_path(path: &str) -> bool {
-    if path.starts_with("/networks/")
-        && (path.ends_with("/connect") || path.ends_with("/disconnect"))
-    {
-        return false;
-    }
     const OWN: [&str; 12] = [
         "/_ping",
         "/events",
@@ -226,11 +221,11 @@ mod tests {
             "/services/web/update",
             "/swarm/init",
             "/networks",
+            "/networks/br0/connect",
         ] {
             assert!(is_swarm_path(own), "{own}");
         }
         for theirs in [
-            "/networks/br0/connect",
             "/containers/json",
             "/images/json",
             "/exec/1/start",

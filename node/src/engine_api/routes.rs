@@ -70,6 +70,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/networks/create", post(network_create))
         .route("/networks/{id}", get(network_inspect))
         .route("/networks/{id}", delete(network_remove))
+        .route("/networks/{id}/connect", post(network_connect))
+        .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/events", get(super::events::events))
         .route("/distribution/{*name}", get(distribution))
         // No secrets or configs exist in shoal yet; listing them (as `stack rm` does)
@@ -650,6 +652,80 @@ async fn network_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult
     {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => or_local(&api, Method::DELETE, &format!("/networks/{id}"), e.into()).await,
+    }
+}
+
+/// Whether shoal refused for not knowing the network (the managers) or not seeing the
+/// container (this node's runtime): then it may be a local network or a container of
+/// the node's dockerd, which answers as it would on a Swarm node.
+fn dockerds_to_answer(s: &tonic::Status) -> bool {
+    s.metadata()
+        .contains_key(shoal_manager::error::UNKNOWN_NETWORK)
+        || s.metadata().contains_key(crate::connect::UNKNOWN_CONTAINER)
+}
+
+/// Connects a container on this node: to an attachable overlay as the swarm's attachment
+/// (`shoal network connect`), to a network the managers do not know through the node's
+/// dockerd (its local networks), as one socket does both on a Swarm node.
+async fn network_connect(
+    State(api): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let path = format!("/networks/{id}/connect");
+    let connect = parse::<spec::NetworkConnect>(&body)?;
+    if let Err(refused) = connect.endpoint_config.swarm_refusal() {
+        // Settings only a local network can give: dockerd's, unless the swarm owns it.
+        let swarm_owned = api
+            .ctl
+            .get_network(Request::new(pb::NetworkRef { id_or_name: id }))
+            .await
+            .is_ok();
+        if swarm_owned {
+            return Err(refused.into());
+        }
+        return Ok(passthrough::send(&api.own_socket, Method::POST, &path, body).await);
+    }
+    let asked = api
+        .ctl
+        .connect_network(Request::new(pb::NetworkConnectRequest {
+            node_id: String::new(),
+            network: id,
+            container: connect.container,
+            aliases: connect.endpoint_config.aliases,
+        }))
+        .await;
+    match asked {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(s) if dockerds_to_answer(&s) => {
+            Ok(passthrough::send(&api.own_socket, Method::POST, &path, body).await)
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+async fn network_disconnect(
+    State(api): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let path = format!("/networks/{id}/disconnect");
+    let disconnect = parse::<spec::NetworkConnect>(&body)?;
+    let asked = api
+        .ctl
+        .disconnect_network(Request::new(pb::NetworkConnectRequest {
+            node_id: String::new(),
+            network: id,
+            container: disconnect.container,
+            aliases: vec![],
+        }))
+        .await;
+    match asked {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(s) if dockerds_to_answer(&s) => {
+            Ok(passthrough::send(&api.own_socket, Method::POST, &path, body).await)
+        }
+        Err(s) => Err(s.into()),
     }
 }
 

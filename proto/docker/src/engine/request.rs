@@ -573,6 +573,42 @@ impl ServiceSpec {
     }
 }
 
+/// POST /networks/{id}/connect and /disconnect: a container and, to connect, its
+/// endpoint's settings.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkConnect {
+    pub container: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub endpoint_config: EndpointSettings,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    #[serde(default, deserialize_with = "null_default")]
+    pub aliases: Vec<String>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Unsupported,
+    links: Unsupported,
+    driver_opts: Unsupported,
+    #[serde(rename = "MacAddress")]
+    mac_address: Unsupported,
+}
+
+impl EndpointSettings {
+    /// What a swarm network cannot give an attached container (a static address, links,
+    /// driver options, a MAC), refused by name; a local network of dockerd's may.
+    pub fn swarm_refusal(&self) -> Result<()> {
+        refuse_set(&[
+            ("EndpointConfig.IPAMConfig", &self.ipam_config),
+            ("EndpointConfig.Links", &self.links),
+            ("EndpointConfig.DriverOpts", &self.driver_opts),
+            ("EndpointConfig.MacAddress", &self.mac_address),
+        ])
+    }
+}
+
 /// POST /networks/create.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
