@@ -12,7 +12,8 @@ fi
 
 PACKAGES=(iproute2 nftables docker.io busybox-static dnsutils protobuf-compiler bpftool
           tcpdump curl ca-certificates procps dnsmasq-base dnsperf wrk
-          golang-github-docker-docker-dev)  # moby's swagger.yaml, for tests/conformance.rs
+          golang-github-docker-docker-dev   # moby's swagger.yaml, for tests/conformance.rs
+          python3-docker)                   # Docker's Python SDK, for tests/sdk/docker_py.py
 # bpf-linker links against LLVM 22, the LLVM of the nightly toolchain.
 LLVM_PACKAGE=llvm-22-dev
 missing=()

@@ -568,6 +568,16 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
 #[test]
 fn other_clients_are_decoded_and_answered_as_dockerd_does() {
     let lab = Lab::up("eng-sdk", 87, 2, 1, "1s");
+    // Docker's Python SDK, as a script for a Swarm node would use it (tests/sdk/).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/docker_py.py");
+    let out = common::shoal(&[
+        "lab", "exec", "--name", &lab.name, "manager1", "--", "python3", script, "2",
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("docker-py: ok"),
+        "{}",
+        text(&out)
+    );
     // Field names in any case; a field the API lacks is ignored, as dockerd ignores it.
     let body = r#"{"name": "sdk", "labels": {"Tier": "front"},
         "taskTemplate": {"containerSpec": {"image": "shoal/demo-web",
