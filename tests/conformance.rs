@@ -30,10 +30,11 @@ const SPEC_ERRATA: [&str; 5] = [
 /// that brought them, from moby's API changelog (docs/api/version-history.md): dockerd
 /// writes them to clients of any version; requests from older clients drop them
 /// (request.rs, `for_version`).
-const NEWER_FIELDS: [(&str, &str); 3] = [
+const NEWER_FIELDS: [(&str, &str); 4] = [
     (".ContainerSpec.Privileges.Seccomp", "1.44"),
     (".ContainerSpec.Privileges.AppArmor", "1.44"),
     (".ContainerSpec.Privileges.NoNewPrivileges", "1.44"),
+    (".ContainerSpec.OomScoreAdj", "1.46"),
 ];
 
 /// The API description, with `$ref`s looked up in its definitions.
@@ -187,7 +188,9 @@ fn every_swarm_answer_has_only_fields_the_engine_api_has_with_their_types() {
                 "Hosts": ["10.0.0.1 db"], "Groups": ["1234"],
                 "DNSConfig": {"Nameservers": ["192.0.2.1"], "Search": ["example.org"], "Options": ["timeout:1"]},
                 "Privileges": {"SELinuxContext": {"User": "system_u"}, "Seccomp": {"Mode": "unconfined"},
-                               "AppArmor": {"Mode": "disabled"}, "NoNewPrivileges": true}},
+                               "AppArmor": {"Mode": "disabled"}, "NoNewPrivileges": true},
+                "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "OomScoreAdj": 100},
+              "Resources": {"Limits": {"Pids": 100}},
               "LogDriver": {"Name": "json-file", "Options": {"max-size": "1m"}},
               "Placement": {"Platforms": [{"Architecture": "amd64", "OS": "linux"}]}}}"#,
     );

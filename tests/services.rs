@@ -919,6 +919,12 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
             "json-file",
             "--log-opt",
             "max-size=1m",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--limit-pids",
+            "200",
+            "--oom-score-adj",
+            "100",
             "-e",
             "WWW=/scratch",
             "shoal/demo-web",
@@ -939,6 +945,12 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
     assert_eq!(host["DnsOptions"], serde_json::json!(["timeout:2"]));
     assert_eq!(host["LogConfig"]["Type"], "json-file");
     assert_eq!(host["LogConfig"]["Config"]["max-size"], "1m");
+    assert_eq!(
+        host["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(host["PidsLimit"], 200);
+    assert_eq!(host["OomScoreAdj"], 100);
     let mounts = info["Mounts"].as_array().unwrap().clone();
     let named = mounts
         .iter()
@@ -962,6 +974,11 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
     assert_eq!(
         docker(&["exec", &c, "cat", "/proc/1/comm"]).trim(),
         "docker-init"
+    );
+    // The limits hold inside: the open-files limit, as `ulimit -n` reads it.
+    assert_eq!(
+        docker(&["exec", &c, "sh", "-c", "ulimit -n"]).trim(),
+        "1024"
     );
     let write = std::process::Command::new("docker")
         .args(["exec", &c, "touch", "/not-here"])

@@ -150,6 +150,14 @@ impl TaskSpec {
             ),
             ("Groups", !c.groups.is_empty()),
             ("Privileges", c.privileges.is_some()),
+            ("Ulimits", !c.ulimits.is_empty()),
+            ("OomScoreAdj", c.oom_score_adj != 0),
+            (
+                "Resources.Limits.Pids",
+                self.resources
+                    .and_then(|r| r.limits)
+                    .is_some_and(|l| l.pids > 0),
+            ),
             ("LogDriver", self.log_driver.is_some()),
         ]
         .into_iter()

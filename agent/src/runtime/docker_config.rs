@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use bollard::models::{
     HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountTmpfsOptions, MountType,
-    MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
 use shoal_proto::{MountType as Kind, Task};
 
@@ -96,6 +96,18 @@ pub fn host_config(task: &Task) -> HostConfig {
         dns_options: some_vec(&options),
         memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
         nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
+        pids_limit: (limits.pids > 0).then_some(limits.pids),
+        ulimits: (!c.ulimits.is_empty()).then(|| {
+            c.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
+        }),
+        oom_score_adj: (c.oom_score_adj != 0).then_some(c.oom_score_adj),
         mounts: (!c.mounts.is_empty()).then(|| c.mounts.iter().map(mount).collect()),
         cap_add: some_vec(&c.capability_add),
         cap_drop: some_vec(&c.capability_drop),

@@ -19,6 +19,9 @@ use shoal_docker::flags::{self, CreateLists, SpecFlags, key_value, parse_port, p
 use shoal_docker::tables::{ps_table, services_table};
 use shoal_node::client::{Target, daemon_error};
 
+// Parsed once per run, so the flags' size does not matter (the whole command is boxed
+// in main).
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ServiceCommand {
     /// Create a new service

@@ -212,8 +212,52 @@ fn container(c: &ContainerSpec) -> Result<(), String> {
     if let Some(p) = &c.privileges {
         privileges(p)?;
     }
+    let mut seen = HashSet::new();
+    for u in &c.ulimits {
+        if !ULIMITS.contains(&u.name.as_str()) {
+            return Err(format!(
+                "unknown ulimit {:?}: use one of {}",
+                u.name,
+                ULIMITS.join(", ")
+            ));
+        }
+        if !seen.insert(u.name.as_str()) {
+            return Err(format!("ulimit {} is given twice", u.name));
+        }
+        if u.soft < -1 || u.hard < -1 || (u.hard >= 0 && (u.soft > u.hard || u.soft < 0)) {
+            return Err(format!(
+                "invalid ulimit {}={}:{}: the soft limit cannot be above the hard one (-1: unlimited)",
+                u.name, u.soft, u.hard
+            ));
+        }
+    }
+    if !(-1000..=1000).contains(&c.oom_score_adj) {
+        return Err(format!(
+            "invalid OOM score adjustment {}: give -1000 to 1000",
+            c.oom_score_adj
+        ));
+    }
     Ok(())
 }
+
+/// setrlimit's resources, as docker names them.
+const ULIMITS: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
 
 fn privileges(p: &shoal_proto::Privileges) -> Result<(), String> {
     match (p.seccomp_mode.as_str(), p.seccomp_profile.is_empty()) {
@@ -247,6 +291,14 @@ fn privileges(p: &shoal_proto::Privileges) -> Result<(), String> {
 
 pub fn validate(task: &TaskSpec) -> Result<(), String> {
     container(&task.container.clone().unwrap_or_default())?;
+    if let Some(limits) = task.resources.and_then(|r| r.limits)
+        && limits.pids < 0
+    {
+        return Err(format!(
+            "invalid pids limit {}: give 0 (unlimited) or more",
+            limits.pids
+        ));
+    }
     if let Some(d) = &task.log_driver {
         no_space("log driver", &d.name)?;
         if d.options.keys().any(String::is_empty) {
@@ -371,6 +423,28 @@ mod tests {
                     ..Default::default()
                 },
                 "only namespaced sysctls",
+            ),
+            (
+                ContainerSpec {
+                    ulimits: vec![shoal_proto::Ulimit {
+                        name: "nofile".into(),
+                        soft: 4096,
+                        hard: 1024,
+                    }],
+                    ..Default::default()
+                },
+                "soft limit cannot be above the hard one",
+            ),
+            (
+                ContainerSpec {
+                    ulimits: vec![shoal_proto::Ulimit {
+                        name: "files".into(),
+                        soft: 1,
+                        hard: 1,
+                    }],
+                    ..Default::default()
+                },
+                "unknown ulimit \"files\"",
             ),
             (
                 ContainerSpec {

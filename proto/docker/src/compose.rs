@@ -15,7 +15,9 @@ use serde_norway::Value;
 use shoal_proto as pb;
 use shoal_proto::service_spec::Mode;
 
-use crate::compose_container::{ContainerKeys, Hosts, Logging, OneOrMany, VolumeDecl, Volumes};
+use crate::compose_container::{
+    ContainerKeys, Hosts, Logging, OneOrMany, UlimitValue, VolumeDecl, Volumes,
+};
 use crate::flags::{parse_bytes, parse_cpus, parse_port};
 
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
@@ -106,6 +108,8 @@ struct Service {
     #[serde(default)]
     stdin_open: bool,
     sysctls: Option<Pairs>,
+    #[serde(default)]
+    ulimits: BTreeMap<String, UlimitValue>,
     // shoal cannot honour these
     secrets: Refused,
     configs: Refused,
@@ -113,7 +117,6 @@ struct Service {
     devices: Refused,
     privileged: Refused,
     tmpfs: Refused,
-    ulimits: Refused,
     network_mode: Refused,
     pid: Refused,
     ipc: Refused,
@@ -727,7 +730,6 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
                 ("devices", &svc.devices),
                 ("privileged", &svc.privileged),
                 ("tmpfs", &svc.tmpfs),
-                ("ulimits", &svc.ulimits),
                 ("network_mode", &svc.network_mode),
                 ("pid", &svc.pid),
                 ("ipc", &svc.ipc),
@@ -840,6 +842,7 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
             tty: svc.tty,
             stdin_open: svc.stdin_open,
             sysctls: pairs(svc.sysctls, &format!("{path}.sysctls"))?,
+            ulimits: svc.ulimits,
         };
         let log_driver = keys.apply(&path, &volumes, &mut container)?;
         let d = svc.deploy.unwrap_or_default();
@@ -946,7 +949,8 @@ fn resources(path: &str, r: DeployResources) -> Result<pb::ResourceRequirements>
         refuse(
             &p,
             &[
-                ("pids", &a.pids),
+                // Reservations have no pids: only limits do.
+                ("pids", if what == "limits" { &None } else { &a.pids }),
                 ("devices", &a.devices),
                 ("generic_resources", &a.generic_resources),
             ],
@@ -967,9 +971,17 @@ fn resources(path: &str, r: DeployResources) -> Result<pb::ResourceRequirements>
             parse_bytes,
             "a size such as 50M",
         )?;
+        let pids = match &a.pids {
+            None => 0,
+            Some(v) => scalar(v)
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| invalid!("{p}.pids: give a whole number of processes"))?,
+        };
         Ok(Some(pb::ResourceValues {
             nano_cpus: cpus.unwrap_or(0),
             memory_bytes: memory.unwrap_or(0),
+            pids,
         }))
     };
     Ok(pb::ResourceRequirements {

@@ -95,6 +95,14 @@ pub(crate) struct VolumeDecl {
     labels: BTreeMap<String, String>,
 }
 
+/// `nofile: 1024` (soft and hard) or `nofile: {soft: 1024, hard: 2048}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum UlimitValue {
+    Both(i64),
+    Pair { soft: i64, hard: i64 },
+}
+
 /// A service's engine keys, moved out of the service as read.
 pub(crate) struct ContainerKeys {
     pub volumes: Vec<Value>,
@@ -110,6 +118,7 @@ pub(crate) struct ContainerKeys {
     pub tty: bool,
     pub stdin_open: bool,
     pub sysctls: BTreeMap<String, String>,
+    pub ulimits: BTreeMap<String, UlimitValue>,
 }
 
 const PROPAGATIONS: &[&str] = &[
@@ -334,6 +343,17 @@ impl ContainerKeys {
         c.tty = self.tty;
         c.open_stdin = self.stdin_open;
         c.sysctls = self.sysctls.into_iter().collect();
+        c.ulimits = self
+            .ulimits
+            .into_iter()
+            .map(|(name, v)| {
+                let (soft, hard) = match v {
+                    UlimitValue::Both(n) => (n, n),
+                    UlimitValue::Pair { soft, hard } => (soft, hard),
+                };
+                pb::Ulimit { name, soft, hard }
+            })
+            .collect();
         Ok(match self.logging {
             None => None,
             Some(l) => Some(pb::Driver {

@@ -228,8 +228,8 @@ fn what_shoal_cannot_honour_is_refused_by_name() {
             "unknown field `colour`",
         ),
         (
-            "services:\n  web:\n    image: x\n    deploy:\n      resources:\n        limits:\n          pids: 10\n",
-            "services.web.deploy.resources.limits.pids is not supported",
+            "services:\n  web:\n    image: x\n    deploy:\n      resources:\n        reservations:\n          pids: 10\n",
+            "services.web.deploy.resources.reservations.pids is not supported",
         ),
         (
             "services:\n  web:\n    image: x\nsecrets:\n  s:\n    file: ./s\n",
@@ -300,6 +300,12 @@ services:
     read_only: true
     tty: true
     sysctls: {net.core.somaxconn: 1024}
+    ulimits:
+      nproc: 512
+      nofile: {soft: 1024, hard: 2048}
+    deploy:
+      resources:
+        limits: {pids: 100}
     extra_hosts: ["db:10.0.0.5"]
     dns: 192.0.2.1
     dns_search: [example.org]
@@ -357,6 +363,13 @@ volumes:
         )
     );
     assert_eq!(task.log_driver.unwrap().name, "json-file");
+    let ulimits: Vec<_> = c
+        .ulimits
+        .iter()
+        .map(|u| (u.name.as_str(), u.soft, u.hard))
+        .collect();
+    assert_eq!(ulimits, [("nofile", 1024, 2048), ("nproc", 512, 512)]);
+    assert_eq!(task.resources.unwrap().limits.unwrap().pids, 100);
 
     for (bad, why) in [
         (

@@ -5,7 +5,7 @@
 use shoal_proto::docker_names::DockerName;
 use shoal_proto::{
     BindOptions, ContainerSpec, DnsConfig, Driver, Mount, MountType, ServiceSpec, TaskSpec,
-    TmpfsOptions, VolumeOptions,
+    TmpfsOptions, Ulimit, VolumeOptions,
 };
 
 use crate::error::Result;
@@ -36,6 +36,12 @@ pub struct ContainerFlags {
     /// Logging driver options (key=value)
     #[arg(long = "log-opt")]
     pub log_opt: Vec<String>,
+    /// Tune the host's OOM preferences for the tasks (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_negative_numbers = true)]
+    pub oom_score_adj: Option<i64>,
+    /// Limit the tasks' processes (0 = unlimited)
+    #[arg(long = "limit-pids")]
+    pub limit_pids: Option<i64>,
 }
 
 /// `create`'s lists.
@@ -62,6 +68,9 @@ pub struct ContainerLists {
     /// Set one or more supplementary user groups for the container
     #[arg(long = "group")]
     pub group: Vec<String>,
+    /// Ulimit options: NAME=SOFT[:HARD], e.g. nofile=1024:2048
+    #[arg(long = "ulimit")]
+    pub ulimit: Vec<String>,
 }
 
 /// `update`'s edits of the same lists.
@@ -100,6 +109,12 @@ pub struct ContainerEdits {
     pub group_add: Vec<String>,
     #[arg(long = "group-rm")]
     pub group_rm: Vec<String>,
+    /// Add or update a ulimit (NAME=SOFT[:HARD])
+    #[arg(long = "ulimit-add")]
+    pub ulimit_add: Vec<String>,
+    /// Remove a ulimit by its name
+    #[arg(long = "ulimit-rm")]
+    pub ulimit_rm: Vec<String>,
 }
 
 fn bool_value(flag: &str, key: &str, v: Option<&str>) -> Result<bool> {
@@ -202,6 +217,18 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
     Ok(m)
 }
 
+/// `--ulimit nofile=1024:2048` (or `nofile=1024`, soft and hard alike), as docker reads it.
+pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
+    let bad = || invalid!("invalid ulimit {s:?}: use NAME=SOFT[:HARD], e.g. nofile=1024:2048");
+    let (name, values) = s.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+    Ok(Ulimit {
+        name: name.trim().to_string(),
+        soft: soft.trim().parse().map_err(|_| bad())?,
+        hard: hard.trim().parse().map_err(|_| bad())?,
+    })
+}
+
 fn container(spec: &mut ServiceSpec) -> &mut ContainerSpec {
     spec.task
         .get_or_insert_with(TaskSpec::default)
@@ -264,6 +291,18 @@ impl ContainerFlags {
         if let Some(t) = self.tty {
             c.tty = t;
         }
+        if let Some(n) = self.oom_score_adj {
+            c.oom_score_adj = n;
+        }
+        if let Some(n) = self.limit_pids {
+            spec.task
+                .get_or_insert_with(TaskSpec::default)
+                .resources
+                .get_or_insert_default()
+                .limits
+                .get_or_insert_default()
+                .pids = n;
+        }
         Ok(())
     }
 }
@@ -299,8 +338,14 @@ impl ContainerLists {
             .iter()
             .map(|kv| key_value(kv, "sysctl"))
             .collect::<Result<Vec<_>>>()?;
+        let ulimits = self
+            .ulimit
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<Result<Vec<_>>>()?;
         let c = container(spec);
         c.mounts.extend(mounts);
+        c.ulimits.extend(ulimits);
         c.hosts.extend(hosts);
         c.sysctls.extend(sysctls);
         c.groups.extend(self.group.iter().cloned());
@@ -330,7 +375,16 @@ impl ContainerEdits {
             .iter()
             .map(|kv| key_value(kv, "sysctl"))
             .collect::<Result<Vec<_>>>()?;
+        let ulimits = self
+            .ulimit_add
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<Result<Vec<_>>>()?;
         let c = container(spec);
+        c.ulimits.retain(|u| {
+            !self.ulimit_rm.contains(&u.name) && !ulimits.iter().any(|a| a.name == u.name)
+        });
+        c.ulimits.extend(ulimits);
         let path = |t: &str| t.trim_end_matches('/').to_string();
         c.mounts.retain(|m| {
             let t = path(&m.target);
@@ -445,6 +499,23 @@ mod tests {
         assert!(c.dns_config.is_none(), "an emptied DNS config is dropped");
         assert_eq!(c.init, Some(true));
         assert!(c.capability_add.is_empty() && c.capability_drop.is_empty());
+    }
+
+    #[test]
+    fn ulimits_parse_as_docker_reads_them() {
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.name.as_str(), u.soft, u.hard), ("nofile", 1024, 2048));
+        let u = parse_ulimit("nproc=512").unwrap();
+        assert_eq!((u.soft, u.hard), (512, 512));
+        for bad in ["nofile", "nofile=lots", "nofile=1:x"] {
+            assert!(
+                parse_ulimit(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("NAME=SOFT"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -290,3 +290,25 @@ impl Privileges {
         Ok((!nothing).then_some(p))
     }
 }
+
+/// One resource limit of the container's processes (setrlimit).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    #[serde(default, deserialize_with = "null_default")]
+    name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    soft: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    hard: i64,
+}
+
+impl Ulimit {
+    pub fn into_proto(self) -> pb::Ulimit {
+        pb::Ulimit {
+            name: self.name,
+            soft: self.soft,
+            hard: self.hard,
+        }
+    }
+}

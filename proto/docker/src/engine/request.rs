@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | a field the Engine API does not have (a typo, a newer API's field) | ignored, as dockerd ignores it |
 //! | a field shoal implements | honoured |
-//! | a field the API has and shoal lacks (Secrets, Configs, CredentialSpec, Ulimits, Pids, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
+//! | a field the API has and shoal lacks (Secrets, Configs, CredentialSpec, GenericResources, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
 //! | `Mode.ReplicatedJob`, `Mode.GlobalJob` | refused whenever present (even `{}`, which asks for a job) |
 //! | `CheckDuplicate` (network create) | read and ignored: a duplicate name is always refused |
 //!
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_proto as pb;
 
-use super::engine_settings::{DnsConfig, Driver, Mount, Platform, Privileges};
+use super::engine_settings::{DnsConfig, Driver, Mount, Platform, Privileges, Ulimit};
 use super::go_json::GoJson;
 use crate::error::{Invalid, Result};
 use crate::flags::one_of;
@@ -163,8 +163,10 @@ pub struct ContainerSpec {
     pub capability_add: Vec<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub capability_drop: Vec<String>,
-    ulimits: Unsupported,
-    oom_score_adj: Unsupported,
+    #[serde(default, deserialize_with = "null_default")]
+    pub ulimits: Vec<Ulimit>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub oom_score_adj: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -199,7 +201,9 @@ pub struct Limit {
     pub nano_cpus: i64,
     #[serde(default, deserialize_with = "null_default")]
     pub memory_bytes: i64,
-    pids: Unsupported,
+    /// Limits only (the API's Reservations have none).
+    #[serde(default, deserialize_with = "null_default")]
+    pub pids: i64,
     generic_resources: Unsupported,
 }
 
@@ -341,7 +345,7 @@ impl ServiceSpec {
             if v < (1, 41) {
                 c.capability_add.clear();
                 c.capability_drop.clear();
-                c.ulimits = None;
+                c.ulimits.clear();
             }
             if v < (1, 44) {
                 if let Some(p) = c.privileges.as_mut() {
@@ -352,7 +356,7 @@ impl ServiceSpec {
                 }
             }
             if v < (1, 46) {
-                c.oom_score_adj = None;
+                c.oom_score_adj = 0;
                 c.mounts.iter_mut().for_each(Mount::before_1_46);
             }
         }
@@ -363,7 +367,7 @@ impl ServiceSpec {
         }
         if v < (1, 41) {
             if let Some(l) = t.resources.as_mut().and_then(|r| r.limits.as_mut()) {
-                l.pids = None;
+                l.pids = 0;
             }
             if let Some(m) = self.mode.as_mut() {
                 m.replicated_job = None;
@@ -393,8 +397,6 @@ impl ServiceSpec {
             ("ContainerSpec.Secrets", &c.secrets),
             ("ContainerSpec.Configs", &c.configs),
             ("ContainerSpec.Isolation", &c.isolation),
-            ("ContainerSpec.Ulimits", &c.ulimits),
-            ("ContainerSpec.OomScoreAdj", &c.oom_score_adj),
         ])?;
         let healthcheck = match c.healthcheck {
             Some(h) => {
@@ -441,20 +443,20 @@ impl ServiceSpec {
                 .map(Privileges::into_proto)
                 .transpose()?
                 .flatten(),
+            ulimits: c.ulimits.into_iter().map(Ulimit::into_proto).collect(),
+            oom_score_adj: c.oom_score_adj,
         };
         let res = t.resources.unwrap_or_default();
         let limit = |field: &str, l: Option<Limit>| -> Result<Option<pb::ResourceValues>> {
             let Some(l) = l else { return Ok(None) };
-            refuse_set(&[
-                (&format!("TaskTemplate.Resources.{field}.Pids"), &l.pids),
-                (
-                    &format!("TaskTemplate.Resources.{field}.GenericResources"),
-                    &l.generic_resources,
-                ),
-            ])?;
+            refuse_set(&[(
+                &format!("TaskTemplate.Resources.{field}.GenericResources"),
+                &l.generic_resources,
+            )])?;
             Ok(Some(pb::ResourceValues {
                 nano_cpus: l.nano_cpus,
                 memory_bytes: l.memory_bytes,
+                pids: if field == "Limits" { l.pids } else { 0 },
             }))
         };
         let restart = t.restart_policy.unwrap_or_default();
@@ -879,7 +881,9 @@ mod tests {
             "DNSConfig":{"Nameservers":["192.0.2.1"],"Search":["example.org"],"Options":["timeout:1"]},
             "Privileges":{"CredentialSpec":null,"SELinuxContext":{"User":"system_u"},
                 "Seccomp":{"Mode":"custom","Profile":"eyJkZWZhdWx0QWN0aW9uIjoiU0NNUF9BQ1RfQUxMT1cifQ=="},
-                "AppArmor":{"Mode":"disabled"},"NoNewPrivileges":true}},
+                "AppArmor":{"Mode":"disabled"},"NoNewPrivileges":true},
+            "Ulimits":[{"Name":"nofile","Soft":1024,"Hard":2048}],"OomScoreAdj":100},
+            "Resources":{"Limits":{"Pids":50}},
             "LogDriver":{"Name":"json-file","Options":{"max-size":"1m"}},
             "Placement":{"Platforms":[{"Architecture":"amd64","OS":"linux"}]}}}"#;
         let spec = parse::<ServiceSpec>(body).unwrap().into_proto().unwrap();
@@ -906,6 +910,20 @@ mod tests {
         assert_eq!(c.hosts, ["10.0.0.1 db"]);
         assert_eq!(c.groups, ["audio"]);
         assert_eq!(c.dns_config.unwrap().options, ["timeout:1"]);
+        assert_eq!(
+            (c.ulimits[0].soft, c.ulimits[0].hard, c.oom_score_adj),
+            (1024, 2048, 100)
+        );
+        assert_eq!(task.resources.unwrap().limits.unwrap().pids, 50);
+        // Reservations have no Pids in the API: one sent there means nothing.
+        let reserved = parse::<ServiceSpec>(
+            br#"{"Name":"r","TaskTemplate":{"Resources":{"Reservations":{"Pids":7}}}}"#,
+        )
+        .unwrap()
+        .into_proto()
+        .unwrap();
+        let reservations = reserved.task.unwrap().resources.unwrap().reservations;
+        assert_eq!(reservations.unwrap().pids, 0);
         assert_eq!(task.log_driver.clone().unwrap().options["max-size"], "1m");
         assert_eq!(task.placement.clone().unwrap().platforms[0].os, "linux");
         assert_eq!(
@@ -933,6 +951,9 @@ mod tests {
                 "DNSConfig",
                 "Groups",
                 "Privileges",
+                "Ulimits",
+                "OomScoreAdj",
+                "Resources.Limits.Pids",
                 "LogDriver"
             ]
         );

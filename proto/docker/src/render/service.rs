@@ -89,7 +89,7 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
         })
     });
     let values = |v: Option<shoal_proto::ResourceValues>| {
-        v.map(|v| json!({"NanoCPUs": v.nano_cpus, "MemoryBytes": v.memory_bytes}))
+        v.map(|v| json!({"NanoCPUs": v.nano_cpus, "MemoryBytes": v.memory_bytes, "Pids": v.pids}))
     };
     let doc = json!({
         "ContainerSpec": {
@@ -119,6 +119,8 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
             })),
             "Groups": c.groups,
             "Privileges": c.privileges.as_ref().map(privileges_json),
+            "Ulimits": c.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+            "OomScoreAdj": c.oom_score_adj,
         },
         "Resources": {
             "Limits": values(res.limits),
