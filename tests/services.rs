@@ -770,7 +770,7 @@ fn service_logs_show_every_tasks_output() {
             .and_then(|(t, _)| shoal_proto::time::parse_rfc3339(t))
             .unwrap_or_else(|| panic!("no time leads {line:?}"))
     };
-    let now = || shoal_agent::runtime::stamp::now();
+    let now = shoal_proto::now_nanos;
     let stamped = lab.ok(
         "manager1",
         &["service", "logs", "-t", "--tail", "2", "talk"],
@@ -1112,7 +1112,7 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
     let (time, rest) = logs.trim().split_once(' ').unwrap();
     let written = shoal_proto::time::parse_rfc3339(time).unwrap_or_else(|| panic!("{logs}"));
     assert!(
-        shoal_agent::runtime::stamp::now() - written < 60_000_000_000,
+        shoal_proto::now_nanos() - written < 60_000_000_000,
         "{logs}"
     );
     assert!(

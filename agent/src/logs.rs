@@ -99,11 +99,7 @@ fn since_start(text: &str, since: i64) -> usize {
     }
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
-        let time = line
-            .split_once(' ')
-            .and_then(|(t, _)| shoal_proto::time::parse_rfc3339(t))
-            .unwrap_or(0);
-        if time >= since {
+        if shoal_proto::time::split_time(line.as_bytes()).0 >= since {
             return offset;
         }
         offset += line.len();

@@ -112,7 +112,7 @@ fn stamp_log(file: &std::path::Path) -> std::process::ExitCode {
         .create(true)
         .append(true)
         .open(file);
-    match out.and_then(|f| stamp::stamp_lines(std::io::stdin().lock(), f, stamp::now)) {
+    match out.and_then(|f| stamp::stamp_lines(std::io::stdin().lock(), f, shoal_proto::now_nanos)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(_) => std::process::ExitCode::FAILURE,
     }

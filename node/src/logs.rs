@@ -14,21 +14,6 @@ use tonic::Status;
 /// How long a non-following request waits for slow nodes.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A line as the nodes send it: its RFC 3339 time, a space, the output; a line without
-/// a time (written before times were kept) is all output.
-fn split_time(line: &[u8]) -> (i64, &[u8]) {
-    let Some(space) = line.iter().position(|b| *b == b' ') else {
-        return (0, line);
-    };
-    match std::str::from_utf8(&line[..space])
-        .ok()
-        .and_then(shoal_proto::time::parse_rfc3339)
-    {
-        Some(t) => (t, &line[space + 1..]),
-        None => (0, line),
-    }
-}
-
 pub async fn relay(
     m: Arc<Manager>,
     listed: ListTasksResponse,
@@ -108,7 +93,7 @@ pub async fn relay(
         }
         let (task_name, node) = names.get(&chunk.task_id).cloned().unwrap_or_default();
         for data in lines {
-            let (time, data) = split_time(&data);
+            let (time, data) = shoal_proto::time::split_time(&data);
             let line = LogLine {
                 task_id: chunk.task_id.clone(),
                 task_name: task_name.clone(),
@@ -123,24 +108,5 @@ pub async fn relay(
         if chunk.done {
             done += 1;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_time;
-
-    #[test]
-    fn lines_lose_their_time_to_the_field() {
-        assert_eq!(
-            split_time(b"2023-11-14T22:13:20.5Z hello world"),
-            (1_700_000_000_500_000_000, &b"hello world"[..])
-        );
-        assert_eq!(split_time(b"hello world"), (0, &b"hello world"[..]));
-        assert_eq!(
-            split_time(b"2023-11-14T22:13:20Z "),
-            (1_700_000_000_000_000_000, &b""[..])
-        );
-        assert_eq!(split_time(b""), (0, &b""[..]));
     }
 }

@@ -127,12 +127,25 @@ fn name_in(annotations: Option<&Annotations>) -> &str {
     annotations.map_or("", |a| a.name.as_str())
 }
 
+impl crate::DnsConfig {
+    /// Nothing set: the engine's defaults.
+    pub fn is_empty(&self) -> bool {
+        self.nameservers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+}
+
+impl crate::BindOptions {
+    /// The mount propagations docker knows (empty: rprivate).
+    pub const PROPAGATIONS: &'static [&'static str] = &[
+        "private", "rprivate", "shared", "rshared", "slave", "rslave",
+    ];
+}
+
 impl TaskSpec {
     /// The settings only a container engine can give a task, by their Engine API names:
     /// what a runtime without one must refuse rather than ignore.
     pub fn engine_settings(&self) -> Vec<&'static str> {
         let c = self.container.clone().unwrap_or_default();
-        let dns = c.dns_config.unwrap_or_default();
         [
             ("Mounts", !c.mounts.is_empty()),
             ("CapabilityAdd", !c.capability_add.is_empty()),
@@ -144,10 +157,7 @@ impl TaskSpec {
             ("TTY", c.tty),
             ("OpenStdin", c.open_stdin),
             ("Hosts", !c.hosts.is_empty()),
-            (
-                "DNSConfig",
-                !(dns.nameservers.is_empty() && dns.search.is_empty() && dns.options.is_empty()),
-            ),
+            ("DNSConfig", !c.dns_config.unwrap_or_default().is_empty()),
             ("Groups", !c.groups.is_empty()),
             ("Privileges", c.privileges.is_some()),
             ("Ulimits", !c.ulimits.is_empty()),

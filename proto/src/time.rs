@@ -74,9 +74,67 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1_000_000_000 + frac)
 }
 
+/// Seconds since the epoch as docker sends them (`1700000000` or `1700000000.5`), as
+/// unix nanoseconds, exactly; None if it is not one.
+pub fn parse_epoch_seconds(t: &str) -> Option<i64> {
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let frac: i64 = if frac.is_empty() {
+        0
+    } else if frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{frac:0<9}").parse().ok()?
+    } else {
+        return None;
+    };
+    Some(secs * 1_000_000_000 + frac)
+}
+
+/// A log line as runtimes keep it: its RFC 3339 time, a space, the output; a line
+/// without a time (written before times were kept) is all output, at time 0.
+pub fn split_time(line: &[u8]) -> (i64, &[u8]) {
+    let Some(space) = line.iter().position(|b| *b == b' ') else {
+        return (0, line);
+    };
+    match std::str::from_utf8(&line[..space])
+        .ok()
+        .and_then(parse_rfc3339)
+    {
+        Some(t) => (t, &line[space + 1..]),
+        None => (0, line),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_lose_their_time_to_the_field() {
+        assert_eq!(
+            split_time(b"2023-11-14T22:13:20.5Z hello world"),
+            (1_700_000_000_500_000_000, &b"hello world"[..])
+        );
+        assert_eq!(split_time(b"hello world"), (0, &b"hello world"[..]));
+        assert_eq!(
+            split_time(b"2023-11-14T22:13:20Z "),
+            (1_700_000_000_000_000_000, &b""[..])
+        );
+        assert_eq!(split_time(b""), (0, &b""[..]));
+    }
+
+    #[test]
+    fn epoch_seconds_are_read_exactly() {
+        assert_eq!(
+            parse_epoch_seconds("1700000000"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_epoch_seconds("1700000000.000000007"),
+            Some(1_700_000_000_000_000_007)
+        );
+        assert_eq!(parse_epoch_seconds("yesterday"), None);
+        assert_eq!(parse_epoch_seconds("1.x"), None);
+    }
 
     #[test]
     fn times_go_there_and_back() {

@@ -116,14 +116,17 @@ fn host_rules(ports: &[HostPort]) -> String {
 
 impl NftEngine {
     /// Writes `script` in `netns` unless the same was written there recently.
-    fn apply(&self, key: &str, netns: Option<&Path>, script: String) -> Result<(), LbError> {
-        let fresh = self
-            .applied
+    /// Whether `script` was written at `key` recently.
+    fn fresh(&self, key: &str, script: &str) -> bool {
+        self.applied
             .lock()
             .expect("not poisoned")
             .get(key)
-            .is_some_and(|(s, at)| *s == script && at.elapsed() < REASSERT_EVERY);
-        if fresh {
+            .is_some_and(|(s, at)| *s == script && at.elapsed() < REASSERT_EVERY)
+    }
+
+    fn apply(&self, key: &str, netns: Option<&Path>, script: String) -> Result<(), LbError> {
+        if self.fresh(key, &script) {
             return Ok(());
         }
         nft::apply(netns, &script).map_err(LbError::Nft)?;
@@ -156,18 +159,21 @@ impl Engine for NftEngine {
     }
 
     fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), LbError> {
-        // The node's own clients may ask localhost: their 127/8 source leaves through the
-        // leg (masqueraded there) and the replies come back to it, which the kernel allows
-        // on a device with route_localnet only. The leg leads only to the ingress sandbox.
-        let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", leg.ifname);
-        std::fs::write(&knob, "1").map_err(super::kernel(format!(
-            "setting {knob} for the mesh's local clients"
-        )))?;
         let script = if mesh.is_empty() {
             nft::remove_table("ip", TABLE)
         } else {
             nft::replace_table("ip", TABLE, &node_rules(mesh, &leg.ifname))
         };
+        if !self.fresh(NODE_SITE, &script) {
+            // The node's own clients may ask localhost: their 127/8 source leaves through
+            // the leg (masqueraded there) and the replies come back to it, which the kernel
+            // allows on a device with route_localnet only. The leg leads only to the
+            // ingress sandbox. Asserted with the rules, as often.
+            let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", leg.ifname);
+            std::fs::write(&knob, "1").map_err(super::kernel(format!(
+                "setting {knob} for the mesh's local clients"
+            )))?;
+        }
         self.apply(NODE_SITE, None, script)
     }
 

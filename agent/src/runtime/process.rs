@@ -21,6 +21,8 @@ pub struct ProcessRuntime {
     /// The command that stamps output lines into a file named after it (stamp.rs);
     /// without one, output is written as it comes, with no times.
     log_stamper: Option<Vec<std::ffi::OsString>>,
+    /// Stampers started here, reaped once they have ended (at their task's EOF).
+    stampers: Mutex<Vec<Child>>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -60,6 +62,7 @@ impl ProcessRuntime {
             netns_prefix: netns_prefix.to_string(),
             children: Mutex::new(HashMap::new()),
             log_stamper: None,
+            stampers: Mutex::default(),
         }
     }
 
@@ -69,6 +72,14 @@ impl ProcessRuntime {
     pub fn with_log_stamper(mut self, argv: Vec<std::ffi::OsString>) -> Self {
         self.log_stamper = Some(argv);
         self
+    }
+
+    /// Collects the stampers whose tasks' output has closed (no thread waits on them).
+    fn reap_stampers(&self) {
+        self.stampers
+            .lock()
+            .expect("poisoned")
+            .retain_mut(|s| matches!(s.try_wait(), Ok(None)));
     }
 
     /// Where the task's stdout and stderr go: a pipe into the stamper, which appends to
@@ -105,10 +116,11 @@ impl ProcessRuntime {
                 Ok(())
             });
         }
-        let mut child = stamper
+        let child = stamper
             .spawn()
             .map_err(|e| failed("starting the log stamper", e))?;
-        std::thread::spawn(move || child.wait());
+        self.reap_stampers();
+        self.stampers.lock().expect("poisoned").push(child);
         Ok((writer.try_clone().map_err(twice)?.into(), writer.into()))
     }
 
@@ -303,6 +315,7 @@ impl Runtime for ProcessRuntime {
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
         self.children.lock().expect("poisoned").remove(id);
+        self.reap_stampers();
         let ns = self.netns(id);
         if Path::new("/run/netns").join(&ns).exists() {
             ip(&["netns", "del", &ns])?;

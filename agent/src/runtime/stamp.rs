@@ -31,13 +31,6 @@ pub fn stamp_lines(
     }
 }
 
-/// The wall clock, in unix nanoseconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,10 +387,8 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
         } => {
             let since = match since {
                 None => 0,
-                Some(s) => {
-                    shoal_docker::duration::parse_since(&s, shoal_agent::runtime::stamp::now())
-                        .map_err(|e| anyhow!(e))?
-                }
+                Some(s) => shoal_docker::duration::parse_since(&s, shoal_proto::now_nanos())
+                    .map_err(|e| anyhow!(e))?,
             };
             let tail: i64 = if tail == "all" {
                 -1

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use shoal_proto::{ContainerSpec, Mount, MountType, TaskSpec};
+use shoal_proto::{BindOptions, ContainerSpec, Mount, MountType, TaskSpec};
 
 /// Linux capabilities, as docker names them without the CAP_ prefix.
 const CAPABILITIES: &[&str] = &[
@@ -52,9 +52,6 @@ const CAPABILITIES: &[&str] = &[
     "CHECKPOINT_RESTORE",
 ];
 
-const PROPAGATIONS: &[&str] = &[
-    "private", "rprivate", "shared", "rshared", "slave", "rslave",
-];
 const CONSISTENCIES: &[&str] = &["default", "consistent", "cached", "delegated"];
 
 /// Sysctls a container may set: those the kernel keeps per network or IPC namespace.
@@ -130,10 +127,10 @@ fn mount(m: &Mount) -> Result<(), String> {
                 ));
             }
             let propagation = m.bind.as_ref().map_or("", |b| b.propagation.as_str());
-            if !propagation.is_empty() && !PROPAGATIONS.contains(&propagation) {
+            if !propagation.is_empty() && !BindOptions::PROPAGATIONS.contains(&propagation) {
                 return Err(format!(
                     "invalid {at}: bind propagation {propagation:?} is not one of {}",
-                    PROPAGATIONS.join(", ")
+                    BindOptions::PROPAGATIONS.join(", ")
                 ));
             }
         }

@@ -62,19 +62,11 @@ pub async fn events(
 
 /// A time as docker sends it: seconds since the epoch, with a fraction or not.
 pub(super) fn nanos(t: &str, what: &str) -> ApiResult<i64> {
-    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-    let bad = || {
+    shoal_proto::time::parse_epoch_seconds(t).ok_or_else(|| {
         ApiError::bad_request(format!(
             "invalid {what} {t:?}: give seconds since the epoch"
         ))
-    };
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    let frac: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}")[..9].parse().map_err(|_| bad())?
-    };
-    Ok(secs * 1_000_000_000 + frac)
+    })
 }
 
 /// The remembered swarm events, then the live ones, each on a line, up to `until`.

@@ -655,13 +655,27 @@ async fn network_remove(State(api): Shared, Path(id): Path<String>) -> ApiResult
     }
 }
 
-/// Whether shoal refused for not knowing the network (the managers) or not seeing the
-/// container (this node's runtime): then it may be a local network or a container of
-/// the node's dockerd, which answers as it would on a Swarm node.
-fn dockerds_to_answer(s: &tonic::Status) -> bool {
-    s.metadata()
-        .contains_key(shoal_manager::error::UNKNOWN_NETWORK)
-        || s.metadata().contains_key(crate::connect::UNKNOWN_CONTAINER)
+/// shoal's answer to connecting or disconnecting, or, when it refused for not knowing
+/// the network (the managers) or not seeing the container (this node's runtime), the
+/// node's dockerd's: a local network, or a container only dockerd has, answered as on a
+/// Swarm node.
+async fn shoal_or_dockerd<T>(
+    api: &Api,
+    asked: Result<tonic::Response<T>, tonic::Status>,
+    path: &str,
+    body: Bytes,
+) -> ApiResult<Response> {
+    match asked {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(s)
+            if s.metadata()
+                .contains_key(shoal_manager::error::UNKNOWN_NETWORK)
+                || s.metadata().contains_key(crate::connect::UNKNOWN_CONTAINER) =>
+        {
+            Ok(passthrough::send(&api.own_socket, Method::POST, path, body).await)
+        }
+        Err(s) => Err(s.into()),
+    }
 }
 
 /// Connects a container on this node: to an attachable overlay as the swarm's attachment
@@ -695,13 +709,7 @@ async fn network_connect(
             aliases: connect.endpoint_config.aliases,
         }))
         .await;
-    match asked {
-        Ok(_) => Ok(StatusCode::OK.into_response()),
-        Err(s) if dockerds_to_answer(&s) => {
-            Ok(passthrough::send(&api.own_socket, Method::POST, &path, body).await)
-        }
-        Err(s) => Err(s.into()),
-    }
+    shoal_or_dockerd(&api, asked, &path, body).await
 }
 
 async fn network_disconnect(
@@ -720,13 +728,7 @@ async fn network_disconnect(
             aliases: vec![],
         }))
         .await;
-    match asked {
-        Ok(_) => Ok(StatusCode::OK.into_response()),
-        Err(s) if dockerds_to_answer(&s) => {
-            Ok(passthrough::send(&api.own_socket, Method::POST, &path, body).await)
-        }
-        Err(s) => Err(s.into()),
-    }
+    shoal_or_dockerd(&api, asked, &path, body).await
 }
 
 async fn none_listed(Query(q): Params) -> ApiResult<axum::Json<Value>> {

@@ -121,10 +121,6 @@ pub(crate) struct ContainerKeys {
     pub ulimits: BTreeMap<String, UlimitValue>,
 }
 
-const PROPAGATIONS: &[&str] = &[
-    "private", "rprivate", "shared", "rshared", "slave", "rslave",
-];
-
 /// The stack's view of its declared volumes.
 pub(crate) struct Volumes<'a> {
     pub declared: &'a BTreeMap<String, Option<VolumeDecl>>,
@@ -165,18 +161,15 @@ impl Volumes<'_> {
             return Ok((name.unwrap_or_else(|| key.to_string()), options));
         }
         let d = decl.cloned().unwrap_or_default();
-        let mut labels = d.labels.clone();
+        let mut labels = d.labels;
         labels.extend(self.namespace.clone());
-        let name = d
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_{key}", self.stack));
+        let name = d.name.unwrap_or_else(|| format!("{}_{key}", self.stack));
         let options = pb::VolumeOptions {
             no_copy,
             labels: labels.into_iter().collect(),
-            driver: d.driver.clone().map(|name| pb::Driver {
+            driver: d.driver.map(|name| pb::Driver {
                 name,
-                options: d.driver_opts.clone().into_iter().collect(),
+                options: d.driver_opts.into_iter().collect(),
             }),
         };
         Ok((name, options))
@@ -220,11 +213,11 @@ impl Volumes<'_> {
                 "ro" => m.read_only = true,
                 "rw" => m.read_only = false,
                 "nocopy" => no_copy = true,
-                p if PROPAGATIONS.contains(&p) => propagation = p.to_string(),
+                p if pb::BindOptions::PROPAGATIONS.contains(&p) => propagation = p.to_string(),
                 other => {
                     return Err(invalid!(
                         "{path}: {s:?}: mode {other:?} is not supported: use ro, rw, nocopy or a propagation ({})",
-                        PROPAGATIONS.join(", ")
+                        pb::BindOptions::PROPAGATIONS.join(", ")
                     ));
                 }
             }
@@ -328,8 +321,7 @@ impl ContainerKeys {
             search: OneOrMany::list(self.dns_search),
             options: self.dns_opt,
         };
-        let empty = dns.nameservers.is_empty() && dns.search.is_empty() && dns.options.is_empty();
-        c.dns_config = (!empty).then_some(dns);
+        c.dns_config = (!dns.is_empty()).then_some(dns);
         c.hosts = match self.extra_hosts {
             None => vec![],
             Some(Hosts::List(l)) => l

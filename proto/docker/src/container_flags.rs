@@ -229,6 +229,11 @@ pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
     })
 }
 
+/// Every item of a list flag parsed, or the first one's error.
+fn each<T>(items: &[String], parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    items.iter().map(|s| parse(s)).collect()
+}
+
 fn container(spec: &mut ServiceSpec) -> &mut ContainerSpec {
     spec.task
         .get_or_insert_with(TaskSpec::default)
@@ -247,11 +252,7 @@ fn add_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
 
 impl ContainerFlags {
     pub fn apply(&self, spec: &mut ServiceSpec) -> Result<()> {
-        let log_options = self
-            .log_opt
-            .iter()
-            .map(|kv| key_value(kv, "log option"))
-            .collect::<Result<Vec<_>>>()?;
+        let log_options = each(&self.log_opt, |kv| key_value(kv, "log option"))?;
         let task = spec.task.get_or_insert_with(TaskSpec::default);
         if let Some(name) = &self.log_driver {
             task.log_driver = Some(Driver {
@@ -313,36 +314,17 @@ fn dns(c: &mut ContainerSpec) -> &mut DnsConfig {
 
 /// Drops an empty DNS config, so an edit that removes everything leaves none.
 fn tidy_dns(c: &mut ContainerSpec) {
-    if c.dns_config
-        .as_ref()
-        .is_some_and(|d| d.nameservers.is_empty() && d.search.is_empty() && d.options.is_empty())
-    {
+    if c.dns_config.as_ref().is_some_and(DnsConfig::is_empty) {
         c.dns_config = None;
     }
 }
 
 impl ContainerLists {
     pub fn apply(&self, spec: &mut ServiceSpec) -> Result<()> {
-        let mounts = self
-            .mount
-            .iter()
-            .map(|m| parse_mount(m))
-            .collect::<Result<Vec<_>>>()?;
-        let hosts = self
-            .host
-            .iter()
-            .map(|h| host_line(h))
-            .collect::<Result<Vec<_>>>()?;
-        let sysctls = self
-            .sysctl
-            .iter()
-            .map(|kv| key_value(kv, "sysctl"))
-            .collect::<Result<Vec<_>>>()?;
-        let ulimits = self
-            .ulimit
-            .iter()
-            .map(|u| parse_ulimit(u))
-            .collect::<Result<Vec<_>>>()?;
+        let mounts = each(&self.mount, parse_mount)?;
+        let hosts = each(&self.host, host_line)?;
+        let sysctls = each(&self.sysctl, |kv| key_value(kv, "sysctl"))?;
+        let ulimits = each(&self.ulimit, parse_ulimit)?;
         let c = container(spec);
         c.mounts.extend(mounts);
         c.ulimits.extend(ulimits);
@@ -360,26 +342,10 @@ impl ContainerLists {
 
 impl ContainerEdits {
     pub fn apply(&self, spec: &mut ServiceSpec) -> Result<()> {
-        let added = self
-            .mount_add
-            .iter()
-            .map(|m| parse_mount(m))
-            .collect::<Result<Vec<_>>>()?;
-        let hosts_added = self
-            .host_add
-            .iter()
-            .map(|h| host_line(h))
-            .collect::<Result<Vec<_>>>()?;
-        let sysctls = self
-            .sysctl_add
-            .iter()
-            .map(|kv| key_value(kv, "sysctl"))
-            .collect::<Result<Vec<_>>>()?;
-        let ulimits = self
-            .ulimit_add
-            .iter()
-            .map(|u| parse_ulimit(u))
-            .collect::<Result<Vec<_>>>()?;
+        let added = each(&self.mount_add, parse_mount)?;
+        let hosts_added = each(&self.host_add, host_line)?;
+        let sysctls = each(&self.sysctl_add, |kv| key_value(kv, "sysctl"))?;
+        let ulimits = each(&self.ulimit_add, parse_ulimit)?;
         let c = container(spec);
         c.ulimits.retain(|u| {
             !self.ulimit_rm.contains(&u.name) && !ulimits.iter().any(|a| a.name == u.name)

@@ -50,8 +50,8 @@ pub fn parse_since(s: &str, now: i64) -> Result<i64, String> {
     {
         return Ok(t);
     }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok((secs * 1e9) as i64);
+    if let Some(t) = shoal_proto::time::parse_epoch_seconds(s) {
+        return Ok(t);
     }
     Err(format!(
         "invalid since {s:?}: give a duration (10m), a time (2026-12-07T10:00:00Z), a date or seconds since the epoch"

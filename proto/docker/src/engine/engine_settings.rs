@@ -96,13 +96,12 @@ pub struct DnsConfig {
 
 impl DnsConfig {
     pub fn into_proto(self) -> Option<pb::DnsConfig> {
-        let empty =
-            self.nameservers.is_empty() && self.search.is_empty() && self.options.is_empty();
-        (!empty).then_some(pb::DnsConfig {
+        let dns = pb::DnsConfig {
             nameservers: self.nameservers,
             search: self.search,
             options: self.options,
-        })
+        };
+        (!dns.is_empty()).then_some(dns)
     }
 }
 
