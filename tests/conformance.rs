@@ -171,6 +171,15 @@ fn every_swarm_answer_has_only_fields_the_engine_api_has_with_their_types() {
             "UpdateConfig": {"Parallelism": 1, "MaxFailureRatio": 0.4},
             "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8089}]}}"#,
     );
+    // dockerd answers {"ID"} (its SecretCreateResponse), not the YAML's IdResponse.
+    post(
+        "/v1.41/secrets/create",
+        r#"{"Name": "confsecret", "Labels": {"a": "b"}, "Data": "aHVzaA=="}"#,
+    );
+    post(
+        "/v1.41/configs/create",
+        r#"{"Name": "confconfig", "Labels": {"a": "b"}, "Data": "eCA9IDE="}"#,
+    );
     // Every engine setting, shown back (its tasks cannot run on the process runtime);
     // asked at 1.50 so the fields newer than the YAML are kept.
     post(
@@ -189,7 +198,9 @@ fn every_swarm_answer_has_only_fields_the_engine_api_has_with_their_types() {
                 "DNSConfig": {"Nameservers": ["192.0.2.1"], "Search": ["example.org"], "Options": ["timeout:1"]},
                 "Privileges": {"SELinuxContext": {"User": "system_u"}, "Seccomp": {"Mode": "unconfined"},
                                "AppArmor": {"Mode": "disabled"}, "NoNewPrivileges": true},
-                "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "OomScoreAdj": 100},
+                "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "OomScoreAdj": 100,
+                "Secrets": [{"File": {"Name": "s", "UID": "0", "GID": "0", "Mode": 256}, "SecretName": "confsecret"}],
+                "Configs": [{"File": {"Name": "/c", "UID": "0", "GID": "0", "Mode": 292}, "ConfigName": "confconfig"}]},
               "Resources": {"Limits": {"Pids": 100}},
               "LogDriver": {"Name": "json-file", "Options": {"max-size": "1m"}},
               "Placement": {"Platforms": [{"Architecture": "amd64", "OS": "linux"}]}}}"#,
@@ -215,6 +226,10 @@ fn every_swarm_answer_has_only_fields_the_engine_api_has_with_their_types() {
         ("/tasks", "/v1.41/tasks"),
         ("/networks", "/v1.41/networks"),
         ("/networks/{id}", "/v1.41/networks/confnet"),
+        ("/secrets", "/v1.41/secrets"),
+        ("/secrets/{id}", "/v1.41/secrets/confsecret"),
+        ("/configs", "/v1.41/configs"),
+        ("/configs/{id}", "/v1.41/configs/confconfig"),
         ("/swarm", "/v1.41/swarm"),
         ("/info", "/v1.41/info"),
         ("/version", "/v1.41/version"),

@@ -44,6 +44,12 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Manage secrets (data a service's tasks read, never shown again)
+    #[command(subcommand)]
+    Secret(commands::secret::FileCommand),
+    /// Manage configs (files a service's tasks read)
+    #[command(subcommand)]
+    Config(commands::secret::FileCommand),
     /// Manage stacks (compose files)
     #[command(subcommand)]
     Stack(commands::stack::StackCommand),
@@ -81,6 +87,12 @@ fn main() -> std::process::ExitCode {
             // Boxed: the service commands hold a whole spec of flags.
             Command::Service(cmd) => Box::pin(commands::service::run(&target, *cmd)).await,
             Command::Network(cmd) => commands::network::run(&target, cmd).await,
+            Command::Secret(cmd) => {
+                commands::secret::run(&target, commands::secret::Kind::Secret, cmd).await
+            }
+            Command::Config(cmd) => {
+                commands::secret::run(&target, commands::secret::Kind::Config, cmd).await
+            }
             Command::Stack(cmd) => commands::stack::run(&target, cmd).await,
             Command::Debug(cmd) => commands::debug::run(&target, cmd).await,
             Command::Info => commands::info::info(&target).await,

@@ -216,12 +216,15 @@ pub async fn remove_workloads(node: &LabNode) {
     let now = Duration::ZERO;
     let process = shoal_agent::runtime::process::ProcessRuntime::new(&node.run_dir(), &node.netns);
     remove_all(&process, now).await;
-    let saved = shoal_node::state::SwarmDir::new(&node.data_dir()).load();
-    let node_id = saved.ok().flatten().map(|(state, _)| state.node_id);
+    let saved = shoal_node::state::SwarmDir::new(&node.data_dir()).load_state();
+    let node_id = saved.ok().flatten().map(|state| state.node_id);
     if let Some(id) = node_id
         && std::path::Path::new("/var/run/docker.sock").exists()
-        && let Ok(docker) = shoal_agent::runtime::docker::DockerRuntime::connect(&id).await
+        && let Ok(docker) =
+            shoal_agent::runtime::docker::DockerRuntime::connect(&id, &node.run_dir()).await
     {
         remove_all(&docker, now).await;
     }
+    // Any task's secrets tmpfs still mounted (its container went some other way).
+    shoal_agent::runtime::files::HostTmpfs::new(&node.run_dir()).sweep(&Default::default());
 }

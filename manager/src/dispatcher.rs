@@ -267,12 +267,43 @@ pub fn assignments(store: &Store, node_id: &str) -> AssignmentSet {
         let peers = networks.iter().map(|n| network_peers(s, &n.id)).collect();
         (networks, peers)
     });
+    let (secrets, configs) = store.view(|s| task_files(s, &tasks));
     AssignmentSet {
         tasks,
         networks,
         network_peers,
         ingress,
+        secrets,
+        configs,
     }
+}
+
+/// The secrets and configs (with their data) of the tasks still meant to run: a node
+/// receives only what its own tasks read, and nothing once they stop.
+fn task_files(s: &State, tasks: &[Task]) -> (Vec<shoal_proto::Secret>, Vec<shoal_proto::Config>) {
+    let specs = || {
+        tasks
+            .iter()
+            .filter(|t| t.desired_state() <= TaskState::Running)
+            .filter_map(|t| t.spec.as_ref()?.container.as_ref())
+    };
+    let secret_ids: std::collections::BTreeSet<&str> = specs()
+        .flat_map(|c| c.secrets.iter().map(|r| r.secret_id.as_str()))
+        .collect();
+    let config_ids: std::collections::BTreeSet<&str> = specs()
+        .flat_map(|c| c.configs.iter().map(|r| r.config_id.as_str()))
+        .collect();
+    let secrets = s
+        .secrets()
+        .filter(|x| secret_ids.contains(x.id.as_str()))
+        .cloned()
+        .collect();
+    let configs = s
+        .configs()
+        .filter(|x| config_ids.contains(x.id.as_str()))
+        .cloned()
+        .collect();
+    (secrets, configs)
 }
 
 /// The nodes with a task (or a connected container, or, on the ingress network, their

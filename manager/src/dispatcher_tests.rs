@@ -187,3 +187,52 @@ fn a_node_reports_only_on_its_own_tasks_and_states_never_move_back() {
     block_on(update_task_status(&m, &node, updates)).unwrap();
     assert_eq!(state("t1"), TaskState::Complete);
 }
+
+#[test]
+fn a_node_is_sent_only_the_secrets_of_its_tasks_still_meant_to_run() {
+    let m = with_tasks();
+    let secret = |id: &str| {
+        Object::Secret(shoal_proto::Secret {
+            id: id.into(),
+            spec: Some(shoal_proto::SecretSpec {
+                annotations: Some(shoal_proto::Annotations {
+                    name: id.into(),
+                    ..Default::default()
+                }),
+                data: id.as_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    };
+    create(&m, vec![secret("s-w1"), secret("s-w2"), secret("s-unused")]);
+    // t1 runs on w1; t333, on w2, is being stopped.
+    for (task, secret) in [("t1", "s-w1"), ("t333", "s-w2")] {
+        block_on(m.update_with_retry(|s| {
+            let mut t = s.task(task).cloned().unwrap();
+            t.spec.get_or_insert_default().container = Some(shoal_proto::ContainerSpec {
+                secrets: vec![shoal_proto::SecretReference {
+                    secret_id: secret.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            Ok(vec![action(StoreActionKind::Update, Object::Task(t))])
+        }))
+        .unwrap();
+    }
+    let sent = |node: &str| -> Vec<String> {
+        assignments(m.store(), node)
+            .secrets
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    };
+    assert_eq!(sent("w1"), ["s-w1"]);
+    assert!(
+        sent("w2").is_empty(),
+        "its task is stopping: {:?}",
+        sent("w2")
+    );
+    assert!(sent("m1").is_empty());
+}

@@ -21,8 +21,10 @@ pub mod orchestrator;
 pub mod proposer;
 
 pub mod scheduler;
+pub mod secrets;
 pub mod services;
 pub mod state;
+pub mod swarm_settings;
 pub mod tasks;
 #[cfg(test)]
 mod test_swarm;

@@ -45,6 +45,8 @@ pub struct ManagerConfig {
     /// host:port other managers and agents reach this manager at.
     pub advertise_addr: String,
     pub tls: NodeTls,
+    /// With autolock: what opens this manager's data key (`swarm unlock`).
+    pub unlock_key: Option<crate::state::raft::at_rest::UnlockKey>,
 }
 
 /// How this manager's Raft state comes to be.
@@ -64,6 +66,9 @@ pub enum Bootstrap {
 pub struct Manager {
     pub raft: Raft,
     pub store: Store,
+    /// The swarm's autolock as this manager's key file follows it: Some(unlock key)
+    /// while on, for the node to seal its own keys the same way.
+    pub lock: tokio::sync::watch::Receiver<Option<crate::state::raft::at_rest::UnlockKey>>,
     pub config: ManagerConfig,
     pub dispatcher: Dispatcher,
     pub logs: crate::logs::LogBroker,
@@ -77,6 +82,12 @@ impl Manager {
         std::fs::create_dir_all(&config.state_dir).map_err(|e| {
             ManagerError::Storage(format!("cannot create {}: {e}", config.state_dir.display()))
         })?;
+        // The key first: a database whose key file is missing is refused, not replaced.
+        let key = crate::state::raft::at_rest::load_or_create(
+            &config.state_dir,
+            config.unlock_key.as_ref(),
+        )
+        .map_err(|e| ManagerError::Storage(e.to_string()))?;
         let db = crate::state::raft::open_db(&config.state_dir.join("raft.redb"))
             .map_err(|e| ManagerError::Storage(format!("cannot open the Raft database: {e}")))?;
         if matches!(bootstrap, Bootstrap::ForceNewCluster) {
@@ -84,8 +95,12 @@ impl Manager {
                 .map_err(|e| ManagerError::Storage(e.to_string()))?;
         }
         let store = Store::default();
-        let state_machine = StateMachine::open(db.clone(), store.clone())
+        let state_machine = StateMachine::open(db.clone(), key.clone(), store.clone())
             .map_err(|e| ManagerError::Storage(e.to_string()))?;
+        let (lock_tx, lock) = tokio::sync::watch::channel(config.unlock_key.clone().filter(|_| {
+            crate::state::raft::at_rest::is_locked(&config.state_dir).unwrap_or(false)
+        }));
+        let keeper_key = key.clone();
         let last_contact = LastContact::default();
         let network = Network {
             tls: config.tls.clone(),
@@ -115,20 +130,28 @@ impl Manager {
             config.raft_id,
             Arc::new(raft_config),
             network,
-            LogStore::new(db),
+            LogStore::new(db, key),
             state_machine,
         )
         .await
         .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        let keeper = tokio::spawn(crate::swarm_settings::keep_lock(
+            store.clone(),
+            config.state_dir.clone(),
+            keeper_key,
+            lock.borrow().clone(),
+            lock_tx,
+        ));
         let manager = Arc::new(Manager {
             raft,
             store,
+            lock,
             config,
             dispatcher: Dispatcher::default(),
             logs: Default::default(),
             last_contact,
             membership_lock: AsyncMutex::new(()),
-            background: Mutex::new(Vec::new()),
+            background: Mutex::new(vec![keeper]),
         });
         match bootstrap {
             Bootstrap::Init {

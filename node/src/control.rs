@@ -5,8 +5,13 @@
 use std::sync::Arc;
 
 use shoal_manager::api::{Access, authorize};
-use shoal_manager::{networks, nodes, services};
+use shoal_manager::{networks, nodes, secrets, services, swarm_settings};
 use shoal_proto::control_server::Control;
+use shoal_proto::{
+    Config, ConfigSpec, ListConfigsResponse, ListSecretsResponse, ObjectRef, Secret, SecretSpec,
+    SwarmUnlockRequest, SwarmUpdateRequest, UnlockKeyRequest, UnlockKeyResponse,
+    UpdateConfigRequest, UpdateSecretRequest,
+};
 use shoal_proto::{
     Empty, GetNodeRequest, InfoResponse, JoinTokenRequest, JoinTokenResponse, ListNodesResponse,
     ListServicesResponse, ListTasksRequest, ListTasksResponse, Node, NodeRole, RemoveNodeRequest,
@@ -282,6 +287,119 @@ impl Control for ControlService {
     ) -> Result<Response<Empty>, Status> {
         self.local_only(&req)?;
         self.daemon.disconnect_network(req.into_inner()).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn update_swarm(
+        &self,
+        req: Request<SwarmUpdateRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&req).await?;
+        swarm_settings::update(&m, req.into_inner()).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn unlock_key(
+        &self,
+        req: Request<UnlockKeyRequest>,
+    ) -> Result<Response<UnlockKeyResponse>, Status> {
+        let m = self.manager(&req).await?;
+        let unlock_key = swarm_settings::unlock_key(&m, req.into_inner().rotate).await?;
+        Ok(Response::new(UnlockKeyResponse { unlock_key }))
+    }
+
+    async fn swarm_unlock(
+        &self,
+        req: Request<SwarmUnlockRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        self.local_only(&req)?;
+        self.daemon.unlock(&req.into_inner().unlock_key).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn create_secret(&self, req: Request<SecretSpec>) -> Result<Response<Secret>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(
+            secrets::create_secret(&m, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_secrets(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<ListSecretsResponse>, Status> {
+        let m = self.reader(&req).await?;
+        Ok(Response::new(ListSecretsResponse {
+            secrets: secrets::list_secrets(&m),
+        }))
+    }
+
+    async fn get_secret(&self, req: Request<ObjectRef>) -> Result<Response<Secret>, Status> {
+        let m = self.reader(&req).await?;
+        Ok(Response::new(secrets::get_secret(
+            &m,
+            &req.into_inner().id_or_name,
+        )?))
+    }
+
+    async fn update_secret(
+        &self,
+        req: Request<UpdateSecretRequest>,
+    ) -> Result<Response<Secret>, Status> {
+        let m = self.manager(&req).await?;
+        let r = req.into_inner();
+        let spec = r.spec.unwrap_or_default();
+        Ok(Response::new(
+            secrets::update_secret(&m, &r.id_or_name, r.version, spec).await?,
+        ))
+    }
+
+    async fn remove_secret(&self, req: Request<ObjectRef>) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&req).await?;
+        secrets::remove_secret(&m, &req.into_inner().id_or_name).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn create_config(&self, req: Request<ConfigSpec>) -> Result<Response<Config>, Status> {
+        let m = self.manager(&req).await?;
+        Ok(Response::new(
+            secrets::create_config(&m, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_configs(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<ListConfigsResponse>, Status> {
+        let m = self.reader(&req).await?;
+        Ok(Response::new(ListConfigsResponse {
+            configs: secrets::list_configs(&m),
+        }))
+    }
+
+    async fn get_config(&self, req: Request<ObjectRef>) -> Result<Response<Config>, Status> {
+        let m = self.reader(&req).await?;
+        Ok(Response::new(secrets::get_config(
+            &m,
+            &req.into_inner().id_or_name,
+        )?))
+    }
+
+    async fn update_config(
+        &self,
+        req: Request<UpdateConfigRequest>,
+    ) -> Result<Response<Config>, Status> {
+        let m = self.manager(&req).await?;
+        let r = req.into_inner();
+        let spec = r.spec.unwrap_or_default();
+        Ok(Response::new(
+            secrets::update_config(&m, &r.id_or_name, r.version, spec).await?,
+        ))
+    }
+
+    async fn remove_config(&self, req: Request<ObjectRef>) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&req).await?;
+        secrets::remove_config(&m, &req.into_inner().id_or_name).await?;
         Ok(Response::new(Empty {}))
     }
 

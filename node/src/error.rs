@@ -18,6 +18,9 @@ pub enum NodeError {
     /// The manager (Raft, store, CA) did not start or join.
     #[error("{what}: {cause}")]
     Manager { what: String, cause: ManagerError },
+    /// The node's keys are sealed (autolock) and were not opened: the message says how.
+    #[error("{0}")]
+    Locked(String),
     /// A listener or part of the data plane did not start.
     #[error("{what}: {cause}")]
     Start { what: String, cause: String },

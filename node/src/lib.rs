@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use shoal_agent::session::SessionEvent;
 use shoal_manager::Bootstrap;
+use shoal_manager::state::raft::at_rest::UnlockKey;
 use shoal_proto::control_server::ControlServer;
 use tokio::sync::{Mutex, mpsc};
 
@@ -97,6 +98,30 @@ pub struct Daemon {
     pub hostname: String,
     runtime: Mutex<Option<Runtime>>,
     events: mpsc::Sender<SessionEvent>,
+    /// The swarm's unlock key while autolock is on (this node's keys are sealed with
+    /// it): from `swarm unlock`, or followed from the managers. Memory only.
+    unlock: std::sync::Mutex<Option<UnlockKey>>,
+    /// The node's membership while it waits for `swarm unlock`.
+    locked: std::sync::Mutex<Option<state::SwarmState>>,
+}
+
+impl Daemon {
+    pub(crate) fn unlock_key(&self) -> Option<UnlockKey> {
+        self.unlock.lock().expect("poisoned").clone()
+    }
+
+    pub(crate) fn set_unlock_key(&self, key: Option<UnlockKey>) {
+        *self.unlock.lock().expect("poisoned") = key;
+    }
+
+    /// The node's membership while it is locked.
+    pub(crate) fn locked(&self) -> Option<state::SwarmState> {
+        self.locked.lock().expect("poisoned").clone()
+    }
+
+    pub(crate) fn set_locked(&self, state: Option<state::SwarmState>) {
+        *self.locked.lock().expect("poisoned") = state;
+    }
 }
 
 pub async fn run(args: DaemonArgs) -> Result<()> {
@@ -131,6 +156,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         hostname,
         runtime: Mutex::new(None),
         events: events_tx,
+        unlock: std::sync::Mutex::new(None),
+        locked: std::sync::Mutex::new(None),
     });
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -139,7 +166,14 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         hostname = %daemon.hostname,
         "shoal daemon starting"
     );
-    if let Some((state, tls)) = SwarmDir::new(&args.data_dir).load()? {
+    let swarm_dir = SwarmDir::new(&args.data_dir);
+    if swarm_dir.is_locked() {
+        let state = swarm_dir.load_state()?;
+        tracing::warn!(
+            "the swarm is locked (autolock): this node serves nothing until `shoal swarm unlock` gives it the unlock key"
+        );
+        daemon.set_locked(state);
+    } else if let Some((state, tls)) = swarm_dir.load(None)? {
         tracing::info!(node = %state.node_id, manager = state.manager, "rejoining the swarm from saved state");
         let rt = Runtime::start(
             &daemon,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use shoal_agent::join::JoinError;
 use shoal_agent::session::SessionEvent;
 use shoal_manager::ca::{create_root_ca, sign_node_csr};
+use shoal_manager::state::raft::at_rest::{KeyError, UnlockKey};
 use shoal_manager::{Bootstrap, Manager};
 use shoal_proto::tls::NodeTls;
 use shoal_proto::token::{JoinToken, ca_digest};
@@ -63,6 +64,9 @@ impl Daemon {
 
     /// The local manager, or docker's explanation of why there is none.
     pub async fn manager(&self) -> Result<Arc<Manager>, Status> {
+        if self.locked().is_some() {
+            return Err(swarm_state(KeyError::Locked.to_string()));
+        }
         let guard = self.runtime.lock().await;
         match guard.as_ref() {
             None => Err(swarm_state(NOT_IN_SWARM)),
@@ -152,6 +156,7 @@ impl Daemon {
                 }),
                 default_addr_pool: req.default_addr_pool.clone(),
                 subnet_size: req.default_addr_pool_mask_length,
+                encryption: None,
             }),
             root_ca: Some(RootCa {
                 ca_cert_pem: ca.cert_pem.clone(),
@@ -164,7 +169,12 @@ impl Daemon {
             }),
             removed_nodes: vec![],
             network_keys: vec![shoal_manager::networks::keys::generate(1, now)],
+            unlock_key: vec![],
         };
+        let mut cluster = cluster;
+        if req.autolock {
+            shoal_manager::swarm_settings::set_autolock(&mut cluster, true);
+        }
         let ingress = shoal_manager::networks::ingress(&cluster, now).map_err(Status::from)?;
         let state = SwarmState {
             node_id: node_id.clone(),
@@ -203,7 +213,9 @@ impl Daemon {
             cert_pem,
             key_pem: key.key_pem,
         };
-        self.swarm_dir().save(&state, &tls).map_err(internal)?;
+        self.swarm_dir()
+            .save(&state, &tls, None)
+            .map_err(internal)?;
         match Runtime::start(
             self,
             state,
@@ -234,7 +246,11 @@ impl Daemon {
         self: &Arc<Self>,
         guard: &mut Option<Runtime>,
     ) -> Result<SwarmInitResponse, Status> {
-        let (state, tls) = self.swarm_dir().load().map_err(internal)?.ok_or_else(|| {
+        let (state, tls) = self
+            .swarm_dir()
+            .load(self.unlock_key().as_ref())
+            .map_err(internal)?
+            .ok_or_else(|| {
             Status::failed_precondition(
                 "--force-new-cluster needs the data of a manager of the old swarm in --data-dir, and there is none here",
             )
@@ -336,7 +352,9 @@ impl Daemon {
             cert_pem: cert.cert_pem,
             key_pem: granted.key_pem,
         };
-        self.swarm_dir().save(&state, &tls).map_err(internal)?;
+        self.swarm_dir()
+            .save(&state, &tls, None)
+            .map_err(internal)?;
         let started = async {
             let rt =
                 Runtime::start(self, state, tls, Bootstrap::Existing, self.events.clone()).await?;
@@ -364,6 +382,18 @@ impl Daemon {
 
     pub async fn leave(&self, force: bool) -> Result<(), Status> {
         let mut guard = self.runtime.lock().await;
+        if self.locked().is_some() {
+            if !force {
+                return Err(swarm_state(format!(
+                    "{} Or leave it with --force.",
+                    KeyError::Locked
+                )));
+            }
+            self.swarm_dir().wipe().map_err(internal)?;
+            self.set_locked(None);
+            tracing::info!("left the swarm while it was locked");
+            return Ok(());
+        }
         let Some(rt) = guard.take() else {
             return Err(swarm_state(NOT_PART_OF_SWARM));
         };
@@ -433,7 +463,10 @@ impl Daemon {
         if !state.manager {
             let _ = std::fs::remove_dir_all(self.swarm_dir().raft_dir());
         }
-        if let Err(e) = self.swarm_dir().save(&state, &tls) {
+        // A manager's key stays sealed as it was; a worker's is not (autolock is the
+        // managers').
+        let unlock = self.unlock_key().filter(|_| state.manager);
+        if let Err(e) = self.swarm_dir().save(&state, &tls, unlock.as_ref()) {
             tracing::error!("saving the new certificate: {e:#}");
         }
         let managers = state.manager_addrs.clone();
@@ -449,6 +482,36 @@ impl Daemon {
             }
             Err(e) => tracing::error!("restarting in role {role:?}: {e:#}"),
         }
+    }
+
+    /// `swarm unlock`: opens the node's sealed keys with `key` and starts its part in the
+    /// swarm. A wrong key changes nothing.
+    pub async fn unlock(self: &Arc<Self>, key: &str) -> Result<(), Status> {
+        let mut guard = self.runtime.lock().await;
+        if self.locked().is_none() {
+            return Err(swarm_state(if guard.is_some() {
+                "swarm is not locked"
+            } else {
+                NOT_PART_OF_SWARM
+            }));
+        }
+        let unlock = UnlockKey::parse(key).map_err(Status::invalid_argument)?;
+        self.swarm_dir()
+            .check_unlock(&unlock)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (state, tls) = self
+            .swarm_dir()
+            .load(Some(&unlock))
+            .map_err(internal)?
+            .ok_or_else(|| swarm_state(NOT_PART_OF_SWARM))?;
+        self.set_unlock_key(Some(unlock));
+        let rt = Runtime::start(self, state, tls, Bootstrap::Existing, self.events.clone())
+            .await
+            .map_err(internal)?;
+        self.set_locked(None);
+        *guard = Some(rt);
+        tracing::info!("the swarm is unlocked");
+        Ok(())
     }
 
     pub async fn gossip_status(&self) -> Result<shoal_proto::GossipStatusResponse, Status> {
@@ -482,6 +545,12 @@ impl Daemon {
             ..Default::default()
         };
         let Some(rt) = guard.as_ref() else {
+            if let Some(state) = self.locked() {
+                info.local_node_state = "locked".into();
+                info.node_id = state.node_id;
+                info.node_addr = state.advertise_ip;
+                info.cluster_id = state.cluster_id;
+            }
             return info;
         };
         let session = rt.session_status.lock().expect("poisoned").clone();

@@ -46,6 +46,8 @@ pub struct Runtime {
     pub session_status: Arc<Mutex<SessionStatus>>,
     /// Set when the swarm no longer accepts this node.
     pub error: Option<String>,
+    /// On managers: seals the node's TLS key as the swarm's autolock says.
+    lock_follower: Option<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -64,6 +66,7 @@ impl Runtime {
                     node_id: state.node_id.clone(),
                     advertise_addr: state.control_addr(),
                     tls: tls.clone(),
+                    unlock_key: daemon.unlock_key(),
                 },
                 bootstrap,
             )
@@ -139,7 +142,15 @@ impl Runtime {
             session_status.clone(),
             events,
         ));
+        let lock_follower = manager.as_ref().map(|m| {
+            tokio::spawn(follow_lock(
+                daemon.clone(),
+                m.lock.clone(),
+                tls.key_pem.clone(),
+            ))
+        });
         Ok(Runtime {
+            lock_follower,
             state,
             tls,
             swarm_events: manager.as_deref().map(SwarmEvents::start),
@@ -170,6 +181,9 @@ impl Runtime {
         if let Some(g) = self.gossip.take() {
             g.stop();
         }
+        if let Some(f) = self.lock_follower.take() {
+            f.abort();
+        }
         self.session.abort();
         // Tasks keep running: a restarted agent adopts them.
         self.executor.abort();
@@ -188,6 +202,25 @@ impl Runtime {
         }
         if let Some(m) = self.manager.take() {
             m.shutdown().await;
+        }
+    }
+}
+
+/// Seals (or unseals) this manager's TLS key as its data key is, whenever the swarm's
+/// autolock or unlock key changes, and remembers the key for the next start.
+async fn follow_lock(
+    daemon: Arc<Daemon>,
+    mut lock: watch::Receiver<Option<shoal_manager::state::raft::at_rest::UnlockKey>>,
+    key_pem: String,
+) {
+    loop {
+        let unlock = lock.borrow_and_update().clone();
+        match SwarmDir::new(&daemon.args.data_dir).save_key(&key_pem, unlock.as_ref()) {
+            Ok(()) => daemon.set_unlock_key(unlock),
+            Err(e) => tracing::error!("sealing the TLS key as the swarm's autolock says: {e:#}"),
+        }
+        if lock.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -267,7 +300,7 @@ async fn task_runtime(daemon: &Arc<Daemon>, node_id: &str) -> Arc<dyn TaskRuntim
                 }
             })
         }
-        _ => match DockerRuntime::connect(node_id).await {
+        _ => match DockerRuntime::connect(node_id, &daemon.args.run_dir).await {
             Ok(r) => Arc::new(r),
             Err(e) => {
                 tracing::error!("the docker runtime is unavailable: {e}");

@@ -7,10 +7,16 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use shoal_manager::state::raft::at_rest::{self, KeyError, UnlockKey};
 use shoal_proto::NodeRole;
 use shoal_proto::tls::NodeTls;
 
 use crate::error::{IoContext, NodeError, Result};
+
+/// The TLS key sealed with the unlock key, in place of node.key, under autolock.
+const SEALED_KEY: &str = "node.key.sealed";
+/// What the sealed TLS key is bound to.
+const KEY_PLACE: &str = "certificates/node.key";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SwarmState {
@@ -59,18 +65,46 @@ impl SwarmDir {
         self.0.join("raft")
     }
 
-    pub fn load(&self) -> Result<Option<(SwarmState, NodeTls)>> {
+    /// The node's membership, without its keys (readable while the node is locked).
+    pub fn load_state(&self) -> Result<Option<SwarmState>> {
         let file = self.state_file();
         if !file.exists() {
             return Ok(None);
         }
         let bytes = std::fs::read(&file).io(|| format!("reading {}", file.display()))?;
-        let state: SwarmState = serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             NodeError::Corrupt(format!(
                 "{} is corrupt ({e}); `shoal swarm leave --force` resets it",
                 file.display()
             ))
-        })?;
+        })
+    }
+
+    /// Whether the node's keys are sealed with the swarm's unlock key (autolock): it
+    /// serves nothing until `swarm unlock`.
+    pub fn is_locked(&self) -> bool {
+        self.certs_dir().join(SEALED_KEY).exists()
+            || at_rest::is_locked(&self.raft_dir()).unwrap_or(false)
+    }
+
+    /// Checks `unlock` opens this node's sealed keys (the Raft data key and the TLS key),
+    /// changing nothing.
+    pub fn check_unlock(&self, unlock: &UnlockKey) -> std::result::Result<(), KeyError> {
+        if at_rest::is_locked(&self.raft_dir())? {
+            at_rest::load_or_create(&self.raft_dir(), Some(unlock))?;
+        }
+        let sealed = self.certs_dir().join(SEALED_KEY);
+        if let Ok(bytes) = std::fs::read(&sealed) {
+            unlock.open(KEY_PLACE, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Membership and certificates; a sealed TLS key is opened with `unlock`.
+    pub fn load(&self, unlock: Option<&UnlockKey>) -> Result<Option<(SwarmState, NodeTls)>> {
+        let Some(state) = self.load_state()? else {
+            return Ok(None);
+        };
         let read = |f: &str| {
             std::fs::read_to_string(self.certs_dir().join(f)).io(|| {
                 format!(
@@ -79,16 +113,54 @@ impl SwarmDir {
                 )
             })
         };
+        let key_pem = match std::fs::read(self.certs_dir().join(SEALED_KEY)) {
+            Ok(sealed) => {
+                let unlock =
+                    unlock.ok_or_else(|| NodeError::Locked(KeyError::Locked.to_string()))?;
+                let plain = unlock
+                    .open(KEY_PLACE, &sealed)
+                    .map_err(|e| NodeError::Locked(e.to_string()))?;
+                String::from_utf8(plain)
+                    .map_err(|_| NodeError::Corrupt(format!("{SEALED_KEY} is damaged")))?
+            }
+            Err(_) => read("node.key")?,
+        };
         let tls = NodeTls {
             ca_cert_pem: read("ca.crt")?,
             cert_pem: read("node.crt")?,
-            key_pem: read("node.key")?,
+            key_pem,
         };
         Ok(Some((state, tls)))
     }
 
-    /// Writes state and certificates; each file is replaced atomically.
-    pub fn save(&self, state: &SwarmState, tls: &NodeTls) -> Result<()> {
+    /// Writes the TLS key: sealed with `unlock` (autolock), or as it is; the other form
+    /// is removed once the new one is written.
+    pub fn save_key(&self, key_pem: &str, unlock: Option<&UnlockKey>) -> Result<()> {
+        let (plain, sealed) = (
+            self.certs_dir().join("node.key"),
+            self.certs_dir().join(SEALED_KEY),
+        );
+        let (write, bytes, remove) = match unlock {
+            Some(u) => (&sealed, u.seal(KEY_PLACE, key_pem.as_bytes()), &plain),
+            None => (&plain, key_pem.as_bytes().to_vec(), &sealed),
+        };
+        write_atomic(write, &bytes, 0o600)?;
+        match std::fs::remove_file(remove) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).io(|| format!("removing {}", remove.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes state and certificates (the key sealed with `unlock` under autolock); each
+    /// file is replaced atomically.
+    pub fn save(
+        &self,
+        state: &SwarmState,
+        tls: &NodeTls,
+        unlock: Option<&UnlockKey>,
+    ) -> Result<()> {
         std::fs::create_dir_all(self.certs_dir())
             .and_then(|()| {
                 std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))
@@ -104,11 +176,7 @@ impl SwarmDir {
             tls.cert_pem.as_bytes(),
             0o644,
         )?;
-        write_atomic(
-            &self.certs_dir().join("node.key"),
-            tls.key_pem.as_bytes(),
-            0o600,
-        )?;
+        self.save_key(&tls.key_pem, unlock)?;
         self.save_state(state)
     }
 

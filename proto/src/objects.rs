@@ -123,6 +123,43 @@ impl Node {
     }
 }
 
+impl crate::Secret {
+    /// The secret's name ("" while it has no spec).
+    pub fn name(&self) -> &str {
+        name_in(self.spec.as_ref().and_then(|s| s.annotations.as_ref()))
+    }
+
+    /// The secret as anyone but its task's agent sees it: without its data.
+    #[must_use]
+    pub fn without_data(mut self) -> Self {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.data.clear();
+        }
+        self
+    }
+}
+
+impl std::fmt::Debug for crate::SecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSpec")
+            .field("annotations", &self.annotations)
+            .field(
+                "data",
+                &format_args!("<{} bytes, redacted>", self.data.len()),
+            )
+            .field("driver", &self.driver)
+            .field("templating", &self.templating)
+            .finish()
+    }
+}
+
+impl crate::Config {
+    /// The config's name ("" while it has no spec).
+    pub fn name(&self) -> &str {
+        name_in(self.spec.as_ref().and_then(|s| s.annotations.as_ref()))
+    }
+}
+
 fn name_in(annotations: Option<&Annotations>) -> &str {
     annotations.map_or("", |a| a.name.as_str())
 }

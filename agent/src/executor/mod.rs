@@ -18,6 +18,7 @@ use shoal_proto::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dataplane::DataPlane;
+use crate::runtime::files::{FileData, TaskFile};
 use crate::runtime::{Existing, Runtime, RuntimeError, container_spec};
 use crate::session::SessionStatus;
 
@@ -122,7 +123,18 @@ pub async fn run(cfg: ExecutorConfig) {
                     if let Some(o) = &cfg.data_plane {
                         o.set_assignments(&set).await;
                     }
-                    reconcile(&cfg, &reporter, &mut local, &mut existing, set.tasks).await;
+                    // The data of this node's tasks' secrets and configs: in memory only,
+                    // and only until the tasks that start now have their files.
+                    let file_data = FileData::from_assignments(&set);
+                    reconcile(
+                        &cfg,
+                        &reporter,
+                        &mut local,
+                        &mut existing,
+                        &file_data,
+                        set.tasks,
+                    )
+                    .await;
                     *workloads.lock().expect("poisoned") = local
                         .iter()
                         .map(|(id, l)| (id.clone(), l.runtime_id.clone()))
@@ -144,6 +156,7 @@ async fn reconcile(
     reporter: &Reporter,
     local: &mut HashMap<String, Local>,
     existing: &mut HashMap<String, Existing>,
+    file_data: &FileData,
     tasks: Vec<Task>,
 ) {
     let running: HashSet<String> = local.keys().cloned().collect();
@@ -166,6 +179,7 @@ async fn reconcile(
         } else {
             tokio::spawn(control(
                 t.clone(),
+                file_data.for_task(t),
                 cfg.runtime.clone(),
                 reporter.clone(),
                 stop_rx,
@@ -258,8 +272,10 @@ fn status(state: TaskState, message: &str, err: &str) -> TaskStatus {
 }
 
 /// Drives one task on the runtime.
+#[allow(clippy::too_many_arguments)] // each is a separate concern the caller owns
 async fn control(
     task: Task,
+    files: Result<Vec<TaskFile>, RuntimeError>,
     runtime: Arc<dyn Runtime>,
     reporter: Reporter,
     mut stop: oneshot::Receiver<()>,
@@ -293,8 +309,15 @@ async fn control(
                 reporter.report(&id, status(TaskState::Shutdown, "shutdown", ""));
                 return;
             }
+            let files = match files {
+                Ok(f) => f,
+                Err(e) => {
+                    reporter.report(&id, status(TaskState::Rejected, "rejected", &e.to_string()));
+                    return;
+                }
+            };
             reporter.report(&id, status(TaskState::Starting, "starting", ""));
-            match runtime.start(&task).await {
+            match runtime.start(&task, &files).await {
                 Ok(rid) => rid,
                 Err(e) => {
                     let state = if matches!(e, RuntimeError::Rejected(_)) {

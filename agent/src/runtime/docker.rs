@@ -14,6 +14,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use shoal_proto::Task;
 
+use super::files::{HostTmpfs, TaskFile};
 use super::{Existing, Runtime, RuntimeError, container_spec, docker_config, task_name};
 
 pub const LABEL_TASK: &str = "com.docker.swarm.task.id";
@@ -25,6 +26,8 @@ pub const LABEL_TASK_NAME: &str = "com.docker.swarm.task.name";
 pub struct DockerRuntime {
     docker: Docker,
     node_id: String,
+    /// Each task's secrets and configs, in a tmpfs of its own.
+    files: HostTmpfs,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -42,8 +45,9 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 }
 
 impl DockerRuntime {
-    /// Connects to the local dockerd and agrees on an API version with it.
-    pub async fn connect(node_id: &str) -> Result<Self, RuntimeError> {
+    /// Connects to the local dockerd and agrees on an API version with it; the tasks'
+    /// secrets and configs go in tmpfs mounts under `run_dir`.
+    pub async fn connect(node_id: &str, run_dir: &std::path::Path) -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| {
                 failed(
@@ -62,6 +66,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             node_id: node_id.to_string(),
+            files: HostTmpfs::new(run_dir),
         })
     }
 }
@@ -83,8 +88,15 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn start(&self, task: &Task) -> Result<String, RuntimeError> {
+    async fn start(&self, task: &Task, files: &[TaskFile]) -> Result<String, RuntimeError> {
         let c = container_spec(task);
+        let mut host_config = docker_config::host_config(task);
+        for (source, f) in self.files.write(&task.id, files)? {
+            host_config
+                .mounts
+                .get_or_insert_default()
+                .push(docker_config::file_mount(&source, &f.path));
+        }
         let name = task_name(task);
         let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
         labels.insert(LABEL_TASK.into(), task.id.clone());
@@ -118,7 +130,7 @@ impl Runtime for DockerRuntime {
             open_stdin: c.open_stdin.then_some(true),
             labels: Some(labels),
             healthcheck,
-            host_config: Some(docker_config::host_config(task)),
+            host_config: Some(host_config),
             ..Default::default()
         };
         let created = self
@@ -131,7 +143,10 @@ impl Runtime for DockerRuntime {
                 body,
             )
             .await
-            .map_err(|e| failed("creating the container", e))?;
+            .map_err(|e| {
+                self.files.remove(&task.id);
+                failed("creating the container", e)
+            })?;
         self.docker
             .start_container(
                 &created.id,
@@ -187,17 +202,29 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let task = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.config?.labels?.get(LABEL_TASK).cloned());
         // Anonymous volumes go with the task, as in Swarm; named ones stay.
         let options = RemoveContainerOptions {
             force: true,
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(options)).await {
+        let removed = match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(failed("removing the container", e)),
+        };
+        if removed.is_ok()
+            && let Some(task) = task
+        {
+            self.files.remove(&task);
         }
+        removed
     }
 
     async fn existing(&self) -> Result<Vec<Existing>, RuntimeError> {
@@ -214,7 +241,7 @@ impl Runtime for DockerRuntime {
             }))
             .await
             .map_err(|e| failed("listing containers", e))?;
-        Ok(list
+        let existing: Vec<Existing> = list
             .into_iter()
             .filter_map(|c| {
                 let task_id = c.labels.as_ref()?.get(LABEL_TASK)?.clone();
@@ -224,7 +251,11 @@ impl Runtime for DockerRuntime {
                     running: c.state.map(|s| s.to_string()) == Some("running".into()),
                 })
             })
-            .collect())
+            .collect();
+        // The files of a container gone while the agent was away go too.
+        self.files
+            .sweep(&existing.iter().map(|e| e.task_id.clone()).collect());
+        Ok(existing)
     }
 
     async fn health(&self, id: &str) -> Option<String> {

@@ -60,6 +60,17 @@ fn mount(m: &shoal_proto::Mount) -> Mount {
 }
 
 /// "IP NAME [NAME...]" lines (the service's form) as dockerd's "NAME:IP" entries.
+/// A task's secret or config: its tmpfs file, bound read-only at its path.
+pub fn file_mount(source: &std::path::Path, target: &str) -> Mount {
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(source.display().to_string()),
+        target: Some(target.to_string()),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
 fn extra_hosts(lines: &[String]) -> Vec<String> {
     lines
         .iter()

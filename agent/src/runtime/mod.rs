@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod docker;
 mod docker_config;
+pub mod files;
 pub mod process;
 pub mod stamp;
 
@@ -51,8 +52,9 @@ pub trait Runtime: Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks the task can run here (image present, command known).
     async fn prepare(&self, task: &Task) -> Result<(), RuntimeError>;
-    /// Creates and starts the workload; returns the runtime's ID for it.
-    async fn start(&self, task: &Task) -> Result<String, RuntimeError>;
+    /// Creates and starts the workload with its secrets and configs (`files`); returns
+    /// the runtime's ID for it.
+    async fn start(&self, task: &Task, files: &[files::TaskFile]) -> Result<String, RuntimeError>;
     /// Waits for the workload to exit; returns its exit code.
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
     /// Stops it: the stop signal, then SIGKILL after `grace`.
@@ -110,7 +112,7 @@ impl Runtime for Unavailable {
     async fn prepare(&self, _: &Task) -> Result<(), RuntimeError> {
         Err(RuntimeError::Rejected(self.0.clone()))
     }
-    async fn start(&self, _: &Task) -> Result<String, RuntimeError> {
+    async fn start(&self, _: &Task, _: &[files::TaskFile]) -> Result<String, RuntimeError> {
         Err(RuntimeError::Rejected(self.0.clone()))
     }
     async fn wait(&self, _: &str) -> Result<i64, RuntimeError> {

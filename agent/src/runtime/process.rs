@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use shoal_proto::Task;
 
+use super::files::{NamespaceFiles, TaskFile, process_dir};
 use super::{Existing, Runtime, RuntimeError, container_spec, demo};
 
 pub struct ProcessRuntime {
@@ -177,6 +178,20 @@ impl Runtime for ProcessRuntime {
                 engine_only.join(", ")
             )));
         }
+        if let Some(c) = task.spec.as_ref().and_then(|s| s.container.as_ref())
+            && let Some(r) = c.configs.iter().find(|r| {
+                r.file
+                    .as_ref()
+                    .is_some_and(|f| process_dir(&f.name).is_none())
+            })
+        {
+            let target = r.file.as_ref().map(|f| f.name.as_str()).unwrap_or_default();
+            return Err(RuntimeError::Rejected(format!(
+                "config {} targets {target}, but the process runtime runs tasks on the host's filesystem and places their files only under /run/secrets or /run/configs: give it target=/run/configs/{}, or run the service with the docker runtime",
+                r.config_name,
+                target.rsplit('/').next().unwrap_or_default()
+            )));
+        }
         let argv = self.command_of(task)?;
         if !argv[0].contains('/') && which(&argv[0]).is_none() {
             return Err(RuntimeError::Rejected(format!(
@@ -187,8 +202,10 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
-    async fn start(&self, task: &Task) -> Result<String, RuntimeError> {
+    async fn start(&self, task: &Task, files: &[TaskFile]) -> Result<String, RuntimeError> {
         let id = task.id.clone();
+        let files = NamespaceFiles::plan(files)?;
+        files.make_mount_points()?;
         let dir = self.task_dir(&id);
         std::fs::create_dir_all(&dir).map_err(|e| failed("creating the task directory", e))?;
         let c = container_spec(task);
@@ -236,6 +253,8 @@ impl Runtime for ProcessRuntime {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // Only system calls on what `plan` prepared.
+                files.apply()?;
                 if libc::setsid() < 0 || libc::unshare(libc::CLONE_NEWUTS) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

@@ -4,6 +4,7 @@ pub mod debug;
 pub mod info;
 pub mod network;
 pub mod node;
+pub mod secret;
 pub mod service;
 pub mod stack;
 pub mod swarm;

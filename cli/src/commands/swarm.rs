@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use shoal_proto::{
     JoinTokenRequest, NodeRole, SwarmInitRequest, SwarmJoinRequest, SwarmLeaveRequest,
+    SwarmUnlockRequest, SwarmUpdateRequest, UnlockKeyRequest,
 };
 
 use shoal_node::client::{Target, daemon_error};
@@ -29,7 +30,30 @@ pub enum SwarmCommand {
         /// Default address pool subnet mask length
         #[arg(long = "default-addr-pool-mask-length")]
         default_addr_pool_mask_length: Option<u32>,
+        /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
+        #[arg(long)]
+        autolock: bool,
     },
+    /// Update the swarm
+    Update {
+        /// Change manager autolocking setting (true|false)
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        autolock: Option<bool>,
+        /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+        #[arg(long, value_parser = shoal_docker::duration::parse)]
+        dispatcher_heartbeat: Option<std::time::Duration>,
+    },
+    /// Manage the unlock key
+    UnlockKey {
+        /// Only display the key
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate the unlock key
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Unlock a locked manager (the key is read from standard input, or asked for)
+    Unlock,
     /// Join a swarm as a node and/or manager
     Join {
         /// Token for entry into the swarm
@@ -74,6 +98,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             dispatcher_heartbeat,
             default_addr_pool,
             default_addr_pool_mask_length,
+            autolock,
         } => {
             let resp = client
                 .swarm_init(SwarmInitRequest {
@@ -83,6 +108,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                     heartbeat_period_ms: dispatcher_heartbeat.map_or(0, |d| d.as_millis() as u64),
                     default_addr_pool,
                     default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
+                    autolock,
                 })
                 .await
                 .map_err(daemon_error)?
@@ -107,6 +133,48 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             println!(
                 "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n"
             );
+            if autolock {
+                print_unlock_key(&show_unlock_key(&mut client, false).await?);
+            }
+        }
+        SwarmCommand::Update {
+            autolock,
+            dispatcher_heartbeat,
+        } => {
+            client
+                .update_swarm(SwarmUpdateRequest {
+                    autolock,
+                    heartbeat_period_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
+                })
+                .await
+                .map_err(daemon_error)?;
+            println!("Swarm updated.");
+            if autolock == Some(true) {
+                print_unlock_key(&show_unlock_key(&mut client, false).await?);
+            }
+        }
+        SwarmCommand::UnlockKey { quiet, rotate } => {
+            let key = show_unlock_key(&mut client, rotate).await?;
+            if key.is_empty() {
+                anyhow::bail!(
+                    "no unlock key is set: autolock is off (`swarm update --autolock=true`)"
+                );
+            }
+            if quiet {
+                println!("{key}");
+                return Ok(());
+            }
+            if rotate {
+                println!("Successfully rotated manager unlock key.\n");
+            }
+            print_unlock_key(&key);
+        }
+        SwarmCommand::Unlock => {
+            let key = read_unlock_key()?;
+            client
+                .swarm_unlock(SwarmUnlockRequest { unlock_key: key })
+                .await
+                .map_err(daemon_error)?;
         }
         SwarmCommand::Join {
             token,
@@ -170,4 +238,39 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn show_unlock_key(
+    client: &mut shoal_proto::control_client::ControlClient<tonic::transport::Channel>,
+    rotate: bool,
+) -> anyhow::Result<String> {
+    Ok(client
+        .unlock_key(UnlockKeyRequest { rotate })
+        .await
+        .map_err(daemon_error)?
+        .into_inner()
+        .unlock_key)
+}
+
+fn print_unlock_key(key: &str) {
+    println!(
+        "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\ncommand and provide the following key:\n\n    {key}\n\nPlease remember to store this key in a password manager, since without it you\nwill not be able to restart the manager."
+    );
+}
+
+/// The key from standard input: asked for when it is a terminal, as docker asks.
+fn read_unlock_key() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        print!("Please enter unlock key: ");
+        std::io::stdout().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let key = line.trim().to_string();
+    if key.is_empty() {
+        anyhow::bail!("no unlock key given: pipe it in, or type it at the prompt");
+    }
+    Ok(key)
 }

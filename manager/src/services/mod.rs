@@ -54,8 +54,7 @@ fn apply_defaults(spec: &mut ServiceSpec) {
 pub async fn create(m: &impl Proposer, mut spec: ServiceSpec) -> Result<Service> {
     validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
     apply_defaults(&mut spec);
-    m.store()
-        .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
+    m.store().view(|s| resolve(s, &mut spec))?;
     let id = shoal_proto::ids::new_id();
     let result = m
         .update_with_retry(|s| {
@@ -81,6 +80,13 @@ pub async fn create(m: &impl Proposer, mut spec: ServiceSpec) -> Result<Service>
         })
         .await?;
     stored_service(result)
+}
+
+/// The spec's networks, secrets and configs as the store knows them (IDs), or why not.
+fn resolve(state: &State, spec: &mut ServiceSpec) -> Result<()> {
+    let task = spec.task.get_or_insert_default();
+    crate::networks::resolve_attachments(state, task)?;
+    crate::secrets::resolve_references(state, task.container.get_or_insert_default())
 }
 
 fn stored_service(result: shoal_proto::ProposalResult) -> Result<Service> {
@@ -125,8 +131,7 @@ pub async fn update(m: &impl Proposer, req: UpdateServiceRequest) -> Result<Serv
     };
     validate::validate(&spec).map_err(ManagerError::InvalidArgument)?;
     apply_defaults(&mut spec);
-    m.store()
-        .view(|s| crate::networks::resolve_attachments(s, spec.task.get_or_insert_default()))?;
+    m.store().view(|s| resolve(s, &mut spec))?;
     let old_spec = current.spec.clone().unwrap_or_default();
     if annotations_name(&spec) != annotations_name(&old_spec) {
         return Err(ManagerError::InvalidArgument(

@@ -132,6 +132,7 @@ fn validate_task(task: &TaskSpec) -> Result<(), String> {
     if container.stop_grace_period_nanos < 0 {
         return Err("--stop-grace-period cannot be negative".into());
     }
+    crate::secrets::check_owners(&container)?;
     for e in &container.env {
         if e.is_empty() || e.starts_with('=') {
             return Err(format!("invalid environment variable {e:?}: use KEY=VALUE"));

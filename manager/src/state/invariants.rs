@@ -30,7 +30,10 @@ pub fn check(
     let held = |why: Option<String>| why.map(|w| (Refusal::AddressHeld, w));
     let refused = match obj {
         Object::Service(svc) if action == StoreActionKind::Create => {
-            name_taken(state, svc, staged).or_else(|| service_clash(state, svc))
+            name_taken(state, obj, staged).or_else(|| service_clash(state, svc))
+        }
+        Object::Secret(_) | Object::Config(_) if action == StoreActionKind::Create => {
+            name_taken(state, obj, staged)
         }
         Object::Service(svc) => service_clash(state, svc),
         Object::Task(task) => held(task_clash(state, task)),
@@ -43,21 +46,33 @@ pub fn check(
     refused.map_or(Ok(()), Err)
 }
 
-/// A new service whose name another service (stored or staged) already has.
-fn name_taken(state: &State, svc: &Service, staged: &Staged) -> Option<(Refusal, String)> {
-    let name = svc.name();
-    let staged_services = staged.values().flatten().filter_map(|o| match o {
-        Object::Service(other) if other.id != svc.id => Some(other),
+/// The kinds whose names are unique, and the word a user reads for each.
+fn unique_name(obj: &Object) -> Option<(&'static str, &str)> {
+    match obj {
+        Object::Service(x) => Some(("service", x.name())),
+        Object::Secret(x) => Some(("secret", x.name())),
+        Object::Config(x) => Some(("config", x.name())),
         _ => None,
-    });
+    }
+}
+
+/// A new object whose name another of its kind (stored or staged) already has.
+fn name_taken(state: &State, obj: &Object, staged: &Staged) -> Option<(Refusal, String)> {
+    use super::store::ObjectExt;
+    let (word, name) = unique_name(obj)?;
+    let kind = obj.kind();
+    let staged_same = staged
+        .values()
+        .flatten()
+        .filter(|o| o.kind() == kind && o.id() != obj.id());
     let taken = state
-        .services()
-        .chain(staged_services)
-        .any(|other| other.name() == name);
+        .list(kind)
+        .chain(staged_same)
+        .any(|other| unique_name(other).is_some_and(|(_, n)| n == name));
     taken.then(|| {
         (
             Refusal::NameTaken,
-            format!("name conflicts with an existing object: service {name} already exists"),
+            format!("name conflicts with an existing object: {word} {name} already exists"),
         )
     })
 }

@@ -36,6 +36,8 @@ pub enum Kind {
     Service,
     Task,
     Network,
+    Secret,
+    Config,
 }
 
 /// Uniform access to the fields every object has.
@@ -66,7 +68,7 @@ macro_rules! object_access {
         }
     };
 }
-object_access!(Cluster, Node, Service, Task, Network);
+object_access!(Cluster, Node, Service, Task, Network, Secret, Config);
 
 /// A change applied to the store.
 #[derive(Debug, Clone)]
@@ -139,7 +141,20 @@ impl State {
         })
     }
 
-    /// The one cluster object, once the swarm is initialised.
+    pub fn secrets(&self) -> impl Iterator<Item = &shoal_proto::Secret> {
+        self.list(Kind::Secret).filter_map(|o| match o {
+            Object::Secret(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn configs(&self) -> impl Iterator<Item = &shoal_proto::Config> {
+        self.list(Kind::Config).filter_map(|o| match o {
+            Object::Config(x) => Some(x),
+            _ => None,
+        })
+    }
+
     /// The managers' control addresses, for agents to reach them.
     pub fn manager_addrs(&self) -> Vec<String> {
         self.nodes()
@@ -147,6 +162,7 @@ impl State {
             .collect()
     }
 
+    /// The one cluster object, once the swarm is initialised.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.list(Kind::Cluster).find_map(|o| match o {
             Object::Cluster(c) => Some(c),

@@ -12,6 +12,7 @@ mod events;
 mod logs;
 mod passthrough;
 mod routes;
+mod secrets;
 pub mod tcp;
 
 use std::path::Path;

@@ -49,10 +49,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/swarm/join", post(swarm_join))
         .route("/swarm/leave", post(swarm_leave))
         .route("/swarm/update", post(swarm_update))
-        .route(
-            "/swarm/unlockkey",
-            get(|| async { axum::Json(json!({"UnlockKey": ""})) }),
-        )
+        .route("/swarm/unlockkey", get(swarm_unlock_key))
+        .route("/swarm/unlock", post(swarm_unlock))
         .route("/nodes", get(node_list))
         .route("/nodes/{id}", get(node_inspect).delete(node_remove))
         .route("/nodes/{id}/update", post(node_update))
@@ -74,12 +72,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/events", get(super::events::events))
         .route("/distribution/{*name}", get(distribution))
-        // No secrets or configs exist in shoal yet; listing them (as `stack rm` does)
-        // finds none, and creating one is refused by name.
-        .route("/secrets", get(none_listed))
-        .route("/configs", get(none_listed))
-        .route("/secrets/create", post(|| unsupported("secrets")))
-        .route("/configs/create", post(|| unsupported("configs")))
+        .merge(super::secrets::routes())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(api)
 }
@@ -198,21 +191,22 @@ async fn swarm_leave(State(api): Shared, Query(q): Params) -> ApiResult<StatusCo
     Ok(StatusCode::OK)
 }
 
-/// Token rotation; the settings themselves are fixed in shoal, so a spec that differs
-/// from what /swarm shows is refused, naming the first setting that differs.
+/// Token and unlock key rotation, autolock and the heartbeat; any other setting that
+/// differs from what /swarm shows is refused, naming it.
 async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiResult<StatusCode> {
     let sent: Value = parse(&body)?;
     manager_only(&api).await?;
-    let info = api.daemon.info().await;
-    if let Some(path) = spec::first_difference(&sent, &render::swarm_spec(&info), String::new()) {
-        return Err(ApiError::bad_request(format!(
-            "changing the swarm setting {path} is not supported by shoal; only join tokens can be rotated"
-        )));
-    }
+    let (heartbeat_ms, autolock) = spec::swarm_settings(&sent, "")?;
+    api.ctl
+        .update_swarm(Request::new(pb::SwarmUpdateRequest {
+            autolock: Some(autolock),
+            heartbeat_period_ms: (heartbeat_ms > 0).then_some(heartbeat_ms),
+        }))
+        .await?;
     if flag(&q, "rotateManagerUnlockKey") {
-        return Err(ApiError::bad_request(
-            "shoal has no autolock, so no unlock key to rotate",
-        ));
+        api.ctl
+            .unlock_key(Request::new(pb::UnlockKeyRequest { rotate: true }))
+            .await?;
     }
     for (key, role) in [
         ("rotateWorkerToken", pb::NodeRole::Worker),
@@ -227,6 +221,26 @@ async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiR
                 .await?;
         }
     }
+    Ok(StatusCode::OK)
+}
+
+async fn swarm_unlock_key(State(api): Shared) -> ApiResult<axum::Json<Value>> {
+    let key = ok(api
+        .ctl
+        .unlock_key(Request::new(pb::UnlockKeyRequest { rotate: false }))
+        .await?);
+    Ok(axum::Json(json!({"UnlockKey": key.unlock_key})))
+}
+
+async fn swarm_unlock(State(api): Shared, body: Bytes) -> ApiResult<StatusCode> {
+    let sent: Value = parse(&body)?;
+    let key = spec::field(&sent, "UnlockKey")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    api.ctl
+        .swarm_unlock(Request::new(pb::SwarmUnlockRequest { unlock_key: key }))
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -729,21 +743,6 @@ async fn network_disconnect(
         }))
         .await;
     shoal_or_dockerd(&api, asked, &path, body).await
-}
-
-async fn none_listed(Query(q): Params) -> ApiResult<axum::Json<Value>> {
-    Filters::parse(
-        q.get("filters").map(String::as_str),
-        &["id", "label", "name", "names"],
-    )?;
-    Ok(axum::Json(json!([])))
-}
-
-async fn unsupported(what: &str) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: format!("{what} are not supported by shoal yet"),
-    }
 }
 
 /// Image digests come from a registry; shoal asks none (each node resolves the image

@@ -18,6 +18,7 @@ use shoal_proto::service_spec::Mode;
 use crate::compose_container::{
     ContainerKeys, Hosts, Logging, OneOrMany, UlimitValue, VolumeDecl, Volumes,
 };
+use crate::compose_secrets::{Declared, FileDecl, FileRef, StackFile};
 use crate::flags::{parse_bytes, parse_cpus, parse_port};
 
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
@@ -28,6 +29,9 @@ const IMAGE_LABEL: &str = "com.docker.stack.image";
 pub struct Stack {
     pub networks: Vec<StackNetwork>,
     pub services: Vec<pb::ServiceSpec>,
+    /// The secrets and configs the services use, made by the stack or existing.
+    pub secrets: Vec<StackFile>,
+    pub configs: Vec<StackFile>,
     /// Keys swarm ignores, found in the file: "services.web.build", ...
     pub ignored: Vec<String>,
 }
@@ -55,8 +59,10 @@ struct File {
     networks: BTreeMap<String, Option<Network>>,
     #[serde(default)]
     volumes: BTreeMap<String, Option<VolumeDecl>>,
-    secrets: Refused,
-    configs: Refused,
+    #[serde(default)]
+    secrets: BTreeMap<String, FileDecl>,
+    #[serde(default)]
+    configs: BTreeMap<String, FileDecl>,
     name: Ignored,
 }
 
@@ -110,9 +116,11 @@ struct Service {
     sysctls: Option<Pairs>,
     #[serde(default)]
     ulimits: BTreeMap<String, UlimitValue>,
+    #[serde(default)]
+    secrets: Vec<FileRef>,
+    #[serde(default)]
+    configs: Vec<FileRef>,
     // shoal cannot honour these
-    secrets: Refused,
-    configs: Refused,
     env_file: Refused,
     devices: Refused,
     privileged: Refused,
@@ -137,7 +145,7 @@ enum Words {
 /// `["K=V", ...]` or `{K: V, ...}`.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum Pairs {
+pub(crate) enum Pairs {
     List(Vec<String>),
     Map(BTreeMap<String, Option<Value>>),
 }
@@ -266,7 +274,7 @@ struct Network {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum External {
+pub(crate) enum External {
     Flag(bool),
     Named { name: String },
 }
@@ -428,7 +436,7 @@ fn refuse(path: &str, fields: &[(&str, &Refused)]) -> Result<()> {
     Ok(())
 }
 
-fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -438,7 +446,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// Key/value pairs as a map; `what` names them in errors.
-fn pairs(p: Option<Pairs>, what: &str) -> Result<BTreeMap<String, String>> {
+pub(crate) fn pairs(p: Option<Pairs>, what: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     match p {
         None => {}
@@ -646,10 +654,6 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
             ));
         }
     }
-    refuse(
-        "compose file",
-        &[("secrets", &file.secrets), ("configs", &file.configs)],
-    )?;
     let mut ignored = Vec::new();
     if file.name.is_some() {
         ignored.push("name".to_string());
@@ -663,6 +667,20 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
         stack,
         namespace: &namespace,
     };
+    let secrets = Declared {
+        word: "secrets",
+        declared: &file.secrets,
+        stack,
+        namespace: &namespace,
+    };
+    let configs = Declared {
+        word: "configs",
+        declared: &file.configs,
+        stack,
+        namespace: &namespace,
+    };
+    // Only what some service uses is made or looked for, as docker stack deploy.
+    let (mut used_secrets, mut used_configs) = (Vec::new(), Vec::new());
     // Every network the services use, by its key in the file, with its cluster name.
     let mut used: BTreeMap<String, String> = BTreeMap::new();
     let mut networks = Vec::new();
@@ -724,8 +742,6 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
         refuse(
             &path,
             &[
-                ("secrets", &svc.secrets),
-                ("configs", &svc.configs),
                 ("env_file", &svc.env_file),
                 ("devices", &svc.devices),
                 ("privileged", &svc.privileged),
@@ -845,6 +861,22 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
             ulimits: svc.ulimits,
         };
         let log_driver = keys.apply(&path, &volumes, &mut container)?;
+        for (name, file) in secrets.references(&path, svc.secrets)? {
+            used_secrets.push(name.clone());
+            container.secrets.push(pb::SecretReference {
+                secret_name: name,
+                file: Some(file),
+                ..Default::default()
+            });
+        }
+        for (name, file) in configs.references(&path, svc.configs)? {
+            used_configs.push(name.clone());
+            container.configs.push(pb::ConfigReference {
+                config_name: name,
+                file: Some(file),
+                ..Default::default()
+            });
+        }
         let d = svc.deploy.unwrap_or_default();
         let dp = format!("{path}.deploy");
         let mut labels = pairs(d.labels, &format!("{dp}.labels"))?;
@@ -920,9 +952,16 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
             }),
         });
     }
+    let used = |plan: Vec<StackFile>, used: &[String]| -> Vec<StackFile> {
+        plan.into_iter()
+            .filter(|f| used.iter().any(|u| u == f.name()))
+            .collect()
+    };
     Ok(Stack {
         networks,
         services,
+        secrets: used(secrets.plan()?, &used_secrets),
+        configs: used(configs.plan()?, &used_configs),
         ignored,
     })
 }

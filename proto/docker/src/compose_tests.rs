@@ -232,8 +232,20 @@ fn what_shoal_cannot_honour_is_refused_by_name() {
             "services.web.deploy.resources.reservations.pids is not supported",
         ),
         (
-            "services:\n  web:\n    image: x\nsecrets:\n  s:\n    file: ./s\n",
-            "secrets is not supported",
+            "services:\n  web:\n    image: x\n    secrets: [s]\n",
+            "services.web.secrets: secret \"s\" is not declared under the top-level secrets",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./s\n    environment: S\n",
+            "secrets.s: give exactly one of file or environment",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    content: hush\n",
+            "secrets.s.content: a secret's data comes from a file",
+        ),
+        (
+            "services:\n  web:\n    image: x\n    configs: [c]\nconfigs:\n  c:\n    file: ./c\n    template_driver: golang\n",
+            "configs.c.template_driver",
         ),
         (
             "services:\n  web:\n    image: x\n    deploy:\n      mode: sometimes\n",
@@ -396,4 +408,92 @@ volumes:
         let err = refusal(bad);
         assert!(err.contains(why), "{bad}: {err}");
     }
+}
+
+#[test]
+fn secrets_and_configs_convert_as_docker_stack_deploy_converts_them() {
+    let text = "services:
+  db:
+    image: x
+    secrets:
+      - db_password
+      - source: api_key
+        target: key.txt
+        uid: '103'
+        gid: \"103\"
+        mode: 0440
+    configs:
+      - nginx
+      - source: extra
+        target: /etc/extra.conf
+secrets:
+  db_password:
+    file: ./db_password.txt
+  api_key:
+    external: true
+  unused:
+    environment: NOT_READ
+configs:
+  nginx:
+    file: ./nginx.conf
+    labels: [tier=front]
+  extra:
+    content: |
+      x = 1
+";
+    let s = stack(text);
+    let c = s.services[0].task.clone().unwrap().container.unwrap();
+    let files: Vec<(&str, &str, &str, u32)> = c
+        .secrets
+        .iter()
+        .map(|r| {
+            let f = r.file.as_ref().unwrap();
+            (
+                r.secret_name.as_str(),
+                f.name.as_str(),
+                f.uid.as_str(),
+                f.mode,
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("getstartedlab_db_password", "db_password", "", 0),
+            ("api_key", "key.txt", "103", 0o440),
+        ]
+    );
+    let targets: Vec<(&str, &str)> = c
+        .configs
+        .iter()
+        .map(|r| {
+            (
+                r.config_name.as_str(),
+                r.file.as_ref().unwrap().name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("getstartedlab_nginx", "/nginx"),
+            ("getstartedlab_extra", "/etc/extra.conf")
+        ]
+    );
+    // Only what a service uses is made (the unused secret is not read at all).
+    assert_eq!(
+        s.secrets,
+        [
+            StackFile::External("api_key".into()),
+            StackFile::Owned {
+                name: "getstartedlab_db_password".into(),
+                labels: [(NAMESPACE_LABEL.to_string(), "getstartedlab".to_string())].into(),
+                source: crate::compose_secrets::FileSource::File("./db_password.txt".into()),
+            },
+        ]
+    );
+    let StackFile::Owned { labels, .. } = &s.configs[1] else {
+        panic!("{:?}", s.configs)
+    };
+    assert_eq!(labels["tier"], "front");
 }

@@ -1,11 +1,12 @@
 //! docker's `service create` / `service update` flags for what the container engine gives
 //! a task: --mount, --cap-add/--cap-drop, --init, --read-only, -t, --sysctl, --host,
-//! --dns*, --group, --log-driver/--log-opt (update: the -add/-rm forms of the lists).
+//! --dns*, --group, --log-driver/--log-opt, --secret, --config (update: the -add/-rm
+//! forms of the lists).
 
 use shoal_proto::docker_names::DockerName;
 use shoal_proto::{
-    BindOptions, ContainerSpec, DnsConfig, Driver, Mount, MountType, ServiceSpec, TaskSpec,
-    TmpfsOptions, Ulimit, VolumeOptions,
+    BindOptions, ConfigReference, ContainerSpec, DnsConfig, Driver, FileTarget, Mount, MountType,
+    SecretReference, ServiceSpec, TaskSpec, TmpfsOptions, Ulimit, VolumeOptions,
 };
 
 use crate::error::Result;
@@ -71,6 +72,12 @@ pub struct ContainerLists {
     /// Ulimit options: NAME=SOFT[:HARD], e.g. nofile=1024:2048
     #[arg(long = "ulimit")]
     pub ulimit: Vec<String>,
+    /// Give the tasks a secret: NAME, or source=NAME[,target=FILE,uid=,gid=,mode=0400]
+    #[arg(long = "secret")]
+    pub secret: Vec<String>,
+    /// Give the tasks a config: NAME, or source=NAME[,target=/PATH,uid=,gid=,mode=0444]
+    #[arg(long = "config")]
+    pub config: Vec<String>,
 }
 
 /// `update`'s edits of the same lists.
@@ -115,6 +122,18 @@ pub struct ContainerEdits {
     /// Remove a ulimit by its name
     #[arg(long = "ulimit-rm")]
     pub ulimit_rm: Vec<String>,
+    /// Add or update a secret on a service (as --secret)
+    #[arg(long = "secret-add")]
+    pub secret_add: Vec<String>,
+    /// Remove a secret by its name
+    #[arg(long = "secret-rm")]
+    pub secret_rm: Vec<String>,
+    /// Add or update a config on a service (as --config)
+    #[arg(long = "config-add")]
+    pub config_add: Vec<String>,
+    /// Remove a config by its name
+    #[arg(long = "config-rm")]
+    pub config_rm: Vec<String>,
 }
 
 fn bool_value(flag: &str, key: &str, v: Option<&str>) -> Result<bool> {
@@ -215,6 +234,61 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
     }
     (m.bind, m.volume, m.tmpfs) = (bind, volume, tmpfs);
     Ok(m)
+}
+
+/// `--secret db_pw` or `--secret source=db_pw,target=password,uid=0,gid=0,mode=0400` (and
+/// `--config` alike), as docker reads them: the source's name and its file. The managers
+/// fill in the defaults (target = the name, 0:0, 0444) and resolve the name.
+pub fn parse_file_ref(flag: &str, s: &str) -> Result<(String, FileTarget)> {
+    let shown = format!("--{flag} {s:?}");
+    if !s.contains('=') {
+        return Ok((s.trim().to_string(), FileTarget::default()));
+    }
+    let (mut source, mut file) = (String::new(), FileTarget::default());
+    for field in s.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| invalid!("invalid {shown}: {field:?} needs a value (key=value)"))?;
+        let value = value.trim().to_string();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "source" | "src" => source = value,
+            "target" => file.name = value,
+            "uid" => file.uid = value,
+            "gid" => file.gid = value,
+            "mode" => {
+                file.mode = u32::from_str_radix(&value, 8).map_err(|_| {
+                    invalid!("invalid {shown}: mode {value:?} is not an octal mode such as 0400")
+                })?;
+            }
+            other => {
+                return Err(invalid!(
+                    "invalid {shown}: unknown field {other:?}; use source, target, uid, gid or mode"
+                ));
+            }
+        }
+    }
+    if source.is_empty() {
+        return Err(invalid!("invalid {shown}: source is required"));
+    }
+    Ok((source, file))
+}
+
+fn secret_ref(s: &str) -> Result<SecretReference> {
+    let (name, file) = parse_file_ref("secret", s)?;
+    Ok(SecretReference {
+        secret_name: name,
+        file: Some(file),
+        ..Default::default()
+    })
+}
+
+fn config_ref(s: &str) -> Result<ConfigReference> {
+    let (name, file) = parse_file_ref("config", s)?;
+    Ok(ConfigReference {
+        config_name: name,
+        file: Some(file),
+        ..Default::default()
+    })
 }
 
 /// `--ulimit nofile=1024:2048` (or `nofile=1024`, soft and hard alike), as docker reads it.
@@ -325,7 +399,11 @@ impl ContainerLists {
         let hosts = each(&self.host, host_line)?;
         let sysctls = each(&self.sysctl, |kv| key_value(kv, "sysctl"))?;
         let ulimits = each(&self.ulimit, parse_ulimit)?;
+        let secrets = each(&self.secret, secret_ref)?;
+        let configs = each(&self.config, config_ref)?;
         let c = container(spec);
+        c.secrets.extend(secrets);
+        c.configs.extend(configs);
         c.mounts.extend(mounts);
         c.ulimits.extend(ulimits);
         c.hosts.extend(hosts);
@@ -346,7 +424,25 @@ impl ContainerEdits {
         let hosts_added = each(&self.host_add, host_line)?;
         let sysctls = each(&self.sysctl_add, |kv| key_value(kv, "sysctl"))?;
         let ulimits = each(&self.ulimit_add, parse_ulimit)?;
+        let secrets = each(&self.secret_add, secret_ref)?;
+        let configs = each(&self.config_add, config_ref)?;
         let c = container(spec);
+        // As the docker CLI: removed by name (or ID), then the added appended; a file
+        // targeted twice is refused by the managers.
+        c.secrets.retain(|r| {
+            !self
+                .secret_rm
+                .iter()
+                .any(|k| *k == r.secret_name || *k == r.secret_id)
+        });
+        c.secrets.extend(secrets);
+        c.configs.retain(|r| {
+            !self
+                .config_rm
+                .iter()
+                .any(|k| *k == r.config_name || *k == r.config_id)
+        });
+        c.configs.extend(configs);
         c.ulimits.retain(|u| {
             !self.ulimit_rm.contains(&u.name) && !ulimits.iter().any(|a| a.name == u.name)
         });
@@ -417,6 +513,52 @@ mod tests {
             let err = parse_mount(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn secret_and_config_flags_read_as_docker_reads_them() {
+        assert_eq!(
+            parse_file_ref("secret", "db").unwrap(),
+            ("db".to_string(), FileTarget::default())
+        );
+        let (name, file) =
+            parse_file_ref("secret", "source=db,target=pw,uid=33,gid=44,mode=0400").unwrap();
+        assert_eq!(name, "db");
+        assert_eq!(
+            (
+                file.name.as_str(),
+                file.uid.as_str(),
+                file.gid.as_str(),
+                file.mode
+            ),
+            ("pw", "33", "44", 0o400)
+        );
+        for (bad, why) in [
+            ("target=pw", "source is required"),
+            ("source=db,mode=rw", "not an octal mode"),
+            ("source=db,colour=red", "unknown field"),
+        ] {
+            let e = parse_file_ref("config", bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("--config"), "{bad}: {e}");
+        }
+        let mut spec = ServiceSpec::default();
+        let lists = ContainerLists {
+            secret: vec!["a".into(), "source=b,target=x".into()],
+            config: vec!["c".into()],
+            ..Default::default()
+        };
+        lists.apply(&mut spec).unwrap();
+        let edits = ContainerEdits {
+            secret_rm: vec!["a".into()],
+            secret_add: vec!["d".into()],
+            config_rm: vec!["c".into()],
+            ..Default::default()
+        };
+        edits.apply(&mut spec).unwrap();
+        let c = container(&mut spec);
+        let names: Vec<&str> = c.secrets.iter().map(|r| r.secret_name.as_str()).collect();
+        assert_eq!(names, ["b", "d"]);
+        assert!(c.configs.is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod compose;
 mod compose_container;
+pub mod compose_secrets;
 pub mod container_flags;
 pub mod duration;
 pub mod engine;

@@ -5,6 +5,8 @@
 
 use shoal_docker::compose;
 
+mod files;
+
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
@@ -242,6 +244,10 @@ async fn deploy(
             }
         }
     }
+    let compose_dir = std::path::Path::new(compose_file)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    files::make(&mut client, &plan.secrets, &plan.configs, compose_dir).await?;
     let current = client
         .list_services(Empty {})
         .await

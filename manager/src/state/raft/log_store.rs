@@ -10,6 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::at_rest::DataKey;
 use super::tables::{LOG, RAFT_META};
 use super::{NodeId, StorageError, TypeConfig, io_err};
 
@@ -20,11 +21,25 @@ const PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    key: DataKey,
+}
+
+fn log_place(index: u64) -> String {
+    format!("raft_log/{index}")
+}
+
+fn meta_place(key: &str) -> String {
+    format!("raft_meta/{key}")
 }
 
 impl LogStore {
-    pub fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+    /// The log in `db`, every value sealed with `key`.
+    pub fn new(db: Arc<Database>, key: DataKey) -> Self {
+        LogStore { db, key }
+    }
+
+    fn entry(&self, index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
+        self.key.open(&log_place(index), bytes)
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -35,13 +50,13 @@ impl LogStore {
             Err(e) => return Err(io_err(e)),
         };
         match table.get(key).map_err(io_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(io_err)?)),
+            Some(v) => Ok(Some(self.key.open(&meta_place(key), v.value())?)),
             None => Ok(None),
         }
     }
 
     fn write_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(value).map_err(io_err)?;
+        let bytes = self.key.seal(&meta_place(key), value)?;
         let txn = self.db.begin_write().map_err(io_err)?;
         txn.open_table(RAFT_META)
             .map_err(io_err)?
@@ -58,10 +73,7 @@ impl LogStore {
             Err(e) => return Err(io_err(e)),
         };
         match table.last().map_err(io_err)? {
-            Some((_, v)) => {
-                let entry: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(io_err)?;
-                Ok(Some(entry.log_id))
-            }
+            Some((k, v)) => Ok(Some(self.entry(k.value(), v.value())?.log_id)),
             None => Ok(None),
         }
     }
@@ -98,8 +110,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut out = Vec::new();
         for item in table.range(range).map_err(io_err)? {
-            let (_, v) = item.map_err(io_err)?;
-            out.push(serde_json::from_slice(v.value()).map_err(io_err)?);
+            let (k, v) = item.map_err(io_err)?;
+            out.push(self.entry(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -155,7 +167,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut table = txn.open_table(LOG).map_err(io_err)?;
             for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(io_err)?;
+                let bytes = self.key.seal(&log_place(entry.log_id.index), &entry)?;
                 table
                     .insert(entry.log_id.index, bytes.as_slice())
                     .map_err(io_err)?;

@@ -4,6 +4,7 @@
 // openraft's storage traits fix StorageError as the error type, large as it is.
 #![allow(clippy::result_large_err)]
 
+pub mod at_rest;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -109,9 +110,10 @@ mod tests {
     {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
+            let key = super::at_rest::load_or_create(dir.path(), None).expect("key");
             let db = super::open_db(&dir.path().join("raft.redb")).expect("open");
-            let sm = StateMachine::open(db.clone(), Store::default())?;
-            Ok((dir, LogStore::new(db), sm))
+            let sm = StateMachine::open(db.clone(), key.clone(), Store::default())?;
+            Ok((dir, LogStore::new(db, key), sm))
         }
     }
 
@@ -123,13 +125,14 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
+        let key = super::at_rest::load_or_create(dir.path(), None).unwrap();
         let node = Object::Node(shoal_proto::Node {
             id: "n1".into(),
             ..Default::default()
         });
         {
             let db = super::open_db(&path).unwrap();
-            let mut sm = StateMachine::open(db, Store::default()).unwrap();
+            let mut sm = StateMachine::open(db, key.clone(), Store::default()).unwrap();
             let entry = Entry::<TypeConfig> {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), 7),
                 payload: EntryPayload::Normal(crate::state::store::proposal(vec![
@@ -141,7 +144,7 @@ mod tests {
         }
         let store = Store::default();
         let db = super::open_db(&path).unwrap();
-        let mut sm = StateMachine::open(db, store.clone()).unwrap();
+        let mut sm = StateMachine::open(db, key, store.clone()).unwrap();
         assert_eq!(
             store.view(|s| s.node("n1").map(|n| n.id.clone())),
             Some("n1".into())

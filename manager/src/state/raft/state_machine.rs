@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use shoal_proto::ProposalResult;
 use shoal_proto::stored_object::Object;
 
+use super::at_rest::DataKey;
 use super::tables::{OBJECTS, SM_META};
 use super::{NodeId, StorageError, TypeConfig, io_err};
 use crate::state::store::{Event, Kind, ObjectExt, State, Store};
@@ -40,6 +41,7 @@ struct StoredSnapshot {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
+    key: DataKey,
     store: Store,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
@@ -49,16 +51,25 @@ fn object_key(kind: Kind, id: &str) -> String {
     format!("{kind:?}/{id}")
 }
 
+/// Where a value is, for sealing (at_rest.rs binds each value to its place).
+fn object_place(key: &str) -> String {
+    format!("objects/{key}")
+}
+
+fn meta_place(key: &str) -> String {
+    format!("sm_meta/{key}")
+}
+
 impl StateMachine {
-    /// Loads the persisted objects into `store`.
-    pub fn open(db: Arc<Database>, store: Store) -> Result<Self, StorageError> {
+    /// Loads the persisted objects into `store`; every value is sealed with `key`.
+    pub fn open(db: Arc<Database>, key: DataKey, store: Store) -> Result<Self, StorageError> {
         let mut state = State::default();
         let (mut last_applied, mut membership) = (None, Membership::default());
         let txn = db.begin_read().map_err(io_err)?;
         if let Ok(table) = txn.open_table(OBJECTS) {
             for item in table.iter().map_err(io_err)? {
-                let (_, v) = item.map_err(io_err)?;
-                let obj: Object = serde_json::from_slice(v.value()).map_err(io_err)?;
+                let (k, v) = item.map_err(io_err)?;
+                let obj: Object = key.open(&object_place(k.value()), v.value())?;
                 state
                     .objects
                     .entry(obj.kind())
@@ -68,15 +79,16 @@ impl StateMachine {
         }
         if let Ok(meta) = txn.open_table(SM_META) {
             if let Some(v) = meta.get(LAST_APPLIED).map_err(io_err)? {
-                last_applied = serde_json::from_slice(v.value()).map_err(io_err)?;
+                last_applied = key.open(&meta_place(LAST_APPLIED), v.value())?;
             }
             if let Some(v) = meta.get(MEMBERSHIP).map_err(io_err)? {
-                membership = serde_json::from_slice(v.value()).map_err(io_err)?;
+                membership = key.open(&meta_place(MEMBERSHIP), v.value())?;
             }
         }
         store.replace(state);
         Ok(StateMachine {
             db,
+            key,
             store,
             last_applied,
             membership,
@@ -90,9 +102,10 @@ impl StateMachine {
             if let Some(state) = replace_all {
                 objects.retain(|_, _| false).map_err(io_err)?;
                 for obj in state.objects.values().flat_map(|m| m.values()) {
-                    let bytes = serde_json::to_vec(obj).map_err(io_err)?;
+                    let key = object_key(obj.kind(), obj.id());
+                    let bytes = self.key.seal(&object_place(&key), obj)?;
                     objects
-                        .insert(object_key(obj.kind(), obj.id()).as_str(), bytes.as_slice())
+                        .insert(key.as_str(), bytes.as_slice())
                         .map_err(io_err)?;
                 }
             }
@@ -101,17 +114,19 @@ impl StateMachine {
                 if e.action == shoal_proto::StoreActionKind::Remove {
                     objects.remove(key.as_str()).map_err(io_err)?;
                 } else {
-                    let bytes = serde_json::to_vec(&e.object).map_err(io_err)?;
+                    let bytes = self.key.seal(&object_place(&key), &e.object)?;
                     objects
                         .insert(key.as_str(), bytes.as_slice())
                         .map_err(io_err)?;
                 }
             }
             let mut meta = txn.open_table(SM_META).map_err(io_err)?;
-            let applied = serde_json::to_vec(&self.last_applied).map_err(io_err)?;
+            let applied = self
+                .key
+                .seal(&meta_place(LAST_APPLIED), &self.last_applied)?;
             meta.insert(LAST_APPLIED, applied.as_slice())
                 .map_err(io_err)?;
-            let membership = serde_json::to_vec(&self.membership).map_err(io_err)?;
+            let membership = self.key.seal(&meta_place(MEMBERSHIP), &self.membership)?;
             meta.insert(MEMBERSHIP, membership.as_slice())
                 .map_err(io_err)?;
         }
@@ -119,7 +134,7 @@ impl StateMachine {
     }
 
     fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(snapshot).map_err(io_err)?;
+        let bytes = self.key.seal(&meta_place(SNAPSHOT), snapshot)?;
         let txn = self.db.begin_write().map_err(io_err)?;
         txn.open_table(SM_META)
             .map_err(io_err)?
@@ -223,7 +238,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(v) = meta.get(SNAPSHOT).map_err(io_err)? else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = serde_json::from_slice(v.value()).map_err(io_err)?;
+        let stored: StoredSnapshot = self.key.open(&meta_place(SNAPSHOT), v.value())?;
         Ok(Some(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),

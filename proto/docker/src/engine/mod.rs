@@ -16,6 +16,7 @@ pub mod engine_settings;
 pub mod filters;
 pub mod go_json;
 pub mod request;
+pub mod secrets;
 
 /// The newest API version served: Docker 28.x's (the docker CLI installed with shoal
 /// speaks it). The swarm types shoal speaks kept their shape from 1.41 on (newer fields,

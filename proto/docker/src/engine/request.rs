@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | a field the Engine API does not have (a typo, a newer API's field) | ignored, as dockerd ignores it |
 //! | a field shoal implements | honoured |
-//! | a field the API has and shoal lacks (Secrets, Configs, CredentialSpec, GenericResources, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
+//! | a field the API has and shoal lacks (CredentialSpec, GenericResources, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
 //! | `Mode.ReplicatedJob`, `Mode.GlobalJob` | refused whenever present (even `{}`, which asks for a job) |
 //! | `CheckDuplicate` (network create) | read and ignored: a duplicate name is always refused |
 //!
@@ -21,6 +21,7 @@ use shoal_proto as pb;
 
 use super::engine_settings::{DnsConfig, Driver, Mount, Platform, Privileges, Ulimit};
 use super::go_json::GoJson;
+use super::secrets::{ConfigReference, SecretReference};
 use crate::error::{Invalid, Result};
 use crate::flags::one_of;
 
@@ -40,7 +41,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 }
 
 /// A field of a JSON object, its name matched in any case, as Go matches it.
-fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+pub fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     let obj = v.as_object()?;
     obj.get(key).or_else(|| {
         obj.iter()
@@ -153,8 +154,10 @@ pub struct ContainerSpec {
     pub hosts: Vec<String>,
     #[serde(default, rename = "DNSConfig", deserialize_with = "null_default")]
     pub dns_config: DnsConfig,
-    secrets: Unsupported,
-    configs: Unsupported,
+    #[serde(default, deserialize_with = "null_default")]
+    pub secrets: Vec<SecretReference>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub configs: Vec<ConfigReference>,
     isolation: Unsupported,
     pub init: Option<bool>,
     #[serde(default, deserialize_with = "null_default")]
@@ -393,11 +396,7 @@ impl ServiceSpec {
             ("TaskTemplate.Runtime", &t.runtime),
         ])?;
         let c = t.container_spec.unwrap_or_default();
-        refuse_set(&[
-            ("ContainerSpec.Secrets", &c.secrets),
-            ("ContainerSpec.Configs", &c.configs),
-            ("ContainerSpec.Isolation", &c.isolation),
-        ])?;
+        refuse_set(&[("ContainerSpec.Isolation", &c.isolation)])?;
         let healthcheck = match c.healthcheck {
             Some(h) => {
                 refuse_set(&[("ContainerSpec.Healthcheck.StartInterval", &h.start_interval)])?;
@@ -445,6 +444,16 @@ impl ServiceSpec {
                 .flatten(),
             ulimits: c.ulimits.into_iter().map(Ulimit::into_proto).collect(),
             oom_score_adj: c.oom_score_adj,
+            secrets: c
+                .secrets
+                .into_iter()
+                .map(SecretReference::into_proto)
+                .collect(),
+            configs: c
+                .configs
+                .into_iter()
+                .map(ConfigReference::into_proto)
+                .collect::<Result<_>>()?,
         };
         let res = t.resources.unwrap_or_default();
         let limit = |field: &str, l: Option<Limit>| -> Result<Option<pb::ResourceValues>> {
@@ -743,16 +752,44 @@ pub struct SwarmInit {
     pub spec: Option<Value>,
     data_path_addr: Unsupported,
     data_path_port: Option<u32>,
-    auto_lock_managers: Unsupported,
+    #[serde(default, deserialize_with = "null_default")]
+    auto_lock_managers: bool,
     availability: Option<String>,
+}
+
+/// What a swarm spec (init's or update's) sets that shoal honours: the heartbeat
+/// period in ms (0: not given) and autolock; any other setting must be as shoal has it,
+/// or it is named.
+pub fn swarm_settings(spec: &Value, at: &str) -> Result<(u64, bool)> {
+    let get = |path: &[&str]| path.iter().try_fold(spec, |v, key| field(v, key)).cloned();
+    let heartbeat = get(&["Dispatcher", "HeartbeatPeriod"])
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let autolock = get(&["EncryptionConfig", "AutoLockManagers"])
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let shown = crate::render::engine::swarm_spec(
+        &pb::InfoResponse {
+            heartbeat_period_ms: if heartbeat == 0 {
+                pb::DEFAULT_HEARTBEAT_MS
+            } else {
+                heartbeat / 1_000_000
+            },
+            ..Default::default()
+        },
+        autolock,
+    );
+    if let Some(path) = first_difference(spec, &shown, at.into()) {
+        return Err(Invalid::new(format!(
+            "{path}: shoal does not change this swarm setting; leave it at its default"
+        )));
+    }
+    Ok((heartbeat / 1_000_000, autolock))
 }
 
 impl SwarmInit {
     pub fn into_proto(self) -> Result<pb::SwarmInitRequest> {
-        refuse_set(&[
-            ("DataPathAddr", &self.data_path_addr),
-            ("AutoLockManagers", &self.auto_lock_managers),
-        ])?;
+        refuse_set(&[("DataPathAddr", &self.data_path_addr)])?;
         if !matches!(self.data_path_port, None | Some(0 | 4789)) {
             return Err(Invalid::new("DataPathPort: shoal's VXLAN port is 4789"));
         }
@@ -761,33 +798,15 @@ impl SwarmInit {
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
-        let spec = self.spec.unwrap_or(Value::Null);
-        let heartbeat = ["Dispatcher", "HeartbeatPeriod"]
-            .iter()
-            .try_fold(&spec, |v, key| field(v, key))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        // The other settings are fixed in shoal: one that differs is refused by name.
-        let shown = crate::render::engine::swarm_spec(&pb::InfoResponse {
-            heartbeat_period_ms: if heartbeat == 0 {
-                pb::DEFAULT_HEARTBEAT_MS
-            } else {
-                heartbeat / 1_000_000
-            },
-            ..Default::default()
-        });
-        if let Some(path) = first_difference(&spec, &shown, "Spec".into()) {
-            return Err(Invalid::new(format!(
-                "{path}: shoal does not change this swarm setting; leave it at its default"
-            )));
-        }
+        let (heartbeat_ms, autolock) = swarm_settings(&self.spec.unwrap_or(Value::Null), "Spec")?;
         Ok(pb::SwarmInitRequest {
             advertise_addr: self.advertise_addr,
             listen_addr: self.listen_addr,
             force_new_cluster: self.force_new_cluster,
-            heartbeat_period_ms: heartbeat / 1_000_000,
+            heartbeat_period_ms: heartbeat_ms,
             default_addr_pool: self.default_addr_pool,
             default_addr_pool_mask_length: self.subnet_size,
+            autolock: autolock || self.auto_lock_managers,
         })
     }
 }
@@ -1124,5 +1143,42 @@ mod tests {
             "{}",
             e.0
         );
+    }
+
+    #[test]
+    fn secret_and_config_references_and_bodies_read_as_dockerd_reads_them() {
+        let body = br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x",
+            "Secrets":[{"File":{"Name":"db","UID":"0","GID":"0","Mode":292},"SecretID":"s1","SecretName":"db"}],
+            "Configs":[{"File":{"Name":"/etc/app.conf","UID":"0","GID":"0","Mode":292},"ConfigID":"c1","ConfigName":"app"}]}}}"#;
+        let spec = parse::<ServiceSpec>(body).unwrap().into_proto().unwrap();
+        let c = spec.task.unwrap().container.unwrap();
+        assert_eq!(
+            (
+                c.secrets[0].secret_id.as_str(),
+                c.secrets[0].file.as_ref().unwrap().mode
+            ),
+            ("s1", 292)
+        );
+        assert_eq!(c.configs[0].file.as_ref().unwrap().name, "/etc/app.conf");
+        let runtime = br#"{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"x",
+            "Configs":[{"Runtime":{},"ConfigID":"c1","ConfigName":"cred"}]}}}"#;
+        let e = parse::<ServiceSpec>(runtime)
+            .unwrap()
+            .into_proto()
+            .unwrap_err();
+        assert!(e.0.contains("Configs.Runtime"), "{}", e.0);
+
+        use super::super::secrets::FileSpec;
+        let secret = parse::<FileSpec>(br#"{"Name":"db","Data":"aHVzaA==","Labels":{"a":"b"}}"#)
+            .unwrap()
+            .into_secret()
+            .unwrap();
+        assert_eq!(secret.data, b"hush");
+        assert_eq!(secret.annotations.unwrap().labels["a"], "b");
+        let bad = parse::<FileSpec>(br#"{"Name":"db","Data":"not base64!"}"#)
+            .unwrap()
+            .into_secret()
+            .unwrap_err();
+        assert!(bad.0.contains("not base64"), "{}", bad.0);
     }
 }

@@ -51,8 +51,8 @@ pub fn task(t: &Task) -> Value {
     doc
 }
 
-/// The swarm's settings as shoal has them (fixed but for the heartbeat).
-pub fn swarm_spec(info: &InfoResponse) -> Value {
+/// The swarm's settings as shoal has them (fixed but for the heartbeat and autolock).
+pub fn swarm_spec(info: &InfoResponse, autolock: bool) -> Value {
     json!({
         "Name": "default",
         "Labels": {},
@@ -61,7 +61,7 @@ pub fn swarm_spec(info: &InfoResponse) -> Value {
         "Dispatcher": {"HeartbeatPeriod": info.heartbeat_period_ms * 1_000_000},
         "CAConfig": {"NodeCertExpiry": 7_776_000_000_000_000u64},
         "TaskDefaults": {},
-        "EncryptionConfig": {"AutoLockManagers": false},
+        "EncryptionConfig": {"AutoLockManagers": autolock},
     })
 }
 
@@ -79,7 +79,7 @@ pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
         "Version": {"Index": meta.version.map(|v| v.index).unwrap_or_default()},
         "CreatedAt": rfc3339(meta.created_at_unix_nanos),
         "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
-        "Spec": swarm_spec(info),
+        "Spec": swarm_spec(info, spec.encryption.is_some_and(|e| e.auto_lock_managers)),
         "TLSInfo": {"TrustRoot": "", "CertIssuerSubject": "", "CertIssuerPublicKey": ""},
         "RootRotationInProgress": false,
         "DefaultAddrPool": pool,

@@ -32,6 +32,8 @@ pub fn swarm_event(action: StoreActionKind, object: &Object, nanos: i64) -> Opti
         Object::Service(s) => ("service", &s.id, s.name()),
         Object::Node(n) => ("node", &n.id, n.hostname()),
         Object::Network(n) => ("network", &n.id, n.name()),
+        Object::Secret(x) => ("secret", &x.id, x.name()),
+        Object::Config(x) => ("config", &x.id, x.name()),
         _ => return None,
     };
     let action = match action {

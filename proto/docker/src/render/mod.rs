@@ -5,4 +5,5 @@ pub mod engine;
 pub mod events;
 pub mod network;
 pub mod node;
+pub mod secret;
 pub mod service;

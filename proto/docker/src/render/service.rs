@@ -121,6 +121,16 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
             "Privileges": c.privileges.as_ref().map(privileges_json),
             "Ulimits": c.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
             "OomScoreAdj": c.oom_score_adj,
+            "Secrets": c.secrets.iter().map(|r| json!({
+                "File": r.file.as_ref().map(file_json),
+                "SecretID": r.secret_id,
+                "SecretName": r.secret_name,
+            })).collect::<Vec<_>>(),
+            "Configs": c.configs.iter().map(|r| json!({
+                "File": r.file.as_ref().map(file_json),
+                "ConfigID": r.config_id,
+                "ConfigName": r.config_name,
+            })).collect::<Vec<_>>(),
         },
         "Resources": {
             "Limits": values(res.limits),
@@ -158,6 +168,10 @@ pub fn task_spec_json(task: &TaskSpec) -> Value {
         doc["ContainerSpec"]["Init"] = json!(init);
     }
     doc
+}
+
+fn file_json(f: &shoal_proto::FileTarget) -> Value {
+    json!({"Name": f.name, "UID": f.uid, "GID": f.gid, "Mode": f.mode})
 }
 
 fn privileges_json(p: &shoal_proto::Privileges) -> Value {
@@ -399,6 +413,22 @@ pub fn pretty(s: &Service) -> String {
             "  Type:\t\t{}",
             name_of::<shoal_proto::MountType>(m.r#type)
         ));
+    }
+    if !c.secrets.is_empty() {
+        line("Secrets:".into());
+    }
+    for r in &c.secrets {
+        let target = r.file.as_ref().map_or("", |f| f.name.as_str());
+        line(format!(" Target:\t{target}"));
+        line(format!("  Source:\t{}", r.secret_name));
+    }
+    if !c.configs.is_empty() {
+        line("Configs:".into());
+    }
+    for r in &c.configs {
+        let target = r.file.as_ref().map_or("", |f| f.name.as_str());
+        line(format!(" Target:\t{target}"));
+        line(format!("  Source:\t{}", r.config_name));
     }
     if !(c.capability_add.is_empty() && c.capability_drop.is_empty()) {
         line("Capabilities:".into());

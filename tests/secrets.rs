@@ -1,0 +1,526 @@
+//! Secrets and configs on lab clusters: a task reads its files, the secret's value is
+//! on no disk (only in tmpfs mounts), inspect never shows it, and a secret or config in
+//! use cannot be removed; with shoal's CLI (process runtime) and the docker CLI through
+//! the Engine API (docker runtime, docker stack deploy). And autolock: a restarted
+//! manager serves nothing until it is given the swarm's current unlock key.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::{Lab, shoal, text, wait_for};
+
+/// A value no file holds by chance.
+fn unique_value(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
+}
+
+/// A file outside every lab directory (removed when dropped), to create from.
+struct Source(PathBuf);
+
+impl Source {
+    fn new(name: &str, data: &[u8]) -> Source {
+        let path = std::env::temp_dir().join(format!("shoal-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, data).unwrap();
+        Source(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The tmpfs mount points on this machine.
+fn tmpfs_mounts() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = PathBuf::from(left.split_whitespace().nth(4)?);
+            (right.split_whitespace().next()? == "tmpfs").then_some(point)
+        })
+        .collect()
+}
+
+/// Files under `dir` holding `needle`, on disk: tmpfs mounts are not descended into
+/// when `skip_tmpfs`.
+fn files_holding(dir: &Path, needle: &[u8], skip_tmpfs: bool) -> Vec<PathBuf> {
+    let skip = if skip_tmpfs { tmpfs_mounts() } else { vec![] };
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                if !skip.contains(&path) {
+                    todo.push(path);
+                }
+            } else if kind.is_file()
+                && let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Tmpfs mounts under `dir`.
+fn tmpfs_under(dir: &Path) -> Vec<PathBuf> {
+    tmpfs_mounts()
+        .into_iter()
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+fn sha256(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn logs(lab: &Lab, service: &str) -> String {
+    lab.ok("manager1", &["service", "logs", service])
+}
+
+#[test]
+fn secrets_and_configs_reach_their_tasks_and_never_a_disk() {
+    let lab = Lab::up("sec-proc", 101, 3, 1, "1s");
+    let value = unique_value("Seven of Nine");
+    let secret = Source::new("secret", value.as_bytes());
+    let config = Source::new("config", b"listen = 8080\n");
+    let id = lab.ok(
+        "manager1",
+        &[
+            "secret",
+            "create",
+            "--label",
+            "team=drones",
+            "missing_drones",
+            secret.path(),
+        ],
+    );
+    assert_eq!(id.trim().len(), 25, "an ID: {id}");
+    lab.ok("manager1", &["config", "create", "app.conf", config.path()]);
+
+    // Bad input is refused, saying what is wrong; nothing is made.
+    let big = Source::new("big", &vec![b'x'; 500 * 1024]);
+    lab.refused(
+        "manager1",
+        &["secret", "create", "big", big.path()],
+        "less than 500 KiB",
+    );
+    lab.refused(
+        "manager1",
+        &["secret", "create", "missing_drones", secret.path()],
+        "secret missing_drones already exists",
+    );
+    lab.refused(
+        "manager1",
+        &["secret", "create", "bad!name", secret.path()],
+        "invalid secret name",
+    );
+    let listed = lab.ok("manager1", &["secret", "ls"]);
+    assert!(!listed.contains("big"), "{listed}");
+    lab.refused(
+        "manager1",
+        &[
+            "service", "create", "--name", "x", "--secret", "nope", "busybox", "true",
+        ],
+        "secret nope not found",
+    );
+
+    // Two tasks on the managers' choice of nodes (never worker2) read their files.
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "reader",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.hostname!=worker2",
+            "--secret",
+            "missing_drones",
+            "--secret",
+            "source=missing_drones,target=deep/copy,mode=0400,uid=7",
+            "--config",
+            "source=app.conf,target=/run/configs/app.conf",
+            "busybox",
+            "sh",
+            "-c",
+            // The digest, not the value: the task's log is on disk.
+            "sha256sum < /run/secrets/missing_drones; stat -c 'copy %u %a' /run/secrets/deep/copy; cat /run/configs/app.conf; sleep 1000",
+        ],
+    );
+    lab.wait_running("reader", 2);
+    let digest = sha256(value.as_bytes());
+    let out = wait_for(
+        Duration::from_secs(15),
+        "both tasks to print their files",
+        || {
+            let l = logs(&lab, "reader");
+            (l.matches(&digest).count() == 2
+                && l.matches("copy 7 400").count() == 2
+                && l.matches("listen = 8080").count() == 2)
+                .then_some(l)
+        },
+    )
+    .0;
+    assert!(out.contains("reader.1"), "{out}");
+
+    // Inspect never shows the data; the service shows where its files go.
+    let inspect = lab.ok("manager1", &["secret", "inspect", "missing_drones"]);
+    assert!(!inspect.contains(&value), "{inspect}");
+    let doc: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(doc[0]["Spec"]["Labels"]["team"], "drones");
+    let pretty = lab.ok("manager1", &["service", "inspect", "--pretty", "reader"]);
+    assert!(
+        pretty.contains("Secrets:\n Target:\tmissing_drones\n  Source:\tmissing_drones"),
+        "{pretty}"
+    );
+    let config_doc = lab.ok("manager1", &["config", "inspect", "--pretty", "app.conf"]);
+    assert!(config_doc.contains("Data:\nlisten = 8080"), "{config_doc}");
+
+    // On no disk: not in Raft (sealed), logs, run directories; not on the host's /run
+    // either (each task's tmpfs is in its own mount namespace).
+    let on_disk = files_holding(&lab.dir(), value.as_bytes(), false);
+    assert!(on_disk.is_empty(), "the secret is on disk: {on_disk:?}");
+    let on_host = files_holding(Path::new("/run/secrets"), value.as_bytes(), false);
+    assert!(on_host.is_empty(), "the secret is on the host: {on_host:?}");
+
+    // In use: neither can be removed, and the refusal names the service.
+    lab.refused(
+        "manager1",
+        &["secret", "rm", "missing_drones"],
+        "secret 'missing_drones' is in use by the following service: reader",
+    );
+    lab.refused(
+        "manager1",
+        &["config", "rm", "app.conf"],
+        "config 'app.conf' is in use by the following service: reader",
+    );
+    // Only labels change.
+    lab.ok(
+        "manager1",
+        &[
+            "secret",
+            "update",
+            "--label-add",
+            "tier=1",
+            "missing_drones",
+        ],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&lab.ok("manager1", &["secret", "inspect", "missing_drones"]))
+            .unwrap();
+    assert_eq!(doc[0]["Spec"]["Labels"]["tier"], "1");
+
+    // Taken off the service, the secret can go; then the config with the service.
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "update",
+            "--secret-rm",
+            "missing_drones",
+            "reader",
+        ],
+    );
+    lab.wait_update_completed("reader", Duration::from_mins(1));
+    lab.ok("manager1", &["secret", "rm", "missing_drones"]);
+    lab.ok("manager1", &["service", "rm", "reader"]);
+    lab.ok("manager1", &["config", "rm", "app.conf"]);
+    assert!(
+        !lab.ok("manager1", &["config", "ls"]).contains("app.conf"),
+        "removed"
+    );
+}
+
+/// `docker ARGS` in `node` through `sh -c` (for pipes), which must succeed.
+fn docker_sh(lab: &Lab, node: &str, script: &str) -> String {
+    let out = shoal(&[
+        "lab", "exec", "--name", &lab.name, node, "--", "sh", "-c", script,
+    ]);
+    assert!(out.status.success(), "{script}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The containers of `service` on this machine's dockerd (every lab node shares it).
+fn containers(service: &str) -> Vec<String> {
+    common::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ])
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn docker_cli_secrets_and_configs_through_the_engine_api() {
+    let lab = Lab::up_with("sec-dock", 102, 2, 1, "1s", "docker");
+    let value = unique_value("hush");
+    docker_sh(
+        &lab,
+        "manager1",
+        &format!("printf %s '{value}' | docker secret create db_pw -"),
+    );
+    let config = Source::new("app", b"x = 1\n");
+    lab.docker_ok("manager1", &["config", "create", "app.conf", config.path()]);
+    lab.docker_ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--secret",
+            "db_pw",
+            "--secret",
+            "source=db_pw,target=/run/secrets/other,uid=33,mode=0440",
+            "--config",
+            "source=app.conf,target=/etc/app.conf",
+            "shoal/demo-web",
+        ],
+    );
+    lab.wait_running("web", 2);
+    let ids = wait_for(Duration::from_secs(10), "the two containers", || {
+        let c = containers("web");
+        (c.len() == 2).then_some(c)
+    })
+    .0;
+    for c in &ids {
+        let read = common::docker(&[
+            "exec",
+            c,
+            "sh",
+            "-c",
+            "cat /run/secrets/db_pw; echo; stat -c '%u %a' /run/secrets/other; cat /etc/app.conf",
+        ]);
+        assert_eq!(read, format!("{value}\n33 440\nx = 1\n"), "container {c}");
+    }
+    let inspect = lab.docker_ok("manager1", &["secret", "inspect", "db_pw"]);
+    assert!(!inspect.contains(&value), "{inspect}");
+    let config_doc = lab.docker_ok(
+        "manager1",
+        &[
+            "config",
+            "inspect",
+            "--format",
+            "{{json .Spec.Data}}",
+            "app.conf",
+        ],
+    );
+    assert_eq!(config_doc.trim(), "\"eCA9IDEK\"", "base64 of the data");
+
+    // Only in the tasks' tmpfs mounts: on no disk under the lab's directories.
+    assert_eq!(tmpfs_under(&lab.dir()).len(), 2, "a tmpfs per task");
+    let on_disk = files_holding(&lab.dir(), value.as_bytes(), true);
+    assert!(on_disk.is_empty(), "the secret is on disk: {on_disk:?}");
+
+    let out = lab.docker("manager1", &["secret", "rm", "db_pw"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is in use by the following service: web"),
+        "{}",
+        text(&out)
+    );
+
+    // docker stack deploy makes the stack's secret from a file and removes it with the
+    // stack.
+    let stack_secret = Source::new("stack", value.as_bytes());
+    let compose = lab.dir().join("stack.yml");
+    std::fs::write(
+        &compose,
+        format!(
+            "version: \"3.8\"\nservices:\n  app:\n    image: shoal/demo-web\n    secrets:\n      - token\nsecrets:\n  token:\n    file: {}\n",
+            stack_secret.path()
+        ),
+    )
+    .unwrap();
+    lab.docker_ok(
+        "manager1",
+        &["stack", "deploy", "-c", compose.to_str().unwrap(), "st"],
+    );
+    lab.wait_running("st_app", 1);
+    let app = wait_for(Duration::from_secs(10), "the stack's container", || {
+        containers("st_app").pop()
+    })
+    .0;
+    let token = common::docker(&["exec", &app, "cat", "/run/secrets/token"]);
+    assert_eq!(token, value);
+    let listed = lab.docker_ok("manager1", &["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(listed.contains("st_token"), "{listed}");
+
+    // Gone with their services: the tmpfs mounts too, and the secrets can be removed.
+    lab.docker_ok("manager1", &["stack", "rm", "st"]);
+    lab.docker_ok("manager1", &["service", "rm", "web"]);
+    wait_for(
+        Duration::from_secs(30),
+        "the tasks' tmpfs mounts to go",
+        || tmpfs_under(&lab.dir()).is_empty().then_some(()),
+    );
+    let anywhere = files_holding(&lab.dir(), value.as_bytes(), false);
+    assert!(anywhere.is_empty(), "left behind: {anywhere:?}");
+    wait_for(Duration::from_secs(10), "the stack's secret to go", || {
+        let listed = lab.docker_ok("manager1", &["secret", "ls", "--format", "{{.Name}}"]);
+        (!listed.contains("st_token")).then_some(())
+    });
+    lab.docker_ok("manager1", &["secret", "rm", "db_pw"]);
+    lab.docker_ok("manager1", &["config", "rm", "app.conf"]);
+}
+
+/// `sh -c SCRIPT` in `node` (shoal and docker point at its daemon there); `shoal` in
+/// the script is the binary under test.
+fn sh(lab: &Lab, node: &str, script: &str) -> Output {
+    let script = script.replace("| shoal ", &format!("| {} ", common::shoal_bin().display()));
+    shoal(&[
+        "lab", "exec", "--name", &lab.name, node, "--", "sh", "-c", &script,
+    ])
+}
+
+fn raft_key_file(lab: &Lab) -> String {
+    std::fs::read_to_string(
+        lab.node("manager1")
+            .data_dir()
+            .join("swarm/raft/raft-key.json"),
+    )
+    .unwrap()
+}
+
+fn restart_manager(lab: &Lab) {
+    lab.stop("manager1", false);
+    lab.start("manager1");
+}
+
+const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used";
+
+#[test]
+fn autolock_keeps_a_restarted_manager_locked_until_the_right_key_comes() {
+    let lab = Lab::up("sec-lock", 103, 2, 1, "1s");
+    let value = unique_value("locked away");
+    let secret = Source::new("locked", value.as_bytes());
+    lab.ok("manager1", &["secret", "create", "vault", secret.path()]);
+
+    let out = lab.ok("manager1", &["swarm", "update", "--autolock=true"]);
+    assert!(out.contains("SWMKEY-1-"), "{out}");
+    let key = lab
+        .ok("manager1", &["swarm", "unlock-key", "-q"])
+        .trim()
+        .to_string();
+    assert!(out.contains(&key), "the key shown is the one kept: {out}");
+    // The manager's keys are sealed: the data key and the TLS key are not on its disk
+    // as they are, and neither is the secret.
+    wait_for(Duration::from_secs(10), "the data key to be sealed", || {
+        raft_key_file(&lab)
+            .contains("sealed_data_key")
+            .then_some(())
+    });
+    let certs = lab.certs("manager1");
+    assert!(!certs.join("node.key").exists() && certs.join("node.key.sealed").exists());
+    let on_disk = files_holding(&lab.dir(), value.as_bytes(), false);
+    assert!(on_disk.is_empty(), "{on_disk:?}");
+
+    restart_manager(&lab);
+    lab.refused("manager1", &["node", "ls"], LOCKED);
+    assert!(lab.ok("manager1", &["info"]).contains("Swarm: locked"));
+    let (code, answer) = lab.engine_api("manager1", "GET", "/swarm", None);
+    assert_eq!(code, 503, "{answer}");
+    // A wrong key is refused and changes nothing; the right one unlocks.
+    let wrong = format!("SWMKEY-1-{}", "A".repeat(43));
+    let out = sh(
+        &lab,
+        "manager1",
+        &format!("echo {wrong} | shoal swarm unlock"),
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("invalid key"),
+        "{}",
+        text(&out)
+    );
+    lab.refused("manager1", &["node", "ls"], LOCKED);
+    let out = sh(
+        &lab,
+        "manager1",
+        &format!("echo {key} | docker swarm unlock"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    lab.wait_ready("worker1", Duration::from_secs(30));
+    assert!(lab.ok("manager1", &["secret", "ls"]).contains("vault"));
+
+    // Rotation: the old key no longer opens the restarted manager, the new one does.
+    let sealed_before = raft_key_file(&lab);
+    let rotated = lab.docker_ok("manager1", &["swarm", "unlock-key", "--rotate", "-q"]);
+    let rotated = rotated.trim().to_string();
+    assert!(rotated.starts_with("SWMKEY-1-") && rotated != key);
+    wait_for(
+        Duration::from_secs(10),
+        "the data key to be sealed anew",
+        || (raft_key_file(&lab) != sealed_before).then_some(()),
+    );
+    restart_manager(&lab);
+    let out = sh(
+        &lab,
+        "manager1",
+        &format!("echo {key} | shoal swarm unlock"),
+    );
+    assert!(
+        text(&out).contains("not the swarm's current unlock key"),
+        "{}",
+        text(&out)
+    );
+    let out = sh(
+        &lab,
+        "manager1",
+        &format!("echo {rotated} | shoal swarm unlock"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    lab.wait_ready("manager1", Duration::from_secs(30));
+
+    // Off again: a restart needs no key.
+    lab.docker_ok("manager1", &["swarm", "update", "--autolock=false"]);
+    wait_for(
+        Duration::from_secs(10),
+        "the data key to be kept plainly",
+        || raft_key_file(&lab).contains("\"data_key\"").then_some(()),
+    );
+    assert!(certs.join("node.key").exists());
+    restart_manager(&lab);
+    lab.wait_ready("worker1", Duration::from_secs(30));
+    assert!(lab.ok("manager1", &["secret", "ls"]).contains("vault"));
+}
