@@ -244,9 +244,9 @@ fn bad_requests_get_dockerds_errors_and_change_nothing() {
             "POST",
             "/v1.41/services/create",
             Some(
-                r#"{"Name": "web", "Mode": {"GlobalJob": {}}, "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web"}}}"#,
+                r#"{"Name": "web", "Mode": {"Global": {}, "GlobalJob": {}}, "TaskTemplate": {"ContainerSpec": {"Image": "shoal/demo-web"}}}"#,
             ),
-            "Mode.GlobalJob",
+            "Mode: give one of Replicated, Global, ReplicatedJob or GlobalJob",
         ),
         (
             "POST",
@@ -401,13 +401,20 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
     lab.docker_ok("manager1", &["swarm", "join-token", "--rotate", "worker"]);
     let rotated = lab.docker_ok("manager1", &["swarm", "join-token", "-q", "worker"]);
     assert_ne!(rotated, token, "the worker token was rotated");
-    let refused = lab.docker(
+    // The task history is honoured; a setting shoal does not change is refused by name.
+    lab.docker_ok(
         "manager1",
         &["swarm", "update", "--task-history-limit", "9"],
     );
+    let info = lab.docker_ok("manager1", &["info"]);
+    assert!(info.contains("Task History Retention Limit: 9"), "{info}");
+    let refused = lab.docker(
+        "manager1",
+        &["swarm", "update", "--snapshot-interval", "5000"],
+    );
     assert!(!refused.status.success());
     assert!(
-        text(&refused).contains("Orchestration.TaskHistoryRetentionLimit"),
+        text(&refused).contains("Raft.SnapshotInterval"),
         "{}",
         text(&refused)
     );
@@ -450,12 +457,12 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
             "init",
             "--advertise-addr",
             &lab.ip(2),
-            "--task-history-limit",
-            "10",
+            "--cert-expiry",
+            "48h",
         ],
     );
     assert!(
-        !refused.status.success() && text(&refused).contains("TaskHistoryRetentionLimit"),
+        !refused.status.success() && text(&refused).contains("CAConfig.NodeCertExpiry"),
         "{}",
         text(&refused)
     );

@@ -524,3 +524,133 @@ fn autolock_keeps_a_restarted_manager_locked_until_the_right_key_comes() {
     lab.wait_ready("worker1", Duration::from_secs(30));
     assert!(lab.ok("manager1", &["secret", "ls"]).contains("vault"));
 }
+
+/// `service ps` rows of `service` as `node` sees them.
+fn tasks_on(
+    lab: &Lab,
+    node: &str,
+    service: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    common::parse_table(&lab.ok(node, &["service", "ps", "--no-trunc", service]))
+}
+
+#[test]
+fn a_managers_backup_brings_the_swarm_back_on_a_wiped_lab_with_its_unlock_key() {
+    let lab = Lab::up("sec-bkp", 104, 3, 3, "1s");
+    let value = unique_value("kept in the backup");
+    let secret = Source::new("backup", value.as_bytes());
+    let config = Source::new("backup-config", b"restored = yes\n");
+    lab.ok(
+        "manager1",
+        &["network", "create", "-d", "overlay", "backnet"],
+    );
+    lab.ok("manager1", &["secret", "create", "db", secret.path()]);
+    lab.ok("manager1", &["config", "create", "app.conf", config.path()]);
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "keep",
+            "--replicas",
+            "2",
+            "--network",
+            "backnet",
+            "--secret",
+            "db",
+            "--config",
+            "source=app.conf,target=/run/configs/app.conf",
+            "busybox",
+            "sh",
+            "-c",
+            "sha256sum < /run/secrets/db; cat /run/configs/app.conf; sleep 1000",
+        ],
+    );
+    lab.wait_running("keep", 2);
+    lab.ok("manager1", &["swarm", "update", "--autolock=true"]);
+    let key = lab
+        .ok("manager1", &["swarm", "unlock-key", "-q"])
+        .trim()
+        .to_string();
+
+    // The backup: a manager that does not lead, stopped, its data directory copied.
+    let leader = lab
+        .nodes("manager1")
+        .into_iter()
+        .find(|n| n.manager_status == "Leader")
+        .expect("a leader")
+        .hostname;
+    let node = if leader == "manager2" {
+        "manager3"
+    } else {
+        "manager2"
+    };
+    let data = lab.node(node).data_dir();
+    wait_for(
+        Duration::from_secs(10),
+        "the backed-up manager's key to be sealed",
+        || {
+            std::fs::read_to_string(data.join("swarm/raft/raft-key.json"))
+                .ok()?
+                .contains("sealed_data_key")
+                .then_some(())
+        },
+    );
+    lab.stop(node, false);
+    let backup = lab.dir().join("backup");
+    let copy = |from: &Path, to: &Path| {
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cp: {}", text(&out));
+    };
+    copy(&data, &backup);
+    // The swarm rotates its key after the backup: the backup opens with the old one only.
+    let rotated = lab.ok("manager1", &["swarm", "unlock-key", "--rotate", "-q"]);
+
+    // Every node lost; the copy restored on one of them.
+    for n in ["manager1", "manager2", "manager3"] {
+        let out = shoal(&["lab", "wipe", "--name", &lab.name, n]);
+        assert!(out.status.success(), "wipe {n}: {}", text(&out));
+    }
+    copy(&backup, &data);
+    lab.start(node);
+    lab.refused(node, &["swarm", "init", "--force-new-cluster"], LOCKED);
+    let out = sh(
+        &lab,
+        node,
+        &format!("echo {} | shoal swarm unlock", rotated.trim()),
+    );
+    assert!(text(&out).contains("invalid key"), "{}", text(&out));
+    let out = sh(&lab, node, &format!("echo {key} | shoal swarm unlock"));
+    assert!(out.status.success(), "{}", text(&out));
+    lab.ok(node, &["swarm", "init", "--force-new-cluster"]);
+
+    // Networks, services, secrets and configs are back, and the service runs again.
+    assert!(lab.ok(node, &["network", "ls"]).contains("backnet"));
+    assert!(lab.ok(node, &["secret", "ls"]).contains("db"));
+    assert!(lab.ok(node, &["config", "ls"]).contains("app.conf"));
+    let digest = sha256(value.as_bytes());
+    wait_for(
+        Duration::from_mins(1),
+        "keep to run again on the restored node",
+        || {
+            let running = tasks_on(&lab, node, "keep")
+                .into_iter()
+                .filter(|t| {
+                    t["NODE"] == node
+                        && t["DESIRED STATE"] == "Running"
+                        && t["CURRENT STATE"].starts_with("Running")
+                })
+                .count();
+            // The lost nodes' tasks have no logs to give: the rest come, then a warning.
+            let logs = text(&lab.exec(node, &["service", "logs", "keep"]));
+            (running == 2 && logs.matches(&digest).count() >= 2 && logs.contains("restored = yes"))
+                .then_some(())
+        },
+    );
+}

@@ -1168,3 +1168,173 @@ fn what_a_container_engine_gives_a_task_reaches_the_container() {
     );
     docker(&["volume", "inspect", &volume.0]);
 }
+
+/// The most tasks whose output spans overlap, from `service logs -t` lines that each task
+/// writes at its start ("start") and end ("end").
+fn most_at_once(logs: &str) -> usize {
+    let mut events: Vec<(String, i32)> = Vec::new();
+    for line in logs.lines() {
+        let Some((time, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if rest.ends_with("| start") {
+            events.push((time.to_string(), 1));
+        } else if rest.ends_with("| end") {
+            events.push((time.to_string(), -1));
+        }
+    }
+    // RFC 3339 with nanoseconds, in UTC: text order is time order; an end before a
+    // start at the same instant.
+    events.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in events {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn jobs_run_to_completion_at_most_max_concurrent_at_once_and_again_when_forced() {
+    let lab = Lab::up("svc-jobs", 105, 3, 1, "1s");
+    // `service create` waits until the job has completed.
+    let out = lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "batch",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "5",
+            "--max-concurrent",
+            "2",
+            "busybox",
+            "sh",
+            "-c",
+            "echo start; sleep 1; echo end",
+        ],
+    );
+    assert!(out.contains("job complete"), "{out}");
+    let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
+    let row = ls.iter().find(|r| r["NAME"] == "batch").expect("listed");
+    assert_eq!(
+        (row["MODE"].as_str(), row["REPLICAS"].as_str()),
+        ("replicated job", "0/0 (5/5 completed)")
+    );
+    let tasks = lab.tasks("batch");
+    assert_eq!(tasks.len(), 5, "{tasks:?}");
+    assert!(
+        tasks.iter().all(|t| t["DESIRED STATE"] == "Complete"
+            && t["CURRENT STATE"].starts_with("Complete")),
+        "{tasks:?}"
+    );
+    let logs = lab.ok("manager1", &["service", "logs", "-t", "batch"]);
+    assert_eq!(logs.matches("| end").count(), 5, "{logs}");
+    assert_eq!(
+        most_at_once(&logs),
+        2,
+        "never more than 2 at once, and 2 used: {logs}"
+    );
+
+    // Forced, the job runs again: a new iteration of 5 more completions.
+    let out = lab.ok("manager1", &["service", "update", "--force", "batch"]);
+    assert!(out.contains("job complete"), "{out}");
+    assert_eq!(
+        lab.inspect("batch")["JobStatus"]["JobIteration"]["Index"],
+        2
+    );
+    let done = lab
+        .tasks("batch")
+        .into_iter()
+        .filter(|t| t["CURRENT STATE"].starts_with("Complete"))
+        .count();
+    assert_eq!(done, 10);
+
+    // A failed task is run again per the restart policy (here: once it fails).
+    let flag = lab.dir().join("flaky-ran");
+    let script = format!(
+        "if [ -f {0} ]; then echo second; else touch {0}; exit 3; fi",
+        flag.display()
+    );
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "flaky",
+            "--mode",
+            "replicated-job",
+            "--restart-delay",
+            "1s",
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let tasks = lab.tasks("flaky");
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["CURRENT STATE"].starts_with("Failed")
+                && t["ERROR"].contains("non-zero exit (3)")),
+        "{tasks:?}"
+    );
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["CURRENT STATE"].starts_with("Complete"))
+    );
+
+    // A global job: once on every node. Through the docker CLI too.
+    lab.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "everywhere",
+            "--mode",
+            "global-job",
+            "busybox",
+            "true",
+        ],
+    );
+    let ls = common::parse_table(&lab.ok("manager1", &["service", "ls"]));
+    let row = ls
+        .iter()
+        .find(|r| r["NAME"] == "everywhere")
+        .expect("listed");
+    assert_eq!(row["REPLICAS"], "0/0 (3/3 completed)");
+    let out = lab.docker(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "--name",
+            "dockerjob",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "3",
+            "--max-concurrent",
+            "3",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(
+        out.status.success() && text(&out).contains("job complete"),
+        "{}",
+        text(&out)
+    );
+    let ls = lab.docker_ok(
+        "manager1",
+        &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"],
+    );
+    assert!(ls.contains("dockerjob 0/0 (3/3 completed)"), "{ls}");
+}

@@ -84,6 +84,13 @@ pub enum LabCommand {
         name: String,
         node: String,
     },
+    /// Wipe a node as a lost machine: stop its daemon, remove its tasks and its data
+    /// and run directories (the node stays, outside any swarm, until started again)
+    Wipe {
+        #[arg(long, default_value = DEFAULT_NAME)]
+        name: String,
+        node: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -308,6 +315,23 @@ pub async fn run(cmd: LabCommand) -> Result<()> {
             let node = lab.node(&node)?;
             daemons::start(node)?;
             daemons::wait_ready(node).await
+        }
+        LabCommand::Wipe { name, node } => {
+            let lab = Lab::load(&name)?;
+            let node = lab.node(&node)?;
+            if daemons::running_pid(node).is_some() {
+                daemons::stop(node, true)?;
+            }
+            daemons::remove_workloads(node).await;
+            for dir in [node.data_dir(), node.run_dir()] {
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(LabError::Failed(format!("removing {}: {e}", dir.display())));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -234,7 +234,9 @@ pub async fn expire_silent_nodes(
     Ok(())
 }
 
-/// The tasks a node must know about: placed on it, and not yet both stopped and unwanted.
+/// The tasks a node must know about: every task placed on it, until the store forgets
+/// it (as Swarm's dispatcher: a finished task's workload, and so its logs, stay on the
+/// node until the task leaves the history); networks only for the tasks not done.
 pub fn assignments(store: &Store, node_id: &str) -> AssignmentSet {
     let mut tasks: Vec<Task> = store.view(|s| {
         s.tasks()
@@ -246,7 +248,6 @@ pub fn assignments(store: &Store, node_id: &str) -> AssignmentSet {
                     .map(shoal_proto::TaskStatus::state)
                     .unwrap_or_default();
                 st >= TaskState::Assigned
-                    && !(t.desired_state() >= TaskState::Shutdown && st.is_terminal())
             })
             .cloned()
             .collect()
@@ -255,6 +256,7 @@ pub fn assignments(store: &Store, node_id: &str) -> AssignmentSet {
     let ingress = store.view(|s| s.node(node_id).and_then(|n| n.ingress.clone()));
     let wanted: std::collections::BTreeSet<&str> = tasks
         .iter()
+        .filter(|t| !t.is_done())
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
         .chain(ingress.iter().map(|a| a.network_id.as_str()))
         .collect();

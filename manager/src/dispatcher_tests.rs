@@ -144,7 +144,11 @@ fn an_assignment_set_has_the_nodes_live_tasks_their_networks_and_who_gossips_the
     let m = with_tasks();
     let set = assignments(m.store(), "w1");
     let ids: Vec<&str> = set.tasks.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, ["t1"], "a task stopped for good is no longer sent");
+    assert_eq!(
+        ids,
+        ["t1", "t22"],
+        "a task stopped for good is sent until it is forgotten"
+    );
     assert_eq!(set.networks.len(), 1);
     let peers = &set.network_peers[0];
     let nodes: Vec<&str> = peers.nodes.iter().map(|p| p.node_id.as_str()).collect();

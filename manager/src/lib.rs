@@ -11,6 +11,7 @@ pub mod api;
 pub mod ca;
 pub mod dispatcher;
 pub mod error;
+pub mod jobs;
 pub mod leader;
 pub mod logs;
 pub mod lookup;

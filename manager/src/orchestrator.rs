@@ -18,9 +18,6 @@ use crate::services::constraints;
 use crate::state::store::{State, action};
 use crate::tasks::{created, new_task, status_time};
 
-/// Terminal tasks kept per slot (or per node, for global services), as in Swarm.
-pub const TASK_HISTORY: usize = 5;
-
 /// The most tasks one pass creates for a service: a large scale-up becomes several
 /// bounded proposals (the leader wakes again as soon as one is applied) instead of one
 /// entry as large as the count.
@@ -36,7 +33,7 @@ pub fn node_available(n: &Node) -> bool {
             == NodeAvailability::Active
 }
 
-fn node_gone_or_down(state: &State, node_id: &str) -> bool {
+pub(crate) fn node_gone_or_down(state: &State, node_id: &str) -> bool {
     match state.node(node_id) {
         None => true,
         Some(n) => n.status.as_ref().map(shoal_proto::NodeStatus::state) == Some(NodeState::Down),
@@ -50,7 +47,7 @@ fn node_drained(state: &State, node_id: &str) -> bool {
         .is_some_and(|s| s.availability() == NodeAvailability::Drain)
 }
 
-fn shut_down(mut t: Task, why: &str) -> StoreAction {
+pub(crate) fn shut_down(mut t: Task, why: &str) -> StoreAction {
     t.desired_state = TaskState::Shutdown as i32;
     if !why.is_empty() && !(t.current_state()).is_terminal() {
         let status = t.status.get_or_insert_default();
@@ -61,7 +58,12 @@ fn shut_down(mut t: Task, why: &str) -> StoreAction {
 
 /// Whether a task that ended on its own should be replaced now, per the restart policy.
 /// Returns None to wait (the delay has not passed), Some(false) never, Some(true) now.
-fn restart_due(service: &Service, dead: &Task, history: &[&Task], now: i64) -> Option<bool> {
+pub(crate) fn restart_due(
+    service: &Service,
+    dead: &Task,
+    history: &[&Task],
+    now: i64,
+) -> Option<bool> {
     let policy = service
         .spec
         .as_ref()
@@ -115,6 +117,12 @@ pub fn plan(state: &State, now: i64) -> Vec<StoreAction> {
                 plan_replicated(state, service, r.replicas, &tasks, now, &mut actions);
             }
             Some(Mode::Global(_)) => plan_global(state, service, &tasks, now, &mut actions),
+            Some(Mode::ReplicatedJob(j)) => {
+                crate::jobs::plan_replicated(state, service, *j, &tasks, now, &mut actions);
+            }
+            Some(Mode::GlobalJob(_)) => {
+                crate::jobs::plan_global(state, service, &tasks, now, &mut actions);
+            }
             None => {}
         }
     }
@@ -181,14 +189,16 @@ fn tend_slot(
         })
 }
 
-fn trim_history(history: &[&Task], actions: &mut Vec<StoreAction>) {
-    let mut done: Vec<&&Task> = history
-        .iter()
-        .filter(|t| t.desired_state() >= TaskState::Shutdown && (t.current_state()).is_terminal())
-        .collect();
-    if done.len() > TASK_HISTORY {
+/// Removes the oldest finished tasks of a slot (or node) beyond the swarm's task
+/// history limit (the task reaper).
+pub(crate) fn trim_history(state: &State, history: &[&Task], actions: &mut Vec<StoreAction>) {
+    let Some(keep) = crate::swarm_settings::task_history(state) else {
+        return;
+    };
+    let mut done: Vec<&&Task> = history.iter().filter(|t| t.is_done()).collect();
+    if done.len() > keep {
         done.sort_by_key(|t| std::cmp::Reverse(created(t)));
-        for t in &done[TASK_HISTORY..] {
+        for t in &done[keep..] {
             actions.push(action(StoreActionKind::Remove, Object::Task((**t).clone())));
         }
     }
@@ -217,7 +227,7 @@ fn plan_replicated(
                 Object::Task(new_task(service, slot, "", now)),
             ));
         }
-        trim_history(&history, actions);
+        trim_history(state, &history, actions);
         kept.push(history);
     }
     crate::updater::plan(service, &kept, now, actions);
@@ -229,7 +239,38 @@ fn plan_replicated(
         {
             actions.push(shut_down((*t).clone(), "service scaled down"));
         }
-        trim_history(&history, actions);
+        trim_history(state, &history, actions);
+    }
+}
+
+/// Whether a node fits a service's placement: its constraints and platforms.
+pub(crate) fn fits(service: &Service) -> impl Fn(&Node) -> bool {
+    let placement = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task.as_ref())
+        .and_then(|t| t.placement.clone())
+        .unwrap_or_default();
+    let rules = constraints::parse_all(&placement.constraints).unwrap_or_default();
+    move |node| {
+        rules.iter().all(|c| c.matches(node))
+            && constraints::platform_matches(&placement.platforms, node)
+    }
+}
+
+/// A global service's (or job's) tasks by node.
+pub(crate) fn by_node<'a>(tasks: &[&'a Task]) -> BTreeMap<&'a str, Vec<&'a Task>> {
+    let mut per_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        per_node.entry(t.node_id.as_str()).or_default().push(t);
+    }
+    per_node
+}
+
+/// The tasks left in `per_node` are on nodes removed from the swarm: they go.
+pub(crate) fn remove_left(per_node: BTreeMap<&str, Vec<&Task>>, actions: &mut Vec<StoreAction>) {
+    for t in per_node.into_values().flatten() {
+        actions.push(action(StoreActionKind::Remove, Object::Task(t.clone())));
     }
 }
 
@@ -240,22 +281,12 @@ fn plan_global(
     now: i64,
     actions: &mut Vec<StoreAction>,
 ) {
-    let placement = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.task.as_ref())
-        .and_then(|t| t.placement.clone())
-        .unwrap_or_default();
-    let rules = constraints::parse_all(&placement.constraints).unwrap_or_default();
-    let mut per_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in tasks {
-        per_node.entry(t.node_id.as_str()).or_default().push(t);
-    }
+    let fits = fits(service);
+    let mut per_node = by_node(tasks);
     let mut kept = Vec::new();
     for node in state.nodes() {
         let history = per_node.remove(node.id.as_str()).unwrap_or_default();
-        let eligible = rules.iter().all(|c| c.matches(node))
-            && constraints::platform_matches(&placement.platforms, node);
+        let eligible = fits(node);
         let available = node_available(node);
         if !eligible {
             for t in history
@@ -276,18 +307,13 @@ fn plan_global(
                 Object::Task(new_task(service, 0, &node.id, now)),
             ));
         }
-        trim_history(&history, actions);
+        trim_history(state, &history, actions);
         if eligible && !history.is_empty() {
             kept.push(history);
         }
     }
     crate::updater::plan(service, &kept, now, actions);
-    // Tasks on nodes that were removed from the swarm.
-    for (_, history) in per_node {
-        for t in history {
-            actions.push(action(StoreActionKind::Remove, Object::Task(t.clone())));
-        }
-    }
+    remove_left(per_node, actions);
 }
 
 #[cfg(test)]
@@ -438,6 +464,148 @@ mod tests {
         );
         step(&mut s, &mut idx);
         assert_eq!(live(&s).iter().map(|t| t.slot).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_replicated_job_runs_its_completions_at_most_max_concurrent_at_once() {
+        let mut svc = service(
+            Mode::ReplicatedJob(shoal_proto::ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 5,
+            }),
+            RestartCondition::OnFailure,
+        );
+        svc.job_iteration = 1;
+        let (mut s, mut idx) = state_with(
+            vec![node("n1", NodeState::Ready, NodeAvailability::Active)],
+            svc,
+        );
+        let mut completed = 0;
+        for round in 0..10 {
+            step(&mut s, &mut idx);
+            let active = live(&s);
+            assert!(active.len() <= 2, "round {round}: {} at once", active.len());
+            if active.is_empty() {
+                break;
+            }
+            // One fails the first time round; the rest complete.
+            for (i, t) in active.iter().enumerate() {
+                let state = if round == 0 && i == 0 {
+                    TaskState::Failed
+                } else {
+                    completed += 1;
+                    TaskState::Complete
+                };
+                set_task_state(&mut s, &mut idx, &t.id, state, "n1");
+            }
+        }
+        step(&mut s, &mut idx);
+        let done: Vec<&Task> = s
+            .tasks()
+            .filter(|t| t.current_state() == TaskState::Complete)
+            .collect();
+        assert_eq!((completed, done.len()), (5, 5));
+        // Each slot once (numbered from 0), told to stay complete, never run again.
+        let mut slots: Vec<u64> = done.iter().map(|t| t.slot).collect();
+        slots.sort_unstable();
+        assert_eq!(slots, [0, 1, 2, 3, 4]);
+        assert!(
+            done.iter()
+                .all(|t| t.desired_state() == TaskState::Complete)
+        );
+        assert!(live(&s).is_empty());
+        assert_eq!(
+            s.tasks()
+                .filter(|t| t.current_state() == TaskState::Failed)
+                .count(),
+            1,
+            "the failed one was replaced, not retried in place"
+        );
+
+        // A new iteration runs it again.
+        let mut svc = s.service("svc").unwrap().clone();
+        svc.job_iteration = 2;
+        apply(
+            &mut s,
+            vec![action(StoreActionKind::Update, Object::Service(svc))],
+            &mut idx,
+        );
+        step(&mut s, &mut idx);
+        let again = live(&s);
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|t| t.job_iteration == 2));
+    }
+
+    #[test]
+    fn a_global_job_runs_once_on_each_node_and_on_nodes_that_come() {
+        let mut svc = service(
+            Mode::GlobalJob(shoal_proto::GlobalJob {}),
+            RestartCondition::OnFailure,
+        );
+        svc.job_iteration = 1;
+        let (mut s, mut idx) = state_with(
+            vec![
+                node("n1", NodeState::Ready, NodeAvailability::Active),
+                node("n2", NodeState::Ready, NodeAvailability::Active),
+            ],
+            svc,
+        );
+        step(&mut s, &mut idx);
+        for t in live(&s) {
+            let node = t.node_id.clone();
+            set_task_state(&mut s, &mut idx, &t.id, TaskState::Complete, &node);
+        }
+        step(&mut s, &mut idx);
+        assert!(live(&s).is_empty(), "each ran once");
+        apply(
+            &mut s,
+            vec![action(
+                StoreActionKind::Create,
+                Object::Node(node("n3", NodeState::Ready, NodeAvailability::Active)),
+            )],
+            &mut idx,
+        );
+        step(&mut s, &mut idx);
+        let new: Vec<String> = live(&s).into_iter().map(|t| t.node_id).collect();
+        assert_eq!(new, ["n3"]);
+    }
+
+    #[test]
+    fn finished_tasks_are_kept_up_to_the_swarms_task_history_limit() {
+        for (limit, kept) in [(None, 4), (Some(1), 1), (Some(-1), 4)] {
+            let svc = service(
+                Mode::Replicated(ReplicatedService { replicas: 1 }),
+                RestartCondition::Any,
+            );
+            let (mut s, mut idx) = state_with(
+                vec![node("n1", NodeState::Ready, NodeAvailability::Active)],
+                svc,
+            );
+            let cluster = shoal_proto::Cluster {
+                id: "c".into(),
+                spec: Some(shoal_proto::ClusterSpec {
+                    orchestration: Some(shoal_proto::OrchestrationConfig {
+                        task_history_retention_limit: limit,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            apply(
+                &mut s,
+                vec![action(StoreActionKind::Create, Object::Cluster(cluster))],
+                &mut idx,
+            );
+            for _ in 0..4 {
+                step(&mut s, &mut idx);
+                let t = live(&s)[0].id.clone();
+                set_task_state(&mut s, &mut idx, &t, TaskState::Failed, "n1");
+                step(&mut s, &mut idx);
+            }
+            step(&mut s, &mut idx);
+            let done = s.tasks().filter(|t| t.is_done()).count();
+            assert_eq!(done, kept, "limit {limit:?}");
+        }
     }
 
     #[test]

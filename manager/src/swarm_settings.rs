@@ -1,6 +1,6 @@
 //! The swarm's own settings, as `swarm update` changes them: autolock (and its unlock key,
-//! kept in the cluster object, so every manager seals its keys with the same one) and
-//! the dispatcher's heartbeat period. Each manager follows the cluster's lock with its own
+//! kept in the cluster object, so every manager seals its keys with the same one), the
+//! dispatcher's heartbeat period and the task history kept per slot. Each manager follows the cluster's lock with its own
 //! key file (`keep_lock`).
 
 use std::path::PathBuf;
@@ -58,9 +58,14 @@ pub async fn update(m: &impl Proposer, req: SwarmUpdateRequest) -> Result<()> {
         if let Some(on) = req.autolock {
             set_autolock(&mut cluster, on);
         }
+        let spec = cluster.spec.get_or_insert_default();
         if let Some(ms) = req.heartbeat_period_ms {
-            let spec = cluster.spec.get_or_insert_default();
             spec.dispatcher.get_or_insert_default().heartbeat_period_ms = ms;
+        }
+        if let Some(limit) = req.task_history_limit {
+            spec.orchestration
+                .get_or_insert_default()
+                .task_history_retention_limit = Some(limit);
         }
         Ok(vec![action(
             StoreActionKind::Update,
@@ -138,4 +143,13 @@ pub async fn keep_lock(
             }
         }
     }
+}
+
+/// Finished tasks to keep per slot (or node): None keeps them all.
+pub fn task_history(state: &State) -> Option<usize> {
+    let limit = state
+        .cluster()
+        .and_then(|c| c.spec.as_ref()?.orchestration?.task_history_retention_limit)
+        .unwrap_or(shoal_proto::DEFAULT_TASK_HISTORY);
+    usize::try_from(limit).ok()
 }

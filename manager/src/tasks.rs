@@ -30,6 +30,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, now: i64) -> Task {
         spec_version: service.spec_version,
         service_name: service.name().to_string(),
         endpoint: service.endpoint.clone(),
+        job_iteration: service.job_iteration,
         ..created_task(
             node_id,
             service.spec.as_ref().and_then(|s| s.task.clone()),

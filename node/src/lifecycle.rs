@@ -157,6 +157,11 @@ impl Daemon {
                 default_addr_pool: req.default_addr_pool.clone(),
                 subnet_size: req.default_addr_pool_mask_length,
                 encryption: None,
+                orchestration: req.task_history_limit.map(|limit| {
+                    shoal_proto::OrchestrationConfig {
+                        task_history_retention_limit: Some(limit),
+                    }
+                }),
             }),
             root_ca: Some(RootCa {
                 ca_cert_pem: ca.cert_pem.clone(),

@@ -52,20 +52,27 @@ pub async fn relay(
         );
     }
     let expected: usize = by_node.values().map(Vec::len).sum();
+    let on_node: HashMap<String, usize> =
+        by_node.iter().map(|(n, t)| (n.clone(), t.len())).collect();
     let mut sub = m.logs.subscribe(by_node, &request).await;
-    for node in &sub.unreachable {
-        let host = listed
-            .node_names
-            .get(node)
-            .cloned()
-            .unwrap_or_else(|| node.clone());
-        let _ = out
-            .send(Err(Status::unavailable(format!(
-                "node {host} is not connected: its tasks' logs are unavailable"
-            ))))
-            .await;
-    }
-    let unreachable: usize = sub.unreachable.len();
+    // As dockerd: the logs that can be had, then a warning naming the nodes that could
+    // not be asked (an error ends the stream, so it comes last).
+    let incomplete = (!sub.unreachable.is_empty()).then(|| {
+        let hosts: Vec<String> = sub
+            .unreachable
+            .iter()
+            .map(|n| listed.node_names.get(n).cloned().unwrap_or_else(|| n.clone()))
+            .collect();
+        Status::unavailable(format!(
+            "warning: incomplete log stream. some logs could not be retrieved for the following reasons: node {} is not available",
+            hosts.join(", node ")
+        ))
+    });
+    let unreachable: usize = sub
+        .unreachable
+        .iter()
+        .map(|n| on_node.get(n).copied().unwrap_or(0))
+        .sum();
     let mut done = 0usize;
     let mut partial: HashMap<String, Vec<u8>> = HashMap::new();
     let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
@@ -108,5 +115,8 @@ pub async fn relay(
         if chunk.done {
             done += 1;
         }
+    }
+    if let Some(warning) = incomplete {
+        let _ = out.send(Err(warning)).await;
     }
 }

@@ -17,6 +17,8 @@ pub use pb::*;
 
 /// The port managers listen on for cluster control, as in Swarm.
 pub const CONTROL_PORT: u16 = 2377;
+/// Finished tasks kept per slot (or node) unless the swarm says otherwise, as Swarm.
+pub const DEFAULT_TASK_HISTORY: i64 = 5;
 /// Default dispatcher heartbeat period.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
 /// A node is marked Down after this many missed heartbeat periods.

@@ -60,10 +60,16 @@ impl Task {
             .unwrap_or_default()
     }
 
-    /// Whether the task still holds its network addresses: all but a task told to stop
-    /// that has stopped (its addresses may then be handed to another).
+    /// Whether the task is over for good: told to stop (or a job's task that completed,
+    /// told to stay complete) and stopped.
+    pub fn is_done(&self) -> bool {
+        self.desired_state() >= TaskState::Complete && self.current_state().is_terminal()
+    }
+
+    /// Whether the task still holds its network addresses: all but one that is done
+    /// (its addresses may then be handed to another).
     pub fn holds_addresses(&self) -> bool {
-        !(self.desired_state() >= TaskState::Shutdown && self.current_state().is_terminal())
+        !self.is_done()
     }
 
     /// The container a network-attachment task connects, if this is one.
@@ -84,6 +90,14 @@ impl Service {
 }
 
 impl ServiceSpec {
+    /// A replicated or global job: its tasks run to completion.
+    pub fn is_job(&self) -> bool {
+        matches!(
+            self.mode,
+            Some(service_spec::Mode::ReplicatedJob(_) | service_spec::Mode::GlobalJob(_))
+        )
+    }
+
     /// A replicated service of `replicas` tasks of `image`, every other setting at its
     /// default (what `service create --name NAME --replicas N IMAGE` asks for).
     pub fn replicated(name: &str, image: &str, replicas: u64) -> ServiceSpec {

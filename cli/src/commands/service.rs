@@ -31,9 +31,12 @@ pub enum ServiceCommand {
         /// Number of tasks
         #[arg(long, allow_negative_numbers = true, value_parser = flags::parse_count)]
         replicas: Option<u64>,
-        /// Service mode (replicated or global)
+        /// Service mode (replicated, global, replicated-job or global-job)
         #[arg(long, default_value = "replicated")]
         mode: String,
+        /// Number of job tasks to run concurrently (default 1; replicated-job mode)
+        #[arg(long = "max-concurrent", value_parser = flags::parse_count)]
+        max_concurrent: Option<u64>,
         /// Exit immediately instead of waiting for the service to converge
         #[arg(short, long)]
         detach: bool,
@@ -84,6 +87,9 @@ pub enum ServiceCommand {
         image: Option<String>,
         #[arg(long, allow_negative_numbers = true, value_parser = flags::parse_count)]
         replicas: Option<u64>,
+        /// Number of job tasks to run concurrently (replicated-job mode)
+        #[arg(long = "max-concurrent", value_parser = flags::parse_count)]
+        max_concurrent: Option<u64>,
         /// Force update even if no changes require it
         #[arg(long)]
         force: bool,
@@ -162,6 +168,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             name,
             replicas,
             mode,
+            max_concurrent,
             detach,
             lists,
             flags,
@@ -181,7 +188,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                     }),
                     ..Default::default()
                 }),
-                mode: Some(flags::mode(&mode, replicas)?),
+                mode: Some(flags::mode(&mode, replicas, max_concurrent)?),
                 ..Default::default()
             };
             lists.apply(&mut spec)?;
@@ -278,7 +285,10 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
                 let mut spec = svc.spec.clone().unwrap_or_default();
                 match spec.mode {
                     Some(Mode::Replicated(ref mut r)) => r.replicas = n,
-                    _ => bail!("scale can only be used with replicated mode ({name} is global)"),
+                    Some(Mode::ReplicatedJob(ref mut j)) => j.total_completions = n,
+                    _ => bail!(
+                        "scale can only be used with replicated or replicated-job mode ({name} is global)"
+                    ),
                 }
                 update(&mut client, &svc, spec, false).await?;
                 println!("{name} scaled to {n}");
@@ -293,6 +303,7 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Update {
             image,
             replicas,
+            max_concurrent,
             force,
             rollback,
             detach,
@@ -368,7 +379,14 @@ pub async fn run(target: &Target, cmd: ServiceCommand) -> anyhow::Result<()> {
             if let Some(n) = replicas {
                 match spec.mode {
                     Some(Mode::Replicated(ref mut r)) => r.replicas = n,
-                    _ => bail!("replicas can only be used with replicated mode"),
+                    Some(Mode::ReplicatedJob(ref mut j)) => j.total_completions = n,
+                    _ => bail!("replicas can only be used with replicated or replicated-job mode"),
+                }
+            }
+            if let Some(n) = max_concurrent {
+                match spec.mode {
+                    Some(Mode::ReplicatedJob(ref mut j)) => j.max_concurrent = n,
+                    _ => bail!("max-concurrent can only be used with replicated-job mode"),
                 }
             }
             update(&mut client, &svc, spec, false).await?;
@@ -504,9 +522,52 @@ pub async fn update(
         .into_inner())
 }
 
+/// A job: waits until its current run has completed, printing its progress as it
+/// changes.
+async fn complete(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let mut reported = String::new();
+    loop {
+        let listed = client
+            .list_services(Empty {})
+            .await
+            .map_err(daemon_error)?
+            .into_inner();
+        let svc = listed.services.iter().find(|s| s.id == service_id);
+        let count = |m: &HashMap<String, u64>| m.get(service_id).copied().unwrap_or(0);
+        let (running, completed) = (count(&listed.running), count(&listed.completed));
+        let total = match svc.and_then(|s| s.spec.as_ref()?.mode.as_ref()) {
+            Some(Mode::ReplicatedJob(j)) => j.total_completions,
+            _ => count(&listed.desired) + completed,
+        };
+        let line = format!("job progress: {completed} out of {total} complete, {running} running");
+        if line != reported {
+            println!("{line}");
+            reported = line;
+        }
+        if total > 0 && completed >= total && running == 0 {
+            println!("job complete");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the job did not complete within 2 minutes ({completed} of {total}); see `shoal service ps {service_id}`"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Waits until every wanted task of the service runs the current spec, and prints
-/// docker's progress summary.
+/// docker's progress summary (for a job: until it has completed).
 async fn converge(client: &mut Client, service_id: &str) -> anyhow::Result<()> {
+    if get(client, service_id)
+        .await?
+        .spec
+        .is_some_and(|s| s.is_job())
+    {
+        return complete(client, service_id).await;
+    }
     let deadline = Instant::now() + Duration::from_mins(2);
     let mut stable_since: Option<Instant> = None;
     let mut reported = String::new();

@@ -33,6 +33,9 @@ pub enum SwarmCommand {
         /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
         #[arg(long)]
         autolock: bool,
+        /// Task history retention limit (finished tasks kept per slot; default 5)
+        #[arg(long = "task-history-limit", allow_negative_numbers = true)]
+        task_history_limit: Option<i64>,
     },
     /// Update the swarm
     Update {
@@ -42,6 +45,9 @@ pub enum SwarmCommand {
         /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
         #[arg(long, value_parser = shoal_docker::duration::parse)]
         dispatcher_heartbeat: Option<std::time::Duration>,
+        /// Task history retention limit (finished tasks kept per slot; negative: all)
+        #[arg(long = "task-history-limit", allow_negative_numbers = true)]
+        task_history_limit: Option<i64>,
     },
     /// Manage the unlock key
     UnlockKey {
@@ -99,6 +105,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             default_addr_pool,
             default_addr_pool_mask_length,
             autolock,
+            task_history_limit,
         } => {
             let resp = client
                 .swarm_init(SwarmInitRequest {
@@ -109,6 +116,7 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                     default_addr_pool,
                     default_addr_pool_mask_length: default_addr_pool_mask_length.unwrap_or(0),
                     autolock,
+                    task_history_limit,
                 })
                 .await
                 .map_err(daemon_error)?
@@ -140,11 +148,13 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
         SwarmCommand::Update {
             autolock,
             dispatcher_heartbeat,
+            task_history_limit,
         } => {
             client
                 .update_swarm(SwarmUpdateRequest {
                     autolock,
                     heartbeat_period_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
+                    task_history_limit,
                 })
                 .await
                 .map_err(daemon_error)?;

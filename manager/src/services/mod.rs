@@ -36,11 +36,21 @@ pub fn find_service(state: &State, key: &str) -> Result<Service> {
 
 /// Docker's defaults for whatever the spec leaves out.
 fn apply_defaults(spec: &mut ServiceSpec) {
+    let job = spec.is_job();
     let task = spec.task.get_or_insert_default();
-    task.restart.get_or_insert(RestartPolicy {
+    let restart = task.restart.get_or_insert(RestartPolicy {
         delay_nanos: 5 * SECOND,
         ..Default::default()
     });
+    // A job's tasks run to completion: only a failure restarts one, as the docker CLI
+    // sets it for jobs.
+    if job && restart.condition() == shoal_proto::RestartCondition::Any {
+        restart.condition = shoal_proto::RestartCondition::OnFailure as i32;
+    }
+    if let Some(Mode::ReplicatedJob(j)) = spec.mode.as_mut() {
+        j.max_concurrent = j.max_concurrent.max(1);
+        j.total_completions = j.total_completions.max(1);
+    }
     let update_default = UpdateConfig {
         parallelism: 1,
         monitor_nanos: 5 * SECOND,
@@ -71,6 +81,8 @@ pub async fn create(m: &impl Proposer, mut spec: ServiceSpec) -> Result<Service>
                 spec: Some(spec.clone()),
                 spec_version: 1,
                 endpoint: Some(endpoint),
+                job_iteration: u64::from(spec.is_job()),
+                job_last_execution_unix_nanos: if spec.is_job() { now } else { 0 },
                 ..Default::default()
             };
             Ok(vec![action(
@@ -133,6 +145,13 @@ pub async fn update(m: &impl Proposer, req: UpdateServiceRequest) -> Result<Serv
     apply_defaults(&mut spec);
     m.store().view(|s| resolve(s, &mut spec))?;
     let old_spec = current.spec.clone().unwrap_or_default();
+    let kind = |s: &ServiceSpec| s.mode.as_ref().map(std::mem::discriminant);
+    if kind(&spec) != kind(&old_spec) {
+        return Err(ManagerError::InvalidArgument(
+            "service mode change is not allowed: remove the service and create it in the new mode"
+                .into(),
+        ));
+    }
     if annotations_name(&spec) != annotations_name(&old_spec) {
         return Err(ManagerError::InvalidArgument(
             "renaming services is not supported".into(),
@@ -155,7 +174,12 @@ pub async fn update(m: &impl Proposer, req: UpdateServiceRequest) -> Result<Serv
             svc.spec = Some(spec.clone());
             let now = shoal_proto::now_nanos();
             svc.meta.get_or_insert_default().updated_at_unix_nanos = now;
-            if tasks_change {
+            if tasks_change && spec.is_job() {
+                // A job is not rolled: it runs again, as a new iteration.
+                svc.spec_version += 1;
+                svc.job_iteration += 1;
+                svc.job_last_execution_unix_nanos = now;
+            } else if tasks_change {
                 svc.spec_version += 1;
                 svc.update_status = Some(UpdateStatus {
                     state: if req.rollback {
@@ -218,15 +242,27 @@ pub fn list(m: &impl Proposer) -> ListServicesResponse {
                 }
             }
         }
+        let mut completed = HashMap::new();
         for svc in &services {
-            if let Some(Mode::Replicated(r)) = svc.spec.as_ref().and_then(|s| s.mode.as_ref()) {
-                desired.insert(svc.id.clone(), r.replicas);
+            match svc.spec.as_ref().and_then(|s| s.mode.as_ref()) {
+                Some(Mode::Replicated(r)) => {
+                    desired.insert(svc.id.clone(), r.replicas);
+                }
+                Some(Mode::ReplicatedJob(_) | Mode::GlobalJob(_)) => {
+                    let tasks: Vec<&Task> = s.tasks().filter(|t| t.service_id == svc.id).collect();
+                    let (r, d, c) = crate::jobs::progress(svc, &tasks);
+                    running.insert(svc.id.clone(), r);
+                    desired.insert(svc.id.clone(), d);
+                    completed.insert(svc.id.clone(), c);
+                }
+                _ => {}
             }
         }
         ListServicesResponse {
             services,
             running,
             desired,
+            completed,
         }
     })
 }

@@ -29,7 +29,9 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
     validate_counts(spec)?;
     match &spec.mode {
         None => return Err("the service mode is missing: replicated or global".into()),
-        Some(Mode::Global(_)) if task.placement.as_ref().is_some_and(|p| p.max_replicas > 0) => {
+        Some(Mode::Global(_) | Mode::GlobalJob(_) | Mode::ReplicatedJob(_))
+            if task.placement.as_ref().is_some_and(|p| p.max_replicas > 0) =>
+        {
             return Err("--replicas-max-per-node can only be used with replicated mode".into());
         }
         _ => {}
@@ -47,6 +49,17 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if spec.is_job()
+        && spec.endpoint.as_ref().is_some_and(|e| {
+            e.ports
+                .iter()
+                .any(|p| p.publish_mode() == shoal_proto::PublishMode::Ingress)
+        })
+    {
+        return Err(
+            "a job cannot publish ports through the routing mesh (its tasks end): publish with mode=host, or use a replicated service".into(),
+        );
     }
     if let Some(endpoint) = &spec.endpoint {
         let mut seen = std::collections::HashSet::new();
@@ -95,8 +108,13 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
 
 /// Every count against its limit, before anything is planned from it.
 fn validate_counts(spec: &ServiceSpec) -> Result<(), String> {
-    if let Some(Mode::Replicated(r)) = &spec.mode {
-        check_count("--replicas", r.replicas, MAX_REPLICAS)?;
+    match &spec.mode {
+        Some(Mode::Replicated(r)) => check_count("--replicas", r.replicas, MAX_REPLICAS)?,
+        Some(Mode::ReplicatedJob(j)) => {
+            check_count("--replicas", j.total_completions, MAX_REPLICAS)?;
+            check_count("--max-concurrent", j.max_concurrent, MAX_REPLICAS)?;
+        }
+        _ => {}
     }
     let task = spec.task.as_ref();
     if let Some(p) = task.and_then(|t| t.placement.as_ref()) {

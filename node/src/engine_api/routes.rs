@@ -196,11 +196,12 @@ async fn swarm_leave(State(api): Shared, Query(q): Params) -> ApiResult<StatusCo
 async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiResult<StatusCode> {
     let sent: Value = parse(&body)?;
     manager_only(&api).await?;
-    let (heartbeat_ms, autolock) = spec::swarm_settings(&sent, "")?;
+    let settings = spec::swarm_settings(&sent, "")?;
     api.ctl
         .update_swarm(Request::new(pb::SwarmUpdateRequest {
-            autolock: Some(autolock),
-            heartbeat_period_ms: (heartbeat_ms > 0).then_some(heartbeat_ms),
+            autolock: Some(settings.autolock),
+            heartbeat_period_ms: (settings.heartbeat_ms > 0).then_some(settings.heartbeat_ms),
+            task_history_limit: Some(settings.task_history),
         }))
         .await?;
     if flag(&q, "rotateManagerUnlockKey") {
@@ -397,7 +398,7 @@ async fn service_list(State(api): Shared, Query(q): Params) -> ApiResult<axum::J
                 doc["ServiceStatus"] = json!({
                     "RunningTasks": listed.running.get(&s.id).copied().unwrap_or_default(),
                     "DesiredTasks": listed.desired.get(&s.id).copied().unwrap_or_default(),
-                    "CompletedTasks": 0,
+                    "CompletedTasks": listed.completed.get(&s.id).copied().unwrap_or_default(),
                 });
             }
             doc

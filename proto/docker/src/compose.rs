@@ -892,9 +892,21 @@ fn convert(file: File, stack: &str) -> Result<Stack> {
                 ));
             }
             "global" => Mode::Global(pb::GlobalService {}),
+            // Compose's jobs: replicas are the completions, all at once (as docker
+            // stack deploy converts them).
+            "replicated-job" => Mode::ReplicatedJob(pb::ReplicatedJob {
+                max_concurrent: d.replicas.unwrap_or(1),
+                total_completions: d.replicas.unwrap_or(1),
+            }),
+            "global-job" if d.replicas.is_some() => {
+                return Err(invalid!(
+                    "{dp}.replicas: a global job runs one task per node; drop replicas"
+                ));
+            }
+            "global-job" => Mode::GlobalJob(pb::GlobalJob {}),
             other => {
                 return Err(invalid!(
-                    "{dp}.mode: invalid value {other:?}: use replicated or global"
+                    "{dp}.mode: invalid value {other:?}: use replicated, global, replicated-job or global-job"
                 ));
             }
         };

@@ -249,7 +249,7 @@ fn what_shoal_cannot_honour_is_refused_by_name() {
         ),
         (
             "services:\n  web:\n    image: x\n    deploy:\n      mode: sometimes\n",
-            "use replicated or global",
+            "use replicated, global, replicated-job or global-job",
         ),
         (
             "services:\n  web:\n    image: x\n    deploy:\n      mode: global\n      replicas: 2\n",
@@ -496,4 +496,17 @@ configs:
         panic!("{:?}", s.configs)
     };
     assert_eq!(labels["tier"], "front");
+}
+
+#[test]
+fn job_modes_convert_as_docker_stack_deploy_converts_them() {
+    let s = stack(
+        "services:\n  once:\n    image: x\n    deploy:\n      mode: replicated-job\n      replicas: 3\n  each:\n    image: x\n    deploy:\n      mode: global-job\n",
+    );
+    let modes: Vec<_> = s.services.iter().map(|s| s.mode).collect();
+    assert!(modes.contains(&Some(Mode::ReplicatedJob(pb::ReplicatedJob {
+        max_concurrent: 3,
+        total_completions: 3
+    }))));
+    assert!(modes.contains(&Some(Mode::GlobalJob(pb::GlobalJob {}))));
 }

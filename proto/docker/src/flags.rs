@@ -492,23 +492,71 @@ pub fn key_value(kv: &str, what: &str) -> Result<(String, String)> {
     Ok(key_values(&[kv.to_string()], what)?.remove(0))
 }
 
-/// The mode from `--mode` and `--replicas`.
-pub fn mode(mode: &str, replicas: Option<u64>) -> Result<Mode> {
+/// The mode from `--mode`, `--replicas` and `--max-concurrent` (a replicated job's
+/// replicas are its completions; both default to 1, as dockerd's).
+pub fn mode(mode: &str, replicas: Option<u64>, max_concurrent: Option<u64>) -> Result<Mode> {
+    if max_concurrent.is_some() && mode != "replicated-job" {
+        return Err(invalid!(
+            "max-concurrent can only be used with replicated-job mode"
+        ));
+    }
     match mode {
         "replicated" => Ok(Mode::Replicated(ReplicatedService {
             replicas: replicas.unwrap_or(1),
         })),
-        "global" if replicas.is_some() => {
-            Err(invalid!("replicas can only be used with replicated mode"))
-        }
+        "replicated-job" => Ok(Mode::ReplicatedJob(shoal_proto::ReplicatedJob {
+            max_concurrent: max_concurrent.unwrap_or(1),
+            total_completions: replicas.unwrap_or(1),
+        })),
+        "global" | "global-job" if replicas.is_some() => Err(invalid!(
+            "replicas can only be used with replicated or replicated-job mode"
+        )),
         "global" => Ok(Mode::Global(GlobalService {})),
-        other => Err(invalid!("invalid mode {other:?}: use replicated or global")),
+        "global-job" => Ok(Mode::GlobalJob(shoal_proto::GlobalJob {})),
+        other => Err(invalid!(
+            "invalid mode {other:?}: use replicated, global, replicated-job or global-job"
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_read_as_docker_reads_them() {
+        assert_eq!(
+            mode("replicated-job", Some(5), Some(2)).unwrap(),
+            Mode::ReplicatedJob(shoal_proto::ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 5
+            })
+        );
+        assert_eq!(
+            mode("replicated-job", None, None).unwrap(),
+            Mode::ReplicatedJob(shoal_proto::ReplicatedJob {
+                max_concurrent: 1,
+                total_completions: 1
+            })
+        );
+        assert!(matches!(
+            mode("global-job", None, None),
+            Ok(Mode::GlobalJob(_))
+        ));
+        for (m, replicas, max, why) in [
+            ("global-job", Some(2), None, "replicas can only be used"),
+            (
+                "replicated",
+                None,
+                Some(2),
+                "max-concurrent can only be used",
+            ),
+            ("sometimes", None, None, "invalid mode"),
+        ] {
+            let e = mode(m, replicas, max).unwrap_err().to_string();
+            assert!(e.contains(why), "{m}: {e}");
+        }
+    }
 
     #[test]
     fn networks_parse_with_aliases() {

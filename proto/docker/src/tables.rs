@@ -73,17 +73,33 @@ pub fn services_table(
         .filter(|s| keep(s))
         .map(|s| {
             let spec = s.spec.clone().unwrap_or_default();
-            let running = resp.running.get(&s.id).copied().unwrap_or(0);
-            let desired = resp.desired.get(&s.id).copied().unwrap_or(0);
-            let mode = match spec.mode {
-                Some(Mode::Global(_)) => "global",
-                _ => "replicated",
+            let count = |m: &HashMap<String, u64>| m.get(&s.id).copied().unwrap_or(0);
+            let (running, desired) = (count(&resp.running), count(&resp.desired));
+            let completed = count(&resp.completed);
+            // As docker prints a job's progress: running/desired (completed/total completed).
+            let (mode, replicas) = match &spec.mode {
+                Some(Mode::Global(_)) => ("global", format!("{running}/{desired}")),
+                Some(Mode::ReplicatedJob(j)) => (
+                    "replicated job",
+                    format!(
+                        "{running}/{desired} ({completed}/{} completed)",
+                        j.total_completions
+                    ),
+                ),
+                Some(Mode::GlobalJob(_)) => (
+                    "global job",
+                    format!(
+                        "{running}/{desired} ({completed}/{} completed)",
+                        desired + completed
+                    ),
+                ),
+                _ => ("replicated", format!("{running}/{desired}")),
             };
             vec![
                 shoal_proto::ids::short(&s.id).to_string(),
                 s.name().to_string(),
                 mode.to_string(),
-                format!("{running}/{desired}"),
+                replicas,
                 image_of(&spec),
                 ports_of(s),
             ]

@@ -6,7 +6,6 @@
 //! | a field the Engine API does not have (a typo, a newer API's field) | ignored, as dockerd ignores it |
 //! | a field shoal implements | honoured |
 //! | a field the API has and shoal lacks (CredentialSpec, GenericResources, ...) | accepted at its zero value (what clients send by default), else refused by name: ignoring it would lose what the user asked for |
-//! | `Mode.ReplicatedJob`, `Mode.GlobalJob` | refused whenever present (even `{}`, which asks for a job) |
 //! | `CheckDuplicate` (network create) | read and ignored: a duplicate name is always refused |
 //!
 //! A value of the wrong type is a 400 naming its path. Nothing of a refused request is
@@ -24,6 +23,7 @@ use super::go_json::GoJson;
 use super::secrets::{ConfigReference, SecretReference};
 use crate::error::{Invalid, Result};
 use crate::flags::one_of;
+use crate::render::engine::Settings;
 
 /// Parses a JSON body with Go's rules, naming the path of whatever is wrong.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -258,8 +258,16 @@ pub struct NetworkAttachment {
 pub struct Mode {
     pub replicated: Option<Replicated>,
     pub global: Option<Value>,
-    replicated_job: Unsupported,
-    global_job: Unsupported,
+    replicated_job: Option<ReplicatedJob>,
+    global_job: Option<Value>,
+}
+
+/// Both default to 1, as dockerd converts them.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReplicatedJob {
+    max_concurrent: Option<u64>,
+    total_completions: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -480,28 +488,31 @@ impl ServiceSpec {
         let mode = match self.mode {
             None => pb::service_spec::Mode::Replicated(pb::ReplicatedService { replicas: 1 }),
             Some(m) => {
-                let jobs = [
-                    ("ReplicatedJob", &m.replicated_job),
-                    ("GlobalJob", &m.global_job),
+                use pb::service_spec::Mode as M;
+                let set = [
+                    m.replicated.is_some(),
+                    m.global.is_some(),
+                    m.replicated_job.is_some(),
+                    m.global_job.is_some(),
                 ];
-                if let Some((job, _)) = jobs
-                    .iter()
-                    .find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null()))
-                {
-                    return Err(Invalid::new(format!(
-                        "Mode.{job}: shoal does not run jobs yet: use Replicated or Global"
-                    )));
+                if set.iter().filter(|x| **x).count() > 1 {
+                    return Err(Invalid::new(
+                        "Mode: give one of Replicated, Global, ReplicatedJob or GlobalJob",
+                    ));
                 }
-                match (m.replicated, m.global) {
-                    (Some(_), Some(_)) => {
-                        return Err(Invalid::new(
-                            "Mode: give either Replicated or Global, not both",
-                        ));
-                    }
-                    (_, Some(_)) => pb::service_spec::Mode::Global(pb::GlobalService {}),
-                    (r, None) => pb::service_spec::Mode::Replicated(pb::ReplicatedService {
-                        replicas: r.and_then(|r| r.replicas).unwrap_or(1),
-                    }),
+                if let Some(j) = m.replicated_job {
+                    M::ReplicatedJob(pb::ReplicatedJob {
+                        max_concurrent: j.max_concurrent.unwrap_or(1),
+                        total_completions: j.total_completions.unwrap_or(1),
+                    })
+                } else if m.global_job.is_some() {
+                    M::GlobalJob(pb::GlobalJob {})
+                } else if m.global.is_some() {
+                    M::Global(pb::GlobalService {})
+                } else {
+                    M::Replicated(pb::ReplicatedService {
+                        replicas: m.replicated.and_then(|r| r.replicas).unwrap_or(1),
+                    })
                 }
             }
         };
@@ -758,33 +769,36 @@ pub struct SwarmInit {
 }
 
 /// What a swarm spec (init's or update's) sets that shoal honours: the heartbeat
-/// period in ms (0: not given) and autolock; any other setting must be as shoal has it,
-/// or it is named.
-pub fn swarm_settings(spec: &Value, at: &str) -> Result<(u64, bool)> {
+/// period in ms (0: not given), autolock and the task history; any other setting must be
+/// as shoal has it, or it is named.
+pub fn swarm_settings(spec: &Value, at: &str) -> Result<Settings> {
     let get = |path: &[&str]| path.iter().try_fold(spec, |v, key| field(v, key)).cloned();
     let heartbeat = get(&["Dispatcher", "HeartbeatPeriod"])
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    let autolock = get(&["EncryptionConfig", "AutoLockManagers"])
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let shown = crate::render::engine::swarm_spec(
-        &pb::InfoResponse {
-            heartbeat_period_ms: if heartbeat == 0 {
-                pb::DEFAULT_HEARTBEAT_MS
-            } else {
-                heartbeat / 1_000_000
-            },
-            ..Default::default()
+    let settings = Settings {
+        heartbeat_ms: heartbeat / 1_000_000,
+        autolock: get(&["EncryptionConfig", "AutoLockManagers"])
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        task_history: get(&["Orchestration", "TaskHistoryRetentionLimit"])
+            .and_then(|v| v.as_i64())
+            .unwrap_or(pb::DEFAULT_TASK_HISTORY),
+    };
+    let shown = crate::render::engine::swarm_spec(Settings {
+        heartbeat_ms: if heartbeat == 0 {
+            pb::DEFAULT_HEARTBEAT_MS
+        } else {
+            settings.heartbeat_ms
         },
-        autolock,
-    );
+        ..settings
+    });
     if let Some(path) = first_difference(spec, &shown, at.into()) {
         return Err(Invalid::new(format!(
             "{path}: shoal does not change this swarm setting; leave it at its default"
         )));
     }
-    Ok((heartbeat / 1_000_000, autolock))
+    Ok(settings)
 }
 
 impl SwarmInit {
@@ -798,15 +812,16 @@ impl SwarmInit {
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
-        let (heartbeat_ms, autolock) = swarm_settings(&self.spec.unwrap_or(Value::Null), "Spec")?;
+        let settings = swarm_settings(&self.spec.unwrap_or(Value::Null), "Spec")?;
         Ok(pb::SwarmInitRequest {
             advertise_addr: self.advertise_addr,
             listen_addr: self.listen_addr,
             force_new_cluster: self.force_new_cluster,
-            heartbeat_period_ms: heartbeat_ms,
+            heartbeat_period_ms: settings.heartbeat_ms,
             default_addr_pool: self.default_addr_pool,
             default_addr_pool_mask_length: self.subnet_size,
-            autolock: autolock || self.auto_lock_managers,
+            autolock: settings.autolock || self.auto_lock_managers,
+            task_history_limit: Some(settings.task_history),
         })
     }
 }
@@ -1047,15 +1062,26 @@ mod tests {
             spec.update.unwrap().order,
             pb::UpdateOrder::StartFirst as i32
         );
-        // A job is refused, not turned into a replicated service.
-        for job in ["GlobalJob", "replicatedJob"] {
-            let body = format!(r#"{{"Name":"j","Mode":{{"{job}":{{}}}}}}"#);
-            let e = parse::<ServiceSpec>(body.as_bytes())
+        // Jobs, with dockerd's defaults.
+        let job = |body: &str| {
+            parse::<ServiceSpec>(body.as_bytes())
                 .unwrap()
                 .into_proto()
-                .unwrap_err();
-            assert!(e.0.contains("does not run jobs"), "{}", e.0);
-        }
+                .map(|s| s.mode)
+        };
+        assert_eq!(
+            job(r#"{"Name":"j","Mode":{"replicatedJob":{"TotalCompletions":5}}}"#).unwrap(),
+            Some(pb::service_spec::Mode::ReplicatedJob(pb::ReplicatedJob {
+                max_concurrent: 1,
+                total_completions: 5
+            }))
+        );
+        assert!(matches!(
+            job(r#"{"Name":"j","Mode":{"GlobalJob":{}}}"#).unwrap(),
+            Some(pb::service_spec::Mode::GlobalJob(_))
+        ));
+        let e = job(r#"{"Name":"j","Mode":{"GlobalJob":{},"Replicated":{}}}"#).unwrap_err();
+        assert!(e.0.contains("give one of"), "{}", e.0);
         let wrong = parse::<ServiceSpec>(br#"{"TaskTemplate":{"ContainerSpec":{"Env":"A=1"}}}"#)
             .err()
             .unwrap();
@@ -1137,12 +1163,11 @@ mod tests {
         let init = parse::<SwarmInit>(cli).unwrap().into_proto().unwrap();
         assert_eq!(init.heartbeat_period_ms, 2000);
         let limit = br#"{"Spec":{"Orchestration":{"TaskHistoryRetentionLimit":10}}}"#;
-        let e = parse::<SwarmInit>(limit).unwrap().into_proto().unwrap_err();
-        assert!(
-            e.0.starts_with("Spec.Orchestration.TaskHistoryRetentionLimit"),
-            "{}",
-            e.0
-        );
+        let init = parse::<SwarmInit>(limit).unwrap().into_proto().unwrap();
+        assert_eq!(init.task_history_limit, Some(10));
+        let raft = br#"{"Spec":{"Raft":{"SnapshotInterval":5000}}}"#;
+        let e = parse::<SwarmInit>(raft).unwrap().into_proto().unwrap_err();
+        assert!(e.0.starts_with("Spec.Raft.SnapshotInterval"), "{}", e.0);
     }
 
     #[test]

@@ -45,23 +45,50 @@ pub fn task(t: &Task) -> Value {
     if !status.err.is_empty() {
         doc["Status"]["Err"] = json!(status.err);
     }
+    if t.job_iteration > 0 {
+        doc["JobIteration"] = json!({"Index": t.job_iteration});
+    }
     if !container.is_null() {
         doc["Status"]["ContainerStatus"] = container;
     }
     doc
 }
 
-/// The swarm's settings as shoal has them (fixed but for the heartbeat and autolock).
-pub fn swarm_spec(info: &InfoResponse, autolock: bool) -> Value {
+/// What of a swarm's settings can change (the rest are fixed in shoal).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub heartbeat_ms: u64,
+    pub autolock: bool,
+    pub task_history: i64,
+}
+
+impl Settings {
+    /// The cluster's, with the heartbeat the node reports.
+    pub fn of(info: &InfoResponse, spec: Option<&shoal_proto::ClusterSpec>) -> Settings {
+        Settings {
+            heartbeat_ms: info.heartbeat_period_ms,
+            autolock: spec
+                .and_then(|s| s.encryption)
+                .is_some_and(|e| e.auto_lock_managers),
+            task_history: spec
+                .and_then(|s| s.orchestration)
+                .and_then(|o| o.task_history_retention_limit)
+                .unwrap_or(shoal_proto::DEFAULT_TASK_HISTORY),
+        }
+    }
+}
+
+/// The swarm's settings as shoal has them.
+pub fn swarm_spec(s: Settings) -> Value {
     json!({
         "Name": "default",
         "Labels": {},
-        "Orchestration": {"TaskHistoryRetentionLimit": 5},
+        "Orchestration": {"TaskHistoryRetentionLimit": s.task_history},
         "Raft": {"SnapshotInterval": 10000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1},
-        "Dispatcher": {"HeartbeatPeriod": info.heartbeat_period_ms * 1_000_000},
+        "Dispatcher": {"HeartbeatPeriod": s.heartbeat_ms * 1_000_000},
         "CAConfig": {"NodeCertExpiry": 7_776_000_000_000_000u64},
         "TaskDefaults": {},
-        "EncryptionConfig": {"AutoLockManagers": autolock},
+        "EncryptionConfig": {"AutoLockManagers": s.autolock},
     })
 }
 
@@ -69,6 +96,7 @@ pub fn swarm_spec(info: &InfoResponse, autolock: bool) -> Value {
 pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
     let meta = cluster.and_then(|c| c.meta).unwrap_or_default();
     let spec = cluster.and_then(|c| c.spec.clone()).unwrap_or_default();
+    let settings = Settings::of(info, Some(&spec));
     let pool = if spec.default_addr_pool.is_empty() {
         vec![shoal_proto::DEFAULT_ADDR_POOL.to_string()]
     } else {
@@ -79,7 +107,7 @@ pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
         "Version": {"Index": meta.version.map(|v| v.index).unwrap_or_default()},
         "CreatedAt": rfc3339(meta.created_at_unix_nanos),
         "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
-        "Spec": swarm_spec(info, spec.encryption.is_some_and(|e| e.auto_lock_managers)),
+        "Spec": swarm_spec(settings),
         "TLSInfo": {"TrustRoot": "", "CertIssuerSubject": "", "CertIssuerPublicKey": ""},
         "RootRotationInProgress": false,
         "DefaultAddrPool": pool,

@@ -214,6 +214,11 @@ pub fn spec_json(spec: &ServiceSpec) -> Value {
     let mode = match spec.mode {
         Some(Mode::Global(_)) => json!({"Global": {}}),
         Some(Mode::Replicated(r)) => json!({"Replicated": {"Replicas": r.replicas}}),
+        Some(Mode::ReplicatedJob(j)) => json!({"ReplicatedJob": {
+            "MaxConcurrent": j.max_concurrent,
+            "TotalCompletions": j.total_completions,
+        }}),
+        Some(Mode::GlobalJob(_)) => json!({"GlobalJob": {}}),
         None => json!({}),
     };
     let mut doc = json!({
@@ -303,6 +308,12 @@ pub fn engine_json(s: &Service) -> Value {
     if let Some(prev) = &s.previous_spec {
         doc["PreviousSpec"] = spec_json(prev);
     }
+    if s.job_iteration > 0 {
+        doc["JobStatus"] = json!({
+            "JobIteration": {"Index": s.job_iteration},
+            "LastExecution": rfc3339(s.job_last_execution_unix_nanos),
+        });
+    }
     if let Some(u) = &s.update_status {
         doc["UpdateStatus"] = json!({
             "State": update_state_name(u.state()),
@@ -349,6 +360,12 @@ pub fn pretty(s: &Service) -> String {
             line("Service Mode:\tReplicated".into());
             line(format!(" Replicas:\t{}", r.replicas));
         }
+        Some(Mode::ReplicatedJob(j)) => {
+            line("Service Mode:\tReplicated Job".into());
+            line(format!(" Max Concurrent:\t{}", j.max_concurrent));
+            line(format!(" Total Completions:\t{}", j.total_completions));
+        }
+        Some(Mode::GlobalJob(_)) => line("Service Mode:\tGlobal Job".into()),
         None => {}
     }
     if let Some(u) = &s.update_status {
