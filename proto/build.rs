@@ -5,8 +5,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     tonic_prost_build::configure()
         .type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]")
-        // Secret data never reaches a log through `{:?}`: objects.rs writes their Debug.
-        .skip_debug([".shoal.v1.SecretSpec"])
+        // Secret data and the cluster's keys (CA key, gossip keys, unlock key) never reach
+        // a log through `{:?}`: objects.rs writes their Debug.
+        .skip_debug([".shoal.v1.SecretSpec", ".shoal.v1.Cluster"])
         .compile_protos(&["proto/shoal.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/shoal.proto");
     Ok(())

@@ -437,6 +437,25 @@ fn autolock_keeps_a_restarted_manager_locked_until_the_right_key_comes() {
     let secret = Source::new("locked", value.as_bytes());
     lab.ok("manager1", &["secret", "create", "vault", secret.path()]);
 
+    // The root CA, as both CLIs show it; changing it is refused by name.
+    let ca = lab.ok("manager1", &["swarm", "ca"]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert_eq!(
+        lab.docker_ok("manager1", &["swarm", "ca"]).trim(),
+        ca.trim()
+    );
+    lab.refused(
+        "manager1",
+        &["swarm", "ca", "--rotate"],
+        "not supported by shoal yet",
+    );
+    let out = lab.docker("manager1", &["swarm", "ca", "--rotate", "--detach"]);
+    assert!(
+        !out.status.success() && text(&out).contains("CAConfig"),
+        "{}",
+        text(&out)
+    );
+
     let out = lab.ok("manager1", &["swarm", "update", "--autolock=true"]);
     assert!(out.contains("SWMKEY-1-"), "{out}");
     let key = lab

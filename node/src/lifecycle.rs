@@ -587,7 +587,9 @@ impl Daemon {
             info.managers = managers as u32;
             info.nodes = nodes as u32;
             if let Ok(c) = m.cluster() {
-                info.ca_cert_digest = c.root_ca.map(|r| r.ca_cert_digest).unwrap_or_default();
+                let root = c.root_ca.unwrap_or_default();
+                info.ca_cert_digest = root.ca_cert_digest;
+                info.ca_cert_pem = root.ca_cert_pem;
                 info.heartbeat_period_ms =
                     shoal_manager::dispatcher::heartbeat_period(&m.store).as_millis() as u64;
             }

@@ -167,6 +167,27 @@ impl std::fmt::Debug for crate::SecretSpec {
     }
 }
 
+impl std::fmt::Debug for crate::Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let root = self.root_ca.as_ref();
+        f.debug_struct("Cluster")
+            .field("id", &self.id)
+            .field("meta", &self.meta)
+            .field("spec", &self.spec)
+            .field("ca_cert_digest", &root.map(|r| r.ca_cert_digest.as_str()))
+            .field("removed_nodes", &self.removed_nodes)
+            .field(
+                "network_keys",
+                &format_args!("<{} redacted>", self.network_keys.len()),
+            )
+            .field(
+                "autolock_key",
+                &format_args!("<{} bytes, redacted>", self.unlock_key.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl crate::Config {
     /// The config's name ("" while it has no spec).
     pub fn name(&self) -> &str {
@@ -224,5 +245,45 @@ impl TaskSpec {
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Cluster, NetworkKey, RootCa, SecretSpec};
+
+    #[test]
+    fn keys_and_secret_data_never_show_in_debug() {
+        let cluster = Cluster {
+            id: "c1".into(),
+            root_ca: Some(RootCa {
+                ca_key_pem: "-----BEGIN PRIVATE KEY-----".into(),
+                ca_cert_digest: "sha256:abc".into(),
+                ..Default::default()
+            }),
+            network_keys: vec![NetworkKey {
+                id: 1,
+                key: b"gossip-key-bytes".to_vec(),
+                created_unix_nanos: 0,
+            }],
+            unlock_key: b"unlock-key-bytes".to_vec(),
+            ..Default::default()
+        };
+        let shown = format!("{cluster:?}");
+        assert!(
+            shown.contains("c1") && shown.contains("sha256:abc"),
+            "{shown}"
+        );
+        for secret in ["PRIVATE KEY", "103, 111", "117, 110"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let spec = SecretSpec {
+            data: b"hush".to_vec(),
+            ..Default::default()
+        };
+        assert!(
+            !format!("{spec:?}").contains("104, 117"),
+            "the bytes of hush"
+        );
     }
 }

@@ -92,6 +92,17 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
         .map(|p| p.contents().to_vec())
 }
 
+/// A CA certificate's subject and public key (SubjectPublicKeyInfo), both DER: what the
+/// Engine API's TLSInfo shows of the root CA.
+pub fn issuer_of(ca_pem: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let der = pem_to_der(ca_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some((
+        cert.tbs_certificate.subject.as_raw().to_vec(),
+        cert.tbs_certificate.subject_pki.raw.to_vec(),
+    ))
+}
+
 /// DER to PEM, for certificates learned from a handshake.
 pub fn der_to_pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der))

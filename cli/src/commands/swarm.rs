@@ -60,6 +60,21 @@ pub enum SwarmCommand {
     },
     /// Unlock a locked manager (the key is read from standard input, or asked for)
     Unlock,
+    /// Display the root CA certificate
+    Ca {
+        /// Rotate the swarm CA (not in shoal yet)
+        #[arg(long)]
+        rotate: bool,
+        /// Validity period for node certificates (not in shoal yet)
+        #[arg(long = "cert-expiry")]
+        cert_expiry: Option<String>,
+        /// A CA certificate to switch to (not in shoal yet)
+        #[arg(long = "ca-cert")]
+        ca_cert: Option<String>,
+        /// The key of that CA certificate (not in shoal yet)
+        #[arg(long = "ca-key")]
+        ca_key: Option<String>,
+    },
     /// Join a swarm as a node and/or manager
     Join {
         /// Token for entry into the swarm
@@ -178,6 +193,27 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
                 println!("Successfully rotated manager unlock key.\n");
             }
             print_unlock_key(&key);
+        }
+        SwarmCommand::Ca {
+            rotate,
+            cert_expiry,
+            ca_cert,
+            ca_key,
+        } => {
+            if rotate || cert_expiry.is_some() || ca_cert.is_some() || ca_key.is_some() {
+                anyhow::bail!(
+                    "changing the swarm's CA (--rotate, --cert-expiry, --ca-cert, --ca-key) is not supported by shoal yet: the root CA shown by `swarm ca` stays"
+                );
+            }
+            let info = client
+                .info(shoal_proto::Empty {})
+                .await
+                .map_err(daemon_error)?
+                .into_inner();
+            if info.ca_cert_pem.is_empty() {
+                anyhow::bail!("this node is not a swarm manager: run `swarm ca` on a manager");
+            }
+            print!("{}", info.ca_cert_pem);
         }
         SwarmCommand::Unlock => {
             let key = read_unlock_key()?;

@@ -92,6 +92,18 @@ pub fn swarm_spec(s: Settings) -> Value {
     })
 }
 
+/// The root CA as the Engine API shows it (`docker swarm ca` prints TrustRoot).
+fn tls_info(cluster: Option<&Cluster>) -> Value {
+    use base64::Engine as _;
+    let pem = cluster
+        .and_then(|c| c.root_ca.as_ref())
+        .map(|r| r.ca_cert_pem.clone())
+        .unwrap_or_default();
+    let (subject, key) = shoal_proto::tls::issuer_of(&pem).unwrap_or_default();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    json!({"TrustRoot": pem, "CertIssuerSubject": b64(&subject), "CertIssuerPublicKey": b64(&key)})
+}
+
 /// ClusterInfo: what /swarm and /info's Swarm.Cluster share.
 pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
     let meta = cluster.and_then(|c| c.meta).unwrap_or_default();
@@ -108,7 +120,7 @@ pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
         "CreatedAt": rfc3339(meta.created_at_unix_nanos),
         "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
         "Spec": swarm_spec(settings),
-        "TLSInfo": {"TrustRoot": "", "CertIssuerSubject": "", "CertIssuerPublicKey": ""},
+        "TLSInfo": tls_info(cluster),
         "RootRotationInProgress": false,
         "DefaultAddrPool": pool,
         "SubnetSize": if spec.subnet_size == 0 { 24 } else { spec.subnet_size },
