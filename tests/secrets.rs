@@ -266,15 +266,6 @@ fn secrets_and_configs_reach_their_tasks_and_never_a_disk() {
     );
 }
 
-/// `docker ARGS` in `node` through `sh -c` (for pipes), which must succeed.
-fn docker_sh(lab: &Lab, node: &str, script: &str) -> String {
-    let out = shoal(&[
-        "lab", "exec", "--name", &lab.name, node, "--", "sh", "-c", script,
-    ]);
-    assert!(out.status.success(), "{script}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The containers of `service` on this machine's dockerd (every lab node shares it).
 fn containers(service: &str) -> Vec<String> {
     common::docker(&[
@@ -292,11 +283,12 @@ fn containers(service: &str) -> Vec<String> {
 fn docker_cli_secrets_and_configs_through_the_engine_api() {
     let lab = Lab::up_with("sec-dock", 102, 2, 1, "1s", "docker");
     let value = unique_value("hush");
-    docker_sh(
+    let out = sh(
         &lab,
         "manager1",
         &format!("printf %s '{value}' | docker secret create db_pw -"),
     );
+    assert!(out.status.success(), "docker secret create: {}", text(&out));
     let config = Source::new("app", b"x = 1\n");
     lab.docker_ok("manager1", &["config", "create", "app.conf", config.path()]);
     lab.docker_ok(

@@ -13,8 +13,8 @@ use shoal_proto::stored_object::Object;
 use shoal_proto::{ReplicatedJob, Service, StoreAction, StoreActionKind, Task, TaskState};
 
 use crate::orchestrator::{
-    by_node, fits, node_available, node_gone_or_down, remove_left, restart_due, shut_down,
-    trim_history,
+    by_node, fits, node_available, node_gone_or_down, remove_left, restart_due, scale_down,
+    shut_down, trim_history,
 };
 use crate::state::store::{State, action};
 use crate::tasks::new_task;
@@ -128,15 +128,7 @@ pub fn plan_replicated(
         ));
     }
     // Slots beyond the total (fewer completions asked for).
-    for (_, history) in slots {
-        for t in history
-            .iter()
-            .filter(|t| t.desired_state() == TaskState::Running)
-        {
-            actions.push(shut_down((*t).clone(), "job scaled down"));
-        }
-        trim_history(state, &history, actions);
-    }
+    scale_down(state, slots, "job scaled down", actions);
 }
 
 pub fn plan_global(

@@ -83,7 +83,7 @@ impl Manager {
             ManagerError::Storage(format!("cannot create {}: {e}", config.state_dir.display()))
         })?;
         // The key first: a database whose key file is missing is refused, not replaced.
-        let key = crate::state::raft::at_rest::load_or_create(
+        let (key, sealed_with) = crate::state::raft::at_rest::load_or_create(
             &config.state_dir,
             config.unlock_key.as_ref(),
         )
@@ -97,9 +97,7 @@ impl Manager {
         let store = Store::default();
         let state_machine = StateMachine::open(db.clone(), key.clone(), store.clone())
             .map_err(|e| ManagerError::Storage(e.to_string()))?;
-        let (lock_tx, lock) = tokio::sync::watch::channel(config.unlock_key.clone().filter(|_| {
-            crate::state::raft::at_rest::is_locked(&config.state_dir).unwrap_or(false)
-        }));
+        let (lock_tx, lock) = tokio::sync::watch::channel(sealed_with);
         let keeper_key = key.clone();
         let last_contact = LastContact::default();
         let network = Network {

@@ -231,13 +231,23 @@ fn plan_replicated(
         kept.push(history);
     }
     crate::updater::plan(service, &kept, now, actions);
-    // Slots beyond the replica count: scale down.
-    for (_, history) in slots {
+    scale_down(state, slots, "service scaled down", actions);
+}
+
+/// Slots beyond the count asked for: their tasks are stopped (`why`), their history
+/// trimmed.
+pub(crate) fn scale_down(
+    state: &State,
+    slots: BTreeMap<u64, Vec<&Task>>,
+    why: &str,
+    actions: &mut Vec<StoreAction>,
+) {
+    for history in slots.into_values() {
         for t in history
             .iter()
             .filter(|t| t.desired_state() == TaskState::Running)
         {
-            actions.push(shut_down((*t).clone(), "service scaled down"));
+            actions.push(shut_down((*t).clone(), why));
         }
         trim_history(state, &history, actions);
     }

@@ -215,9 +215,14 @@ async fn follow_lock(
 ) {
     loop {
         let unlock = lock.borrow_and_update().clone();
-        match SwarmDir::new(&daemon.args.data_dir).save_key(&key_pem, unlock.as_ref()) {
-            Ok(()) => daemon.set_unlock_key(unlock),
-            Err(e) => tracing::error!("sealing the TLS key as the swarm's autolock says: {e:#}"),
+        // The daemon's key is what the TLS key is sealed with now (none: kept as it is).
+        if unlock != daemon.unlock_key() {
+            match SwarmDir::new(&daemon.args.data_dir).save_key(&key_pem, unlock.as_ref()) {
+                Ok(()) => daemon.set_unlock_key(unlock),
+                Err(e) => {
+                    tracing::error!("sealing the TLS key as the swarm's autolock says: {e:#}");
+                }
+            }
         }
         if lock.changed().await.is_err() {
             return;

@@ -9,6 +9,7 @@ pub mod pb {
 pub mod docker_names;
 pub mod ids;
 mod objects;
+pub mod sealing;
 pub mod time;
 pub mod tls;
 pub mod token;

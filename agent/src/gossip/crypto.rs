@@ -5,15 +5,14 @@
 //! Frame: "SHG1" | key id (u32, big endian) | nonce (24 bytes) | ciphertext + tag.
 //! The magic and key id are authenticated as associated data.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::RngCore;
 use shoal_proto::NetworkKey;
+use shoal_proto::sealing::{self, Cipher};
 
 pub const MAGIC: &[u8; 4] = b"SHG1";
-const HEADER: usize = 4 + 4 + 24;
+/// The magic and the key id, which the frame starts with.
+const HEADER: usize = 4 + 4;
 /// Bytes sealing adds to a payload.
-pub const OVERHEAD: usize = HEADER + 16;
+pub const OVERHEAD: usize = HEADER + sealing::OVERHEAD;
 
 /// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +28,16 @@ pub enum Rejected {
 /// The keys a node accepts, and the one it seals with.
 #[derive(Clone, Default)]
 pub struct Keyring {
-    keys: Vec<(u32, XChaCha20Poly1305)>,
+    keys: Vec<(u32, Cipher)>,
     primary: u32,
 }
 
 impl Keyring {
     /// `primary` names the sealing key; when absent from `keys` the newest seals.
     pub fn new(keys: &[NetworkKey], primary: u32) -> Keyring {
-        let keys: Vec<(u32, XChaCha20Poly1305)> = keys
+        let keys: Vec<(u32, Cipher)> = keys
             .iter()
-            .filter_map(|k| Some((k.id, XChaCha20Poly1305::new_from_slice(&k.key).ok()?)))
+            .filter_map(|k| Some((k.id, sealing::cipher(&k.key)?)))
             .collect();
         let primary = if keys.iter().any(|(id, _)| *id == primary) {
             primary
@@ -55,24 +54,10 @@ impl Keyring {
     /// Seals `plain` under the primary key; None before the managers handed out a key.
     pub fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
         let (id, cipher) = self.keys.iter().find(|(id, _)| *id == self.primary)?;
-        let mut nonce = [0u8; 24];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&id.to_be_bytes());
-        let aad = out.clone();
-        out.extend_from_slice(&nonce);
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: &aad,
-                },
-            )
-            .ok()?;
-        out.extend_from_slice(&sealed);
-        Some(out)
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(MAGIC);
+        header[4..].copy_from_slice(&id.to_be_bytes());
+        Some(sealing::seal(cipher, &header, &header, plain))
     }
 
     pub fn open(&self, frame: &[u8]) -> Result<Vec<u8>, Rejected> {
@@ -82,21 +67,13 @@ impl Keyring {
         if self.keys.is_empty() {
             return Err(Rejected::NoKeys);
         }
-        let id = u32::from_be_bytes(frame[4..8].try_into().expect("4 bytes"));
+        let id = u32::from_be_bytes(frame[4..HEADER].try_into().expect("4 bytes"));
         let (_, cipher) = self
             .keys
             .iter()
             .find(|(k, _)| *k == id)
             .ok_or(Rejected::BadKey)?;
-        cipher
-            .decrypt(
-                XNonce::from_slice(&frame[8..HEADER]),
-                Payload {
-                    msg: &frame[HEADER..],
-                    aad: &frame[..8],
-                },
-            )
-            .map_err(|_| Rejected::BadKey)
+        sealing::open(cipher, &frame[..HEADER], &frame[HEADER..]).ok_or(Rejected::BadKey)
     }
 }
 

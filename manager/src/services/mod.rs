@@ -231,32 +231,36 @@ pub fn list(m: &impl Proposer) -> ListServicesResponse {
     m.store().view(|s| {
         let mut services: Vec<Service> = s.services().cloned().collect();
         services.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut running = HashMap::new();
-        let mut desired = HashMap::new();
+        // One pass over the tasks: each service's, for the counts below.
+        let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
         for t in s.tasks() {
-            if t.desired_state() == TaskState::Running {
-                *desired.entry(t.service_id.clone()).or_insert(0u64) += 1;
-                if t.status.as_ref().map(shoal_proto::TaskStatus::state) == Some(TaskState::Running)
-                {
-                    *running.entry(t.service_id.clone()).or_insert(0u64) += 1;
-                }
-            }
+            by_service.entry(t.service_id.as_str()).or_default().push(t);
         }
-        let mut completed = HashMap::new();
+        let (mut running, mut desired, mut completed) =
+            (HashMap::new(), HashMap::new(), HashMap::new());
         for svc in &services {
-            match svc.spec.as_ref().and_then(|s| s.mode.as_ref()) {
-                Some(Mode::Replicated(r)) => {
-                    desired.insert(svc.id.clone(), r.replicas);
-                }
-                Some(Mode::ReplicatedJob(_) | Mode::GlobalJob(_)) => {
-                    let tasks: Vec<&Task> = s.tasks().filter(|t| t.service_id == svc.id).collect();
-                    let (r, d, c) = crate::jobs::progress(svc, &tasks);
-                    running.insert(svc.id.clone(), r);
-                    desired.insert(svc.id.clone(), d);
-                    completed.insert(svc.id.clone(), c);
-                }
-                _ => {}
-            }
+            let tasks = by_service.remove(svc.id.as_str()).unwrap_or_default();
+            let mode = svc.spec.as_ref().and_then(|s| s.mode.as_ref());
+            let (r, d) = if let Some(Mode::ReplicatedJob(_) | Mode::GlobalJob(_)) = mode {
+                let (r, d, c) = crate::jobs::progress(svc, &tasks);
+                completed.insert(svc.id.clone(), c);
+                (r, d)
+            } else {
+                let wanted = tasks
+                    .iter()
+                    .filter(|t| t.desired_state() == TaskState::Running);
+                let r = wanted
+                    .clone()
+                    .filter(|t| t.current_state() == TaskState::Running)
+                    .count() as u64;
+                let d = match mode {
+                    Some(Mode::Replicated(rep)) => rep.replicas,
+                    _ => wanted.count() as u64,
+                };
+                (r, d)
+            };
+            running.insert(svc.id.clone(), r);
+            desired.insert(svc.id.clone(), d);
         }
         ListServicesResponse {
             services,

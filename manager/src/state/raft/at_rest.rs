@@ -14,23 +14,21 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use shoal_proto::sealing::{self, Cipher};
 
 use super::{StorageError, io_err};
 
 const MAGIC: &[u8; 4] = b"SHR1";
-const NONCE: usize = 24;
 /// The key file, beside raft.redb.
 pub const KEY_FILE: &str = "raft-key.json";
 
 /// The key every value of the Raft database is sealed with.
 #[derive(Clone)]
 pub struct DataKey {
-    cipher: XChaCha20Poly1305,
+    cipher: Cipher,
     /// Kept to seal it again when the lock changes.
     bytes: [u8; 32],
 }
@@ -119,43 +117,21 @@ struct KeyFile {
     sealed_data_key: Option<String>,
 }
 
-/// XChaCha20-Poly1305 with a fresh nonce, bound to `place`: MAGIC | nonce | ciphertext.
-fn seal_raw(cipher: &XChaCha20Poly1305, place: &str, plain: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE];
-    rand::rng().fill_bytes(&mut nonce);
+/// Seals for `place`: MAGIC | nonce | ciphertext, the magic and the place authenticated.
+fn seal_raw(cipher: &Cipher, place: &str, plain: &[u8]) -> Vec<u8> {
     let aad = [MAGIC.as_slice(), place.as_bytes()].concat();
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plain,
-                aad: &aad,
-            },
-        )
-        .expect("XChaCha20-Poly1305 seals any length");
-    [MAGIC.as_slice(), &nonce, &sealed].concat()
+    sealing::seal(cipher, MAGIC, &aad, plain)
 }
 
-fn open_raw(cipher: &XChaCha20Poly1305, place: &str, bytes: &[u8]) -> Option<Vec<u8>> {
-    if bytes.len() < MAGIC.len() + NONCE || &bytes[..MAGIC.len()] != MAGIC {
-        return None;
-    }
-    let (nonce, sealed) = bytes[MAGIC.len()..].split_at(NONCE);
+fn open_raw(cipher: &Cipher, place: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sealed = bytes.strip_prefix(MAGIC.as_slice())?;
     let aad = [MAGIC.as_slice(), place.as_bytes()].concat();
-    cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: &aad,
-            },
-        )
-        .ok()
+    sealing::open(cipher, &aad, sealed)
 }
 
 impl UnlockKey {
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new_from_slice(&self.0).expect("32 bytes")
+    fn cipher(&self) -> Cipher {
+        sealing::cipher(&self.0).expect("32 bytes")
     }
 
     /// Seals `plain` (a key of this node) for `place`.
@@ -173,7 +149,7 @@ impl DataKey {
     fn from_bytes(bytes: &[u8]) -> Option<DataKey> {
         let bytes: [u8; 32] = bytes.try_into().ok()?;
         Some(DataKey {
-            cipher: XChaCha20Poly1305::new_from_slice(&bytes).ok()?,
+            cipher: sealing::cipher(&bytes)?,
             bytes,
         })
     }
@@ -232,9 +208,13 @@ pub fn is_locked(state_dir: &Path) -> Result<bool, KeyError> {
 }
 
 /// The manager's data key: read from `state_dir` (opened with `unlock` when it is
-/// sealed), or made there (with a fresh database) when there is none. A database
-/// without its key file is refused rather than replaced.
-pub fn load_or_create(state_dir: &Path, unlock: Option<&UnlockKey>) -> Result<DataKey, KeyError> {
+/// sealed), or made there (with a fresh database) when there is none; and the unlock
+/// key the file is sealed with (None: kept as it is). A database without its key file
+/// is refused rather than replaced.
+pub fn load_or_create(
+    state_dir: &Path,
+    unlock: Option<&UnlockKey>,
+) -> Result<(DataKey, Option<UnlockKey>), KeyError> {
     let path = key_path(state_dir);
     let damaged = || KeyError::Other(format!("{} holds no valid data key", path.display()));
     match read_key_file(&path)? {
@@ -244,12 +224,16 @@ pub fn load_or_create(state_dir: &Path, unlock: Option<&UnlockKey>) -> Result<Da
         }) => {
             let unlock = unlock.ok_or(KeyError::Locked)?;
             let bytes = unlock.open(DATA_KEY_PLACE, &unb64(&sealed, &path)?)?;
-            DataKey::from_bytes(&bytes).ok_or_else(damaged)
+            let key = DataKey::from_bytes(&bytes).ok_or_else(damaged)?;
+            Ok((key, Some(unlock.clone())))
         }
         Some(KeyFile {
             data_key: Some(plain),
             ..
-        }) => DataKey::from_bytes(&unb64(&plain, &path)?).ok_or_else(damaged),
+        }) => Ok((
+            DataKey::from_bytes(&unb64(&plain, &path)?).ok_or_else(damaged)?,
+            None,
+        )),
         Some(_) => Err(damaged()),
         None => {
             if state_dir.join("raft.redb").exists() {
@@ -262,7 +246,7 @@ pub fn load_or_create(state_dir: &Path, unlock: Option<&UnlockKey>) -> Result<Da
             rand::rng().fill_bytes(&mut bytes);
             let key = DataKey::from_bytes(&bytes).expect("32 bytes");
             store(state_dir, &key, unlock).map_err(KeyError::Other)?;
-            Ok(key)
+            Ok((key, unlock.cloned()))
         }
     }
 }
@@ -288,7 +272,7 @@ pub fn store(state_dir: &Path, key: &DataKey, unlock: Option<&UnlockKey>) -> Res
 }
 
 /// Writes a file only root reads, atomically (a crash leaves the old one or the new).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -313,7 +297,7 @@ mod tests {
     #[test]
     fn values_open_only_with_their_key_and_at_their_place() {
         let dir = tempfile::tempdir().unwrap();
-        let key = load_or_create(dir.path(), None).unwrap();
+        let (key, _) = load_or_create(dir.path(), None).unwrap();
         let sealed = key.seal("objects/Secret/x", "Seven of Nine").unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("Seven"));
         let opened: String = key.open("objects/Secret/x", &sealed).unwrap();
@@ -322,14 +306,14 @@ mod tests {
         let moved = key.open::<String>("objects/Secret/y", &sealed).unwrap_err();
         assert!(moved.to_string().contains("does not open"), "{moved}");
         let other = tempfile::tempdir().unwrap();
-        let other_key = load_or_create(other.path(), None).unwrap();
+        let (other_key, _) = load_or_create(other.path(), None).unwrap();
         assert!(
             other_key
                 .open::<String>("objects/Secret/x", &sealed)
                 .is_err()
         );
         // The same key comes back from the file.
-        let again = load_or_create(dir.path(), None).unwrap();
+        let (again, _) = load_or_create(dir.path(), None).unwrap();
         assert_eq!(
             again.open::<String>("objects/Secret/x", &sealed).unwrap(),
             "Seven of Nine"
@@ -347,7 +331,7 @@ mod tests {
     #[test]
     fn a_sealed_data_key_opens_with_its_unlock_key_only() {
         let dir = tempfile::tempdir().unwrap();
-        let key = load_or_create(dir.path(), None).unwrap();
+        let (key, _) = load_or_create(dir.path(), None).unwrap();
         let sealed = key.seal("p", "v").unwrap();
         let unlock = UnlockKey::generate();
         store(dir.path(), &key, Some(&unlock)).unwrap();
@@ -367,7 +351,8 @@ mod tests {
             Err(KeyError::WrongKey)
         ));
         // A wrong key changes nothing: the right one still opens it.
-        let opened = load_or_create(dir.path(), Some(&unlock)).unwrap();
+        let (opened, sealed_with) = load_or_create(dir.path(), Some(&unlock)).unwrap();
+        assert_eq!(sealed_with, Some(unlock.clone()));
         assert_eq!(opened.open::<String>("p", &sealed).unwrap(), "v");
         // Unlocked again, it opens without a key.
         store(dir.path(), &opened, None).unwrap();

@@ -110,7 +110,7 @@ mod tests {
     {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let key = super::at_rest::load_or_create(dir.path(), None).expect("key");
+            let (key, _) = super::at_rest::load_or_create(dir.path(), None).expect("key");
             let db = super::open_db(&dir.path().join("raft.redb")).expect("open");
             let sm = StateMachine::open(db.clone(), key.clone(), Store::default())?;
             Ok((dir, LogStore::new(db, key), sm))
@@ -125,7 +125,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
-        let key = super::at_rest::load_or_create(dir.path(), None).unwrap();
+        let (key, _) = super::at_rest::load_or_create(dir.path(), None).unwrap();
         let node = Object::Node(shoal_proto::Node {
             id: "n1".into(),
             ..Default::default()
