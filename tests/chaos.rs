@@ -10,11 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::load::{Load, hello};
-use common::{Lab, text, wait_for};
-
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
+use common::{Lab, text, wait_for, words};
 
 fn mesh_addrs(lab: &Lab, nodes: u32) -> Vec<String> {
     (1..=nodes).map(|i| format!("{}:8080", lab.ip(i))).collect()

@@ -401,23 +401,39 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
     lab.docker_ok("manager1", &["swarm", "join-token", "--rotate", "worker"]);
     let rotated = lab.docker_ok("manager1", &["swarm", "join-token", "-q", "worker"]);
     assert_ne!(rotated, token, "the worker token was rotated");
-    // The task history is honoured; a setting shoal does not change is refused by name.
+    // The task history and Raft's snapshot settings are honoured; an external CA is
+    // refused by name.
     lab.docker_ok(
         "manager1",
-        &["swarm", "update", "--task-history-limit", "9"],
+        &[
+            "swarm",
+            "update",
+            "--task-history-limit",
+            "9",
+            "--snapshot-interval",
+            "5000",
+            "--max-snapshots",
+            "1",
+        ],
     );
     let info = lab.docker_ok("manager1", &["info"]);
     assert!(info.contains("Task History Retention Limit: 9"), "{info}");
+    assert!(info.contains("Snapshot Interval: 5000"), "{info}");
+    assert!(
+        info.contains("Number of Old Snapshots to Retain: 1"),
+        "{info}"
+    );
     let refused = lab.docker(
         "manager1",
-        &["swarm", "update", "--snapshot-interval", "5000"],
+        &[
+            "swarm",
+            "update",
+            "--external-ca",
+            "protocol=cfssl,url=https://ca.invalid",
+        ],
     );
     assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("Raft.SnapshotInterval"),
-        "{}",
-        text(&refused)
-    );
+    assert!(text(&refused).contains("ExternalCAs"), "{}", text(&refused));
 
     lab.docker_ok(
         "manager1",
@@ -457,12 +473,12 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
             "init",
             "--advertise-addr",
             &lab.ip(2),
-            "--cert-expiry",
-            "48h",
+            "--external-ca",
+            "protocol=cfssl,url=https://ca.invalid",
         ],
     );
     assert!(
-        !refused.status.success() && text(&refused).contains("CAConfig.NodeCertExpiry"),
+        !refused.status.success() && text(&refused).contains("CAConfig.ExternalCAs"),
         "{}",
         text(&refused)
     );
@@ -480,6 +496,8 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
             &lab.ip(2),
             "--default-addr-pool",
             "10.20.0.0/16",
+            "--cert-expiry",
+            "48h",
         ],
     );
     let info = worker_info();
@@ -487,6 +505,7 @@ fn swarm_membership_and_tokens_through_the_docker_cli() {
         info.contains("Is Manager: true") && info.contains("Nodes: 1"),
         "{info}"
     );
+    assert!(info.contains("Expiry Duration: 2 days"), "{info}");
     assert!(
         info.contains("Default Address Pool: 10.20.0.0/16"),
         "{info}"

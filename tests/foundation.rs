@@ -457,17 +457,34 @@ fn managers_leaving_with_force_leave_raft_and_node_rm_follows_docker_rules() {
     );
 }
 
+/// How many older snapshots `shoal info` says the manager keeps.
+fn older_snapshots(info: &str) -> usize {
+    let line = info
+        .lines()
+        .find_map(|l| l.split_once("older kept at "))
+        .map(|(_, list)| list.trim().to_string())
+        .unwrap_or_else(|| panic!("no snapshots line in {info}"));
+    line.trim_matches(['[', ']'])
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .count()
+}
+
 #[test]
 fn a_manager_that_fell_behind_catches_up_from_a_snapshot() {
-    // Snapshots every 10 entries, so the log the lagging manager needs is purged.
-    let lab = Lab::up_env(
-        "fnd-snap",
-        10,
-        3,
-        3,
-        "1s",
-        "process",
-        &[("SHOAL_RAFT_SNAPSHOT_EVERY", "10")],
+    let lab = Lab::up("fnd-snap", 10, 3, 3, "1s");
+    // Snapshots every 10 entries, so the log the lagging manager needs is purged; two
+    // older snapshots are kept besides the newest.
+    lab.ok(
+        "manager1",
+        &[
+            "swarm",
+            "update",
+            "--snapshot-interval",
+            "10",
+            "--max-snapshots",
+            "2",
+        ],
     );
     lab.stop("manager3", true);
     for i in 0..40 {
@@ -482,11 +499,18 @@ fn a_manager_that_fell_behind_catches_up_from_a_snapshot() {
             ],
         );
     }
-    let out = common::shoal_env(
-        &[("SHOAL_RAFT_SNAPSHOT_EVERY", "10")],
-        &["lab", "start", "--name", &lab.name, "manager3"],
+    wait_for(
+        Duration::from_secs(10),
+        "manager1 to keep 2 older snapshots",
+        || {
+            let info = lab.ok("manager1", &["info"]);
+            (info.contains("Snapshot Interval: 10")
+                && info.contains("Number of Old Snapshots to Retain: 2")
+                && older_snapshots(&info) == 2)
+                .then_some(())
+        },
     );
-    assert!(out.status.success(), "{}", text(&out));
+    lab.start("manager3");
     wait_for(
         Duration::from_secs(20),
         "manager3 to have the last write",
@@ -494,6 +518,25 @@ fn a_manager_that_fell_behind_catches_up_from_a_snapshot() {
             let out = lab.exec("manager3", &["node", "inspect", "manager2"]);
             (out.status.success() && text(&out).contains("\"round\": \"39\"")).then_some(())
         },
+    );
+    // Fewer kept: the next snapshot leaves none of the older ones.
+    lab.docker_ok("manager1", &["swarm", "update", "--max-snapshots", "0"]);
+    for i in 0..12 {
+        lab.ok(
+            "manager1",
+            &[
+                "node",
+                "update",
+                "--label-add",
+                &format!("more={i}"),
+                "manager2",
+            ],
+        );
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "manager1 to keep no older snapshot",
+        || (older_snapshots(&lab.ok("manager1", &["info"])) == 0).then_some(()),
     );
     let log = std::fs::read_to_string(lab.node("manager3").log()).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::load::{Load, hello, spread};
-use common::{Lab, text, wait_for};
+use common::{Lab, text, wait_for, words};
 
 /// The hostnames of the running tasks of `service` (a process task's is its short ID).
 fn hostnames(lab: &Lab, service: &str, n: usize) -> BTreeSet<String> {
@@ -40,11 +40,6 @@ fn settle(lab: &Lab, nodes: &[u32], port: u16, want: &BTreeSet<String>) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// A command line split at spaces (for arguments without spaces).
-fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
 }
 
 /// Whether the node's load balancer publishes nothing: no nftables table, or no eBPF

@@ -1,16 +1,19 @@
 //! Secrets and configs on lab clusters: a task reads its files, the secret's value is
 //! on no disk (only in tmpfs mounts), inspect never shows it, and a secret or config in
 //! use cannot be removed; with shoal's CLI (process runtime) and the docker CLI through
-//! the Engine API (docker runtime, docker stack deploy). And autolock: a restarted
-//! manager serves nothing until it is given the swarm's current unlock key.
+//! the Engine API (docker runtime, docker stack deploy). Autolock: a restarted manager
+//! serves nothing until it is given the swarm's current unlock key. And the root CA:
+//! rotated with either CLI while requests flow through the mesh.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Lab, shoal, text, wait_for};
+use common::load::Load;
+use common::{Lab, shoal, text, wait_for, words};
 
 /// A value no file holds by chance.
 fn unique_value(what: &str) -> String {
@@ -92,7 +95,7 @@ fn tmpfs_under(dir: &Path) -> Vec<PathBuf> {
 
 fn sha256(data: &[u8]) -> String {
     use std::io::Write;
-    let mut child = std::process::Command::new("sha256sum")
+    let mut child = Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -429,25 +432,6 @@ fn autolock_keeps_a_restarted_manager_locked_until_the_right_key_comes() {
     let secret = Source::new("locked", value.as_bytes());
     lab.ok("manager1", &["secret", "create", "vault", secret.path()]);
 
-    // The root CA, as both CLIs show it; changing it is refused by name.
-    let ca = lab.ok("manager1", &["swarm", "ca"]);
-    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
-    assert_eq!(
-        lab.docker_ok("manager1", &["swarm", "ca"]).trim(),
-        ca.trim()
-    );
-    lab.refused(
-        "manager1",
-        &["swarm", "ca", "--rotate"],
-        "not supported by shoal yet",
-    );
-    let out = lab.docker("manager1", &["swarm", "ca", "--rotate", "--detach"]);
-    assert!(
-        !out.status.success() && text(&out).contains("CAConfig"),
-        "{}",
-        text(&out)
-    );
-
     let out = lab.ok("manager1", &["swarm", "update", "--autolock=true"]);
     assert!(out.contains("SWMKEY-1-"), "{out}");
     let key = lab
@@ -611,7 +595,7 @@ fn a_managers_backup_brings_the_swarm_back_on_a_wiped_lab_with_its_unlock_key() 
     lab.stop(node, false);
     let backup = lab.dir().join("backup");
     let copy = |from: &Path, to: &Path| {
-        let out = std::process::Command::new("cp")
+        let out = Command::new("cp")
             .arg("-a")
             .arg(from)
             .arg(to)
@@ -663,5 +647,176 @@ fn a_managers_backup_brings_the_swarm_back_on_a_wiped_lab_with_its_unlock_key() 
             (running == 2 && logs.matches(&digest).count() >= 2 && logs.contains("restored = yes"))
                 .then_some(())
         },
+    );
+}
+
+/// What openssl says of the certificate in `file`: its issuer and how many hours it has
+/// left.
+fn certificate_facts(file: &Path) -> (String, i64) {
+    let out = Command::new("openssl")
+        .args([
+            "x509", "-noout", "-issuer", "-enddate", "-dateopt", "iso_8601", "-in",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let out = text(&out);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .trim()
+            .to_string()
+    };
+    let end = field("notAfter=");
+    let end = Command::new("date")
+        .args(["-u", "-d", &end, "+%s"])
+        .output()
+        .unwrap();
+    let end: i64 = text(&end).trim().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (field("issuer="), (end - now) / 3600)
+}
+
+/// Every node's TLS, as the Engine API reports it, trusts only `root`.
+fn every_node_trusts_only(lab: &Lab, root: &str) -> bool {
+    let (code, nodes) = lab.engine_api("manager1", "GET", "/nodes", None);
+    code == 200
+        && nodes.as_array().is_some_and(|ns| {
+            ns.iter()
+                .all(|n| n["Description"]["TLSInfo"]["TrustRoot"].as_str() == Some(root))
+        })
+}
+
+/// An operator's own root CA, made with openssl: (certificate, key) files.
+fn operators_ca(lab: &Lab) -> (PathBuf, PathBuf) {
+    let (cert, key) = (lab.dir().join("my-ca.crt"), lab.dir().join("my-ca.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/O=Example Corp/CN=Example Swarm Root",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    (cert, key)
+}
+
+#[test]
+fn the_root_ca_rotates_under_load_without_a_failed_request() {
+    let lab = Lab::up("sec-ca", 106, 4, 3, "1s");
+    let create = words("service create --name web --replicas 3 -p 8080:80 shoal/demo-web");
+    lab.ok("manager1", &create);
+    lab.wait_mesh(&[1, 2, 3, 4], 8080, 30, 3);
+    let old_ca = lab.ok("manager1", &["swarm", "ca"]);
+    assert!(
+        old_ca.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{old_ca}"
+    );
+    assert_eq!(
+        lab.docker_ok("manager1", &["swarm", "ca"]).trim(),
+        old_ca.trim()
+    );
+    let old_token = lab.ok("manager1", &["swarm", "join-token", "-q", "worker"]);
+
+    // Settings first: certificates shorter than Swarm allows are refused by name; 48h is
+    // what certificates issued from now on get.
+    lab.refused(
+        "manager1",
+        &["swarm", "ca", "--cert-expiry", "30m"],
+        "at least 1h",
+    );
+    lab.refused(
+        "manager1",
+        &["swarm", "ca", "--ca-cert", "/dev/null"],
+        "need --rotate",
+    );
+    lab.ok("manager1", &["swarm", "ca", "--cert-expiry", "48h"]);
+
+    // shoal's CLI rotates to a new root and waits until every node trusts only it, while
+    // requests go through every node's published port.
+    let addrs: Vec<String> = (1..=4).map(|i| format!("{}:8080", lab.ip(i))).collect();
+    let load = Load::start(&addrs);
+    let new_ca = lab.ok("manager1", &["swarm", "ca", "--rotate"]);
+    assert!(
+        new_ca.starts_with("-----BEGIN CERTIFICATE-----") && new_ca != old_ca,
+        "{new_ca}"
+    );
+    assert!(every_node_trusts_only(&lab, &new_ca));
+    for node in ["manager1", "manager2", "manager3", "worker1"] {
+        let certs = lab.certs(node);
+        assert_eq!(
+            std::fs::read_to_string(certs.join("ca.crt")).unwrap(),
+            new_ca,
+            "{node}"
+        );
+        let (_, hours) = certificate_facts(&certs.join("node.crt"));
+        assert!((46..=48).contains(&hours), "{node}: {hours}h left, not 48h");
+    }
+    // The join tokens changed with the root; the control plane works on the new root.
+    let token = lab.ok("manager1", &["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(token, old_token);
+    lab.ok("manager1", &["service", "scale", "web=4"]);
+    lab.wait_running("web", 4);
+
+    // The docker CLI rotates to an operator's root through the Engine API and waits too.
+    let (cert, key) = operators_ca(&lab);
+    let out = lab.docker_ok(
+        "manager1",
+        &[
+            "swarm",
+            "ca",
+            "--rotate",
+            "--ca-cert",
+            cert.to_str().unwrap(),
+            "--ca-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mine = std::fs::read_to_string(&cert).unwrap();
+    // Progress lines (the desired root's digest) first, then the new root.
+    assert!(out.trim().ends_with(mine.trim()), "{out}");
+    wait_for(
+        Duration::from_secs(20),
+        "every node to trust the operator's root",
+        || every_node_trusts_only(&lab, &mine).then_some(()),
+    );
+    let (issuer, _) = certificate_facts(&lab.certs("worker1").join("node.crt"));
+    assert!(issuer.contains("Example Swarm Root"), "{issuer}");
+
+    // A restarted node comes back on what it saved.
+    lab.stop("worker1", false);
+    lab.start("worker1");
+    lab.wait_ready("worker1", Duration::from_secs(30));
+    load.finish_without_failures("two root CA rotations");
+    let (code, swarm) = lab.engine_api("manager1", "GET", "/swarm", None);
+    assert_eq!(code, 200);
+    assert_eq!(swarm["RootRotationInProgress"], false);
+    assert_eq!(
+        swarm["Spec"]["CAConfig"]["NodeCertExpiry"],
+        48 * 3600 * 1_000_000_000u64
     );
 }

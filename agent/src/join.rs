@@ -3,7 +3,8 @@
 //! node send its CSR and the token's secret.
 
 use shoal_proto::ca_client::CaClient;
-use shoal_proto::tls::{NodeTls, der_to_pem, manager_channel};
+use shoal_proto::live_tls::LiveTls;
+use shoal_proto::tls::{der_to_pem, manager_channel};
 use shoal_proto::token::{JoinToken, ca_digest};
 use shoal_proto::{
     IssueNodeCertificateRequest, NodeCertificate, NodeDescription, RenewNodeCertificateRequest,
@@ -83,7 +84,7 @@ pub async fn join(
 
 /// Asks any of `managers` for a new certificate (with a new key) for this node.
 pub async fn renew(
-    tls: &NodeTls,
+    tls: &LiveTls,
     managers: &[String],
     advertise_addr: &str,
 ) -> Result<Granted, JoinError> {

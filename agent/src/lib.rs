@@ -43,5 +43,6 @@ pub fn describe_node(hostname: &str) -> shoal_proto::NodeDescription {
             memory_bytes,
         }),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
+        tls_info: None,
     }
 }

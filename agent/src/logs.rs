@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::NodeTls;
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::{Empty, LogChunk, LogSubscription};
 use tokio::sync::{mpsc, watch};
 
@@ -17,7 +17,7 @@ use crate::runtime::Runtime;
 const FOLLOW_POLL: Duration = Duration::from_millis(300);
 
 pub async fn serve(
-    tls: NodeTls,
+    tls: LiveTls,
     managers: Managers,
     runtime: Arc<dyn Runtime>,
     workloads: Workloads,
@@ -38,7 +38,7 @@ pub async fn serve(
     }
 }
 
-async fn listen(addr: String, tls: NodeTls, runtime: Arc<dyn Runtime>, workloads: Workloads) {
+async fn listen(addr: String, tls: LiveTls, runtime: Arc<dyn Runtime>, workloads: Workloads) {
     loop {
         if let Ok(channel) = tls.channel(&addr)
             && let Ok(stream) = DispatcherClient::new(channel.clone())

@@ -1,13 +1,14 @@
 //! The agent's session with the dispatcher: a heartbeat every period to a manager (any
 //! manager forwards to the leader). It learns the period, the managers' addresses and the
-//! role the node should have, and tells the daemon when that role changes or the node was
-//! removed.
+//! role the node should have, and tells the daemon when that role changes, when its
+//! certificate or trust roots must change (a CA rotation, or a certificate past most of
+//! its life), or when the node was removed.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::NodeTls;
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::{HeartbeatRequest, NodeDescription, NodeRole};
 use tokio::sync::{mpsc, watch};
 
@@ -20,14 +21,54 @@ pub enum SessionEvent {
     RoleChanged(NodeRole),
     /// The managers' addresses changed: worth persisting for the next start.
     Managers(Vec<String>),
+    /// Trust these roots (the swarm's, two during a CA rotation) and, if `renew`, get a
+    /// new certificate: in place, without restarting anything.
+    Certificate { trust_root: String, renew: bool },
     /// The node is no longer part of the swarm.
     Removed(String),
+}
+
+/// A certificate change asked for is not asked again sooner than this.
+const CERTIFICATE_RETRY: Duration = Duration::from_secs(10);
+
+/// When the node asks for its certificate to be renewed, as Swarm does: at a point drawn
+/// between half and 80% of its life, so a fleet issued at once spreads its renewals.
+struct Renewal {
+    cert_pem: String,
+    share: f64,
+    asked: Option<Instant>,
+}
+
+impl Renewal {
+    fn needed(
+        &mut self,
+        tls: &LiveTls,
+        resp: &shoal_proto::HeartbeatResponse,
+    ) -> Option<SessionEvent> {
+        let current = tls.current();
+        if current.cert_pem != self.cert_pem {
+            self.cert_pem = current.cert_pem;
+            self.share = rand::random_range(0.5..0.8);
+        }
+        let trust_changed =
+            !resp.trust_root_pem.is_empty() && resp.trust_root_pem != current.ca_cert_pem;
+        let renew = resp.renew_certificate || tls.renewal_due(SystemTime::now(), self.share);
+        let recently = self.asked.is_some_and(|t| t.elapsed() < CERTIFICATE_RETRY);
+        if !(trust_changed || renew) || recently {
+            return None;
+        }
+        self.asked = Some(Instant::now());
+        Some(SessionEvent::Certificate {
+            trust_root: resp.trust_root_pem.clone(),
+            renew,
+        })
+    }
 }
 
 pub struct SessionConfig {
     pub node_id: String,
     pub role: NodeRole,
-    pub tls: NodeTls,
+    pub tls: LiveTls,
     pub managers: Vec<String>,
     pub description: NodeDescription,
     /// This node's address as other nodes see it.
@@ -54,6 +95,11 @@ pub async fn run(
     let mut current = 0usize;
     let mut period = Duration::from_millis(shoal_proto::DEFAULT_HEARTBEAT_MS);
     let mut role_reported = None;
+    let mut renewal = Renewal {
+        cert_pem: String::new(),
+        share: 0.5,
+        asked: None,
+    };
     loop {
         let addr = managers.get(current % managers.len().max(1)).cloned();
         let outcome = match addr {
@@ -72,6 +118,8 @@ pub async fn run(
                 if desired != cfg.role && role_reported != Some(desired) {
                     role_reported = Some(desired);
                     let _ = events.send(SessionEvent::RoleChanged(desired)).await;
+                } else if let Some(event) = renewal.needed(&cfg.tls, &resp) {
+                    let _ = events.send(event).await;
                 }
                 let view = ClusterView {
                     keys: resp.network_keys.clone(),
@@ -125,7 +173,10 @@ async fn beat(
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let req = HeartbeatRequest {
         node_id: cfg.node_id.clone(),
-        description: Some(cfg.description.clone()),
+        description: Some(NodeDescription {
+            tls_info: Some(cfg.tls.info()),
+            ..cfg.description.clone()
+        }),
         addr: cfg.addr.clone(),
     };
     let mut client = DispatcherClient::new(channel);

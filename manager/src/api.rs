@@ -16,7 +16,7 @@ use shoal_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::ca::sign_node_csr;
+use crate::ca::{Signer, node_validity, sign_node_csr, trust_bundle};
 use crate::error::ManagerError;
 use crate::manager::Manager;
 use crate::proposer::Proposer;
@@ -255,12 +255,12 @@ async fn issue(
     };
     let node_id = shoal_proto::ids::new_id();
     let cert_pem = sign_node_csr(
-        &root.ca_cert_pem,
-        &root.ca_key_pem,
+        &Signer::of(&root),
         &req.csr_pem,
         &node_id,
         role,
         &cluster.id,
+        node_validity(&cluster),
     )
     .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
     let raft_id = (role == NodeRole::Manager).then(crate::state::raft::new_raft_id);
@@ -299,7 +299,7 @@ async fn issue(
     Ok(NodeCertificate {
         node_id,
         cert_pem,
-        ca_cert_pem: root.ca_cert_pem,
+        ca_cert_pem: trust_bundle(&root),
         role: role as i32,
         raft_id: raft_id.unwrap_or_default(),
         cluster_id: cluster.id,
@@ -325,12 +325,12 @@ async fn renew(
         .map(NodeSpec::desired_role)
         .unwrap_or_default();
     let cert_pem = sign_node_csr(
-        &root.ca_cert_pem,
-        &root.ca_key_pem,
+        &Signer::of(&root),
         &req.csr_pem,
         node_id,
         role,
         &cluster.id,
+        node_validity(&cluster),
     )
     .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
     let result = m
@@ -362,7 +362,7 @@ async fn renew(
     Ok(NodeCertificate {
         node_id: node_id.to_string(),
         cert_pem,
-        ca_cert_pem: root.ca_cert_pem,
+        ca_cert_pem: trust_bundle(&root),
         role: role as i32,
         raft_id,
         cluster_id: cluster.id,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use shoal_proto::stored_object::Object;
 use shoal_proto::{
     AssignmentSet, GossipPeer, HeartbeatRequest, HeartbeatResponse, MISSED_HEARTBEATS_DOWN,
-    Network, NetworkPeers, NodeState, NodeStatus, StoreActionKind, Task, TaskState,
+    Network, NetworkPeers, Node, NodeState, NodeStatus, StoreActionKind, Task, TaskState,
     TaskStatusUpdate,
 };
 
@@ -156,6 +156,15 @@ pub async fn heartbeat(
         .view(|s| s.cluster().map(|c| c.network_keys.clone()))
         .unwrap_or_default();
     let period = heartbeat_period(m.store());
+    let root = m
+        .store()
+        .view(|s| s.cluster().and_then(|c| c.root_ca.clone()))
+        .unwrap_or_default();
+    // What the node reported in this very beat decides, not the store's older copy.
+    let reported = Node {
+        description: req.description.clone().or(node.description.clone()),
+        ..Default::default()
+    };
     Ok(HeartbeatResponse {
         period_ms: period.as_millis() as u64,
         manager_addrs: m.store().view(State::manager_addrs),
@@ -171,6 +180,8 @@ pub async fn heartbeat(
         ),
         network_keys,
         gossip_peers: m.store().view(|s| gossip_peers(s, &node.id)),
+        trust_root_pem: crate::ca::trust_bundle(&root),
+        renew_certificate: !crate::root_rotation::has_current_certificate(&reported, &root),
     })
 }
 
@@ -184,7 +195,7 @@ fn gossip_peers(s: &State, node_id: &str) -> Vec<GossipPeer> {
 }
 
 /// A node as gossip reaches it: by the address it reported.
-fn gossip_peer(n: &shoal_proto::Node) -> Option<GossipPeer> {
+fn gossip_peer(n: &Node) -> Option<GossipPeer> {
     let addr = n.status.as_ref()?.addr.clone();
     (!addr.is_empty()).then(|| GossipPeer {
         node_id: n.id.clone(),

@@ -9,7 +9,7 @@ use super::*;
 use crate::proposer::{Direct, block_on};
 use crate::test_swarm::{create, swarm};
 
-fn node_of(m: &Direct, id: &str) -> shoal_proto::Node {
+fn node_of(m: &Direct, id: &str) -> Node {
     m.store().view(|s| s.node(id).cloned()).expect("the node")
 }
 

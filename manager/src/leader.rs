@@ -50,6 +50,9 @@ pub async fn run(manager: Weak<Manager>) {
         if let Err(e) = crate::networks::keys::rotate_if_due(&m).await {
             tracing::debug!("rotating the gossip key: {e}");
         }
+        if let Err(e) = crate::root_rotation::finish_if_converged(&*m).await {
+            tracing::warn!("finishing the root CA rotation: {e}");
+        }
         if let Err(e) = remove_demoted_managers(&m).await {
             tracing::warn!("removing a demoted manager from Raft: {e}");
         }

@@ -20,10 +20,12 @@ pub mod networks;
 pub mod nodes;
 pub mod orchestrator;
 pub mod proposer;
+pub mod root_rotation;
 
 pub mod scheduler;
 pub mod secrets;
 pub mod services;
+pub mod snapshots;
 pub mod state;
 pub mod swarm_settings;
 pub mod tasks;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::raft_transport_client::RaftTransportClient;
 use shoal_proto::stored_object::Object;
-use shoal_proto::tls::NodeTls;
 use shoal_proto::{Cluster, JoinRaftRequest, Node, Proposal, ProposalResult, StoreActionKind};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -44,7 +44,7 @@ pub struct ManagerConfig {
     pub node_id: String,
     /// host:port other managers and agents reach this manager at.
     pub advertise_addr: String,
-    pub tls: NodeTls,
+    pub tls: LiveTls,
     /// With autolock: what opens this manager's data key (`swarm unlock`).
     pub unlock_key: Option<crate::state::raft::at_rest::UnlockKey>,
 }
@@ -65,6 +65,9 @@ pub enum Bootstrap {
 
 pub struct Manager {
     pub raft: Raft,
+    /// Raft's storage holds the database; a manager that has shut down must not keep it
+    /// open (a new swarm in this process opens the file anew).
+    db: std::sync::Weak<redb::Database>,
     pub store: Store,
     /// The swarm's autolock as this manager's key file follows it: Some(unlock key)
     /// while on, for the node to seal its own keys the same way.
@@ -104,11 +107,6 @@ impl Manager {
             tls: config.tls.clone(),
             last_contact: last_contact.clone(),
         };
-        // Tests lower this (SHOAL_RAFT_SNAPSHOT_EVERY) to exercise snapshot installation.
-        let snapshot_every = std::env::var("SHOAL_RAFT_SNAPSHOT_EVERY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000u64);
         let raft_config = openraft::Config {
             cluster_name: "shoal".into(),
             // A follower calls an election after the leader's lease (election_timeout_max)
@@ -117,18 +115,20 @@ impl Manager {
             heartbeat_interval: 100,
             election_timeout_min: 300,
             election_timeout_max: 600,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
-            max_in_snapshot_log_to_keep: snapshot_every / 5,
+            // The swarm's settings decide when to snapshot and purge (snapshots.rs).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
             purge_batch_size: 1,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ManagerError::Raft(e.to_string()))?;
+        let db_handle = Arc::downgrade(&db);
         let raft = Raft::new(
             config.raft_id,
             Arc::new(raft_config),
             network,
-            LogStore::new(db, key),
+            LogStore::new(db.clone(), key),
             state_machine,
         )
         .await
@@ -140,7 +140,9 @@ impl Manager {
             lock.borrow().clone(),
             lock_tx,
         ));
+        let snapshots = tokio::spawn(crate::snapshots::run(raft.clone(), store.clone()));
         let manager = Arc::new(Manager {
+            db: db_handle,
             raft,
             store,
             lock,
@@ -149,7 +151,7 @@ impl Manager {
             logs: Default::default(),
             last_contact,
             membership_lock: AsyncMutex::new(()),
-            background: Mutex::new(vec![keeper]),
+            background: Mutex::new(vec![keeper, snapshots]),
         });
         match bootstrap {
             Bootstrap::Init {
@@ -235,6 +237,18 @@ impl Manager {
         })
         .await
         .map(|_| ())
+    }
+
+    /// This manager's Raft snapshots: the newest one's last log index (0: none yet), and
+    /// those of the older ones it keeps, oldest first.
+    pub fn snapshots(&self) -> (u64, Vec<u64>) {
+        let newest = self.raft.metrics().borrow().snapshot.map_or(0, |l| l.index);
+        let old = self
+            .db
+            .upgrade()
+            .and_then(|db| crate::state::raft::state_machine::old_snapshots(&db).ok())
+            .unwrap_or_default();
+        (newest, old)
     }
 
     pub async fn shutdown(&self) {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::error::{ManagerError, Result};
 use crate::proposer::Proposer;
+use crate::root_rotation::NewRoot;
 use crate::state::raft::at_rest::{self, DataKey, UnlockKey};
 use crate::state::store::{State, Store, action};
 
@@ -45,6 +46,16 @@ pub fn set_autolock(cluster: &mut Cluster, on: bool) {
     }
 }
 
+/// A node certificate life the swarm accepts (0: the default).
+pub fn check_cert_expiry(secs: u64) -> Result<()> {
+    if secs != 0 && secs < crate::ca::MIN_NODE_VALIDITY_SECS {
+        return Err(ManagerError::InvalidArgument(format!(
+            "invalid certificate expiry {secs}s: node certificates must last at least 1h"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn update(m: &impl Proposer, req: SwarmUpdateRequest) -> Result<()> {
     if let Some(ms) = req.heartbeat_period_ms
         && !HEARTBEAT_MS.contains(&ms)
@@ -53,8 +64,19 @@ pub async fn update(m: &impl Proposer, req: SwarmUpdateRequest) -> Result<()> {
             "invalid dispatcher heartbeat period {ms} ms: give 100ms to 1h"
         )));
     }
+    if let Some(secs) = req.cert_expiry_secs {
+        check_cert_expiry(secs)?;
+    }
+    if req.snapshot_interval == Some(0) {
+        return Err(ManagerError::InvalidArgument(
+            "invalid snapshot interval 0: give the number of log entries between snapshots (at least 1)".into(),
+        ));
+    }
     m.update_with_retry(|s| {
         let mut cluster = cluster_in(s)?;
+        if let Some(new) = rotation_asked(&cluster, &req)? {
+            crate::root_rotation::start(&mut cluster, new)?;
+        }
         if let Some(on) = req.autolock {
             set_autolock(&mut cluster, on);
         }
@@ -67,6 +89,19 @@ pub async fn update(m: &impl Proposer, req: SwarmUpdateRequest) -> Result<()> {
                 .get_or_insert_default()
                 .task_history_retention_limit = Some(limit);
         }
+        let ca_config = spec.ca_config.get_or_insert_default();
+        if let Some(secs) = req.cert_expiry_secs {
+            ca_config.node_cert_expiry_secs = secs;
+        }
+        if let Some(n) = req.force_rotate {
+            ca_config.force_rotate = ca_config.force_rotate.max(n);
+        }
+        if let Some(n) = req.snapshot_interval {
+            spec.raft.get_or_insert_default().snapshot_interval = n;
+        }
+        if let Some(n) = req.keep_old_snapshots {
+            spec.raft.get_or_insert_default().keep_old_snapshots = n;
+        }
         Ok(vec![action(
             StoreActionKind::Update,
             Object::Cluster(cluster),
@@ -74,6 +109,42 @@ pub async fn update(m: &impl Proposer, req: SwarmUpdateRequest) -> Result<()> {
     })
     .await
     .map(|_| ())
+}
+
+/// Whether `req` starts a root CA rotation, and to which given CA (certificate, key):
+/// asked by name (`swarm ca --rotate`), by a raised ForceRotate, or by a signing CA other
+/// than the swarm's (the Engine API sends the one it has back unchanged: no rotation).
+fn rotation_asked<'r>(
+    cluster: &Cluster,
+    req: &'r SwarmUpdateRequest,
+) -> Result<Option<NewRoot<'r>>> {
+    let root = cluster.root_ca.clone().unwrap_or_default();
+    let known = |cert: &str| {
+        cert == root.ca_cert_pem
+            || root
+                .rotation
+                .as_ref()
+                .is_some_and(|r| r.ca_cert_pem == cert)
+    };
+    let (cert, key) = (req.ca_cert_pem.as_str(), req.ca_key_pem.as_str());
+    let given = match (cert.is_empty(), key.is_empty()) {
+        (true, true) => None,
+        (false, true) if known(cert) && !req.rotate_ca => None,
+        (false, false) => Some(NewRoot::Given { cert, key }),
+        _ => {
+            return Err(ManagerError::InvalidArgument(
+                "give both the new root CA's certificate (--ca-cert) and its key (--ca-key): shoal signs node certificates itself, so it needs the key".into(),
+            ));
+        }
+    };
+    let forced = cluster
+        .spec
+        .as_ref()
+        .and_then(|s| s.ca_config.as_ref())
+        .map(|c| c.force_rotate)
+        .unwrap_or_default();
+    let raised = req.force_rotate.is_some_and(|n| n > forced);
+    Ok(given.or((req.rotate_ca || raised).then_some(NewRoot::Generated)))
 }
 
 /// The current unlock key ("" while autolock is off), after rotating it if asked.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use shoal_agent::dataplane::DataPlane;
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::NodeTls;
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::{NetworkConnectRequest, NetworkConnectResponse, Task};
 use tonic::Status;
 
@@ -20,7 +20,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 pub const UNKNOWN_CONTAINER: &str = "shoal-unknown-container";
 
 struct Parts {
-    tls: NodeTls,
+    tls: LiveTls,
     managers: Vec<String>,
     data_plane: Arc<DataPlane>,
     task_runtime: Arc<dyn shoal_agent::runtime::Runtime>,

@@ -16,6 +16,7 @@ mod logfile;
 mod logs;
 mod runtime;
 pub mod state;
+mod tls_accept;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use shoal_agent::join::JoinError;
 use shoal_agent::session::SessionEvent;
-use shoal_manager::ca::{create_root_ca, sign_node_csr};
+use shoal_manager::ca::{Signer, create_root_ca, node_validity, sign_node_csr};
 use shoal_manager::state::raft::at_rest::{KeyError, UnlockKey};
 use shoal_manager::{Bootstrap, Manager};
 use shoal_proto::tls::NodeTls;
@@ -117,21 +117,13 @@ impl Daemon {
         let (ip, port, listen_addr) =
             self.choose_addresses(&req.advertise_addr, &req.listen_addr, Advertiser::Founder)?;
         check_address_pools(&req)?;
+        shoal_manager::swarm_settings::check_cert_expiry(req.cert_expiry_secs)
+            .map_err(Status::from)?;
         let cluster_id = shoal_proto::ids::new_id();
         let node_id = shoal_proto::ids::new_id();
         let raft_id = shoal_manager::state::raft::new_raft_id();
         let ca = create_root_ca(&cluster_id).map_err(internal)?;
         let worker_token = JoinToken::generate(&ca.cert_der).to_string();
-        let key = shoal_agent::certs::new_key_and_csr().map_err(internal)?;
-        let cert_pem = sign_node_csr(
-            &ca.cert_pem,
-            &ca.key_pem,
-            &key.csr_pem,
-            &node_id,
-            NodeRole::Manager,
-            &cluster_id,
-        )
-        .map_err(internal)?;
         let now = shoal_proto::now_nanos();
         let meta = Some(Meta {
             created_at_unix_nanos: now,
@@ -162,6 +154,14 @@ impl Daemon {
                         task_history_retention_limit: Some(limit),
                     }
                 }),
+                ca_config: Some(shoal_proto::CaConfig {
+                    node_cert_expiry_secs: req.cert_expiry_secs,
+                    ..Default::default()
+                }),
+                raft: Some(shoal_proto::RaftConfig {
+                    snapshot_interval: req.snapshot_interval,
+                    keep_old_snapshots: req.keep_old_snapshots,
+                }),
             }),
             root_ca: Some(RootCa {
                 ca_cert_pem: ca.cert_pem.clone(),
@@ -171,6 +171,7 @@ impl Daemon {
                     worker: worker_token.clone(),
                     manager: JoinToken::generate(&ca.cert_der).to_string(),
                 }),
+                rotation: None,
             }),
             removed_nodes: vec![],
             network_keys: vec![shoal_manager::networks::keys::generate(1, now)],
@@ -180,6 +181,17 @@ impl Daemon {
         if req.autolock {
             shoal_manager::swarm_settings::set_autolock(&mut cluster, true);
         }
+        let key = shoal_agent::certs::new_key_and_csr().map_err(internal)?;
+        let root = cluster.root_ca.clone().unwrap_or_default();
+        let cert_pem = sign_node_csr(
+            &Signer::of(&root),
+            &key.csr_pem,
+            &node_id,
+            NodeRole::Manager,
+            &cluster_id,
+            node_validity(&cluster),
+        )
+        .map_err(internal)?;
         let ingress = shoal_manager::networks::ingress(&cluster, now).map_err(Status::from)?;
         let state = SwarmState {
             node_id: node_id.clone(),
@@ -489,6 +501,56 @@ impl Daemon {
         }
     }
 
+    /// Trusts `trust_root` and, if `renew`, installs a new certificate, in place: open
+    /// connections carry on, new ones use the new material (a CA rotation, or a
+    /// certificate past most of its life). The trust comes first, so certificates the new
+    /// root signs are accepted before this node presents one.
+    async fn update_certificate(self: &Arc<Self>, trust_root: String, renew: bool) {
+        let (tls, managers, addr, role) = {
+            let guard = self.runtime.lock().await;
+            let Some(rt) = guard.as_ref() else { return };
+            (
+                rt.tls.clone(),
+                rt.state.manager_addrs.clone(),
+                rt.state.control_addr(),
+                rt.state.role(),
+            )
+        };
+        let mut pem = tls.current();
+        if !trust_root.is_empty() && trust_root != pem.ca_cert_pem {
+            pem.ca_cert_pem = trust_root;
+        }
+        if renew {
+            match shoal_agent::join::renew(&tls, &managers, &addr).await {
+                // A role change renews on its own, with a restart into the new role.
+                Ok(g) if g.certificate.role() == role => {
+                    pem = NodeTls {
+                        ca_cert_pem: g.certificate.ca_cert_pem,
+                        cert_pem: g.certificate.cert_pem,
+                        key_pem: g.key_pem,
+                    };
+                }
+                Ok(_) => tracing::info!("certificate renewal deferred to the role change"),
+                Err(e) => tracing::warn!("renewing the certificate: {e}"),
+            }
+        }
+        if pem.ca_cert_pem == tls.current().ca_cert_pem && pem.cert_pem == tls.current().cert_pem {
+            return;
+        }
+        if let Err(e) = tls.replace(pem.clone()) {
+            tracing::error!("installing the new certificate: {e}");
+            return;
+        }
+        let unlock = self.unlock_key().filter(|_| role == NodeRole::Manager);
+        if let Err(e) = self.swarm_dir().save_certificates(&pem, unlock.as_ref()) {
+            tracing::error!("saving the new certificate: {e:#}");
+        }
+        tracing::info!(
+            renewed = renew,
+            "the node's certificate and trust roots are updated"
+        );
+    }
+
     /// `swarm unlock`: opens the node's sealed keys with `key` and starts its part in the
     /// swarm. A wrong key changes nothing.
     pub async fn unlock(self: &Arc<Self>, key: &str) -> Result<(), Status> {
@@ -590,6 +652,17 @@ impl Daemon {
                 let root = c.root_ca.unwrap_or_default();
                 info.ca_cert_digest = root.ca_cert_digest;
                 info.ca_cert_pem = root.ca_cert_pem;
+                info.ca_rotation_in_progress = root.rotation.is_some();
+                let spec = c.spec.unwrap_or_default();
+                let ca = spec.ca_config.unwrap_or_default();
+                info.cert_expiry_secs = match ca.node_cert_expiry_secs {
+                    0 => shoal_proto::DEFAULT_NODE_CERT_EXPIRY_SECS,
+                    n => n,
+                };
+                info.force_rotate = ca.force_rotate;
+                info.snapshot_interval = m.store.view(shoal_manager::snapshots::interval);
+                info.keep_old_snapshots = m.store.view(shoal_manager::snapshots::keep_old);
+                (info.snapshot_index, info.old_snapshots) = m.snapshots();
                 info.heartbeat_period_ms =
                     shoal_manager::dispatcher::heartbeat_period(&m.store).as_millis() as u64;
             }
@@ -637,6 +710,9 @@ pub async fn handle_session_events(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<S
                 }
             }
             SessionEvent::RoleChanged(role) => daemon.change_role(role).await,
+            SessionEvent::Certificate { trust_root, renew } => {
+                daemon.update_certificate(trust_root, renew).await;
+            }
             SessionEvent::Removed(msg) => {
                 let mut guard = daemon.runtime.lock().await;
                 if let Some(rt) = guard.as_mut() {

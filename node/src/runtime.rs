@@ -17,11 +17,13 @@ use shoal_manager::{Bootstrap, Manager, ManagerConfig};
 use shoal_proto::ca_server::CaServer;
 use shoal_proto::control_server::ControlServer;
 use shoal_proto::dispatcher_server::DispatcherServer;
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::raft_transport_server::RaftTransportServer;
 use shoal_proto::tls::NodeTls;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tokio_stream::StreamExt;
+use tonic::transport::Server;
 
 use super::Daemon;
 use super::control::ControlService;
@@ -31,7 +33,8 @@ use crate::events::SwarmEvents;
 
 pub struct Runtime {
     pub state: SwarmState,
-    pub tls: NodeTls,
+    /// The node's certificate and trust roots, replaced in place on renewal.
+    pub tls: LiveTls,
     pub manager: Option<Arc<Manager>>,
     /// The swarm's events for /events, on managers.
     pub swarm_events: Option<Arc<SwarmEvents>>,
@@ -58,6 +61,7 @@ impl Runtime {
         bootstrap: Bootstrap,
         events: mpsc::Sender<SessionEvent>,
     ) -> Result<Runtime> {
+        let tls = LiveTls::new(tls).map_err(|e| NodeError::start("loading the node's TLS", e))?;
         let (manager, server) = if state.manager {
             let manager = Manager::start(
                 ManagerConfig {
@@ -95,9 +99,7 @@ impl Runtime {
                     daemon.hostname.clone(),
                 ];
                 names.dedup();
-                match super::engine_api::tcp::serve(daemon.clone(), m.clone(), addr, names, &tls)
-                    .await
-                {
+                match super::engine_api::tcp::serve(daemon.clone(), m.clone(), addr, names).await {
                     Ok(h) => Some(h),
                     Err(e) => {
                         tracing::error!("the Docker Engine API over TCP is unavailable: {e:#}");
@@ -142,13 +144,9 @@ impl Runtime {
             session_status.clone(),
             events,
         ));
-        let lock_follower = manager.as_ref().map(|m| {
-            tokio::spawn(follow_lock(
-                daemon.clone(),
-                m.lock.clone(),
-                tls.key_pem.clone(),
-            ))
-        });
+        let lock_follower = manager
+            .as_ref()
+            .map(|m| tokio::spawn(follow_lock(daemon.clone(), m.lock.clone(), tls.clone())));
         Ok(Runtime {
             lock_follower,
             state,
@@ -211,12 +209,13 @@ impl Runtime {
 async fn follow_lock(
     daemon: Arc<Daemon>,
     mut lock: watch::Receiver<Option<shoal_manager::state::raft::at_rest::UnlockKey>>,
-    key_pem: String,
+    tls: LiveTls,
 ) {
     loop {
         let unlock = lock.borrow_and_update().clone();
         // The daemon's key is what the TLS key is sealed with now (none: kept as it is).
         if unlock != daemon.unlock_key() {
+            let key_pem = tls.current().key_pem;
             match SwarmDir::new(&daemon.args.data_dir).save_key(&key_pem, unlock.as_ref()) {
                 Ok(()) => daemon.set_unlock_key(unlock),
                 Err(e) => {
@@ -321,32 +320,31 @@ async fn serve(
     daemon: &Arc<Daemon>,
     manager: &Arc<Manager>,
     state: &SwarmState,
-    tls: &NodeTls,
+    tls: &LiveTls,
 ) -> Result<(oneshot::Sender<()>, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(&state.listen_addr)
         .await
         .io(|| format!("cannot listen on {} for cluster control", state.listen_addr))?;
-    // The chain ends with the CA so a joining node can check it against its token.
-    let chain = format!("{}{}", tls.cert_pem, tls.ca_cert_pem);
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(chain, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.ca_cert_pem))
-        .client_auth_optional(true);
+    let live = tls.clone();
+    let (accepted, accept_loop) =
+        crate::tls_accept::accept_tls(listener, "control port", move || Some(live.server_config()));
     let api = ManagerApi(manager.clone());
     let router = Server::builder()
-        .tls_config(tls_config)
-        .map_err(|e| NodeError::start("the control port's TLS", e))?
         .add_service(RaftTransportServer::new(api.clone()))
         .add_service(CaServer::new(api.clone()))
         .add_service(DispatcherServer::new(api))
         .add_service(ControlServer::new(ControlService::remote(daemon.clone())));
     let (tx, rx) = oneshot::channel::<()>();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
+        .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
     let handle = tokio::spawn(async move {
+        // Shutting down stops accepting at once; open calls may finish.
+        let shutdown = async move {
+            let _ = rx.await;
+            drop(accept_loop);
+        };
         if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = rx.await;
-            })
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
         {
             tracing::error!("control listener stopped: {e}");

@@ -161,6 +161,12 @@ impl SwarmDir {
         tls: &NodeTls,
         unlock: Option<&UnlockKey>,
     ) -> Result<()> {
+        self.save_certificates(tls, unlock)?;
+        self.save_state(state)
+    }
+
+    /// Writes the trust roots, the certificate and its key, each file atomically.
+    pub fn save_certificates(&self, tls: &NodeTls, unlock: Option<&UnlockKey>) -> Result<()> {
         std::fs::create_dir_all(self.certs_dir())
             .and_then(|()| {
                 std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))
@@ -176,8 +182,7 @@ impl SwarmDir {
             tls.cert_pem.as_bytes(),
             0o644,
         )?;
-        self.save_key(&tls.key_pem, unlock)?;
-        self.save_state(state)
+        self.save_key(&tls.key_pem, unlock)
     }
 
     pub fn save_state(&self, state: &SwarmState) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod pb {
 
 pub mod docker_names;
 pub mod ids;
+pub mod live_tls;
 mod objects;
 pub mod sealing;
 pub mod time;
@@ -20,6 +21,10 @@ pub use pb::*;
 pub const CONTROL_PORT: u16 = 2377;
 /// Finished tasks kept per slot (or node) unless the swarm says otherwise, as Swarm.
 pub const DEFAULT_TASK_HISTORY: i64 = 5;
+/// Node certificates last 90 days unless the swarm says otherwise, as Swarm.
+pub const DEFAULT_NODE_CERT_EXPIRY_SECS: u64 = 90 * 24 * 3600;
+/// Raft log entries between snapshots unless the swarm says otherwise, as Swarm.
+pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
 /// Default dispatcher heartbeat period.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
 /// A node is marked Down after this many missed heartbeat periods.

@@ -83,13 +83,19 @@ pub fn request_identity<T>(req: &tonic::Request<T>) -> Option<PeerIdentity> {
     certs.first().and_then(|c| peer_identity(c.as_ref()))
 }
 
+/// Every certificate of a PEM bundle, as DER, in order.
+pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.tag() == "CERTIFICATE")
+        .map(|p| p.contents().to_vec())
+        .collect()
+}
+
 /// The first certificate of a PEM bundle, as DER.
 pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    pem::parse_many(pem)
-        .ok()?
-        .into_iter()
-        .find(|p| p.tag() == "CERTIFICATE")
-        .map(|p| p.contents().to_vec())
+    pem_certs(pem).into_iter().next()
 }
 
 /// A CA certificate's subject and public key (SubjectPublicKeyInfo), both DER: what the
@@ -109,7 +115,14 @@ pub fn der_to_pem(der: &[u8]) -> String {
 }
 
 fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+    Ok(endpoint_settings(Endpoint::from_shared(format!(
+        "https://{addr}"
+    ))?))
+}
+
+/// How every channel to a manager behaves.
+pub(crate) fn endpoint_settings(endpoint: Endpoint) -> Endpoint {
+    endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         // A partition leaves a long-lived stream (assignments) looking open, and once it
@@ -117,7 +130,7 @@ fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         // queued: pings find the dead connection so the node reconnects at once.
         .http2_keep_alive_interval(KEEPALIVE_EVERY)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true)
 }
 
 /// A channel to a manager at `addr`, trusting only `ca_pem`, presenting `identity` if given.

@@ -37,6 +37,11 @@ pub fn shoal_env(env: &[(&str, &str)], args: &[&str]) -> Output {
         .expect("running shoal")
 }
 
+/// A command line split at spaces (for arguments without spaces).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_proto::dispatcher_client::DispatcherClient;
-use shoal_proto::tls::NodeTls;
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::{
     AssignmentsRequest, Task, TaskState, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
@@ -55,7 +55,7 @@ const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 pub struct ExecutorConfig {
     pub node_id: String,
-    pub tls: NodeTls,
+    pub tls: LiveTls,
     /// Managers to reach until the session learns the current list.
     pub managers: Vec<String>,
     pub session: Arc<Mutex<SessionStatus>>,
@@ -519,7 +519,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn spawn(node_id: String, tls: NodeTls, managers: Managers) -> Reporter {
+    fn spawn(node_id: String, tls: LiveTls, managers: Managers) -> Reporter {
         let (tx, mut rx) = mpsc::unbounded_channel::<TaskStatusUpdate>();
         tokio::spawn(async move {
             let mut pending: Vec<TaskStatusUpdate> = Vec::new();

@@ -34,9 +34,23 @@ pub async fn info(target: &Target) -> anyhow::Result<()> {
             human_duration(info.heartbeat_period_ms)
         );
         println!("  CA Configuration:");
+        println!("   Expiry Duration: {}", human_secs(info.cert_expiry_secs));
+        println!("   Force Rotate: {}", info.force_rotate);
         println!("   CA Certificate Digest: {}", info.ca_cert_digest);
+        if info.ca_rotation_in_progress {
+            println!("   Root Rotation In Progress: true");
+        }
         println!("  Raft:");
         println!("   Is Leader: {}", info.is_leader);
+        println!("   Snapshot Interval: {}", info.snapshot_interval);
+        println!(
+            "   Number of Old Snapshots to Retain: {}",
+            info.keep_old_snapshots
+        );
+        println!(
+            "   Snapshots: newest at log index {}; older kept at {:?}",
+            info.snapshot_index, info.old_snapshots
+        );
     }
     println!("  Node Address: {}", info.node_addr);
     println!("  Manager Addresses:");
@@ -44,6 +58,15 @@ pub async fn info(target: &Target) -> anyhow::Result<()> {
         println!("   {m}");
     }
     Ok(())
+}
+
+/// As docker prints a duration: in the largest unit that divides it.
+fn human_secs(secs: u64) -> String {
+    match secs {
+        s if s % (24 * 3600) == 0 => format!("{} days", s / (24 * 3600)),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
+    }
 }
 
 fn human_duration(ms: u64) -> String {

@@ -1,5 +1,6 @@
 //! Client commands, named, flagged and printed like the docker CLI's.
 
+mod ca_rotation;
 pub mod debug;
 pub mod info;
 pub mod network;

@@ -8,6 +8,20 @@ use shoal_proto::{
 
 use shoal_node::client::{Target, daemon_error};
 
+/// Lifetimes of what the swarm keeps: certificates and Raft snapshots.
+#[derive(clap::Args)]
+pub struct Lifetimes {
+    /// Validity period for node certificates (ns|us|ms|s|m|h; default 2160h)
+    #[arg(long = "cert-expiry", value_parser = shoal_docker::duration::parse)]
+    cert_expiry: Option<std::time::Duration>,
+    /// Number of log entries between Raft snapshots (default 10000)
+    #[arg(long = "snapshot-interval")]
+    snapshot_interval: Option<u64>,
+    /// Number of additional Raft snapshots to retain
+    #[arg(long = "max-snapshots")]
+    max_snapshots: Option<u64>,
+}
+
 #[derive(Subcommand)]
 pub enum SwarmCommand {
     /// Initialize a swarm
@@ -36,6 +50,8 @@ pub enum SwarmCommand {
         /// Task history retention limit (finished tasks kept per slot; default 5)
         #[arg(long = "task-history-limit", allow_negative_numbers = true)]
         task_history_limit: Option<i64>,
+        #[command(flatten)]
+        lifetimes: Lifetimes,
     },
     /// Update the swarm
     Update {
@@ -48,6 +64,8 @@ pub enum SwarmCommand {
         /// Task history retention limit (finished tasks kept per slot; negative: all)
         #[arg(long = "task-history-limit", allow_negative_numbers = true)]
         task_history_limit: Option<i64>,
+        #[command(flatten)]
+        lifetimes: Lifetimes,
     },
     /// Manage the unlock key
     UnlockKey {
@@ -60,20 +78,26 @@ pub enum SwarmCommand {
     },
     /// Unlock a locked manager (the key is read from standard input, or asked for)
     Unlock,
-    /// Display the root CA certificate
+    /// Display and rotate the root CA
     Ca {
-        /// Rotate the swarm CA (not in shoal yet)
+        /// Rotate the swarm CA: every node moves to a new root (or the one given)
         #[arg(long)]
         rotate: bool,
-        /// Validity period for node certificates (not in shoal yet)
-        #[arg(long = "cert-expiry")]
-        cert_expiry: Option<String>,
-        /// A CA certificate to switch to (not in shoal yet)
+        /// Validity period for node certificates (ns|us|ms|s|m|h)
+        #[arg(long = "cert-expiry", value_parser = shoal_docker::duration::parse)]
+        cert_expiry: Option<std::time::Duration>,
+        /// Path to the PEM certificate of the root CA to rotate to
         #[arg(long = "ca-cert")]
-        ca_cert: Option<String>,
-        /// The key of that CA certificate (not in shoal yet)
+        ca_cert: Option<std::path::PathBuf>,
+        /// Path to the PEM key of that root CA
         #[arg(long = "ca-key")]
-        ca_key: Option<String>,
+        ca_key: Option<std::path::PathBuf>,
+        /// Exit immediately instead of waiting for the rotation to converge
+        #[arg(short, long)]
+        detach: bool,
+        /// Suppress progress output
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Join a swarm as a node and/or manager
     Join {
@@ -121,9 +145,13 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             default_addr_pool_mask_length,
             autolock,
             task_history_limit,
+            lifetimes,
         } => {
             let resp = client
                 .swarm_init(SwarmInitRequest {
+                    cert_expiry_secs: lifetimes.cert_expiry.map_or(0, |d| d.as_secs()),
+                    snapshot_interval: lifetimes.snapshot_interval.unwrap_or(0),
+                    keep_old_snapshots: lifetimes.max_snapshots.unwrap_or(0),
                     advertise_addr: advertise_addr.unwrap_or_default(),
                     listen_addr: listen_addr.unwrap_or_default(),
                     force_new_cluster,
@@ -164,12 +192,17 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             autolock,
             dispatcher_heartbeat,
             task_history_limit,
+            lifetimes,
         } => {
             client
                 .update_swarm(SwarmUpdateRequest {
                     autolock,
                     heartbeat_period_ms: dispatcher_heartbeat.map(|d| d.as_millis() as u64),
                     task_history_limit,
+                    cert_expiry_secs: lifetimes.cert_expiry.map(|d| d.as_secs()),
+                    snapshot_interval: lifetimes.snapshot_interval,
+                    keep_old_snapshots: lifetimes.max_snapshots,
+                    ..Default::default()
                 })
                 .await
                 .map_err(daemon_error)?;
@@ -199,11 +232,36 @@ pub async fn run(target: &Target, cmd: SwarmCommand) -> anyhow::Result<()> {
             cert_expiry,
             ca_cert,
             ca_key,
+            detach,
+            quiet,
         } => {
-            if rotate || cert_expiry.is_some() || ca_cert.is_some() || ca_key.is_some() {
+            if !rotate && (ca_cert.is_some() || ca_key.is_some()) {
                 anyhow::bail!(
-                    "changing the swarm's CA (--rotate, --cert-expiry, --ca-cert, --ca-key) is not supported by shoal yet: the root CA shown by `swarm ca` stays"
+                    "--ca-cert and --ca-key need --rotate: they name the root CA to rotate to"
                 );
+            }
+            let read = |path: Option<std::path::PathBuf>| -> anyhow::Result<String> {
+                path.map(|p| {
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+                })
+                .transpose()
+                .map(Option::unwrap_or_default)
+            };
+            if rotate || cert_expiry.is_some() {
+                client
+                    .update_swarm(SwarmUpdateRequest {
+                        cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                        rotate_ca: rotate,
+                        ca_cert_pem: read(ca_cert)?,
+                        ca_key_pem: read(ca_key)?,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(daemon_error)?;
+            }
+            if rotate && !detach {
+                super::ca_rotation::wait(&mut client, quiet).await?;
             }
             let info = client
                 .info(shoal_proto::Empty {})

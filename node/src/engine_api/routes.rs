@@ -196,12 +196,20 @@ async fn swarm_leave(State(api): Shared, Query(q): Params) -> ApiResult<StatusCo
 async fn swarm_update(State(api): Shared, Query(q): Params, body: Bytes) -> ApiResult<StatusCode> {
     let sent: Value = parse(&body)?;
     manager_only(&api).await?;
-    let settings = spec::swarm_settings(&sent, "")?;
+    let (settings, signing_key) = spec::swarm_settings(&sent, "")?;
+    let positive = |n: u64| (n > 0).then_some(n);
     api.ctl
         .update_swarm(Request::new(pb::SwarmUpdateRequest {
             autolock: Some(settings.autolock),
-            heartbeat_period_ms: (settings.heartbeat_ms > 0).then_some(settings.heartbeat_ms),
+            heartbeat_period_ms: positive(settings.heartbeat_ms),
             task_history_limit: Some(settings.task_history),
+            cert_expiry_secs: positive(settings.cert_expiry_secs),
+            rotate_ca: false,
+            ca_cert_pem: settings.signing_ca_cert,
+            ca_key_pem: signing_key,
+            snapshot_interval: positive(settings.snapshot_interval),
+            keep_old_snapshots: Some(settings.keep_old_snapshots),
+            force_rotate: Some(settings.force_rotate),
         }))
         .await?;
     if flag(&q, "rotateManagerUnlockKey") {

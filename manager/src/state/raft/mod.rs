@@ -40,6 +40,8 @@ pub(crate) mod tables {
     pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
     pub const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
     pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+    /// Snapshots kept besides the newest (`--max-snapshots`), by last log index.
+    pub const OLD_SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("old_snapshots");
 }
 
 /// Wraps any storage-layer failure as openraft wants it.

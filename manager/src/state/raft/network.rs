@@ -17,8 +17,8 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shoal_proto::RaftPayload;
+use shoal_proto::live_tls::LiveTls;
 use shoal_proto::raft_transport_client::RaftTransportClient;
-use shoal_proto::tls::NodeTls;
 use tonic::transport::Channel;
 
 use super::{NodeId, TypeConfig};
@@ -28,7 +28,7 @@ pub type LastContact = Arc<Mutex<HashMap<NodeId, Instant>>>;
 
 #[derive(Clone)]
 pub struct Network {
-    pub tls: NodeTls,
+    pub tls: LiveTls,
     pub last_contact: LastContact,
 }
 
@@ -36,7 +36,7 @@ pub struct Connection {
     target: NodeId,
     node: BasicNode,
     client: Option<RaftTransportClient<Channel>>,
-    tls: NodeTls,
+    tls: LiveTls,
     last_contact: LastContact,
 }
 

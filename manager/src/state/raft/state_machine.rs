@@ -15,7 +15,7 @@ use shoal_proto::ProposalResult;
 use shoal_proto::stored_object::Object;
 
 use super::at_rest::DataKey;
-use super::tables::{OBJECTS, SM_META};
+use super::tables::{OBJECTS, OLD_SNAPSHOTS, SM_META};
 use super::{NodeId, StorageError, TypeConfig, io_err};
 use crate::state::store::{Event, Kind, ObjectExt, State, Store};
 
@@ -58,6 +58,23 @@ fn object_place(key: &str) -> String {
 
 fn meta_place(key: &str) -> String {
     format!("sm_meta/{key}")
+}
+
+fn old_snapshot_place(index: u64) -> String {
+    format!("old_snapshots/{index}")
+}
+
+/// The last log indexes of the older snapshots this database keeps, oldest first.
+pub fn old_snapshots(db: &Database) -> Result<Vec<u64>, StorageError> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let Ok(table) = txn.open_table(OLD_SNAPSHOTS) else {
+        return Ok(vec![]);
+    };
+    table
+        .iter()
+        .map_err(io_err)?
+        .map(|item| item.map(|(k, _)| k.value()).map_err(io_err))
+        .collect()
 }
 
 impl StateMachine {
@@ -133,15 +150,40 @@ impl StateMachine {
         txn.commit().map_err(io_err)
     }
 
+    /// Makes `snapshot` the newest; the one it replaces joins the older snapshots, of which
+    /// the swarm's `--max-snapshots` are kept.
     fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
+        let keep = self.store.view(crate::snapshots::keep_old) as usize;
         let bytes = self.key.seal(&meta_place(SNAPSHOT), snapshot)?;
         let txn = self.db.begin_write().map_err(io_err)?;
-        txn.open_table(SM_META)
-            .map_err(io_err)?
-            .insert(SNAPSHOT, bytes.as_slice())
-            .map_err(io_err)?;
+        {
+            let mut meta = txn.open_table(SM_META).map_err(io_err)?;
+            let mut old = txn.open_table(OLD_SNAPSHOTS).map_err(io_err)?;
+            let previous = meta.insert(SNAPSHOT, bytes.as_slice()).map_err(io_err)?;
+            if let Some(previous) = previous {
+                let previous: StoredSnapshot =
+                    self.key.open(&meta_place(SNAPSHOT), previous.value())?;
+                let index = index_of(previous.meta.last_log_id);
+                if keep > 0 && index < index_of(snapshot.meta.last_log_id) {
+                    let sealed = self.key.seal(&old_snapshot_place(index), &previous)?;
+                    old.insert(index, sealed.as_slice()).map_err(io_err)?;
+                }
+            }
+            let kept: Vec<u64> = old
+                .iter()
+                .map_err(io_err)?
+                .map(|item| item.map(|(k, _)| k.value()).map_err(io_err))
+                .collect::<Result<_, _>>()?;
+            for index in &kept[..kept.len().saturating_sub(keep)] {
+                old.remove(index).map_err(io_err)?;
+            }
+        }
         txn.commit().map_err(io_err)
     }
+}
+
+fn index_of(log_id: Option<LogId<NodeId>>) -> u64 {
+    log_id.map_or(0, |l| l.index)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

@@ -768,14 +768,27 @@ pub struct SwarmInit {
     availability: Option<String>,
 }
 
-/// What a swarm spec (init's or update's) sets that shoal honours: the heartbeat
-/// period in ms (0: not given), autolock and the task history; any other setting must be
-/// as shoal has it, or it is named.
-pub fn swarm_settings(spec: &Value, at: &str) -> Result<Settings> {
+/// What a swarm spec (init's or update's) sets that shoal honours: the heartbeat period
+/// in ms (0: not given), autolock, the task history, the CA settings (node certificate
+/// life, ForceRotate, an operator's signing CA) and Raft's snapshot settings; any other
+/// setting must be as shoal has it, or it is named. The signing CA's key, never shown,
+/// comes back beside the settings.
+pub fn swarm_settings(spec: &Value, at: &str) -> Result<(Settings, String)> {
     let get = |path: &[&str]| path.iter().try_fold(spec, |v, key| field(v, key)).cloned();
-    let heartbeat = get(&["Dispatcher", "HeartbeatPeriod"])
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
+    let number = |path: &[&str]| get(path).and_then(|v| v.as_u64()).unwrap_or(0);
+    let text = |path: &[&str]| {
+        get(path)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    if get(&["CAConfig", "ExternalCAs"])
+        .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        return Err(Invalid::new(format!(
+            "{at}.CAConfig.ExternalCAs: shoal signs node certificates itself; to use your own root CA, rotate to it with its certificate and key (SigningCACert, SigningCAKey)"
+        )));
+    }
+    let heartbeat = number(&["Dispatcher", "HeartbeatPeriod"]);
     let settings = Settings {
         heartbeat_ms: heartbeat / 1_000_000,
         autolock: get(&["EncryptionConfig", "AutoLockManagers"])
@@ -784,21 +797,38 @@ pub fn swarm_settings(spec: &Value, at: &str) -> Result<Settings> {
         task_history: get(&["Orchestration", "TaskHistoryRetentionLimit"])
             .and_then(|v| v.as_i64())
             .unwrap_or(pb::DEFAULT_TASK_HISTORY),
+        cert_expiry_secs: number(&["CAConfig", "NodeCertExpiry"]) / 1_000_000_000,
+        force_rotate: number(&["CAConfig", "ForceRotate"]),
+        signing_ca_cert: text(&["CAConfig", "SigningCACert"]),
+        snapshot_interval: number(&["Raft", "SnapshotInterval"]),
+        keep_old_snapshots: number(&["Raft", "KeepOldSnapshots"]),
     };
+    let signing_key = text(&["CAConfig", "SigningCAKey"]);
+    let mut compared = spec.clone();
+    if let Some(ca) = compared
+        .as_object_mut()
+        .and_then(|o| {
+            o.iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case("CAConfig"))
+        })
+        .and_then(|(_, v)| v.as_object_mut())
+    {
+        ca.retain(|k, _| !k.eq_ignore_ascii_case("SigningCAKey"));
+    }
     let shown = crate::render::engine::swarm_spec(Settings {
         heartbeat_ms: if heartbeat == 0 {
             pb::DEFAULT_HEARTBEAT_MS
         } else {
             settings.heartbeat_ms
         },
-        ..settings
+        ..settings.clone()
     });
-    if let Some(path) = first_difference(spec, &shown, at.into()) {
+    if let Some(path) = first_difference(&compared, &shown, at.into()) {
         return Err(Invalid::new(format!(
             "{path}: shoal does not change this swarm setting; leave it at its default"
         )));
     }
-    Ok(settings)
+    Ok((settings, signing_key))
 }
 
 impl SwarmInit {
@@ -812,7 +842,12 @@ impl SwarmInit {
                 "Availability: a new node starts active; change it afterwards with node update",
             ));
         }
-        let settings = swarm_settings(&self.spec.unwrap_or(Value::Null), "Spec")?;
+        let (settings, _) = swarm_settings(&self.spec.unwrap_or(Value::Null), "Spec")?;
+        if !settings.signing_ca_cert.is_empty() {
+            return Err(Invalid::new(
+                "Spec.CAConfig.SigningCACert: a swarm starts with a root CA of its own; rotate to yours afterwards (swarm ca --rotate --ca-cert --ca-key)",
+            ));
+        }
         Ok(pb::SwarmInitRequest {
             advertise_addr: self.advertise_addr,
             listen_addr: self.listen_addr,
@@ -822,6 +857,9 @@ impl SwarmInit {
             default_addr_pool_mask_length: self.subnet_size,
             autolock: settings.autolock || self.auto_lock_managers,
             task_history_limit: Some(settings.task_history),
+            cert_expiry_secs: settings.cert_expiry_secs,
+            snapshot_interval: settings.snapshot_interval,
+            keep_old_snapshots: settings.keep_old_snapshots,
         })
     }
 }
@@ -1165,9 +1203,37 @@ mod tests {
         let limit = br#"{"Spec":{"Orchestration":{"TaskHistoryRetentionLimit":10}}}"#;
         let init = parse::<SwarmInit>(limit).unwrap().into_proto().unwrap();
         assert_eq!(init.task_history_limit, Some(10));
-        let raft = br#"{"Spec":{"Raft":{"SnapshotInterval":5000}}}"#;
-        let e = parse::<SwarmInit>(raft).unwrap().into_proto().unwrap_err();
-        assert!(e.0.starts_with("Spec.Raft.SnapshotInterval"), "{}", e.0);
+        let raft = br#"{"Spec":{"Raft":{"SnapshotInterval":5000,"KeepOldSnapshots":2},"CAConfig":{"NodeCertExpiry":3600000000000}}}"#;
+        let init = parse::<SwarmInit>(raft).unwrap().into_proto().unwrap();
+        assert_eq!(
+            (
+                init.snapshot_interval,
+                init.keep_old_snapshots,
+                init.cert_expiry_secs
+            ),
+            (5000, 2, 3600)
+        );
+        let fixed = br#"{"Spec":{"Raft":{"ElectionTick":20}}}"#;
+        let e = parse::<SwarmInit>(fixed).unwrap().into_proto().unwrap_err();
+        assert!(e.0.starts_with("Spec.Raft.ElectionTick"), "{}", e.0);
+        let external =
+            br#"{"Spec":{"CAConfig":{"ExternalCAs":[{"Protocol":"cfssl","URL":"https://ca"}]}}}"#;
+        let e = parse::<SwarmInit>(external)
+            .unwrap()
+            .into_proto()
+            .unwrap_err();
+        assert!(e.0.contains("ExternalCAs"), "{}", e.0);
+        let key = br#"{"CAConfig":{"SigningCACert":"C","SigningCAKey":"K","ForceRotate":3}}"#;
+        let (settings, signing_key) =
+            swarm_settings(&serde_json::from_slice(key).unwrap(), "").unwrap();
+        assert_eq!(
+            (
+                settings.signing_ca_cert.as_str(),
+                signing_key.as_str(),
+                settings.force_rotate
+            ),
+            ("C", "K", 3)
+        );
     }
 
     #[test]

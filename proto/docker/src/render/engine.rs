@@ -55,16 +55,26 @@ pub fn task(t: &Task) -> Value {
 }
 
 /// What of a swarm's settings can change (the rest are fixed in shoal).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
     pub heartbeat_ms: u64,
     pub autolock: bool,
     pub task_history: i64,
+    /// Node certificates' life in seconds; 0: the default.
+    pub cert_expiry_secs: u64,
+    pub force_rotate: u64,
+    /// An operator's root CA, while it is the swarm's (its key is never shown).
+    pub signing_ca_cert: String,
+    /// Log entries between Raft snapshots; 0: the default.
+    pub snapshot_interval: u64,
+    pub keep_old_snapshots: u64,
 }
 
 impl Settings {
     /// The cluster's, with the heartbeat the node reports.
     pub fn of(info: &InfoResponse, spec: Option<&shoal_proto::ClusterSpec>) -> Settings {
+        let ca = spec.and_then(|s| s.ca_config.clone()).unwrap_or_default();
+        let raft = spec.and_then(|s| s.raft).unwrap_or_default();
         Settings {
             heartbeat_ms: info.heartbeat_period_ms,
             autolock: spec
@@ -74,34 +84,58 @@ impl Settings {
                 .and_then(|s| s.orchestration)
                 .and_then(|o| o.task_history_retention_limit)
                 .unwrap_or(shoal_proto::DEFAULT_TASK_HISTORY),
+            cert_expiry_secs: ca.node_cert_expiry_secs,
+            force_rotate: ca.force_rotate,
+            signing_ca_cert: ca.signing_ca_cert_pem,
+            snapshot_interval: raft.snapshot_interval,
+            keep_old_snapshots: raft.keep_old_snapshots,
         }
     }
 }
 
 /// The swarm's settings as shoal has them.
 pub fn swarm_spec(s: Settings) -> Value {
+    let or = |v: u64, default: u64| if v == 0 { default } else { v };
+    let mut ca = json!({
+        "NodeCertExpiry": or(s.cert_expiry_secs, shoal_proto::DEFAULT_NODE_CERT_EXPIRY_SECS) * 1_000_000_000,
+        "ForceRotate": s.force_rotate,
+    });
+    if !s.signing_ca_cert.is_empty() {
+        ca["SigningCACert"] = json!(s.signing_ca_cert);
+    }
     json!({
         "Name": "default",
         "Labels": {},
         "Orchestration": {"TaskHistoryRetentionLimit": s.task_history},
-        "Raft": {"SnapshotInterval": 10000, "KeepOldSnapshots": 0, "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1},
+        "Raft": {
+            "SnapshotInterval": or(s.snapshot_interval, shoal_proto::DEFAULT_SNAPSHOT_INTERVAL),
+            "KeepOldSnapshots": s.keep_old_snapshots,
+            "LogEntriesForSlowFollowers": 500, "ElectionTick": 10, "HeartbeatTick": 1,
+        },
         "Dispatcher": {"HeartbeatPeriod": s.heartbeat_ms * 1_000_000},
-        "CAConfig": {"NodeCertExpiry": 7_776_000_000_000_000u64},
+        "CAConfig": ca,
         "TaskDefaults": {},
         "EncryptionConfig": {"AutoLockManagers": s.autolock},
     })
 }
 
-/// The root CA as the Engine API shows it (`docker swarm ca` prints TrustRoot).
+/// The root CA as the Engine API shows it (`docker swarm ca` prints TrustRoot); the
+/// issuer is the CA that signs now, the new one during a rotation, as Swarm shows it.
 fn tls_info(cluster: Option<&Cluster>) -> Value {
+    let root = cluster.and_then(|c| c.root_ca.clone()).unwrap_or_default();
+    let signer = root
+        .rotation
+        .as_ref()
+        .map_or(&root.ca_cert_pem, |r| &r.ca_cert_pem);
+    let (subject, key) = shoal_proto::tls::issuer_of(signer).unwrap_or_default();
+    tls_info_json(&root.ca_cert_pem, &subject, &key)
+}
+
+/// TLSInfo, of the swarm or of a node.
+pub fn tls_info_json(trust_root: &str, subject: &[u8], key: &[u8]) -> Value {
     use base64::Engine as _;
-    let pem = cluster
-        .and_then(|c| c.root_ca.as_ref())
-        .map(|r| r.ca_cert_pem.clone())
-        .unwrap_or_default();
-    let (subject, key) = shoal_proto::tls::issuer_of(&pem).unwrap_or_default();
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    json!({"TrustRoot": pem, "CertIssuerSubject": b64(&subject), "CertIssuerPublicKey": b64(&key)})
+    json!({"TrustRoot": trust_root, "CertIssuerSubject": b64(subject), "CertIssuerPublicKey": b64(key)})
 }
 
 /// ClusterInfo: what /swarm and /info's Swarm.Cluster share.
@@ -121,7 +155,7 @@ pub fn cluster(info: &InfoResponse, cluster: Option<&Cluster>) -> Value {
         "UpdatedAt": rfc3339(meta.updated_at_unix_nanos),
         "Spec": swarm_spec(settings),
         "TLSInfo": tls_info(cluster),
-        "RootRotationInProgress": false,
+        "RootRotationInProgress": cluster.and_then(|c| c.root_ca.as_ref()).is_some_and(|r| r.rotation.is_some()),
         "DefaultAddrPool": pool,
         "SubnetSize": if spec.subnet_size == 0 { 24 } else { spec.subnet_size },
         "DataPathPort": 4789,

@@ -32,6 +32,11 @@ pub fn engine_json(n: &Node) -> serde_json::Value {
                 "MemoryBytes": desc.resources.unwrap_or_default().memory_bytes,
             },
             "Engine": {"EngineVersion": desc.engine_version},
+            "TLSInfo": desc.tls_info.as_ref().map(|t| crate::render::engine::tls_info_json(
+                &t.trust_root_pem,
+                &t.cert_issuer_subject,
+                &t.cert_issuer_public_key,
+            )),
         },
         "Status": {
             "State": state_name(status.state()).to_lowercase(),
