@@ -46,7 +46,7 @@ fn settle(lab: &Lab, nodes: &[u32], port: u16, want: &BTreeSet<String>) {
 /// frontend in its pinned map.
 fn nothing_published(lab: &Lab, node: &str, engine: &str) -> bool {
     let ns = lab.netns(node);
-    if engine == "ebpf" {
+    if is_ebpf(engine) {
         let out = Command::new("bpftool")
             .args(["-j", "map", "dump", "pinned"])
             .arg(format!("/sys/fs/bpf/shoal/{ns}/v1/FRONTENDS"))
@@ -64,10 +64,22 @@ fn nothing_published(lab: &Lab, node: &str, engine: &str) -> bool {
         .success()
 }
 
-/// A lab of `nodes` whose daemons balance with `engine`; with ebpf, the test makes sure
-/// the programs really run (no fallback to nftables).
+/// The eBPF engine, attached through tcx links or (`ebpf-tc`) as classic TC filters, as
+/// on kernels before 6.6.
+fn is_ebpf(engine: &str) -> bool {
+    engine.starts_with("ebpf")
+}
+
+/// A lab of `nodes` whose daemons balance with `engine` (ebpf, ebpf-tc or nftables); with
+/// ebpf, the test makes sure the programs really run (no fallback to nftables), attached
+/// as asked.
 fn mesh_lab(name: &str, net: u8, nodes: u32, engine: &str) -> Lab {
-    let name = format!("{name}-{}", &engine[..1]);
+    let (base, attach, suffix) = match engine {
+        "ebpf-tc" => ("ebpf", "tc", "t"),
+        "ebpf" => ("ebpf", "auto", "e"),
+        _ => ("nftables", "auto", "n"),
+    };
+    let name = format!("{name}-{suffix}");
     let lab = Lab::up_full(
         &name,
         net,
@@ -76,7 +88,7 @@ fn mesh_lab(name: &str, net: u8, nodes: u32, engine: &str) -> Lab {
         "1s",
         "process",
         &[],
-        &["--lb-engine", engine],
+        &["--lb-engine", base, "--lb-attach", attach],
     );
     for i in 0..nodes {
         let node = if i == 0 {
@@ -86,8 +98,32 @@ fn mesh_lab(name: &str, net: u8, nodes: u32, engine: &str) -> Lab {
         };
         let log = std::fs::read_to_string(lab.node(&node).log()).unwrap();
         assert!(
-            log.contains(&format!("engine=\"{engine}\"")),
-            "{node} does not run the {engine} engine:\n{log}"
+            log.contains(&format!("engine=\"{base}\"")),
+            "{node} does not run the {base} engine:\n{log}"
+        );
+    }
+    if attach == "tc" {
+        let lb = lab.ok("manager1", &["debug", "lb"]);
+        assert!(lb.contains("Attach mode: tc (clsact"), "{lb}");
+        // The mesh's program sits on lo as a direct-action filter, not a tcx link.
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.netns("manager1"),
+                "tc",
+                "filter",
+                "show",
+                "dev",
+                "lo",
+                "ingress",
+            ])
+            .output()
+            .unwrap();
+        let filters = text(&out);
+        assert!(
+            filters.contains("direct-action") && filters.contains("mesh_in"),
+            "{filters}"
         );
     }
     lab
@@ -107,6 +143,27 @@ macro_rules! on_both_engines {
             }
         }
     )*};
+}
+
+/// Runs a scenario with the eBPF engine attached as classic TC filters (forced here; the
+/// default on kernels before 6.6).
+macro_rules! with_classic_tc {
+    ($($scenario:ident: $net:literal),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn ebpf_tc() {
+                super::super::$scenario("ebpf-tc", $net);
+            }
+        }
+    )*};
+}
+
+mod classic_tc {
+    with_classic_tc! {
+        published_ports_answer_on_every_node_and_reach_every_task: 107,
+        backends_follow_scaling_and_node_loss_and_removal_closes_the_port: 108,
+        rolling_updates_and_agent_crashes_drop_no_requests: 109,
+    }
 }
 
 on_both_engines! {
@@ -167,11 +224,12 @@ fn published_ports_answer_on_every_node_and_reach_every_task(engine: &str, net: 
 
     // `shoal debug lb` on a node shows the port, its backends and (ebpf) what they carried.
     let status = lab.ok("worker1", &["debug", "lb"]);
-    assert!(status.contains(&format!("Engine: {engine}")), "{status}");
+    let base = if is_ebpf(engine) { "ebpf" } else { "nftables" };
+    assert!(status.contains(&format!("Engine: {base}\n")), "{status}");
     let rows = common::parse_table(
         status
             .lines()
-            .skip(1)
+            .skip_while(|l| !l.starts_with("FRONTEND"))
             .collect::<Vec<_>>()
             .join("\n")
             .as_str(),
@@ -185,7 +243,7 @@ fn published_ports_answer_on_every_node_and_reach_every_task(engine: &str, net: 
         .filter(|r| r["BACKEND"].ends_with(":80"))
         .count();
     assert_eq!(backends, 5, "{status}");
-    if engine == "ebpf" {
+    if is_ebpf(engine) {
         let connections: u64 = port["CONNECTIONS"].parse().unwrap();
         assert!(
             connections >= 50,

@@ -49,6 +49,8 @@ pub fn start(node: &LabNode) -> Result<()> {
             &node.netns,
             "--lb-engine",
             &node.lb_engine,
+            "--lb-attach",
+            &node.lb_attach,
             // docker -H tcp://NODE:2376 --tlsverify ... from the host, on managers.
             "--engine-api-addr",
             &format!("{}:2376", node.ip),

@@ -51,6 +51,9 @@ pub enum LabCommand {
         /// The nodes' load-balancer engine (shoal daemon --lb-engine)
         #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "nftables"])]
         lb_engine: String,
+        /// How the eBPF engine attaches its programs (shoal daemon --lb-attach)
+        #[arg(long, default_value = "auto", value_parser = ["auto", "tcx", "tc"])]
+        lb_attach: String,
     },
     /// Remove a lab: daemons, namespaces, links and files
     Down {
@@ -108,10 +111,16 @@ pub struct LabNode {
     pub dns_upstreams: Vec<String>,
     #[serde(default = "default_lb_engine")]
     pub lb_engine: String,
+    #[serde(default = "default_lb_attach")]
+    pub lb_attach: String,
 }
 
 fn default_lb_engine() -> String {
     "ebpf".into()
+}
+
+fn default_lb_attach() -> String {
+    "auto".into()
 }
 
 fn default_runtime() -> String {
@@ -248,6 +257,7 @@ impl Lab {
                     runtime: runtime.to_string(),
                     dns_upstreams: vec![],
                     lb_engine: default_lb_engine(),
+                    lb_attach: default_lb_attach(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -267,6 +277,7 @@ struct DaemonOptions {
     runtime: String,
     dns_upstreams: Vec<String>,
     lb_engine: String,
+    lb_attach: String,
 }
 
 pub async fn run(cmd: LabCommand) -> Result<()> {
@@ -280,11 +291,13 @@ pub async fn run(cmd: LabCommand) -> Result<()> {
             runtime,
             dns_upstream,
             lb_engine,
+            lb_attach,
         } => {
             let daemons = DaemonOptions {
                 runtime,
                 dns_upstreams: dns_upstream,
                 lb_engine,
+                lb_attach,
             };
             up(
                 &name,
@@ -350,6 +363,7 @@ async fn up(
     for node in &mut lab.nodes {
         node.dns_upstreams = daemons.dns_upstreams.clone();
         node.lb_engine = daemons.lb_engine.clone();
+        node.lb_attach = daemons.lb_attach.clone();
     }
     if lab_dir(name).join("lab.json").exists() || net::netns_exists(&lab.fabric_ns) {
         return Err(LabError::Invalid(format!(

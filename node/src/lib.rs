@@ -73,6 +73,11 @@ pub struct DaemonArgs {
     /// conntrack); ebpf falls back to nftables where its programs cannot be loaded
     #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "nftables"])]
     pub lb_engine: String,
+    /// How the eBPF engine attaches its TC programs: tcx links (kernel 6.6+), tc (a clsact
+    /// qdisc with direct-action cls_bpf filters, for older kernels), or auto: tcx where
+    /// the kernel has it, tc otherwise
+    #[arg(long, default_value = "auto", value_parser = ["auto", "tcx", "tc"])]
+    pub lb_attach: String,
     /// Also serve the Docker Engine API on this TCP address (e.g. 0.0.0.0:2376) while the
     /// node is a manager, behind mutual TLS: clients present a manager certificate of the
     /// swarm (docker --tlsverify --tlscacert ca.crt --tlscert node.crt --tlskey node.key)

@@ -276,8 +276,13 @@ async fn start_data_plane(
             dns_ttl: daemon.args.dns_ttl,
         },
         gossip.clone(),
-        shoal_agent::lb::engine(&daemon.args.lb_engine, ip, &daemon.args.netns_prefix)
-            .map_err(NodeError::Config)?,
+        shoal_agent::lb::engine(
+            &daemon.args.lb_engine,
+            &daemon.args.lb_attach,
+            ip,
+            &daemon.args.netns_prefix,
+        )
+        .map_err(NodeError::Config)?,
     )
     .await;
     match plane {

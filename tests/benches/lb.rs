@@ -248,7 +248,7 @@ fn frontends(services: usize, per: usize) -> Vec<MeshFrontend> {
 fn engine(name: &str) -> Arc<dyn Engine> {
     let name = name.to_string();
     within(NODE, move || {
-        shoal_agent::lb::engine(&name, NODE_ADDR, "shb-node").expect("engine")
+        shoal_agent::lb::engine(&name, "auto", NODE_ADDR, "shb-node").expect("engine")
     })
 }
 

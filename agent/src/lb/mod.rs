@@ -57,6 +57,10 @@ pub(crate) fn kernel<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOn
 
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
+    /// How the engine's programs are attached, where that is a choice (`--lb-attach`).
+    fn attach_mode(&self) -> Option<&'static str> {
+        None
+    }
     /// Makes connections from task `task_id` (namespace `netns`, its `legs` on the
     /// networks) to `vips` reach their backends.
     fn program_task(
@@ -104,17 +108,19 @@ pub struct Counted {
     pub connections: u64,
 }
 
-/// The engine `--lb-engine` names, for the node at `node_addr` (`node_name` keeps its
-/// pinned eBPF state apart from other nodes' on the same machine). When the eBPF programs
-/// cannot be loaded, nftables does the work, and one log line says why.
+/// The engine `--lb-engine` names, attached as `--lb-attach` says, for the node at
+/// `node_addr` (`node_name` keeps its pinned eBPF state apart from other nodes' on the
+/// same machine). When the eBPF programs cannot be loaded, nftables does the work, and
+/// one log line says why.
 pub fn engine(
     name: &str,
+    attach: &str,
     node_addr: std::net::Ipv4Addr,
     node_name: &str,
 ) -> Result<Arc<dyn Engine>, String> {
     match name {
         "nftables" => Ok(Arc::new(nft::NftEngine::default())),
-        "ebpf" => match ebpf::EbpfEngine::load(node_addr, node_name) {
+        "ebpf" => match ebpf::EbpfEngine::load(node_addr, node_name, attach) {
             Ok(e) => Ok(Arc::new(e)),
             Err(e) => {
                 tracing::warn!(
@@ -405,6 +411,7 @@ impl Balancer {
         shoal_proto::LoadBalancerStatusResponse {
             engine: self.engine.name().into(),
             frontends,
+            attach_mode: self.engine.attach_mode().unwrap_or_default().into(),
         }
     }
 

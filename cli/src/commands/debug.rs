@@ -31,6 +31,9 @@ async fn load_balancer(target: &Target) -> anyhow::Result<()> {
         .map_err(daemon_error)?
         .into_inner();
     println!("Engine: {}", s.engine);
+    if !s.attach_mode.is_empty() {
+        println!("Attach mode: {}", s.attach_mode);
+    }
     let mut rows = Vec::new();
     for f in &s.frontends {
         let count = |n: u64| if f.counted { n.to_string() } else { "-".into() };

@@ -2,9 +2,10 @@
 //! attached with aya. Published ports become frontends with a Maglev table each; the
 //! programs keep every connection on its backend in a flow table of their own, rewrite
 //! addresses and ports with correct checksums, and count packets, bytes and connections
-//! per frontend and per backend. Maps and tcx links are pinned under
-//! /sys/fs/bpf/shoal/<node>/<layout>, so forwarding goes on while the agent restarts, and
-//! a restarted agent adopts them. The mesh's program also sits on lo, so the node's own
+//! per frontend and per backend. Maps (and tcx links) are pinned under
+//! /sys/fs/bpf/shoal/<node>/<layout>; on kernels without tcx the programs sit in classic
+//! TC filters, which the kernel keeps on their own (attach.rs). Either way forwarding goes
+//! on while the agent restarts, and a restarted agent adopts what it finds. The mesh's program also sits on lo, so the node's own
 //! clients reach a published port at localhost or the node's address, as on Swarm.
 //! Service VIPs are frontends too, balanced by programs on each local task's veths;
 //! host-mode ports are left to nftables (nft.rs).
@@ -13,6 +14,7 @@
 //! Maglev tables, adopting what an earlier agent left) are table.rs, over the maps.rs
 //! seam, so they are unit-tested without a kernel.
 
+mod attach;
 mod maps;
 mod table;
 
@@ -33,6 +35,7 @@ use super::{Counted, Engine, HostPort, LbError, Leg, PortCounters, TaskLeg, kern
 use crate::gossip::Protocol;
 use crate::sys::{BPFFS, ensure_bpffs, ifindex};
 
+pub use attach::AttachMode;
 use maps::KernelMaps;
 use shoal_ebpf_common::programs::{MESH_IN, MESH_REPLY, VIP_BACK, VIP_OUT};
 use shoal_ebpf_common::{Config, Counter, FrontendKey, maps as names};
@@ -73,6 +76,7 @@ struct Loaded {
 
 pub struct EbpfEngine {
     node_addr: Ipv4Addr,
+    mode: AttachMode,
     pin_dir: PathBuf,
     host: NftEngine,
     loaded: Mutex<Loaded>,
@@ -96,8 +100,10 @@ where
 }
 
 impl EbpfEngine {
-    /// Loads the programs (the kernel verifies them here) and adopts pinned maps.
-    pub fn load(node_addr: Ipv4Addr, node_name: &str) -> Result<EbpfEngine, LbError> {
+    /// Loads the programs (the kernel verifies them here) and adopts pinned maps; they
+    /// will be attached as `attach` (`--lb-attach`) says.
+    pub fn load(node_addr: Ipv4Addr, node_name: &str, attach: &str) -> Result<EbpfEngine, LbError> {
+        let mode = AttachMode::choose(attach, AttachMode::kernel_has_tcx())?;
         if OBJECT.is_empty() {
             return Err(LbError::Unavailable("the eBPF programs were not built with this agent (bpf-linker or nightly was missing when it was built: run scripts/setup.sh, then cargo build)".into()));
         }
@@ -155,6 +161,7 @@ impl EbpfEngine {
         };
         Ok(EbpfEngine {
             node_addr,
+            mode,
             pin_dir,
             host: NftEngine::default(),
             loaded: Mutex::new(Loaded { ebpf, maps, done }),
@@ -166,8 +173,8 @@ impl EbpfEngine {
     }
 
     /// Attaches `prog` at `ifname` (in namespace `netns`, else the node's) in
-    /// `direction` through a pinned tcx link: an existing pin (an earlier agent's) gets
-    /// this program swapped in atomically.
+    /// `direction`: through a pinned tcx link, where an existing pin (an earlier agent's)
+    /// gets this program swapped in atomically, or as a classic filter (attach.rs).
     fn attach(
         &self,
         loaded: &mut Loaded,
@@ -185,12 +192,22 @@ impl EbpfEngine {
             .try_into()
             .map_err(kernel(prog_name))?;
         let known = loaded.done.attached.get(&key).copied();
+        let mode = self.mode;
         let mut attach = || -> Result<u32, LbError> {
             let index = ifindex(ifname).ok_or_else(|| LbError::NoInterface(ifname.to_string()))?;
+            if mode == AttachMode::Classic {
+                if known != Some(index) {
+                    // A tcx link an agent in the other mode left would run as well.
+                    let _ = std::fs::remove_file(&pin);
+                    attach::attach_classic(prog, prog_name, ifname, direction)?;
+                }
+                return Ok(index);
+            }
             // Attached already, to this very interface (not one made again since).
             if known == Some(index) && pin.exists() {
                 return Ok(index);
             }
+            attach::detach_classic(ifname, direction);
             let adopted = match PinnedLink::from_pin(&pin) {
                 Err(_) => None,
                 Ok(old) => match SchedClassifierLink::try_from(FdLink::from(old))
@@ -238,6 +255,10 @@ impl EbpfEngine {
 impl Engine for EbpfEngine {
     fn name(&self) -> &'static str {
         "ebpf"
+    }
+
+    fn attach_mode(&self) -> Option<&'static str> {
+        Some(self.mode.describe())
     }
 
     fn program_node(&self, mesh: &[MeshFrontend], leg: &Leg) -> Result<(), LbError> {
@@ -361,6 +382,15 @@ impl Engine for EbpfEngine {
         let mut loaded = self.loaded.lock().expect("not poisoned");
         let Loaded { maps, done, .. } = &mut *loaded;
         done.table.clear(&mut maps.table);
+        // Classic filters on the node's own interfaces stay until taken off (a task's go
+        // with its veth).
+        if self.mode == AttachMode::Classic {
+            for (prog, ifname) in done.attached.keys() {
+                if [MESH_IN, MESH_REPLY].contains(prog) {
+                    attach::detach_classic(ifname, TcAttachType::Ingress);
+                }
+            }
+        }
         *done = Programmed::default();
         // Unpinning the links detaches the programs once this agent's fds close.
         if let Ok(dir) = std::fs::read_dir(&self.pin_dir) {
