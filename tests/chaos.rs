@@ -376,7 +376,7 @@ fn bad_input_is_refused_and_the_daemon_stays_up_and_small() {
 /// The backends `node`'s balancer has for published port 8080: task addresses.
 fn mesh_backends(lab: &Lab, node: &str) -> std::collections::BTreeSet<String> {
     let status = lab.ok(node, &["debug", "lb"]);
-    let table: String = status.lines().skip(1).collect::<Vec<_>>().join("\n");
+    let table = common::lb_table(&status);
     let mut frontend = String::new();
     let mut backends = std::collections::BTreeSet::new();
     for row in common::parse_table(&table) {

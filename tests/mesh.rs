@@ -226,14 +226,7 @@ fn published_ports_answer_on_every_node_and_reach_every_task(engine: &str, net: 
     let status = lab.ok("worker1", &["debug", "lb"]);
     let base = if is_ebpf(engine) { "ebpf" } else { "nftables" };
     assert!(status.contains(&format!("Engine: {base}\n")), "{status}");
-    let rows = common::parse_table(
-        status
-            .lines()
-            .skip_while(|l| !l.starts_with("FRONTEND"))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .as_str(),
-    );
+    let rows = common::parse_table(&common::lb_table(&status));
     let port = rows
         .iter()
         .find(|r| r["FRONTEND"] == "*:8080/tcp")

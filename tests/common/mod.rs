@@ -37,6 +37,15 @@ pub fn shoal_env(env: &[(&str, &str)], args: &[&str]) -> Output {
         .expect("running shoal")
 }
 
+/// The table `shoal debug lb` prints after its heading lines (engine, attach mode).
+pub fn lb_table(status: &str) -> String {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("FRONTEND"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A command line split at spaces (for arguments without spaces).
 pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
