@@ -168,7 +168,13 @@ for _ in $(seq 1 180); do
     sleep 2
 done
 on manager1 shoal node ls | grep -E 'worker2 +Ready' >/dev/null || fail "worker2 did not come back Ready"
-on manager1 shoal service update --force web >/dev/null
+# The rolling update takes its time under TCG: wait for a task on worker2, not the CLI.
+on manager1 shoal service update --detach --force web >/dev/null || fail "service update --force"
+for _ in $(seq 1 120); do
+    [ -n "$(task_on worker2)" ] && break
+    sleep 3
+done
+[ -n "$(task_on worker2)" ] || fail "no task of web came to worker2 after it returned"
 read -r ok bad distinct <<<"$(curl_all 10 "${IPS[@]}")"
 log "worker2 back: $ok answered, $bad failed through all three VMs"
 [ "$bad" -eq 0 ] || fail "$bad requests failed after worker2 came back"
