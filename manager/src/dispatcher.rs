@@ -181,7 +181,10 @@ pub async fn heartbeat(
         network_keys,
         gossip_peers: m.store().view(|s| gossip_peers(s, &node.id)),
         trust_root_pem: crate::ca::trust_bundle(&root),
-        renew_certificate: !crate::root_rotation::has_current_certificate(&reported, &root),
+        renew_certificate: !crate::root_rotation::has_current_certificate(
+            &reported,
+            &crate::root_rotation::signer_key(&root),
+        ),
     })
 }
 

@@ -59,18 +59,19 @@ pub fn start(cluster: &mut Cluster, new: NewRoot) -> Result<()> {
 }
 
 /// The public key of the CA that signs certificates now.
-fn signer_key(root: &RootCa) -> Vec<u8> {
+pub fn signer_key(root: &RootCa) -> Vec<u8> {
     issuer_of(Signer::of(root).cert_pem)
         .map(|(_, key)| key)
         .unwrap_or_default()
 }
 
-/// Whether `node` reports a certificate from the CA that signs now.
-pub fn has_current_certificate(node: &Node, root: &RootCa) -> bool {
+/// Whether `node` reports a certificate from the CA whose public key is `signer`
+/// (`signer_key`, read once for many nodes).
+pub fn has_current_certificate(node: &Node, signer: &[u8]) -> bool {
     node.description
         .as_ref()
         .and_then(|d| d.tls_info.as_ref())
-        .is_some_and(|t| t.cert_issuer_public_key == signer_key(root))
+        .is_some_and(|t| t.cert_issuer_public_key == signer)
 }
 
 /// The root rotation's end, once every node has a certificate from the new root: the new
@@ -94,8 +95,9 @@ pub async fn finish_if_converged(m: &impl Proposer) -> Result<()> {
     let converged = m.store().view(|s| {
         let root = s.cluster()?.root_ca.clone()?;
         root.rotation.as_ref()?;
+        let signer = signer_key(&root);
         s.nodes()
-            .all(|n| has_current_certificate(n, &root))
+            .all(|n| has_current_certificate(n, &signer))
             .then_some(())
     });
     if converged.is_none() {
@@ -159,15 +161,13 @@ mod tests {
         let mut c = cluster();
         let old = c.root_ca.clone().unwrap();
         let old_node = node_issued_by(&old.ca_cert_pem);
-        assert!(has_current_certificate(&old_node, &old));
+        assert!(has_current_certificate(&old_node, &signer_key(&old)));
         start(&mut c, NewRoot::Generated).unwrap();
         let rotating = c.root_ca.clone().unwrap();
         let new_pem = rotating.rotation.as_ref().unwrap().ca_cert_pem.clone();
-        assert!(!has_current_certificate(&old_node, &rotating));
-        assert!(has_current_certificate(
-            &node_issued_by(&new_pem),
-            &rotating
-        ));
+        let signer = signer_key(&rotating);
+        assert!(!has_current_certificate(&old_node, &signer));
+        assert!(has_current_certificate(&node_issued_by(&new_pem), &signer));
         let done = finished(c).unwrap().root_ca.unwrap();
         assert_eq!(done.ca_cert_pem, new_pem);
         assert!(done.rotation.is_none());
