@@ -11,3 +11,6 @@ cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
 cargo build --all-targets
 cargo test
+# Three Debian 12 VMs with their own kernels and dockerd (libvirt; TCG where KVM cannot
+# run guests): the swarm on real machines, on the kernel most users have.
+./scripts/vagrant-test.sh

@@ -96,6 +96,8 @@ done
 
 on manager1 shoal network create app >/dev/null
 on manager1 shoal service create --name web --replicas 5 --network app -p 8080:80 shoal/demo-web >/dev/null
+# One task on every VM, bound to its node: the one a rebooted VM must get back.
+on manager1 shoal service create --detach --name probe --mode global --network app shoal/demo-web >/dev/null
 
 # From the host, every VM's address answers, and the answers come from several tasks.
 curl_all() {
@@ -178,5 +180,38 @@ done
 read -r ok bad distinct <<<"$(curl_all 10 "${IPS[@]}")"
 log "worker2 back: $ok answered, $bad failed through all three VMs"
 [ "$bad" -eq 0 ] || fail "$bad requests failed after worker2 came back"
+
+# A graceful reboot of worker1 (ACPI, as `sudo reboot`): its daemon starts at boot, it
+# rejoins as Ready, its global task runs on it again in a container started after the
+# boot, and the mesh answers through its address.
+probe_on_worker1() { on worker1 docker ps -q --filter label=com.docker.swarm.service.name=probe | head -1 | tr -d '\r'; }
+for _ in $(seq 1 60); do [ -n "$(probe_on_worker1)" ] && break; sleep 2; done
+before="$(probe_on_worker1)"
+[ -n "$before" ] || fail "the global service has no task on worker1"
+domain1="$(virsh -c qemu:///system list --name | grep -x '.*_worker1' | head -1)"
+booted_before="$(on worker1 cat /proc/sys/kernel/random/boot_id | tr -d '\r')"
+rebooted=$(date +%s)
+virsh -c qemu:///system reboot "$domain1" >/dev/null
+for _ in $(seq 1 120); do
+    now_boot="$(on worker1 cat /proc/sys/kernel/random/boot_id 2>/dev/null | tr -d '\r' || true)"
+    [ -n "$now_boot" ] && [ "$now_boot" != "$booted_before" ] && break
+    sleep 2
+done
+[ "${now_boot:-}" != "$booted_before" ] || fail "worker1 did not reboot"
+for _ in $(seq 1 90); do
+    on manager1 shoal node ls | grep -E 'worker1 +Ready' >/dev/null && [ -n "$(probe_on_worker1)" ] && break
+    sleep 2
+done
+after="$(probe_on_worker1)"
+on manager1 shoal node ls | grep -E 'worker1 +Ready' >/dev/null || fail "worker1 did not come back Ready after its reboot"
+[ -n "$after" ] || fail "worker1's global task did not run again after its reboot"
+for _ in $(seq 1 60); do
+    read -r ok bad _ <<<"$(curl_all 1 "${IPS[1]}")"
+    [ "$bad" -eq 0 ] && break
+    sleep 2
+done
+read -r ok bad _ <<<"$(curl_all 10 "${IPS[@]}")"
+log "worker1 rebooted: Ready with its global task again ($before before, $after after) $(( $(date +%s) - rebooted )) s later; $ok answered, $bad failed through all three VMs"
+[ "$bad" -eq 0 ] || fail "$bad requests failed after worker1's reboot"
 
 log "passed"
