@@ -64,6 +64,16 @@ fn probe(lab: &Lab) -> (String, String) {
     (lab.task_ns(&node, &id), ip)
 }
 
+/// A service `web` of `replicas` tasks on network `app`.
+fn web_on_app(lab: &Lab, replicas: usize) {
+    let replicas = replicas.to_string();
+    let args = ["service", "create", "--name", "web", "--network", "app"];
+    lab.ok(
+        "manager1",
+        &[&args[..], &["--replicas", &replicas, "shoal/demo-web"]].concat(),
+    );
+}
+
 #[test]
 fn cluster_names_resolve_inside_tasks_on_their_networks_only() {
     let lab = Lab::up("dns-names", 51, 2, 1, "1s");
@@ -149,20 +159,7 @@ fn tasks_of_a_service_follow_scaling_within_a_second() {
         &[("SHOAL_DNS_TTL", "1")],
     );
     let (ns, _) = probe(&lab);
-    lab.ok(
-        "manager1",
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--network",
-            "app",
-            "--replicas",
-            "3",
-            "shoal/demo-web",
-        ],
-    );
+    web_on_app(&lab, 3);
     assert_eq!(answer_ttl(&ns, "tasks.web"), 1, "--dns-ttl");
     for n in [3usize, 5, 1] {
         lab.ok("manager1", &["service", "scale", &format!("web={n}")]);
@@ -256,10 +253,12 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
         replies
     });
     for r in replies.iter().flatten() {
-        // Any answer to garbage is an error: FORMERR (1) or SERVFAIL (2), never data.
+        // Any answer to garbage is an error (FORMERR, SERVFAIL, or NOTIMP for an opcode
+        // that is not a query), never data.
         let rcode = r.get(3).map_or(1, |b| b & 0x0f);
+        let answers = r.get(6..8).map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
         assert!(
-            rcode == 1 || rcode == 2,
+            [1, 2, 4].contains(&rcode) && answers == 0,
             "answered garbage with rcode {rcode}: {r:?}"
         );
     }
@@ -267,6 +266,40 @@ fn malformed_and_oversized_queries_do_not_stop_the_resolver() {
         dig(&ns, &["probe"]),
         BTreeSet::from([probe_ip.clone()]),
         "the resolver still serves"
+    );
+}
+
+#[test]
+fn an_answer_too_big_for_udp_is_truncated_and_whole_over_tcp() {
+    let lab = Lab::up("dns-big", 111, 1, 1, "1s");
+    let (ns, _) = probe(&lab);
+    web_on_app(&lab, 40);
+    let ips: BTreeSet<String> = task_ips(&lab, "web", 40).into_iter().map(|t| t.2).collect();
+    wait_for(Duration::from_secs(10), "tasks.web to list 40", || {
+        (dig(&ns, &["tasks.web"]) == ips).then_some(())
+    });
+    // 40 addresses do not fit in 512 bytes: without EDNS the UDP answer says truncated,
+    // and dig, told not to retry, shows part of them.
+    let udp = dig_full(&ns, &["+noedns", "+ignore", "tasks.web"]);
+    let flags = udp
+        .lines()
+        .find(|l| l.contains(";; flags:"))
+        .unwrap_or_default();
+    assert!(flags.contains(" tc"), "{udp}");
+    let shown = dig(&ns, &["+noedns", "+ignore", "tasks.web"]);
+    assert!(
+        !shown.is_empty() && shown.len() < 40 && shown.is_subset(&ips),
+        "{shown:?}"
+    );
+    // dig retries a truncated answer over TCP, as resolvers do; and asks over TCP.
+    assert_eq!(dig(&ns, &["+noedns", "tasks.web"]), ips);
+    assert_eq!(dig(&ns, &["+tcp", "tasks.web"]), ips);
+    assert_eq!(dig(&ns, &["+tcp", "probe"]).len(), 1);
+    // With EDNS (dig's default 1232 bytes) they fit in one UDP answer.
+    let edns = dig_full(&ns, &["tasks.web"]);
+    assert!(
+        edns.contains("ANSWER: 40") && !edns.contains(" tc"),
+        "{edns}"
     );
 }
 

@@ -86,8 +86,8 @@ pub struct DaemonArgs {
     /// Log format: text or json
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Log filter, e.g. info or shoal_manager=debug. The DNS library's own lines (one per
-    /// query at info) are kept to errors unless the filter names hickory
+    /// Log filter, e.g. info or shoal_manager=debug. The DNS library's own lines (about
+    /// what upstream resolvers send) are kept to errors unless the filter names hickory
     #[arg(long, env = "SHOAL_LOG", default_value = "info,openraft=off")]
     pub log_level: String,
     /// Write the log to this file instead of standard error, starting FILE.1 afresh
@@ -235,9 +235,10 @@ async fn shutdown_signal() {
 
 fn init_logging(args: &DaemonArgs) -> Result<()> {
     let mut directives = args.log_level.clone();
-    // hickory-server logs every query at info: a task could fill the disk through DNS.
+    // hickory-proto logs what it makes of upstream answers: a task could fill the disk
+    // through DNS.
     if !directives.contains("hickory") {
-        directives.push_str(",hickory_server=error,hickory_proto=error");
+        directives.push_str(",hickory_proto=error");
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).map_err(|_| {
         NodeError::Config(format!(

@@ -1,30 +1,24 @@
 //! Service discovery: a resolver at 127.0.0.11:53 (UDP and TCP) inside every task's
-//! network namespace, served by the agent with hickory-server. Cluster names come from
-//! the gossip endpoint tables, limited to the asking task's networks (names.rs); anything
+//! network namespace, served by the agent. Cluster names come from the gossip endpoint
+//! tables through an index rebuilt when they change (names.rs), limited to the asking
+//! task's networks, and are answered in place on the wire (wire.rs, server.rs); anything
 //! else goes to the node's upstream resolvers, in order, each with a timeout.
 
+mod batch;
 mod forward;
 pub mod names;
+mod server;
+mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Metadata, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-
-use tokio::sync::oneshot;
-
-use crate::gossip::Gossip;
+use crate::gossip::{Endpoint, Gossip};
 use forward::Forwarder;
-use names::{Lookup, QueryType};
+use names::NameIndex;
 
 pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 /// What a task's /etc/resolv.conf says.
@@ -41,8 +35,30 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// A running server: how to stop it, and its task.
-type Serving = (oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+/// The name index of the current endpoint tables, rebuilt on the first query after they
+/// change (the tables are shared: an unchanged version is the same `Arc`).
+/// An index, and the tables it was built from.
+type Built = (Arc<Vec<Endpoint>>, Arc<NameIndex>);
+
+pub(crate) struct Names {
+    gossip: Gossip,
+    built: Mutex<Option<Built>>,
+}
+
+impl Names {
+    fn current(&self) -> Arc<NameIndex> {
+        let endpoints = self.gossip.endpoints_shared();
+        let mut built = self.built.lock().expect("poisoned");
+        match &*built {
+            Some((of, index)) if Arc::ptr_eq(of, &endpoints) => index.clone(),
+            _ => {
+                let index = Arc::new(NameIndex::build(&endpoints));
+                *built = Some((endpoints, index.clone()));
+                index
+            }
+        }
+    }
+}
 
 /// Why a task's resolver could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +75,12 @@ pub enum DnsError {
 
 /// The resolvers of every task on this node.
 pub struct Dns {
-    gossip: Gossip,
+    names: Arc<Names>,
     forwarder: Arc<Forwarder>,
     /// Seconds clients may cache a cluster answer.
     ttl: u32,
-    /// Per task: how to stop its server, and the server's task.
-    servers: Mutex<HashMap<String, Serving>>,
+    /// Per task: its server's task, which owns the sockets.
+    servers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     malformed: Arc<Malformed>,
 }
 
@@ -97,7 +113,10 @@ impl Malformed {
 impl Dns {
     pub fn new(gossip: Gossip, upstreams: Vec<SocketAddr>, ttl: u32) -> Arc<Dns> {
         Arc::new(Dns {
-            gossip,
+            names: Arc::new(Names {
+                gossip,
+                built: Mutex::default(),
+            }),
             ttl,
             forwarder: Arc::new(Forwarder::new(upstreams)),
             servers: Mutex::default(),
@@ -112,7 +131,7 @@ impl Dns {
         &self,
         task_id: &str,
         netns: &Path,
-        networks: HashSet<String>,
+        networks: impl IntoIterator<Item = String>,
         nameservers: &[String],
     ) -> Result<(), DnsError> {
         let own: Vec<SocketAddr> = nameservers
@@ -137,32 +156,20 @@ impl Dns {
         })
         .map_err(DnsError::Namespace)?
         .map_err(bound)?;
-        let handler = Handler {
-            gossip: self.gossip.clone(),
-            networks,
+        let resolver = server::Resolver {
+            names: self.names.clone(),
+            networks: networks.into_iter().collect(),
             forwarder,
             ttl: self.ttl,
             malformed: self.malformed.clone(),
         };
-        let mut server = Server::new(handler);
-        server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(bound)?);
-        server.register_listener(
-            tokio::net::TcpListener::from_std(tcp).map_err(bound)?,
-            Duration::from_secs(5),
-            16 * 1024,
-        );
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            tokio::select! {
-                _ = server.block_until_done() => {}
-                _ = stopped => {}
-            }
-            let _ = server.shutdown_gracefully().await;
-        });
+        let udp = tokio::net::UdpSocket::from_std(udp).map_err(bound)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(bound)?;
+        let task = tokio::spawn(server::serve(udp, tcp, resolver));
         self.servers
             .lock()
             .expect("poisoned")
-            .insert(task_id.to_string(), (stop, task));
+            .insert(task_id.to_string(), task);
         Ok(())
     }
 
@@ -170,124 +177,14 @@ impl Dns {
     /// served again at once (a reconnected container binds 127.0.0.11:53 anew).
     pub async fn stop(&self, task_id: &str) {
         let server = self.servers.lock().expect("poisoned").remove(task_id);
-        if let Some((stop, task)) = server {
-            let _ = stop.send(());
+        if let Some(task) = server {
+            task.abort();
             if tokio::time::timeout(Duration::from_secs(2), task)
                 .await
                 .is_err()
             {
                 tracing::warn!(task = %task_id, "the DNS server did not stop within 2 s");
             }
-        }
-    }
-}
-
-struct Handler {
-    gossip: Gossip,
-    networks: HashSet<String>,
-    forwarder: Arc<Forwarder>,
-    ttl: u32,
-    malformed: Arc<Malformed>,
-}
-
-impl Handler {
-    fn records(&self, name: &Name, lookup: &Lookup) -> Vec<Record> {
-        match lookup {
-            Lookup::Addresses(ips) => ips
-                .iter()
-                .map(|ip| Record::from_rdata(name.clone(), self.ttl, RData::A(A(*ip))))
-                .collect(),
-            Lookup::Names(targets) => targets
-                .iter()
-                .filter_map(|t| Name::from_ascii(t).ok())
-                .map(|t| Record::from_rdata(name.clone(), self.ttl, RData::PTR(PTR(t))))
-                .collect(),
-            Lookup::NoData | Lookup::Unknown => vec![],
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response: R,
-    ) -> ResponseInfo {
-        let builder = MessageResponseBuilder::from_message_request(request);
-        let Ok(info) = request.request_info() else {
-            self.malformed.note();
-            let msg = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-            return send(&mut response, msg, &request.metadata).await;
-        };
-        let name = info.query.name().to_string();
-        let qtype = match info.query.query_type() {
-            RecordType::A => QueryType::A,
-            RecordType::PTR => QueryType::Ptr,
-            _ => QueryType::Other,
-        };
-        let lookup = names::resolve(
-            &self.gossip.endpoints_shared(),
-            &self.networks,
-            &name,
-            qtype,
-        );
-        if lookup == Lookup::Unknown {
-            let asked = (name.to_ascii_lowercase(), info.query.query_type());
-            let Some(answer) = self.forwarder.ask(request.as_slice(), asked).await else {
-                let msg = builder.error_msg(&request.metadata, ResponseCode::ServFail);
-                return send(&mut response, msg, &request.metadata).await;
-            };
-            let mut metadata = answer.metadata;
-            metadata.id = request.metadata.id;
-            let msg = builder.build(
-                metadata,
-                answer.answers.iter(),
-                answer.authorities.iter(),
-                std::iter::empty(),
-                answer.additionals.iter(),
-            );
-            return send(&mut response, msg, &request.metadata).await;
-        }
-        let queried = Name::from(info.query.name().clone());
-        let records = self.records(&queried, &lookup);
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = true;
-        metadata.recursion_available = true;
-        let msg = builder.build(
-            metadata,
-            records.iter(),
-            std::iter::empty(),
-            std::iter::empty(),
-            std::iter::empty(),
-        );
-        send(&mut response, msg, &request.metadata).await
-    }
-}
-
-async fn send<'a, R: ResponseHandler>(
-    response: &mut R,
-    msg: hickory_server::zone_handler::MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-    request: &Metadata,
-) -> ResponseInfo {
-    match response.send_response(msg).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!("sending a DNS answer: {e}");
-            let mut metadata = Metadata::response_from_request(request);
-            metadata.response_code = ResponseCode::ServFail;
-            hickory_proto::op::Header {
-                metadata,
-                counts: Default::default(),
-            }
-            .into()
         }
     }
 }
