@@ -446,8 +446,11 @@ fn autolock_keeps_a_restarted_manager_locked_until_the_right_key_comes() {
             .contains("sealed_data_key")
             .then_some(())
     });
+    // The node seals its TLS key once it hears of the lock, a moment after the manager.
     let certs = lab.certs("manager1");
-    assert!(!certs.join("node.key").exists() && certs.join("node.key.sealed").exists());
+    wait_for(Duration::from_secs(10), "the TLS key to be sealed", || {
+        (!certs.join("node.key").exists() && certs.join("node.key.sealed").exists()).then_some(())
+    });
     let on_disk = files_holding(&lab.dir(), value.as_bytes(), false);
     assert!(on_disk.is_empty(), "{on_disk:?}");
 
