@@ -47,9 +47,16 @@ fn settle(lab: &Lab, nodes: &[u32], port: u16, want: &BTreeSet<String>) {
 fn nothing_published(lab: &Lab, node: &str, engine: &str) -> bool {
     let ns = lab.netns(node);
     if is_ebpf(engine) {
+        // The agent's pins sit in one directory per map layout (v1, v2, ...).
+        let layout = std::fs::read_dir(format!("/sys/fs/bpf/shoal/{ns}"))
+            .ok()
+            .and_then(|mut dirs| dirs.next()?.ok());
+        let Some(layout) = layout else {
+            return false;
+        };
         let out = Command::new("bpftool")
             .args(["-j", "map", "dump", "pinned"])
-            .arg(format!("/sys/fs/bpf/shoal/{ns}/v1/FRONTENDS"))
+            .arg(layout.path().join("FRONTENDS"))
             .output()
             .unwrap();
         return out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "[]";

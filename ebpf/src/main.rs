@@ -30,7 +30,7 @@ use shoal_ebpf_common::*;
 #[map]
 static FRONTENDS: HashMap<FrontendKey, Frontend> = HashMap::pinned(MAX_FRONTENDS, 0);
 #[map]
-static MAGLEV: Array<u32> = Array::pinned(MAX_FRONTENDS * MAGLEV_SLOTS, 0);
+static MAGLEV: Array<MaglevTable> = Array::pinned(MAX_FRONTENDS, 0);
 #[map]
 static BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
 #[map]
@@ -258,7 +258,12 @@ fn track(key: FlowKey, flow: Flow, reply_key: FlowKey, reply: Reply) -> Result<(
 /// Picks a backend for a new connection from the frontend's Maglev table.
 fn choose(fe: &Frontend, key: &FlowKey) -> Option<(u32, Backend)> {
     let slot = flow_hash(key) % MAGLEV_SLOTS;
-    let id = *MAGLEV.get(fe.id.checked_mul(MAGLEV_SLOTS)? + slot)?;
+    // The compiler knows slot < MAGLEV_SLOTS and would drop the bounds check the
+    // verifier needs (it cannot follow the multiply-and-shift the modulo becomes): read
+    // back through memory, the check stays.
+    // SAFETY: a read of a local.
+    let slot = unsafe { core::ptr::read_volatile(&raw const slot) } as usize;
+    let id = *MAGLEV.get(fe.id)?.ids.get(slot)?;
     let backend = *BACKENDS.get(id)?;
     (backend.addr != 0).then_some((id, backend))
 }

@@ -53,11 +53,12 @@ pub const fn mac_for(ipv4: [u8; 4]) -> [u8; 6] {
 
 #[cfg(feature = "user")]
 mod user {
-    use super::types::{Backend, Config, Counter, Frontend, FrontendKey};
+    use super::types::{Backend, Config, Counter, Frontend, FrontendKey, MaglevTable};
     // SAFETY: plain #[repr(C)] data with explicit padding, valid for any bit pattern.
     unsafe impl aya::Pod for FrontendKey {}
     unsafe impl aya::Pod for Frontend {}
     unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for MaglevTable {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Counter {}
 }

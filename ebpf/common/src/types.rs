@@ -30,6 +30,22 @@ pub struct Frontend {
     pub backends: u32,
 }
 
+/// One frontend's Maglev table, one map element: the backend id in each slot (0: none).
+/// Written whole, so a frontend's table changes in one step and costs one map write.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaglevTable {
+    pub ids: [u32; MAGLEV_SLOTS as usize],
+}
+
+impl Default for MaglevTable {
+    fn default() -> Self {
+        MaglevTable {
+            ids: [0; MAGLEV_SLOTS as usize],
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {

@@ -5,18 +5,19 @@
 use std::collections::HashMap;
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData};
-use shoal_ebpf_common::{Backend, Frontend, FrontendKey};
+use shoal_ebpf_common::{Backend, Frontend, FrontendKey, MaglevTable};
 
 use crate::lb::{LbError, kernel};
 
 /// The three tables that steer connections: frontends (what is balanced), each
-/// frontend's Maglev table of backend ids, and the backends by id.
+/// frontend's Maglev table of backend ids (one element per frontend), and the backends
+/// by id.
 pub trait BalancerMaps {
     fn frontends(&self) -> Vec<(FrontendKey, Frontend)>;
     fn set_frontend(&mut self, key: &FrontendKey, value: Frontend) -> Result<(), LbError>;
     fn remove_frontend(&mut self, key: &FrontendKey);
-    fn maglev(&self, index: u32) -> Option<u32>;
-    fn set_maglev(&mut self, index: u32, backend_id: u32) -> Result<(), LbError>;
+    fn maglev(&self, frontend_id: u32) -> Option<MaglevTable>;
+    fn set_maglev(&mut self, frontend_id: u32, table: &MaglevTable) -> Result<(), LbError>;
     fn backend(&self, id: u32) -> Option<Backend>;
     fn set_backend(&mut self, id: u32, value: Backend) -> Result<(), LbError>;
 }
@@ -24,7 +25,7 @@ pub trait BalancerMaps {
 /// The kernel's maps, pinned, shared with the TC programs.
 pub struct KernelMaps {
     pub frontends: BpfHashMap<MapData, FrontendKey, Frontend>,
-    pub maglev: Array<MapData, u32>,
+    pub maglev: Array<MapData, MaglevTable>,
     pub backends: Array<MapData, Backend>,
 }
 
@@ -43,13 +44,13 @@ impl BalancerMaps for KernelMaps {
         let _ = self.frontends.remove(key);
     }
 
-    fn maglev(&self, index: u32) -> Option<u32> {
-        self.maglev.get(&index, 0).ok()
+    fn maglev(&self, frontend_id: u32) -> Option<MaglevTable> {
+        self.maglev.get(&frontend_id, 0).ok()
     }
 
-    fn set_maglev(&mut self, index: u32, backend_id: u32) -> Result<(), LbError> {
+    fn set_maglev(&mut self, frontend_id: u32, table: &MaglevTable) -> Result<(), LbError> {
         self.maglev
-            .set(index, backend_id, 0)
+            .set(frontend_id, *table, 0)
             .map_err(kernel("writing a Maglev table"))
     }
 
@@ -69,7 +70,7 @@ impl BalancerMaps for KernelMaps {
 #[derive(Default, Clone)]
 pub struct FakeMaps {
     pub frontends: HashMap<FrontendKey, Frontend>,
-    pub maglev: HashMap<u32, u32>,
+    pub maglev: HashMap<u32, MaglevTable>,
     pub backends: HashMap<u32, Backend>,
     pub writes: usize,
 }
@@ -91,13 +92,13 @@ impl BalancerMaps for FakeMaps {
         self.frontends.remove(key);
     }
 
-    fn maglev(&self, index: u32) -> Option<u32> {
-        Some(self.maglev.get(&index).copied().unwrap_or(0))
+    fn maglev(&self, frontend_id: u32) -> Option<MaglevTable> {
+        Some(self.maglev.get(&frontend_id).copied().unwrap_or_default())
     }
 
-    fn set_maglev(&mut self, index: u32, backend_id: u32) -> Result<(), LbError> {
+    fn set_maglev(&mut self, frontend_id: u32, table: &MaglevTable) -> Result<(), LbError> {
         self.writes += 1;
-        self.maglev.insert(index, backend_id);
+        self.maglev.insert(frontend_id, *table);
         Ok(())
     }
 
@@ -149,13 +150,13 @@ impl BalancerMaps for FaultyMaps {
         self.inner.remove_frontend(key);
     }
 
-    fn maglev(&self, index: u32) -> Option<u32> {
-        self.inner.maglev(index)
+    fn maglev(&self, frontend_id: u32) -> Option<MaglevTable> {
+        self.inner.maglev(frontend_id)
     }
 
-    fn set_maglev(&mut self, index: u32, backend_id: u32) -> Result<(), LbError> {
+    fn set_maglev(&mut self, frontend_id: u32, table: &MaglevTable) -> Result<(), LbError> {
         self.write()?;
-        self.inner.set_maglev(index, backend_id)
+        self.inner.set_maglev(frontend_id, table)
     }
 
     fn backend(&self, id: u32) -> Option<Backend> {

@@ -43,8 +43,9 @@ use table::{Table, raw_addr, raw_port};
 
 /// The TC programs, as build.rs found them (empty: ebpf/ was not built).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal-tc"));
-/// Bumped whenever a map's layout changes: pinned maps of another layout are not reused.
-const LAYOUT: &str = "v1";
+/// Bumped whenever a map's layout changes: pinned maps of another layout are not reused
+/// but unpinned. v2: one Maglev element per frontend.
+const LAYOUT: &str = "v2";
 /// The gateway bridge: tasks reach published ports on the node's address through it.
 const GATEWAY_BRIDGE: &str = crate::overlay::gateway::BRIDGE;
 
@@ -108,7 +109,9 @@ impl EbpfEngine {
             return Err(LbError::Unavailable("the eBPF programs were not built with this agent (bpf-linker or nightly was missing when it was built: run scripts/setup.sh, then cargo build)".into()));
         }
         ensure_bpffs().map_err(kernel(format!("mounting the BPF filesystem at {BPFFS}")))?;
-        let pin_dir = Path::new(BPFFS).join("shoal").join(node_name).join(LAYOUT);
+        let node_dir = Path::new(BPFFS).join("shoal").join(node_name);
+        retire_other_layouts(&node_dir);
+        let pin_dir = node_dir.join(LAYOUT);
         std::fs::create_dir_all(&pin_dir)
             .map_err(kernel(format!("creating {}", pin_dir.display())))?;
         let mut ebpf = EbpfLoader::new()
@@ -296,41 +299,46 @@ impl Engine for EbpfEngine {
         }
         self.attach(loaded, MESH_REPLY, &leg.ifname, None, TcAttachType::Ingress)?;
 
-        let wanted = mesh
+        let wanted = mesh.iter().filter(|f| !f.backends.is_empty()).map(|f| {
+            let key = FrontendKey {
+                addr: 0,
+                port: raw_port(f.port),
+                proto: proto_number(f.protocol),
+                pad: 0,
+            };
+            (key, f.backends.as_slice())
+        });
+        let Loaded { maps, done, .. } = loaded;
+        done.table.sync(&mut maps.table, wanted, |k| k.addr == 0)
+    }
+
+    fn program_vips(&self, vips: &[VipFrontend]) -> Result<(), LbError> {
+        // Port 0: any port, to the same port on the backend.
+        let backends: Vec<(FrontendKey, Vec<(Ipv4Addr, u16)>)> = vips
             .iter()
             .filter(|f| !f.backends.is_empty())
             .map(|f| {
                 let key = FrontendKey {
-                    addr: 0,
-                    port: raw_port(f.port),
-                    proto: proto_number(f.protocol),
-                    pad: 0,
-                };
-                (key, f.backends.clone())
-            })
-            .collect();
-        let Loaded { maps, done, .. } = loaded;
-        done.table.sync(&mut maps.table, &wanted, |k| k.addr == 0)
-    }
-
-    fn program_vips(&self, vips: &[VipFrontend]) -> Result<(), LbError> {
-        let mut wanted = HashMap::new();
-        for f in vips.iter().filter(|f| !f.backends.is_empty()) {
-            // Port 0: any port, to the same port on the backend.
-            let backends: Vec<(Ipv4Addr, u16)> = f.backends.iter().map(|b| (*b, 0)).collect();
-            for proto in [Protocol::Tcp, Protocol::Udp] {
-                let key = FrontendKey {
                     addr: raw_addr(f.vip),
                     port: 0,
-                    proto: proto_number(proto),
+                    proto: 0,
                     pad: 0,
                 };
-                wanted.insert(key, backends.clone());
-            }
-        }
+                (key, f.backends.iter().map(|b| (*b, 0)).collect())
+            })
+            .collect();
+        let wanted = backends.iter().flat_map(|(key, backends)| {
+            [Protocol::Tcp, Protocol::Udp].map(|proto| {
+                let key = FrontendKey {
+                    proto: proto_number(proto),
+                    ..*key
+                };
+                (key, backends.as_slice())
+            })
+        });
         let mut guard = self.loaded.lock().expect("not poisoned");
         let Loaded { maps, done, .. } = &mut *guard;
-        done.table.sync(&mut maps.table, &wanted, |k| k.addr != 0)
+        done.table.sync(&mut maps.table, wanted, |k| k.addr != 0)
     }
 
     fn program_task(
@@ -412,6 +420,23 @@ impl Engine for EbpfEngine {
     }
 }
 
+/// Unpins what an agent of another map layout left under `node_dir` (its maps cannot be
+/// adopted): its tcx links detach and its maps go; this agent attaches its own at once.
+fn retire_other_layouts(node_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(node_dir) else {
+        return;
+    };
+    for entry in entries.flatten().filter(|e| e.file_name() != LAYOUT) {
+        tracing::info!(
+            pins = %entry.path().display(),
+            "unpinning the eBPF maps and links of another layout: connections it tracked start over"
+        );
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(pins = %entry.path().display(), "could not unpin: {e}");
+        }
+    }
+}
+
 /// Sums a per-CPU counter.
 fn total(stats: &PerCpuArray<MapData, Counter>, index: u32) -> Counted {
     stats
@@ -433,15 +458,16 @@ impl EbpfEngine {
         done.table
             .frontends
             .iter()
-            .map(|(key, (id, backends))| PortCounters {
+            .map(|(key, written)| PortCounters {
                 protocol: if key.proto == 17 {
                     Protocol::Udp
                 } else {
                     Protocol::Tcp
                 },
                 port: u16::from_be_bytes(key.port.to_ne_bytes()),
-                total: total(&maps.frontend_stats, *id),
-                backends: backends
+                total: total(&maps.frontend_stats, written.id),
+                backends: written
+                    .backends
                     .iter()
                     .filter_map(|b| {
                         Some((
@@ -503,6 +529,22 @@ fn interface_with(addr: Ipv4Addr) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_of_another_layout_are_removed_and_this_ones_kept() {
+        let node_dir = std::env::temp_dir().join(format!("shoal-pins-{}", std::process::id()));
+        let old = node_dir.join("v1");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("MAGLEV"), b"").unwrap();
+        std::fs::create_dir_all(node_dir.join(LAYOUT)).unwrap();
+        retire_other_layouts(&node_dir);
+        let left: Vec<_> = std::fs::read_dir(&node_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        std::fs::remove_dir_all(&node_dir).unwrap();
+        assert_eq!(left, [LAYOUT]);
+    }
 
     /// The names the agent loads by are the ones the built programs define (the kernel
     /// side names maps after their statics, so only the object can tell).

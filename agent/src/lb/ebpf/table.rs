@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use shoal_ebpf_common::{
-    Backend, Frontend, FrontendKey, MAGLEV_SLOTS, MAX_BACKENDS, MAX_FRONTENDS,
+    Backend, Frontend, FrontendKey, MAGLEV_SLOTS, MAX_BACKENDS, MAX_FRONTENDS, MaglevTable,
 };
 
 use super::maps::BalancerMaps;
@@ -37,14 +37,37 @@ impl Slots {
     }
 }
 
-/// What this agent has written into the tables, so it writes only changes.
+/// A frontend as this agent wrote it.
+#[derive(Debug)]
+pub struct Written {
+    pub id: u32,
+    pub backends: Vec<BackendAddr>,
+    maglev: MaglevTable,
+    /// The last sync that wanted it.
+    seen: u64,
+}
+
+/// Equal as written (when each was last wanted aside).
+impl PartialEq for Written {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, &self.backends, &self.maglev) == (other.id, &other.backends, &other.maglev)
+    }
+}
+
+/// What this agent has written into the tables, so it writes only changes: a sync costs
+/// a look at each wanted frontend and writes only for those that changed (one Maglev
+/// element each, their new backends), whatever the number of backends.
 #[derive(Default, Debug)]
 pub struct Table {
     frontend_slots: Slots,
     backend_slots: Slots,
-    /// Frontend -> (id, its backends as last written).
-    pub frontends: HashMap<FrontendKey, (u32, Vec<BackendAddr>)>,
+    pub frontends: HashMap<FrontendKey, Written>,
     pub backend_ids: HashMap<BackendAddr, u32>,
+    /// How many frontends steer to each backend: at 0 its entry is freed.
+    backend_users: HashMap<BackendAddr, u32>,
+    /// Backends an earlier agent left that no frontend steers to: freed at the next sync.
+    orphans: Vec<BackendAddr>,
+    generation: u64,
 }
 
 pub fn raw_addr(ip: Ipv4Addr) -> u32 {
@@ -74,86 +97,162 @@ impl Table {
             }
         }
         for (key, fe) in maps.frontends() {
-            let mut backends: Vec<BackendAddr> = (0..MAGLEV_SLOTS)
-                .filter_map(|slot| maps.maglev(fe.id * MAGLEV_SLOTS + slot))
-                .filter_map(|id| by_id.get(&id).copied())
+            let maglev = maps.maglev(fe.id).unwrap_or_default();
+            let mut backends: Vec<BackendAddr> = maglev
+                .ids
+                .iter()
+                .filter_map(|id| by_id.get(id).copied())
                 .collect();
             backends.sort();
             backends.dedup();
+            for b in &backends {
+                *done.backend_users.entry(*b).or_default() += 1;
+            }
             done.frontend_slots.used.insert(fe.id);
-            done.frontends.insert(key, (fe.id, backends));
+            let written = Written {
+                id: fe.id,
+                backends,
+                maglev,
+                seen: 0,
+            };
+            done.frontends.insert(key, written);
+        }
+        // Backends no frontend steers to (a crash between writes) go at the next sync.
+        for b in done.backend_ids.keys() {
+            if !done.backend_users.contains_key(b) {
+                done.backend_users.insert(*b, 0);
+                done.orphans.push(*b);
+            }
         }
         done
     }
 
-    /// Makes the frontends `mine` selects be exactly `wanted` (key -> backends): Maglev
-    /// tables first, then the frontend, so a new frontend is never seen half-written;
-    /// then backends no frontend uses any more are freed. A write that fails leaves the
-    /// table as the maps are (a new frontend's slot is given back), so the next call
-    /// writes what is still missing.
-    pub fn sync(
+    /// Makes the frontends `mine` selects be exactly `wanted` (key -> backends): a
+    /// frontend's Maglev table before the frontend, so a new one is never seen
+    /// half-written; then frontends no longer wanted go, and backends no frontend uses
+    /// any more are freed. A write that fails leaves the table as the maps are (a new
+    /// frontend's slot is given back), so the next call writes what is still missing.
+    pub fn sync<'a>(
         &mut self,
         maps: &mut impl BalancerMaps,
-        wanted: &HashMap<FrontendKey, Vec<BackendAddr>>,
+        wanted: impl IntoIterator<Item = (FrontendKey, &'a [BackendAddr])>,
         mine: impl Fn(&FrontendKey) -> bool,
     ) -> Result<(), LbError> {
+        self.generation += 1;
+        let generation = self.generation;
+        let mut released = std::mem::take(&mut self.orphans);
+        for (key, backends) in wanted {
+            if let Some(w) = self.frontends.get_mut(&key) {
+                w.seen = generation;
+                if w.backends == backends {
+                    continue;
+                }
+            }
+            self.write_frontend(maps, key, backends, &mut released)?;
+        }
         let gone: Vec<FrontendKey> = self
             .frontends
-            .keys()
-            .filter(|k| mine(k) && !wanted.contains_key(k))
-            .copied()
+            .iter()
+            .filter(|(k, w)| w.seen != generation && mine(k))
+            .map(|(k, _)| *k)
             .collect();
         for key in gone {
             maps.remove_frontend(&key);
-            if let Some((id, _)) = self.frontends.remove(&key) {
-                self.frontend_slots.free(id);
+            if let Some(w) = self.frontends.remove(&key) {
+                self.frontend_slots.free(w.id);
+                self.release(w.backends, &mut released);
             }
         }
-        for (key, backends) in wanted {
-            let (id, new) = match self.frontends.get(key) {
-                Some((_, current)) if current == backends => continue,
-                Some((id, _)) => (*id, false),
-                None => {
-                    let id = self
-                        .frontend_slots
-                        .take(0, MAX_FRONTENDS)
-                        .ok_or(LbError::Full("frontend"))?;
-                    (id, true)
-                }
-            };
-            if let Err(e) = self.write_frontend(maps, id, key, backends) {
-                if new {
-                    self.frontend_slots.free(id);
-                }
-                return Err(e);
-            }
-            self.frontends.insert(*key, (id, backends.clone()));
-        }
-        self.free_unused_backends(maps)
+        self.free_unused(maps, released)
     }
 
+    /// Writes one new or changed frontend; the backends it no longer uses go into
+    /// `released`.
     fn write_frontend(
+        &mut self,
+        maps: &mut impl BalancerMaps,
+        key: FrontendKey,
+        backends: &[BackendAddr],
+        released: &mut Vec<BackendAddr>,
+    ) -> Result<(), LbError> {
+        let existing = self.frontends.get(&key).map(|w| w.id);
+        let id = match existing {
+            Some(id) => id,
+            None => self
+                .frontend_slots
+                .take(0, MAX_FRONTENDS)
+                .ok_or(LbError::Full("frontend"))?,
+        };
+        let maglev = match self.write_tables(maps, id, &key, backends) {
+            Ok(maglev) => maglev,
+            Err(e) => {
+                if existing.is_none() {
+                    self.frontend_slots.free(id);
+                }
+                // Backends made for it and used by nothing else go again.
+                released.extend_from_slice(backends);
+                let _ = self.free_unused(maps, std::mem::take(released));
+                return Err(e);
+            }
+        };
+        for b in backends {
+            *self.backend_users.entry(*b).or_default() += 1;
+        }
+        let generation = self.generation;
+        let written = Written {
+            id,
+            backends: backends.to_vec(),
+            maglev,
+            seen: generation,
+        };
+        if let Some(old) = self.frontends.insert(key, written) {
+            self.release(old.backends, released);
+        }
+        Ok(())
+    }
+
+    /// A frontend no longer steers to `backends`: each has one user less.
+    fn release(&mut self, backends: Vec<BackendAddr>, released: &mut Vec<BackendAddr>) {
+        for b in &backends {
+            if let Some(users) = self.backend_users.get_mut(b) {
+                *users = users.saturating_sub(1);
+            }
+        }
+        released.extend(backends);
+    }
+
+    /// The maps' side of a frontend: its backends, its Maglev table when it changed, the
+    /// frontend when it is new or its number of backends changed.
+    fn write_tables(
         &mut self,
         maps: &mut impl BalancerMaps,
         id: u32,
         key: &FrontendKey,
         backends: &[BackendAddr],
-    ) -> Result<(), LbError> {
+    ) -> Result<MaglevTable, LbError> {
         let ids: Vec<u32> = backends
             .iter()
             .map(|b| self.backend_id(maps, *b))
             .collect::<Result<_, _>>()?;
+        let mut maglev = MaglevTable::default();
         for (slot, index) in maglev::table(backends, MAGLEV_SLOTS)
             .into_iter()
             .enumerate()
         {
-            maps.set_maglev(id * MAGLEV_SLOTS + slot as u32, ids[index as usize])?;
+            maglev.ids[slot] = ids[index as usize];
         }
-        let value = Frontend {
-            id,
-            backends: backends.len() as u32,
-        };
-        maps.set_frontend(key, value)
+        let before = self.frontends.get(key);
+        if before.is_none_or(|w| w.maglev != maglev) {
+            maps.set_maglev(id, &maglev)?;
+        }
+        if before.is_none_or(|w| w.backends.len() != backends.len()) {
+            let value = Frontend {
+                id,
+                backends: backends.len() as u32,
+            };
+            maps.set_frontend(key, value)?;
+        }
+        Ok(maglev)
     }
 
     fn backend_id(&mut self, maps: &mut impl BalancerMaps, b: BackendAddr) -> Result<u32, LbError> {
@@ -175,24 +274,33 @@ impl Table {
             return Err(e);
         }
         self.backend_ids.insert(b, id);
+        self.backend_users.entry(b).or_default();
         Ok(id)
     }
 
-    fn free_unused_backends(&mut self, maps: &mut impl BalancerMaps) -> Result<(), LbError> {
-        let in_use: HashSet<BackendAddr> = self
-            .frontends
-            .values()
-            .flat_map(|(_, b)| b.iter().copied())
-            .collect();
-        let unused: Vec<(BackendAddr, u32)> = self
-            .backend_ids
-            .iter()
-            .filter(|(b, _)| !in_use.contains(b))
-            .map(|(b, id)| (*b, *id))
-            .collect();
-        for (b, id) in unused {
-            maps.set_backend(id, Backend::default())?;
+    /// Frees those of `candidates` no frontend uses any more.
+    fn free_unused(
+        &mut self,
+        maps: &mut impl BalancerMaps,
+        candidates: Vec<BackendAddr>,
+    ) -> Result<(), LbError> {
+        let mut candidates = candidates.into_iter();
+        while let Some(b) = candidates.next() {
+            if self.backend_users.get(&b).is_some_and(|users| *users > 0) {
+                continue;
+            }
+            let Some(id) = self.backend_ids.get(&b).copied() else {
+                self.backend_users.remove(&b);
+                continue;
+            };
+            if let Err(e) = maps.set_backend(id, Backend::default()) {
+                // Tried again at the next sync.
+                self.orphans.push(b);
+                self.orphans.extend(candidates);
+                return Err(e);
+            }
             self.backend_ids.remove(&b);
+            self.backend_users.remove(&b);
             self.backend_slots.free(id);
         }
         Ok(())
@@ -231,12 +339,20 @@ mod tests {
             .collect()
     }
 
+    fn sync(
+        table: &mut Table,
+        maps: &mut impl BalancerMaps,
+        wanted: &HashMap<FrontendKey, Vec<BackendAddr>>,
+        mine: impl Fn(&FrontendKey) -> bool,
+    ) -> Result<(), LbError> {
+        table.sync(maps, wanted.iter().map(|(k, b)| (*k, b.as_slice())), mine)
+    }
+
     /// The backends a frontend's Maglev table sends to, read from the maps alone.
     fn steered(maps: &FakeMaps, key: &FrontendKey) -> Vec<(Ipv4Addr, usize)> {
         let fe = maps.frontends[key];
         let mut count: HashMap<Ipv4Addr, usize> = HashMap::new();
-        for slot in 0..MAGLEV_SLOTS {
-            let id = maps.maglev[&(fe.id * MAGLEV_SLOTS + slot)];
+        for id in maps.maglev[&fe.id].ids {
             let b = maps.backends[&id];
             *count
                 .entry(Ipv4Addr::from(b.addr.to_ne_bytes()))
@@ -251,7 +367,7 @@ mod tests {
     fn every_slot_of_a_frontend_steers_to_one_of_its_backends_evenly() {
         let (mut maps, mut table) = (FakeMaps::default(), Table::default());
         let want = wanted(&[(8080, &[1, 2, 3]), (9090, &[3, 4])]);
-        table.sync(&mut maps, &want, |_| true).unwrap();
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
         let web = steered(&maps, &port_key(8080));
         assert_eq!(
             web.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
@@ -267,18 +383,18 @@ mod tests {
     #[test]
     fn a_removed_frontend_frees_its_backends_and_their_ids_are_reused() {
         let (mut maps, mut table) = (FakeMaps::default(), Table::default());
-        table
-            .sync(&mut maps, &wanted(&[(8080, &[1]), (9090, &[2])]), |_| true)
-            .unwrap();
+        sync(
+            &mut table,
+            &mut maps,
+            &wanted(&[(8080, &[1]), (9090, &[2])]),
+            |_| true,
+        )
+        .unwrap();
         let freed = table.backend_ids[&(ip(2), 80)];
-        table
-            .sync(&mut maps, &wanted(&[(8080, &[1])]), |_| true)
-            .unwrap();
+        sync(&mut table, &mut maps, &wanted(&[(8080, &[1])]), |_| true).unwrap();
         assert!(!maps.frontends.contains_key(&port_key(9090)));
         assert_eq!(maps.backends[&freed], Backend::default());
-        table
-            .sync(&mut maps, &wanted(&[(8080, &[1, 5])]), |_| true)
-            .unwrap();
+        sync(&mut table, &mut maps, &wanted(&[(8080, &[1, 5])]), |_| true).unwrap();
         assert_eq!(table.backend_ids[&(ip(5), 80)], freed, "the lowest free id");
     }
 
@@ -293,10 +409,11 @@ mod tests {
         };
         let mut vips = HashMap::new();
         vips.insert(vip, vec![(ip(7), 0)]);
-        table.sync(&mut maps, &vips, |k| k.addr != 0).unwrap();
-        table
-            .sync(&mut maps, &wanted(&[(8080, &[1])]), |k| k.addr == 0)
-            .unwrap();
+        sync(&mut table, &mut maps, &vips, |k| k.addr != 0).unwrap();
+        sync(&mut table, &mut maps, &wanted(&[(8080, &[1])]), |k| {
+            k.addr == 0
+        })
+        .unwrap();
         assert!(maps.frontends.contains_key(&vip));
         assert_eq!(steered(&maps, &vip), [(ip(7), MAGLEV_SLOTS as usize)]);
     }
@@ -305,13 +422,67 @@ mod tests {
     fn a_restarted_agent_adopts_the_maps_and_rewrites_nothing() {
         let (mut maps, mut table) = (FakeMaps::default(), Table::default());
         let want = wanted(&[(8080, &[1, 2, 3]), (9090, &[3, 4])]);
-        table.sync(&mut maps, &want, |_| true).unwrap();
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
         let mut adopted = Table::adopt(&maps);
         assert_eq!(adopted.backend_ids, table.backend_ids);
         assert_eq!(adopted.frontends, table.frontends);
         let before = maps.writes;
-        adopted.sync(&mut maps, &want, |_| true).unwrap();
+        sync(&mut adopted, &mut maps, &want, |_| true).unwrap();
         assert_eq!(maps.writes, before, "the same wanted set writes nothing");
+    }
+
+    #[test]
+    fn a_change_writes_only_what_changed_whatever_the_size() {
+        let (mut maps, mut table) = (FakeMaps::default(), Table::default());
+        let backends = |port: u16, n: u8| -> Vec<BackendAddr> {
+            (1..=n)
+                .map(|i| (Ipv4Addr::new(10, (port >> 8) as u8, port as u8, i), 80))
+                .collect()
+        };
+        let mut want: HashMap<FrontendKey, Vec<BackendAddr>> =
+            (1..=500).map(|p| (port_key(p), backends(p, 10))).collect();
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
+        // A backend more: it, the frontend's Maglev table and its count.
+        want.get_mut(&port_key(7)).unwrap().push((ip(200), 80));
+        let before = maps.writes;
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
+        assert_eq!(maps.writes - before, 3);
+        assert_eq!(steered(&maps, &port_key(7)).len(), 11);
+        // And gone again: the table, the count, the freed backend.
+        want.get_mut(&port_key(7)).unwrap().pop();
+        let before = maps.writes;
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
+        assert_eq!(maps.writes - before, 3);
+        assert!(!table.backend_ids.contains_key(&(ip(200), 80)));
+        // A backend swapped for another: the count stays, so no frontend write.
+        want.get_mut(&port_key(7)).unwrap()[0] = (ip(201), 80);
+        let before = maps.writes;
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
+        assert_eq!(
+            maps.writes - before,
+            3,
+            "new backend, table, old backend freed"
+        );
+    }
+
+    #[test]
+    fn backends_an_earlier_agent_left_unused_are_freed() {
+        let (mut maps, mut table) = (FakeMaps::default(), Table::default());
+        let want = wanted(&[(8080, &[1, 2])]);
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
+        // A crash between writing a backend and the table that used it.
+        let stray = Backend {
+            addr: raw_addr(ip(9)),
+            port: raw_port(80),
+            pad: 0,
+        };
+        maps.set_backend(40, stray).unwrap();
+        let mut adopted = Table::adopt(&maps);
+        assert!(adopted.backend_ids.contains_key(&(ip(9), 80)));
+        sync(&mut adopted, &mut maps, &want, |_| true).unwrap();
+        assert!(!adopted.backend_ids.contains_key(&(ip(9), 80)));
+        assert_eq!(maps.backends[&40], Backend::default());
+        assert_eq!(adopted.backend_ids.len(), 2);
     }
 
     #[test]
@@ -321,14 +492,12 @@ mod tests {
             inner: FakeMaps::default(),
             healthy: usize::MAX,
         };
-        table
-            .sync(&mut maps, &wanted(&[(8080, &[1])]), |_| true)
-            .unwrap();
+        sync(&mut table, &mut maps, &wanted(&[(8080, &[1])]), |_| true).unwrap();
         let want = wanted(&[(8080, &[1]), (9090, &[2, 3])]);
-        // Fail in the middle of the new frontend's Maglev table.
-        maps.healthy = 100;
+        // Its two backends are written, its Maglev table is not.
+        maps.healthy = 2;
         assert!(matches!(
-            table.sync(&mut maps, &want, |_| true),
+            sync(&mut table, &mut maps, &want, |_| true),
             Err(LbError::Kernel { .. })
         ));
         assert!(
@@ -336,7 +505,7 @@ mod tests {
             "not published half-written"
         );
         maps.healthy = usize::MAX;
-        table.sync(&mut maps, &want, |_| true).unwrap();
+        sync(&mut table, &mut maps, &want, |_| true).unwrap();
         assert_eq!(
             table.frontend_slots.used.len(),
             2,
@@ -344,7 +513,7 @@ mod tests {
             table.frontend_slots
         );
         assert_eq!(
-            table.frontends[&port_key(9090)].0,
+            table.frontends[&port_key(9090)].id,
             1,
             "the slot given back is reused"
         );
