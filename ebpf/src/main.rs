@@ -124,6 +124,9 @@ impl Packet {
     }
 }
 
+// Inlined: called as a BPF function, its Option comes back through the stack, and
+// kernels before 6.3 refuse to read what the None path left unwritten there.
+#[inline(always)]
 fn parse(ctx: &TcContext) -> Option<Packet> {
     let ethertype: u16 = ctx.load(12).ok()?;
     if u16::from_be(ethertype) != ETH_P_IP {
@@ -222,6 +225,7 @@ enum Route {
 
 /// The connection's flow, or a backend from the frontend's Maglev table for a new one.
 /// A TCP SYN always chooses afresh: its tuple may be an old connection's.
+#[inline(always)] // as parse: no Option or enum back through the stack
 fn route(p: &Packet, fe: &Frontend) -> Route {
     // SAFETY: copied out at once.
     let known = if p.syn {
@@ -239,6 +243,7 @@ fn route(p: &Packet, fe: &Frontend) -> Route {
 }
 
 /// A TCP or UDP packet that is a reply of a tracked connection, with how to turn it back.
+#[inline(always)] // as parse: no Option or enum back through the stack
 fn reply_for(ctx: &TcContext) -> Option<(Packet, Reply)> {
     let p = parse(ctx)?;
     // SAFETY: copied out at once.

@@ -30,6 +30,7 @@ const NODE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 2);
 const LEG_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 250, 2);
 const TASK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 250, 3);
 const SECONDS: &str = "5";
+const ENGINES: [&str; 2] = ["ebpf", "nftables"];
 
 fn sh(args: &[&str]) {
     let out = Command::new(args[0])
@@ -277,9 +278,24 @@ fn main() {
     let _topology = Topology::new();
     serve();
     std::thread::sleep(Duration::from_millis(200));
+    // `-- throughput` or `-- program` runs one part (cargo bench passes --bench too).
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    if wants("throughput") {
+        throughput();
+    }
+    if wants("program") {
+        programming();
+    }
+}
+
+/// Requests/s through the mesh and straight to the task, per engine.
+fn throughput() {
     let direct = format!("http://{TASK_ADDR}/");
     let mesh = format!("http://{NODE_ADDR}:8080/");
-    let engines = ["ebpf", "nftables"];
 
     println!("Requests/s, {SECONDS} s each, wrk -t1 -c16 from another namespace:");
     println!("{:<44} {:>12} {:>12}", "", "keep-alive", "new conn.");
@@ -289,7 +305,7 @@ fn main() {
         "direct to the task (routed, no balancing)", direct_rates.0, direct_rates.1
     );
     let mut rates = std::collections::HashMap::new();
-    for name in engines {
+    for name in ENGINES {
         let e = engine(name);
         assert_eq!(e.name(), name, "the {name} engine did not load (see above)");
         for services in [10, 10_000] {
@@ -307,7 +323,7 @@ fn main() {
     }
     println!();
     println!("Ratios (higher is better for shoal):");
-    for name in engines {
+    for name in ENGINES {
         let r = rates[&(name, 10)];
         println!(
             "  mesh/direct, {name}: keep-alive {:.2}x, new connections {:.2}x",
@@ -323,14 +339,17 @@ fn main() {
             e.1 / n.1
         );
     }
+}
 
+/// The time each engine takes to program 1k / 10k / 50k backends, and to add or remove one.
+fn programming() {
     println!();
     println!("Time to program backends (10 per service), and to add or remove one:");
     println!(
         "{:<10} {:>10} {:>12} {:>12} {:>12}",
         "engine", "backends", "program", "add one", "remove one"
     );
-    for name in engines {
+    for name in ENGINES {
         let e = engine(name);
         for backends in [1_000, 10_000, 50_000] {
             let mut mesh = frontends(backends / 10, 10);
