@@ -19,7 +19,7 @@ pub struct Batch {
     sources: [libc::sockaddr_storage; BATCH],
     source_lens: [libc::socklen_t; BATCH],
     /// The answer to each query, and whether there is one.
-    pub answers: Vec<Vec<u8>>,
+    answers: Vec<Vec<u8>>,
     answered: [bool; BATCH],
     received: usize,
 }

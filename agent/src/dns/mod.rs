@@ -35,11 +35,11 @@ pub fn upstreams_from(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// The name index of the current endpoint tables, rebuilt on the first query after they
-/// change (the tables are shared: an unchanged version is the same `Arc`).
 /// An index, and the tables it was built from.
 type Built = (Arc<Vec<Endpoint>>, Arc<NameIndex>);
 
+/// The name index of the current endpoint tables, rebuilt on the first query after they
+/// change (the tables are shared: an unchanged version is the same `Arc`).
 pub(crate) struct Names {
     gossip: Gossip,
     built: Mutex<Option<Built>>,

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::RecordType;
 use std::os::fd::AsRawFd;
 
+use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::batch;
 use super::forward::Forwarder;
-use super::names::{Lookup, QueryType};
+use super::names::{Lookup, NameIndex, QueryType};
 use super::wire::{self, Query, Refused};
 use super::{Malformed, Names};
 
@@ -47,9 +47,15 @@ enum Outcome {
 }
 
 impl Resolver {
-    /// Answers `packet` into `out` when it can: as much as fits in a UDP answer for that
-    /// client, or in a TCP one.
-    fn answer(&self, packet: &[u8], over_tcp: bool, out: &mut Vec<u8>) -> Outcome {
+    /// Answers `packet` from `index` into `out` when it can: as much as fits in a UDP
+    /// answer for that client, or in a TCP one.
+    fn answer(
+        &self,
+        index: &NameIndex,
+        packet: &[u8],
+        over_tcp: bool,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let query = match Query::parse(packet) {
             Ok(q) => q,
             Err(Refused::Dropped) => return Outcome::Dropped,
@@ -73,7 +79,6 @@ impl Resolver {
             wire::TYPE_PTR => QueryType::Ptr,
             _ => QueryType::Other,
         };
-        let index = self.names.current();
         let lookup = index.resolve(&self.networks, name, qtype);
         if lookup == Lookup::Unknown {
             return Outcome::Forward;
@@ -119,12 +124,13 @@ pub(super) async fn serve(udp: UdpSocket, tcp: TcpListener, resolver: Resolver) 
                 }
                 let mut to_forward = Vec::new();
                 let fd = udp.as_raw_fd();
+                let index = resolver.names.current();
                 // One batch of what is queued; then the other branches get their turn.
                 let _ = udp.try_io(Interest::READABLE, || {
                     batch::with(|batch| {
                         for i in 0..batch.receive(fd)? {
                             let (query, out) = batch.query(i);
-                            match resolver.answer(query, false, out) {
+                            match resolver.answer(&index, query, false, out) {
                                 Outcome::Answered => batch.answered(i),
                                 Outcome::Forward => {
                                     let query = query.to_vec();
@@ -178,7 +184,8 @@ async fn serve_tcp(mut stream: TcpStream, resolver: Arc<Resolver>) {
         if !matches!(read, Ok(Ok(_))) {
             return;
         }
-        let answer = match resolver.answer(&packet, true, &mut out) {
+        let index = resolver.names.current();
+        let answer = match resolver.answer(&index, &packet, true, &mut out) {
             Outcome::Answered => std::mem::take(&mut out),
             Outcome::Forward => match resolver.forward(&packet).await {
                 Some(answer) => answer,

@@ -3,9 +3,6 @@
 //! EDNS from RFC 6891). What a query may contain is checked here; anything this cannot
 //! answer itself is forwarded whole.
 
-#[cfg(test)]
-use std::net::Ipv4Addr;
-
 use super::names::Lookup;
 
 pub const NOERROR: u8 = 0;
@@ -13,7 +10,7 @@ pub const FORMERR: u8 = 1;
 pub const SERVFAIL: u8 = 2;
 pub const NOTIMP: u8 = 4;
 /// Extended (EDNS) rcode 16: the upper bits go in the OPT record.
-const BADVERS: u16 = 16;
+const BADVERS: u8 = 16;
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_PTR: u16 = 12;
@@ -144,84 +141,85 @@ impl<'a> Query<'a> {
     /// the client asks again over TCP.
     pub fn answer(&self, lookup: &Lookup, ttl: u32, limit: usize, out: &mut Vec<u8>) {
         if self.edns.is_some_and(|(_, version)| version != 0) {
-            self.header(out, NOERROR, 0);
-            Self::opt(out, BADVERS);
-            return;
+            return self.error(BADVERS, out);
         }
-        self.header(out, NOERROR, 0);
+        self.header(out, NOERROR);
         let room = limit - if self.edns.is_some() { OPT_LEN } else { 0 };
-        let mut records = 0u16;
-        let mut truncated = false;
-        let mut record = |out: &mut Vec<u8>, rtype: u16, rdata: &dyn Fn(&mut Vec<u8>)| {
-            let start = out.len();
-            // The name is the question's, by a pointer to it.
-            out.extend_from_slice(&[0xc0, HEADER as u8]);
-            out.extend_from_slice(&rtype.to_be_bytes());
-            out.extend_from_slice(&CLASS_IN.to_be_bytes());
-            out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&[0, 0]);
-            rdata(out);
-            let len = (out.len() - start - 12) as u16;
-            out[start + 10..start + 12].copy_from_slice(&len.to_be_bytes());
-            if out.len() > room || truncated {
-                out.truncate(start);
-                truncated = true;
-            } else {
-                records += 1;
-            }
+        let records = match lookup {
+            Lookup::Addresses(ips) => fill(out, room, ttl, TYPE_A, ips.iter(), |out, ip| {
+                out.extend_from_slice(&ip.octets());
+            }),
+            Lookup::Names(targets) => fill(out, room, ttl, TYPE_PTR, targets.iter(), |out, t| {
+                write_name(out, t);
+            }),
+            Lookup::NoData | Lookup::Unknown => (0, true),
         };
-        match lookup {
-            Lookup::Addresses(ips) => {
-                for ip in ips.iter() {
-                    record(out, TYPE_A, &|out| out.extend_from_slice(&ip.octets()));
-                }
-            }
-            Lookup::Names(targets) => {
-                for target in targets.iter() {
-                    record(out, TYPE_PTR, &|out| write_name(out, target));
-                }
-            }
-            Lookup::NoData | Lookup::Unknown => {}
-        }
-        out[6..8].copy_from_slice(&records.to_be_bytes());
-        if truncated {
+        let (count, all_fit) = records;
+        out[6..8].copy_from_slice(&count.to_be_bytes());
+        if !all_fit {
             out[2] |= 0x02;
         }
         if self.edns.is_some() {
-            Self::opt(out, NOERROR as u16);
+            Self::opt(out, NOERROR);
         }
     }
 
     /// Writes an answer that is only `rcode` into `out`.
     pub fn error(&self, rcode: u8, out: &mut Vec<u8>) {
-        self.header(out, rcode, 0);
+        self.header(out, rcode);
         if self.edns.is_some() {
-            Self::opt(out, rcode as u16);
+            Self::opt(out, rcode);
         }
     }
 
-    /// The header and question of an answer; authoritative, recursion available.
-    fn header(&self, out: &mut Vec<u8>, rcode: u8, answers: u16) {
+    /// The header and question of an answer, no records yet; authoritative, recursion
+    /// available; the low bits of `rcode` (the rest goes in the OPT record).
+    fn header(&self, out: &mut Vec<u8>, rcode: u8) {
         out.clear();
         out.extend_from_slice(&self.id.to_be_bytes());
         out.push(0x80 | 0x04 | u8::from(self.recursion_desired));
         out.push(0x80 | (rcode & 0x0f));
-        out.extend_from_slice(&[0, 1]);
-        out.extend_from_slice(&answers.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, u8::from(self.edns.is_some())]);
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(self.edns.is_some())]);
         out.extend_from_slice(self.question);
     }
 
     /// This resolver's OPT record, carrying the upper bits of `rcode`.
-    fn opt(out: &mut Vec<u8>, rcode: u16) {
+    fn opt(out: &mut Vec<u8>, rcode: u8) {
         out.push(0);
         out.extend_from_slice(&TYPE_OPT.to_be_bytes());
         out.extend_from_slice(&EDNS_UDP.to_be_bytes());
-        out.extend_from_slice(&[(rcode >> 4) as u8, 0, 0, 0, 0, 0]);
-        if rcode > 0x0f {
-            out[3] &= 0xf0;
-        }
+        out.extend_from_slice(&[rcode >> 4, 0, 0, 0, 0, 0]);
     }
+}
+
+/// Appends one record per item (the question's name, by a pointer to it) while they fit
+/// in `room`: how many, and whether all did.
+fn fill<T>(
+    out: &mut Vec<u8>,
+    room: usize,
+    ttl: u32,
+    rtype: u16,
+    items: impl Iterator<Item = T>,
+    rdata: impl Fn(&mut Vec<u8>, T),
+) -> (u16, bool) {
+    let mut records = 0;
+    for item in items {
+        let start = out.len();
+        out.extend_from_slice(&[0xc0, HEADER as u8]);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        rdata(out, item);
+        if out.len() > room {
+            out.truncate(start);
+            return (records, false);
+        }
+        let len = (out.len() - start - 12) as u16;
+        out[start + 10..start + 12].copy_from_slice(&len.to_be_bytes());
+        records += 1;
+    }
+    (records, true)
 }
 
 const OPT_LEN: usize = 11;
@@ -259,12 +257,6 @@ fn write_name(out: &mut Vec<u8>, name: &str) {
     out.push(0);
 }
 
-/// The address of an A record's rdata, for tests.
-#[cfg(test)]
-fn ipv4(rdata: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +264,13 @@ mod tests {
     use hickory_proto::rr::{Name, RData, RecordType};
     use hickory_proto::serialize::binary::BinDecodable;
     use std::borrow::Cow;
+    use std::net::Ipv4Addr;
     use std::str::FromStr;
+
+    /// The address of an A record's rdata.
+    fn ipv4(rdata: &[u8]) -> Ipv4Addr {
+        Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])
+    }
 
     fn query(name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
         let mut m = Message::query();
@@ -441,7 +439,7 @@ mod tests {
         packet[at] = 1;
         let m = answer(&packet, &addresses(1), CLASSIC_UDP);
         // 16 is BADVERS in an OPT record (BADSIG to hickory, the same number).
-        assert_eq!(u16::from(m.metadata.response_code), BADVERS);
+        assert_eq!(u16::from(m.metadata.response_code), u16::from(BADVERS));
         assert!(m.answers.is_empty());
     }
 }
