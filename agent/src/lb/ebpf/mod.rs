@@ -472,7 +472,7 @@ impl EbpfEngine {
                     .filter_map(|b| {
                         Some((
                             *b,
-                            total(&maps.backend_stats, *done.table.backend_ids.get(b)?),
+                            total(&maps.backend_stats, done.table.backends.get(b)?.id),
                         ))
                     })
                     .collect(),

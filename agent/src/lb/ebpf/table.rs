@@ -54,6 +54,13 @@ impl PartialEq for Written {
     }
 }
 
+/// A backend's id in the tables, and how many frontends steer to it: at 0 it is freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendEntry {
+    pub id: u32,
+    users: u32,
+}
+
 /// What this agent has written into the tables, so it writes only changes: a sync costs
 /// a look at each wanted frontend and writes only for those that changed (one Maglev
 /// element each, their new backends), whatever the number of backends.
@@ -62,9 +69,7 @@ pub struct Table {
     frontend_slots: Slots,
     backend_slots: Slots,
     pub frontends: HashMap<FrontendKey, Written>,
-    pub backend_ids: HashMap<BackendAddr, u32>,
-    /// How many frontends steer to each backend: at 0 its entry is freed.
-    backend_users: HashMap<BackendAddr, u32>,
+    pub backends: HashMap<BackendAddr, BackendEntry>,
     /// Backends an earlier agent left that no frontend steers to: freed at the next sync.
     orphans: Vec<BackendAddr>,
     generation: u64,
@@ -91,7 +96,8 @@ impl Table {
             {
                 let addr = Ipv4Addr::from(b.addr.to_ne_bytes());
                 let port = u16::from_be_bytes(b.port.to_ne_bytes());
-                done.backend_ids.insert((addr, port), id);
+                done.backends
+                    .insert((addr, port), BackendEntry { id, users: 0 });
                 done.backend_slots.used.insert(id);
                 by_id.insert(id, (addr, port));
             }
@@ -106,7 +112,9 @@ impl Table {
             backends.sort();
             backends.dedup();
             for b in &backends {
-                *done.backend_users.entry(*b).or_default() += 1;
+                if let Some(entry) = done.backends.get_mut(b) {
+                    entry.users += 1;
+                }
             }
             done.frontend_slots.used.insert(fe.id);
             let written = Written {
@@ -118,12 +126,12 @@ impl Table {
             done.frontends.insert(key, written);
         }
         // Backends no frontend steers to (a crash between writes) go at the next sync.
-        for b in done.backend_ids.keys() {
-            if !done.backend_users.contains_key(b) {
-                done.backend_users.insert(*b, 0);
-                done.orphans.push(*b);
-            }
-        }
+        done.orphans = done
+            .backends
+            .iter()
+            .filter(|(_, e)| e.users == 0)
+            .map(|(b, _)| *b)
+            .collect();
         done
     }
 
@@ -196,7 +204,9 @@ impl Table {
             }
         };
         for b in backends {
-            *self.backend_users.entry(*b).or_default() += 1;
+            if let Some(entry) = self.backends.get_mut(b) {
+                entry.users += 1;
+            }
         }
         let generation = self.generation;
         let written = Written {
@@ -214,8 +224,8 @@ impl Table {
     /// A frontend no longer steers to `backends`: each has one user less.
     fn release(&mut self, backends: Vec<BackendAddr>, released: &mut Vec<BackendAddr>) {
         for b in &backends {
-            if let Some(users) = self.backend_users.get_mut(b) {
-                *users = users.saturating_sub(1);
+            if let Some(entry) = self.backends.get_mut(b) {
+                entry.users = entry.users.saturating_sub(1);
             }
         }
         released.extend(backends);
@@ -256,8 +266,8 @@ impl Table {
     }
 
     fn backend_id(&mut self, maps: &mut impl BalancerMaps, b: BackendAddr) -> Result<u32, LbError> {
-        if let Some(id) = self.backend_ids.get(&b) {
-            return Ok(*id);
+        if let Some(entry) = self.backends.get(&b) {
+            return Ok(entry.id);
         }
         // Id 0 stays unused: an empty Maglev slot reads 0.
         let id = self
@@ -273,8 +283,7 @@ impl Table {
             self.backend_slots.free(id);
             return Err(e);
         }
-        self.backend_ids.insert(b, id);
-        self.backend_users.entry(b).or_default();
+        self.backends.insert(b, BackendEntry { id, users: 0 });
         Ok(id)
     }
 
@@ -286,11 +295,7 @@ impl Table {
     ) -> Result<(), LbError> {
         let mut candidates = candidates.into_iter();
         while let Some(b) = candidates.next() {
-            if self.backend_users.get(&b).is_some_and(|users| *users > 0) {
-                continue;
-            }
-            let Some(id) = self.backend_ids.get(&b).copied() else {
-                self.backend_users.remove(&b);
+            let Some(&BackendEntry { id, users: 0 }) = self.backends.get(&b) else {
                 continue;
             };
             if let Err(e) = maps.set_backend(id, Backend::default()) {
@@ -299,8 +304,7 @@ impl Table {
                 self.orphans.extend(candidates);
                 return Err(e);
             }
-            self.backend_ids.remove(&b);
-            self.backend_users.remove(&b);
+            self.backends.remove(&b);
             self.backend_slots.free(id);
         }
         Ok(())
@@ -377,7 +381,7 @@ mod tests {
         assert_eq!(steered(&maps, &port_key(9090)).len(), 2);
         assert_eq!(maps.frontends[&port_key(8080)].backends, 3);
         // A backend two frontends share is one entry.
-        assert_eq!(table.backend_ids.len(), 4);
+        assert_eq!(table.backends.len(), 4);
     }
 
     #[test]
@@ -390,12 +394,12 @@ mod tests {
             |_| true,
         )
         .unwrap();
-        let freed = table.backend_ids[&(ip(2), 80)];
+        let freed = table.backends[&(ip(2), 80)].id;
         sync(&mut table, &mut maps, &wanted(&[(8080, &[1])]), |_| true).unwrap();
         assert!(!maps.frontends.contains_key(&port_key(9090)));
         assert_eq!(maps.backends[&freed], Backend::default());
         sync(&mut table, &mut maps, &wanted(&[(8080, &[1, 5])]), |_| true).unwrap();
-        assert_eq!(table.backend_ids[&(ip(5), 80)], freed, "the lowest free id");
+        assert_eq!(table.backends[&(ip(5), 80)].id, freed, "the lowest free id");
     }
 
     #[test]
@@ -424,7 +428,7 @@ mod tests {
         let want = wanted(&[(8080, &[1, 2, 3]), (9090, &[3, 4])]);
         sync(&mut table, &mut maps, &want, |_| true).unwrap();
         let mut adopted = Table::adopt(&maps);
-        assert_eq!(adopted.backend_ids, table.backend_ids);
+        assert_eq!(adopted.backends, table.backends);
         assert_eq!(adopted.frontends, table.frontends);
         let before = maps.writes;
         sync(&mut adopted, &mut maps, &want, |_| true).unwrap();
@@ -453,7 +457,7 @@ mod tests {
         let before = maps.writes;
         sync(&mut table, &mut maps, &want, |_| true).unwrap();
         assert_eq!(maps.writes - before, 3);
-        assert!(!table.backend_ids.contains_key(&(ip(200), 80)));
+        assert!(!table.backends.contains_key(&(ip(200), 80)));
         // A backend swapped for another: the count stays, so no frontend write.
         want.get_mut(&port_key(7)).unwrap()[0] = (ip(201), 80);
         let before = maps.writes;
@@ -478,11 +482,11 @@ mod tests {
         };
         maps.set_backend(40, stray).unwrap();
         let mut adopted = Table::adopt(&maps);
-        assert!(adopted.backend_ids.contains_key(&(ip(9), 80)));
+        assert!(adopted.backends.contains_key(&(ip(9), 80)));
         sync(&mut adopted, &mut maps, &want, |_| true).unwrap();
-        assert!(!adopted.backend_ids.contains_key(&(ip(9), 80)));
+        assert!(!adopted.backends.contains_key(&(ip(9), 80)));
         assert_eq!(maps.backends[&40], Backend::default());
-        assert_eq!(adopted.backend_ids.len(), 2);
+        assert_eq!(adopted.backends.len(), 2);
     }
 
     #[test]
